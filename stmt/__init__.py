@@ -1,0 +1,36 @@
+"""stmt: motion-capture action recognition on the body surface (STMT, CVPR 2023).
+
+``import stmt`` is light; the heavy parts load on first use:
+
+>>> from stmt import MeshSequence, read_sequence, Classifier  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+__version__ = "0.1.0"
+
+_LAZY = {
+    "MeshSequence": "stmt.sequence",
+    "InputError": "stmt.errors",
+    "read_sequence": "stmt.io",
+    "Classifier": "stmt.predict",
+}
+
+if TYPE_CHECKING:  # pragma: no cover
+    from stmt.errors import InputError
+    from stmt.io import read_sequence
+    from stmt.predict import Classifier
+    from stmt.sequence import MeshSequence
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'stmt' has no attribute {name!r}")
+
+
+__all__ = list(_LAZY)

@@ -1,0 +1,5 @@
+import sys
+
+from stmt.cli import main
+
+sys.exit(main())

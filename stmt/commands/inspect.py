@@ -1,0 +1,58 @@
+"""``stmt inspect FILE``: what a MoCap file holds once read."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def add_body_arguments(p: argparse.ArgumentParser) -> None:
+    """The body-model options every command that reads MoCap files takes."""
+    p.add_argument(
+        "--body",
+        choices=["auto", "smplh", "smplx", "anny"],
+        default="auto",
+        help="body model to pose parameter files with (auto: the SMPL family when "
+        "--body-models or STMT_BODY_MODELS is set, else the free anny body)",
+    )
+    p.add_argument(
+        "--body-models",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="folder with SMPL-family model files (smplh/SMPLH_MALE.npz or "
+        "smplh/male/model.npz layouts); default: $STMT_BODY_MODELS",
+    )
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("file", type=Path, help="AMASS .npz, BVH, ASF/AMC, mesh .npz or mesh folder")
+    add_body_arguments(p)
+    p.add_argument("--json", action="store_true", help="print a JSON object instead")
+
+
+def main(args: argparse.Namespace) -> int:
+    from stmt.io import read_sequence
+
+    seq = read_sequence(args.file, body=args.body, body_models=args.body_models)
+    info = {
+        "file": str(seq.source),
+        "format": seq.format,
+        "frames": seq.num_frames,
+        "fps": round(float(seq.fps), 3),
+        "duration_s": round(seq.duration, 3),
+        "vertices": seq.num_vertices,
+        "faces": 0 if seq.faces is None else int(len(seq.faces)),
+        "joints": 0 if seq.joints is None else int(seq.joints.shape[1]),
+        "body": seq.body,
+    }
+    lo, hi = seq.vertices.min(axis=(0, 1)), seq.vertices.max(axis=(0, 1))
+    info["extent_m"] = [round(float(x), 3) for x in (hi - lo)]
+    if args.json:
+        print(json.dumps(info))
+        return 0
+    width = max(len(k) for k in info)
+    for key, value in info.items():
+        print(f"{key:<{width}}  {value}")
+    return 0

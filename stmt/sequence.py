@@ -1,0 +1,144 @@
+"""The one in-memory type for a posed motion: :class:`MeshSequence`.
+
+Conventions, everywhere in stmt:
+- float32 vertex coordinates in metres;
+- Z is up (as in AMASS); the ground is the plane z = 0 where known;
+- ``vertices`` has shape (T, V, 3): T frames, V vertices;
+- ``faces`` index the *full* mesh of the body topology (F, 3), int64.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stmt.errors import InputError
+
+
+@dataclass
+class MeshSequence:
+    """A body mesh sequence.
+
+    Attributes:
+        vertices: (T, V, 3) float32, metres, Z-up. When ``vertex_ids`` is set the
+            sequence holds only those vertices of the full mesh, so V == len(vertex_ids).
+        faces: (F, 3) int64 triangles of the full mesh, or None for point data.
+        fps: frames per second.
+        joints: (T, J, 3) float32 joint positions, or None.
+        body: which body produced the mesh: "smplh", "smplx", "anny", or "mesh"
+            for a mesh sequence read as it is.
+        source: the file or folder the sequence was read from.
+        format: the detected input format, e.g. "amass-smplh", "bvh", "mesh-npz".
+        rest_vertices: (V_full, 3) float32 canonical rest mesh of the topology
+            (mean shape, zero pose for a body model; first frame for a mesh
+            sequence). Templates are computed on it, so every sequence of one
+            topology gets the same vertex subset.
+        vertex_ids: (N,) int64 ids into the full mesh when only a subset was posed.
+        joint_names: names of ``joints``' rows, when known.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray | None
+    fps: float
+    body: str
+    source: Path
+    format: str = "unknown"
+    joints: np.ndarray | None = None
+    rest_vertices: np.ndarray | None = None
+    vertex_ids: np.ndarray | None = None
+    joint_names: list[str] | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        self.source = Path(self.source)
+        self.vertices = np.ascontiguousarray(self.vertices, dtype=np.float32)
+        self.validate()
+
+    # ------------------------------------------------------------------ checks
+    def validate(self) -> None:
+        """Raise :class:`InputError` naming ``source`` if anything is off."""
+        v = self.vertices
+        if v.ndim != 3 or v.shape[2] != 3:
+            raise InputError(self.source, f"expected vertices of shape (T, V, 3), got {v.shape}")
+        if v.shape[0] == 0:
+            raise InputError(self.source, "the sequence has zero frames")
+        if v.shape[1] == 0:
+            raise InputError(self.source, "the sequence has zero vertices")
+        if not np.isfinite(v).all():
+            raise InputError(self.source, "vertices contain NaN or Inf")
+        if not (np.isfinite(self.fps) and self.fps > 0):
+            raise InputError(self.source, f"expected a positive frame rate, got {self.fps}")
+        n_full = self.num_full_vertices
+        if self.faces is not None:
+            f = np.asarray(self.faces)
+            if f.ndim != 2 or f.shape[1] != 3:
+                raise InputError(self.source, f"expected faces of shape (F, 3), got {f.shape}")
+            if not np.issubdtype(f.dtype, np.integer):
+                raise InputError(self.source, f"expected integer face indices, got {f.dtype}")
+            if f.size and (f.min() < 0 or f.max() >= n_full):
+                raise InputError(
+                    self.source,
+                    f"face indices must lie in [0, {n_full}), got [{f.min()}, {f.max()}]",
+                )
+            self.faces = f.astype(np.int64, copy=False)
+        if self.joints is not None:
+            j = np.asarray(self.joints, dtype=np.float32)
+            if j.ndim != 3 or j.shape[0] != v.shape[0] or j.shape[2] != 3:
+                raise InputError(
+                    self.source, f"expected joints of shape ({v.shape[0]}, J, 3), got {j.shape}"
+                )
+            self.joints = j
+        if self.rest_vertices is not None:
+            r = np.asarray(self.rest_vertices, dtype=np.float32)
+            if r.ndim != 2 or r.shape[1] != 3:
+                raise InputError(self.source, f"expected rest vertices (V, 3), got {r.shape}")
+            self.rest_vertices = r
+        if self.vertex_ids is not None:
+            ids = np.asarray(self.vertex_ids, dtype=np.int64)
+            if ids.shape != (v.shape[1],):
+                raise InputError(
+                    self.source, f"vertex_ids must have shape ({v.shape[1]},), got {ids.shape}"
+                )
+            self.vertex_ids = ids
+
+    # --------------------------------------------------------------- derived
+    @property
+    def num_frames(self) -> int:
+        return int(self.vertices.shape[0])
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.vertices.shape[1])
+
+    @property
+    def num_full_vertices(self) -> int:
+        """Vertex count of the full mesh (differs from num_vertices for a subset)."""
+        if self.rest_vertices is not None:
+            return int(np.asarray(self.rest_vertices).shape[0])
+        if self.vertex_ids is not None and self.faces is not None:
+            return int(np.asarray(self.faces).max()) + 1
+        return self.num_vertices
+
+    @property
+    def duration(self) -> float:
+        """Seconds covered by the frames."""
+        return self.num_frames / self.fps
+
+    def subset(self, vertex_ids: np.ndarray) -> "MeshSequence":
+        """The same motion restricted to ``vertex_ids`` of the full mesh."""
+        ids = np.asarray(vertex_ids, dtype=np.int64)
+        if self.vertex_ids is not None:
+            raise ValueError("sequence is already a vertex subset")
+        return MeshSequence(
+            vertices=self.vertices[:, ids],
+            faces=self.faces,
+            fps=self.fps,
+            body=self.body,
+            source=self.source,
+            format=self.format,
+            joints=self.joints,
+            rest_vertices=self.rest_vertices if self.rest_vertices is not None else self.vertices[0],
+            vertex_ids=ids,
+            joint_names=self.joint_names,
+        )

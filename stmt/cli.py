@@ -16,6 +16,7 @@ import argparse
 import importlib
 import sys
 
+from stmt import __version__
 from stmt.errors import InputError
 
 # name -> (module, one-line help)
@@ -34,20 +35,29 @@ LIGHTNING_COMMANDS = {
 }
 
 
-def _parser() -> argparse.ArgumentParser:
+def _top_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="stmt",
         description="Motion-capture action recognition on the body surface (STMT).",
+        epilog="Run `stmt COMMAND --help` for a command's options.",
     )
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, helptext in LIGHTNING_COMMANDS.items():
-        sub.add_parser(name, help=helptext + " (LightningCLI; see `stmt %s --help`)" % name)
-    for name, (module, helptext) in COMMANDS.items():
-        p = sub.add_parser(name, help=helptext, description=helptext)
-        p.set_defaults(_module=module)
-        mod = importlib.import_module(module)
-        mod.add_arguments(p)
+        sub.add_parser(name, help=f"{helptext} (LightningCLI)")
+    for name, (_, helptext) in COMMANDS.items():
+        sub.add_parser(name, help=helptext)
+    parser.add_argument("--version", action="version", version=f"stmt {__version__}")
     return parser
+
+
+def _run_command(name: str, argv: list[str]) -> int:
+    """Import only the one command's module, parse its options, run it."""
+    module_name, helptext = COMMANDS[name]
+    module = importlib.import_module(module_name)
+    parser = argparse.ArgumentParser(prog=f"stmt {name}", description=helptext)
+    module.add_arguments(parser)
+    args = parser.parse_args(argv)
+    return int(module.main(args) or 0)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -57,12 +67,14 @@ def main(argv: list[str] | None = None) -> int:
             from stmt.engine.cli import lightning_main
 
             return lightning_main(argv)
-        parser = _parser()
+        if argv and argv[0] in COMMANDS:
+            return _run_command(argv[0], argv[1:])
+        parser = _top_parser()
         if not argv:
             parser.print_help()
             return 0
-        args = parser.parse_args(argv)
-        return int(importlib.import_module(args._module).main(args) or 0)
+        parser.parse_args(argv)  # --help, --version, or an unknown command (exit 2)
+        return 0
     except InputError as err:
         print(f"stmt: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,166 @@
+"""What the viewer shows, computed without Open3D: :class:`Scene`.
+
+Attention colouring: the model's attention rollout gives, per window and per
+sampled frame, a relevance for each level-2 patch (:meth:`stmt.Classifier.attention`
+maps it to every frame of the sequence). A patch is spread to vertices in two
+steps:
+
+1. each template point belongs to its geodesically nearest level-2 centre
+   (template points [0:P2]);
+2. each vertex of the full mesh takes the patch of its nearest template point
+   on the rest mesh (euclidean, in the rest pose, so the assignment does not
+   change as the body moves).
+
+Colours are per frame: the frame's patch relevances scaled to [0, 1] (its
+least relevant patch 0, its most relevant 1), mapped along viridis (dark
+blue = low, yellow = high). So the colours show where the model looks within
+a frame, not how much one frame matters against another.
+"""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from viz.overlay import PLAIN_COLOR, colormap
+
+
+def nearest_point(points: np.ndarray, targets: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """(V,) index of the nearest of ``targets`` (N, 3) for each of ``points`` (V, 3)."""
+    out = np.empty(len(points), dtype=np.int64)
+    t2 = (targets**2).sum(axis=1)  # (N,)
+    for i in range(0, len(points), chunk):
+        p = points[i : i + chunk]
+        d = t2[None, :] - 2.0 * p @ targets.T  # (chunk, N), |p|^2 dropped: same argmin
+        out[i : i + chunk] = np.argmin(d, axis=1)
+    return out
+
+
+def vertex_patches(
+    rest: np.ndarray, vertex_ids: np.ndarray, patch_of_point: np.ndarray
+) -> np.ndarray:
+    """(V,) level-2 patch of every vertex of the full mesh ``rest`` (V, 3).
+
+    ``vertex_ids`` (N,) are the template vertices, ``patch_of_point`` (N,) their patches.
+    """
+    rest = np.asarray(rest, dtype=np.float32)
+    nearest = nearest_point(rest, rest[np.asarray(vertex_ids)])  # (V,) into the template
+    return np.asarray(patch_of_point, dtype=np.int64)[nearest]
+
+
+def partition(spans: list[tuple[float, float]], duration: float) -> list[tuple[float, float]]:
+    """Split [0, duration] among overlapping windows: each instant goes to the window
+    whose centre is nearest (the rule used for labels and attention per frame)."""
+    centres = [(s + e) / 2 for s, e in spans]
+    cuts = [0.0] + [(a + b) / 2 for a, b in itertools.pairwise(centres)] + [float(duration)]
+    return [(cuts[i], cuts[i + 1]) for i in range(len(spans))]
+
+
+@dataclass
+class Scene:
+    """A sequence to play, with optional labels and attention.
+
+    Attributes:
+        vertices: (T, V, 3) float32 full mesh (or points), metres, Z-up.
+        faces: (F, 3) int64 or None (drawn as points).
+        fps: the sequence's frame rate.
+        source: the file shown.
+        prediction: the classifier's :class:`stmt.predict.Prediction` (top-3 per window) or None.
+        window_of_frame: (T,) window index per frame (nearest window centre) or None.
+        relevance: (T, P2) attention per frame and patch, or None.
+        vertex_patch: (V,) patch of each vertex, or None.
+    """
+
+    vertices: np.ndarray
+    faces: np.ndarray | None
+    fps: float
+    source: Path
+    prediction: object | None = None
+    window_of_frame: np.ndarray | None = None
+    relevance: np.ndarray | None = None
+    vertex_patch: np.ndarray | None = None
+    label_index: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.vertices.shape[0])
+
+    @property
+    def duration(self) -> float:
+        return self.num_frames / self.fps
+
+    @property
+    def has_attention(self) -> bool:
+        return self.relevance is not None and self.vertex_patch is not None
+
+    def colors(self, frame: int, attention: bool = True) -> np.ndarray:
+        """(V, 3) float RGB of the vertices at ``frame``."""
+        if attention and self.has_attention:
+            r = self.relevance[frame]  # (P2,)
+            lo, hi = float(r.min()), float(r.max())
+            r = (r - lo) / (hi - lo) if hi - lo > 1e-12 else np.full_like(r, 0.5)
+            return colormap(r[self.vertex_patch])
+        return np.broadcast_to(PLAIN_COLOR, (self.vertices.shape[1], 3)).copy()
+
+    def top(self, frame: int, k: int = 3) -> list[tuple[str, float]] | None:
+        """The top-k labels of the window shown at ``frame``, or None without a model."""
+        if self.prediction is None or self.window_of_frame is None:
+            return None
+        return list(self.prediction.windows[int(self.window_of_frame[frame])][2][:k])
+
+    def timeline(self) -> list[tuple[float, float, str]] | None:
+        """[(start_s, end_s, top-1 label)] partitioning [0, duration], or None."""
+        if self.prediction is None:
+            return None
+        spans = [(s, e) for s, e, _ in self.prediction.windows]
+        parts = partition(spans, self.duration)
+        return [(a, b, w[2][0][0]) for (a, b), w in zip(parts, self.prediction.windows)]
+
+
+def load_scene(
+    path: str | Path,
+    ckpt: str | Path | None = None,
+    *,
+    body: str = "auto",
+    body_models: str | Path | None = None,
+    window: float | None = None,
+    stride: float | None = None,
+    device: str = "cpu",
+) -> Scene:
+    """Read ``path`` (full mesh) and, with a checkpoint, label it and compute attention."""
+    from stmt.io import read_sequence
+
+    seq = read_sequence(path, body=body, body_models=body_models)
+    return scene_from_sequence(seq, ckpt, window=window, stride=stride, device=device)
+
+
+def scene_from_sequence(
+    seq, ckpt=None, *, window=None, stride=None, device="cpu", classifier=None
+) -> Scene:
+    """A :class:`Scene` of a full :class:`stmt.sequence.MeshSequence` (see :func:`load_scene`)."""
+    scene = Scene(vertices=seq.vertices, faces=seq.faces, fps=float(seq.fps), source=seq.source)
+    if ckpt is None and classifier is None:
+        return scene
+    if classifier is None:
+        from stmt.predict import Classifier
+
+        classifier = Classifier.from_checkpoint(ckpt, device=device)
+    pred = classifier.predict(seq, window=window, stride=stride, top_k=3)
+    att = classifier.attention(seq, window=window, stride=stride)
+    rest = seq.rest_vertices if seq.rest_vertices is not None else seq.vertices[0]
+    if seq.vertex_ids is not None:  # a subset: full-mesh rest positions of the points shown
+        rest = np.asarray(rest)[seq.vertex_ids]
+        pos = {int(v): i for i, v in enumerate(seq.vertex_ids)}
+        ids = np.array([pos[int(v)] for v in att.vertex_ids], dtype=np.int64)
+    else:
+        ids = att.vertex_ids
+    scene.prediction = pred
+    scene.window_of_frame = att.window_of_frame
+    scene.relevance = att.relevance
+    scene.vertex_patch = vertex_patches(rest, ids, att.patch_of_point)
+    for i, name in enumerate(classifier.class_names):
+        scene.label_index[name] = i
+    return scene

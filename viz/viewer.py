@@ -1,0 +1,365 @@
+"""Open3D player for a :class:`viz.scene.Scene`: interactive window or headless render.
+
+Uses Open3D's legacy ``Visualizer`` (``OffscreenRenderer`` needs EGL/Vulkan,
+which a plain Xvfb machine lacks). Without a display of your own, run under
+Xvfb; ``stmt view --render`` re-executes itself under ``xvfb-run -a`` when
+``DISPLAY`` is unset.
+
+The legacy visualiser draws no text. So:
+
+- **renders** (GIF/MP4/PNG) get the current window's top-3 labels, the colour
+  legend and the window timeline drawn onto each captured frame with PIL
+  (:func:`viz.overlay.draw_overlay`); screenshots taken with S get the same;
+- the **interactive window** shows the mesh only; the labels of the current
+  window are printed to the terminal whenever the window changes, and the
+  timeline once at start.
+
+Keys (interactive): space play/pause, left/right step one frame (pauses),
+A attention colours on/off, S screenshot (PNG in the current folder), Q quit.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stmt.errors import InputError
+from viz.overlay import draw_overlay
+from viz.scene import Scene
+
+BACKGROUND = (1.0, 1.0, 1.0)
+
+
+def _umask_mode(directory: bool = False) -> int:
+    """The mode a plain open()/mkdir() would give (mkstemp/mkdtemp use 0600/0700)."""
+    mask = os.umask(0)
+    os.umask(mask)
+    return (0o777 if directory else 0o666) & ~mask
+
+
+# GLFW key codes
+KEY_SPACE, KEY_RIGHT, KEY_LEFT = 32, 262, 263
+
+
+def import_open3d():
+    """open3d, or an :class:`InputError` saying how to get it."""
+    try:
+        import open3d as o3d
+    except ImportError as err:
+        raise InputError(
+            None,
+            f"stmt view needs open3d ({err}); install it with pip install 'stmt[viz]' "
+            "and the system libraries libgl1 libegl1 libgomp1 libusb-1.0-0",
+        ) from None
+    o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
+    return o3d
+
+
+def _floor_grid(o3d, vertices: np.ndarray, step: float = 0.5):
+    """A grey grid on the floor (z = lowest point) under the whole motion."""
+    lo = vertices.reshape(-1, 3).min(axis=0) - 0.5  # (3,)
+    hi = vertices.reshape(-1, 3).max(axis=0) + 0.5
+    z = lo[2] + 0.5
+    xs = np.arange(np.floor(lo[0] / step) * step, hi[0] + step, step)
+    ys = np.arange(np.floor(lo[1] / step) * step, hi[1] + step, step)
+    pts, lines = [], []
+    for x in xs:
+        pts += [[x, ys[0], z], [x, ys[-1], z]]
+        lines.append([len(pts) - 2, len(pts) - 1])
+    for y in ys:
+        pts += [[xs[0], y, z], [xs[-1], y, z]]
+        lines.append([len(pts) - 2, len(pts) - 1])
+    grid = o3d.geometry.LineSet(
+        o3d.utility.Vector3dVector(np.asarray(pts, dtype=np.float64)),
+        o3d.utility.Vector2iVector(np.asarray(lines, dtype=np.int32)),
+    )
+    grid.paint_uniform_color([0.75, 0.75, 0.75])
+    return grid
+
+
+class Player:
+    """Owns the Open3D geometry of a scene and the playback state."""
+
+    def __init__(
+        self,
+        scene: Scene,
+        width: int = 640,
+        height: int = 480,
+        visible: bool = False,
+        key_callbacks: bool = False,
+        attention: bool = True,
+    ):
+        self.o3d = import_open3d()
+        self.scene = scene
+        self.width, self.height = int(width), int(height)
+        self.frame = 0
+        self.playing = True
+        self.attention = attention and scene.has_attention
+        o3d = self.o3d
+        vis_cls = (
+            o3d.visualization.VisualizerWithKeyCallback
+            if key_callbacks
+            else o3d.visualization.Visualizer
+        )
+        self.vis = vis_cls()
+        title = f"stmt view - {scene.source.name}"
+        if not self.vis.create_window(
+            window_name=title, width=self.width, height=self.height, visible=visible
+        ):
+            raise InputError(
+                None,
+                "Open3D could not open a window (is DISPLAY set? try `xvfb-run -a stmt view ...`)",
+            )
+        v0 = scene.vertices[0].astype(np.float64)
+        if scene.faces is not None:
+            self.geom = o3d.geometry.TriangleMesh(
+                o3d.utility.Vector3dVector(v0),
+                o3d.utility.Vector3iVector(scene.faces.astype(np.int32)),
+            )
+            self.geom.compute_vertex_normals()
+        else:
+            self.geom = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(v0))
+        self._set_colors()
+        self.vis.add_geometry(_floor_grid(o3d, scene.vertices))
+        self.vis.add_geometry(self.geom)
+        opt = self.vis.get_render_option()
+        opt.background_color = np.asarray(BACKGROUND)
+        opt.point_size = 4.0
+        opt.mesh_show_back_face = True
+        ctr = self.vis.get_view_control()
+        lo = scene.vertices.reshape(-1, 3).min(axis=0)
+        hi = scene.vertices.reshape(-1, 3).max(axis=0)
+        ctr.set_lookat(((lo + hi) / 2).astype(np.float64))
+        ctr.set_up([0.0, 0.0, 1.0])
+        ctr.set_front([0.35, -1.0, 0.35])
+        ctr.set_zoom(0.6)
+
+    # ----------------------------------------------------------------- state
+    def _set_colors(self) -> None:
+        colors = self.scene.colors(self.frame, self.attention).astype(np.float64)
+        if isinstance(self.geom, self.o3d.geometry.TriangleMesh):
+            self.geom.vertex_colors = self.o3d.utility.Vector3dVector(colors)
+        else:
+            self.geom.colors = self.o3d.utility.Vector3dVector(colors)
+
+    def show(self, frame: int) -> None:
+        """Pose the geometry at ``frame`` (clamped) and recolour it."""
+        self.frame = int(np.clip(frame, 0, self.scene.num_frames - 1))
+        v = self.scene.vertices[self.frame].astype(np.float64)
+        if isinstance(self.geom, self.o3d.geometry.TriangleMesh):
+            self.geom.vertices = self.o3d.utility.Vector3dVector(v)
+            self.geom.compute_vertex_normals()
+        else:
+            self.geom.points = self.o3d.utility.Vector3dVector(v)
+        self._set_colors()
+        self.vis.update_geometry(self.geom)
+
+    def toggle_attention(self) -> None:
+        self.attention = (not self.attention) and self.scene.has_attention
+        self.show(self.frame)
+
+    def step(self, delta: int) -> None:
+        self.playing = False
+        self.show((self.frame + delta) % self.scene.num_frames)
+
+    def capture(self, overlay: bool = True) -> np.ndarray:
+        """(H, W, 3) uint8 image of the current frame, with labels drawn when ``overlay``."""
+        self.vis.poll_events()
+        self.vis.update_renderer()
+        img = np.asarray(self.vis.capture_screen_float_buffer(do_render=True))  # (H, W, 3) float
+        img = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+        if not overlay:
+            return img
+        s = self.scene
+        return draw_overlay(
+            img,
+            top=s.top(self.frame),
+            time_s=self.frame / s.fps,
+            legend=self.attention,
+            timeline=s.timeline(),
+            duration_s=s.duration,
+            label_index=s.label_index,
+        )
+
+    def close(self) -> None:
+        self.vis.destroy_window()
+
+    # ----------------------------------------------------------------- interactive
+    def run(self) -> None:
+        """Play in a window until Q or the window is closed (see the module docstring)."""
+        vis = self.vis
+        s = self.scene
+        if s.timeline():
+            print(f"{s.source}: window timeline (top-1)")
+            for a, b, label in s.timeline():
+                print(f"  {a:7.2f} - {b:7.2f} s  {label}")
+        print("keys: space play/pause, left/right step, A attention, S screenshot, Q quit")
+        state = {"last": time.perf_counter(), "window": None}
+
+        def report() -> None:
+            if s.window_of_frame is None:
+                return
+            w = int(s.window_of_frame[self.frame])
+            if w != state["window"]:
+                state["window"] = w
+                top = "  ".join(f"{a} {p:.2f}" for a, p in s.top(self.frame))
+                print(f"t = {self.frame / s.fps:6.2f} s  {top}", flush=True)
+
+        def on_tick(_vis) -> bool:
+            now = time.perf_counter()
+            if not self.playing:
+                state["last"] = now
+                return False
+            advance = int((now - state["last"]) * s.fps)
+            if advance < 1:
+                return False
+            state["last"] += advance / s.fps
+            self.show((self.frame + advance) % s.num_frames)
+            report()
+            return True
+
+        def key(fn):
+            def callback(_vis) -> bool:
+                fn()
+                report()
+                return True
+
+            return callback
+
+        def screenshot() -> None:
+            path = Path(f"stmt_view_{s.source.stem}_{self.frame:05d}.png")
+            save_png(self.capture(), path)
+            print(f"saved {path}", flush=True)
+
+        def toggle_play() -> None:
+            self.playing = not self.playing
+
+        vis.register_key_callback(KEY_SPACE, key(toggle_play))
+        vis.register_key_callback(KEY_RIGHT, key(lambda: self.step(1)))
+        vis.register_key_callback(KEY_LEFT, key(lambda: self.step(-1)))
+        vis.register_key_callback(ord("A"), key(self.toggle_attention))
+        vis.register_key_callback(ord("S"), key(screenshot))
+        vis.register_key_callback(ord("Q"), key(vis.close))
+        vis.register_animation_callback(on_tick)
+        report()
+        vis.run()
+        self.close()
+
+
+# --------------------------------------------------------------------------- rendering
+def render_frames(
+    scene: Scene,
+    fps: float | None = None,
+    width: int = 640,
+    height: int = 480,
+    attention: bool = True,
+    overlay: bool = True,
+    max_frames: int | None = None,
+    frames: list[int] | None = None,
+) -> list[np.ndarray]:
+    """Render the scene headlessly (needs a display, e.g. Xvfb) at ``fps`` frames per second.
+
+    Returns a list of (H, W, 3) uint8 images. ``frames`` picks sequence frames explicitly.
+    """
+    if frames is None:
+        fps = float(min(scene.fps, 15.0) if fps is None else fps)
+        count = max(1, int(np.floor(scene.duration * fps + 1e-9)))
+        frames = [
+            min(int(np.floor(k / fps * scene.fps)), scene.num_frames - 1) for k in range(count)
+        ]
+    if max_frames is not None:
+        frames = frames[:max_frames]
+    player = Player(scene, width, height, visible=False, attention=attention)
+    try:
+        out = []
+        for f in frames:
+            player.show(f)
+            out.append(player.capture(overlay=overlay))
+        return out
+    finally:
+        player.close()
+
+
+def save_png(image: np.ndarray, path: Path) -> None:
+    """Write one PNG atomically."""
+    from PIL import Image
+
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent or ".")
+    os.close(fd)
+    try:
+        Image.fromarray(image).save(tmp, optimize=True)
+        os.chmod(tmp, _umask_mode())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_video(images: list[np.ndarray], out: str | Path, fps: float) -> Path:
+    """Write frames to ``out``: .gif, .mp4, .png (the middle frame) or a folder of PNGs
+    (any other name; ``frame_00000.png`` ...). Written to a temporary name, then renamed."""
+    out = Path(out)
+    suffix = out.suffix.lower()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    if suffix == ".png":
+        save_png(images[len(images) // 2], out)
+        return out
+    if suffix in (".gif", ".mp4"):
+        if suffix == ".mp4":
+            try:
+                import imageio_ffmpeg  # noqa: F401
+            except ImportError:
+                raise InputError(
+                    out,
+                    "writing MP4 needs imageio-ffmpeg (pip install imageio-ffmpeg); or write a .gif",
+                ) from None
+        import imageio.v2 as imageio
+
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
+        os.close(fd)
+        try:
+            if suffix == ".gif":
+                import imageio.v3 as iio
+
+                iio.imwrite(tmp, np.stack(images), duration=1000.0 / fps, loop=0)
+            else:
+                with imageio.get_writer(
+                    tmp, fps=fps, codec="libx264", quality=7, macro_block_size=8
+                ) as w:
+                    for im in images:
+                        w.append_data(im)
+            os.chmod(tmp, _umask_mode())
+            os.replace(tmp, out)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+        return out
+    if suffix:
+        raise InputError(
+            out, f"unknown render format {suffix!r}; use .gif, .mp4, .png or a folder name"
+        )
+    tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        for i, im in enumerate(images):
+            from PIL import Image
+
+            Image.fromarray(im).save(tmpdir / f"frame_{i:05d}.png")
+        os.chmod(tmpdir, _umask_mode(directory=True))
+        if out.exists():
+            if not out.is_dir():
+                raise InputError(out, "exists and is not a folder")
+            for p in sorted(tmpdir.iterdir()):
+                os.replace(p, out / p.name)
+            tmpdir.rmdir()
+        else:
+            os.replace(tmpdir, out)
+    except BaseException:
+        shutil.rmtree(tmpdir, ignore_errors=True)
+        raise
+    return out

@@ -1,5 +1,160 @@
 """MoCap readers: every supported file becomes a :class:`stmt.sequence.MeshSequence`.
 
-Public entry point: :func:`read_sequence` (format detected from extension and
-content). Filled in by the readers work (issue 2).
+Public functions:
+
+- :func:`read_sequence` — read any supported file or folder (format detected
+  from extension and content; see :mod:`stmt.io.detect`).
+- :func:`body_topology` — the canonical rest mesh a file of some format would
+  be posed on, without reading a file (to build a vertex template first).
+- :func:`detect_format` — the format name alone.
+
+Formats (``seq.format``): "amass-smplh", "amass-smplx" (:mod:`stmt.io.amass`),
+"bvh" (:mod:`stmt.io.bvh`), "asf-amc" (:mod:`stmt.io.asf_amc`), "mesh-npz",
+"mesh-folder" (:mod:`stmt.io.mesh`). Every reader raises
+:class:`stmt.errors.InputError` (one line naming the file) for bad input.
+
+This module imports only numpy and the light stmt modules; readers and body
+models load when first used.
 """
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stmt.errors import InputError
+from stmt.io.detect import FORMATS, detect_format
+from stmt.sequence import MeshSequence
+
+BODIES = ("auto", "smplh", "smplx", "anny")
+
+__all__ = ["BODIES", "FORMATS", "body_topology", "detect_format", "read_sequence"]
+
+
+def _check_body(body: str) -> None:
+    if body not in BODIES:
+        raise ValueError(f"body must be one of {BODIES}, got {body!r}")
+
+
+def _anny_only(path: Path | None, body: str, fmt: str) -> None:
+    if body not in ("auto", "anny"):
+        raise InputError(
+            path, f"{fmt} files are posed on the anny body only (--body auto or anny), not {body}"
+        )
+
+
+def read_sequence(
+    path: str | Path,
+    *,
+    body: str = "auto",
+    body_models: str | Path | None = None,
+    vertex_ids: np.ndarray | None = None,
+) -> MeshSequence:
+    """Read a MoCap file or mesh folder as a posed mesh sequence (float32, metres, Z up).
+
+    Args:
+        path: AMASS SMPL+H / SMPL-X ``.npz``, mesh-sequence ``.npz``, ``.bvh``,
+            ``.amc`` (its ``.asf`` is found by the ASF/AMC reader), or a folder
+            of per-frame ``.obj`` / ``.ply`` files.
+        body: "auto" | "smplh" | "smplx" | "anny": the body parameter files are posed
+            on. "auto": AMASS files use their own SMPL family when a body-model folder
+            is known (``body_models`` or ``$STMT_BODY_MODELS``), else anny; BVH and
+            ASF/AMC always use anny. Mesh sequences carry their own vertices and
+            ignore ``body`` and ``body_models``.
+        body_models: folder with SMPL-family model files (``smplh/SMPLH_MALE.npz`` or
+            ``smplh/male/model.npz`` layouts; likewise ``smplx/``).
+        vertex_ids: (N,) integer ids into the full mesh of the chosen body: only those
+            vertices are posed (fast path) and ``seq.vertex_ids`` is set. ``seq.faces``
+            and ``seq.rest_vertices`` still describe the full mesh.
+
+    Returns:
+        The sequence. For body models ``rest_vertices`` is canonical (mean shape, zero
+        pose: the same for every file posed on that body); for mesh sequences it is
+        the first frame.
+
+    Raises:
+        InputError: one line naming the file and what was expected.
+    """
+    _check_body(body)
+    path = Path(path)
+    fmt = detect_format(path)
+    if fmt in ("amass-smplh", "amass-smplx"):
+        from stmt.io.amass import read_amass
+
+        return read_amass(path, fmt, body=body, body_models=body_models, vertex_ids=vertex_ids)
+    if fmt == "mesh-npz":
+        from stmt.io.mesh import read_mesh_npz
+
+        return read_mesh_npz(path, vertex_ids=vertex_ids)
+    if fmt == "mesh-folder":
+        from stmt.io.mesh import read_mesh_folder
+
+        return read_mesh_folder(path, vertex_ids=vertex_ids)
+    if fmt == "bvh":
+        _anny_only(path, body, "BVH")
+        from stmt.io.bvh import read_bvh
+
+        return read_bvh(path, vertex_ids=vertex_ids)
+    # asf-amc
+    _anny_only(path, body, "ASF/AMC")
+    if path.suffix.lower() == ".asf":
+        raise InputError(
+            path,
+            "an .asf file holds only the skeleton; pass the .amc motion file (the .asf is found beside it)",
+        )
+    from stmt.io.asf_amc import read_amc
+
+    return read_amc(path, vertex_ids=vertex_ids)
+
+
+def body_topology(
+    body: str = "auto",
+    body_models: str | Path | None = None,
+    fmt: str = "amass-smplh",
+    path: str | Path | None = None,
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The canonical rest mesh files of format ``fmt`` are posed on, without reading a file.
+
+    Args:
+        body, body_models: as in :func:`read_sequence`.
+        fmt: one of :data:`FORMATS`.
+        path: needed only for "mesh-npz" / "mesh-folder", whose topology is the
+            file's own (its first frame is read).
+
+    Returns:
+        ``(rest_vertices (V, 3) float32, faces (F, 3) int64, name)`` with name
+        "smplh" | "smplx" | "anny" | "mesh". Equals ``read_sequence(...).rest_vertices``
+        / ``.faces`` for every file of that format and body.
+    """
+    _check_body(body)
+    if fmt not in FORMATS:
+        raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
+    if fmt in ("mesh-npz", "mesh-folder"):
+        if path is None:
+            raise ValueError(
+                f"body_topology(fmt={fmt!r}) needs the path: a mesh sequence has its own topology"
+            )
+        from stmt.io.mesh import read_rest_mesh
+
+        rest, faces = read_rest_mesh(path, fmt)
+        if faces is None:
+            raise InputError(path, "the mesh sequence has no faces; a surface template needs them")
+        return rest, faces, "mesh"
+    src = None if path is None else Path(path)
+    if fmt in ("bvh", "asf-amc"):
+        _anny_only(src, body, fmt)
+        name = "anny"
+    else:
+        from stmt.io.amass import resolve_body
+
+        name, root = resolve_body(body, body_models, fmt, src)
+    if name == "anny":
+        from stmt.body.anny import rest_mesh
+
+        rest, faces = rest_mesh()
+        return np.asarray(rest, dtype=np.float32), np.asarray(faces, dtype=np.int64), "anny"
+    from stmt.body.smpl import canonical_model_file, load_model
+
+    model = load_model(canonical_model_file(root, name), name)
+    return model.v_template.copy(), model.faces.copy(), name

@@ -1,0 +1,412 @@
+"""SMPL-family body models (SMPL+H, SMPL-X) from the user's own model files, and fast posing.
+
+Model files are never shipped; the user points ``--body-models DIR`` (or
+``$STMT_BODY_MODELS``) at a folder in one of two layouts::
+
+    DIR/smplh/SMPLH_MALE.npz        (smplx layout; also SMPLX_*.npz under DIR/smplx/)
+    DIR/smplh/male/model.npz        (AMASS layout; also DIR/smplx/male/model.npz)
+
+A model file is read with numpy alone (the keys smplx reads: ``v_template``,
+``shapedirs``, ``posedirs``, ``J_regressor``, ``weights``, ``kintree_table``,
+``f``). Official chumpy ``.pkl`` files are refused with a message saying to
+convert them to ``.npz``.
+
+Posing (:func:`pose`) is linear blend skinning written here in float32 torch,
+equal to ``smplx``'s forward (checked in ``tests/test_io_amass.py``) but:
+
+- the rest joints depend on the shape only, so they are regressed once per
+  sequence, not once per frame;
+- with ``vertex_ids`` only those rows of the shape, pose-corrective and
+  skinning bases are touched, so posing N << V vertices costs O(N) per frame;
+- the kinematic chain is walked one tree level at a time (about 11 levels for
+  52 joints), batched over frames.
+
+Hands are posed with full axis-angle (no PCA) and no hand mean, as AMASS
+stores them (smplx ``use_pca=False, flat_hand_mean=True``). All betas a file
+holds are used, up to the model's shape components. (smplx 0.1.28 itself keeps
+only 10 betas for a model with fewer than 300 shape components, with a printed
+warning, whatever ``num_betas`` says; AMASS SMPL+H models have 16.) SMPL-X
+expression is zero.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from stmt.errors import InputError
+
+if TYPE_CHECKING:  # pragma: no cover
+    import torch
+
+GENDERS = ("neutral", "male", "female")
+NUM_JOINTS = {"smplh": 52, "smplx": 55}
+# Pose-vector width of an AMASS file for each body: 3 values per joint.
+POSE_WIDTH = {"smplh": 156, "smplx": 165}
+
+_BODY_JOINTS = [
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
+    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
+    "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+]  # fmt: skip
+_HAND = [
+    f"{finger}{i}" for finger in ("index", "middle", "pinky", "ring", "thumb") for i in (1, 2, 3)
+]
+JOINT_NAMES = {
+    "smplh": _BODY_JOINTS + [f"left_{h}" for h in _HAND] + [f"right_{h}" for h in _HAND],
+    "smplx": _BODY_JOINTS
+    + ["jaw", "left_eye", "right_eye"]
+    + [f"left_{h}" for h in _HAND]
+    + [f"right_{h}" for h in _HAND],
+}
+_REQUIRED_KEYS = (
+    "v_template",
+    "shapedirs",
+    "posedirs",
+    "J_regressor",
+    "weights",
+    "kintree_table",
+    "f",
+)
+
+
+# ---------------------------------------------------------------- model files
+def models_dir(body_models: str | Path | None) -> Path | None:
+    """The body-model folder from the argument, else ``$STMT_BODY_MODELS``, else None."""
+    if body_models is None or str(body_models) == "":
+        env = os.environ.get("STMT_BODY_MODELS", "")
+        if not env:
+            return None
+        body_models = env
+    root = Path(body_models).expanduser()
+    if not root.is_dir():
+        raise InputError(
+            root, "body-model folder does not exist (from --body-models or $STMT_BODY_MODELS)"
+        )
+    return root
+
+
+def candidate_paths(root: Path, body: str, gender: str) -> list[Path]:
+    """Where a model file of ``body`` ("smplh"|"smplx") and ``gender`` may lie, in search order."""
+    upper = f"{body.upper()}_{gender.upper()}.npz"
+    return [root / body / upper, root / body / gender / "model.npz", root / upper]
+
+
+def find_model_file(root: Path, body: str, gender: str) -> Path:
+    """The model file for ``body`` and ``gender`` under ``root``, or InputError naming the paths tried."""
+    if gender not in GENDERS:
+        raise InputError(root, f"unknown gender {gender!r}; expected one of {', '.join(GENDERS)}")
+    tried = candidate_paths(root, body, gender)
+    for path in tried:
+        if path.is_file():
+            return path
+    for path in tried:
+        pkl = path.with_suffix(".pkl")
+        if pkl.is_file():
+            raise InputError(
+                pkl,
+                "official .pkl (chumpy) model files are not read; convert it to .npz "
+                f"(plain numpy arrays, e.g. with smplx's tools/clean_ch.py) at {path}",
+            )
+    raise InputError(
+        root, f"no {body} {gender} model file; looked at " + ", ".join(map(str, tried))
+    )
+
+
+def canonical_model_file(root: Path, body: str) -> Path:
+    """The model whose zero-shape rest mesh is the canonical one: neutral, else male, else female."""
+    for gender in GENDERS:
+        for path in candidate_paths(root, body, gender):
+            if path.is_file():
+                return path
+    return find_model_file(root, body, "neutral")  # raises, naming the paths
+
+
+@dataclass(frozen=True)
+class SMPLModel:
+    """A SMPL-family model as plain float32 arrays (cached per file: do not modify them).
+
+    Attributes:
+        body: "smplh" or "smplx".
+        path: the file it was read from.
+        v_template: (V, 3) rest vertices, mean shape, zero pose (model frame: Y up).
+        shapedirs: (V, 3, S) shape components used by betas.
+        posedirs: (V, 3, P) pose-corrective components, P = 9 * (J - 1).
+        j_regressor: (J, V) rest joints from rest vertices.
+        weights: (V, J) skinning weights.
+        parents: (J,) int64 parent joint, -1 for the root.
+        faces: (F, 3) int64.
+    """
+
+    body: str
+    path: Path
+    v_template: np.ndarray
+    shapedirs: np.ndarray
+    posedirs: np.ndarray
+    j_regressor: np.ndarray
+    weights: np.ndarray
+    parents: np.ndarray
+    faces: np.ndarray
+
+    @property
+    def num_vertices(self) -> int:
+        return int(self.v_template.shape[0])
+
+    @property
+    def num_joints(self) -> int:
+        return int(self.parents.shape[0])
+
+    @property
+    def num_shape(self) -> int:
+        return int(self.shapedirs.shape[2])
+
+
+def _dense(x) -> np.ndarray:
+    if hasattr(x, "toarray"):  # a scipy sparse J_regressor
+        x = x.toarray()
+    return np.asarray(x)
+
+
+def load_model(path: str | Path, body: str) -> SMPLModel:
+    """Read and check a SMPL+H / SMPL-X ``.npz`` model file (cached per path and mtime)."""
+    path = Path(path)
+    try:
+        mtime = path.stat().st_mtime_ns
+    except OSError as err:
+        raise InputError(path, f"cannot read body-model file ({err.strerror})") from None
+    return _load_model_cached(str(path), body, mtime)
+
+
+@functools.lru_cache(maxsize=8)
+def _load_model_cached(path_str: str, body: str, mtime: int) -> SMPLModel:
+    path = Path(path_str)
+    if path.suffix == ".pkl":
+        raise InputError(
+            path, "official .pkl (chumpy) model files are not read; convert it to .npz"
+        )
+    try:
+        # Model files are the user's licensed files; smplx itself loads them with pickle allowed
+        # (some store J_regressor as a pickled sparse matrix).
+        data = np.load(path, allow_pickle=True)
+        keys = set(data.files)
+    except Exception as err:  # noqa: BLE001 (BadZipFile, ValueError, OSError, ...)
+        raise InputError(
+            path, f"not a readable .npz body-model file ({type(err).__name__}: {err})"
+        ) from None
+    missing = [k for k in _REQUIRED_KEYS if k not in keys]
+    if missing:
+        raise InputError(
+            path,
+            f"missing {', '.join(missing)}; expected a SMPL-family model with keys {', '.join(_REQUIRED_KEYS)}",
+        )
+    try:
+        arrays = {k: _dense(data[k]) for k in _REQUIRED_KEYS}
+    except Exception as err:  # noqa: BLE001 (any failure here is a bad file)
+        raise InputError(
+            path, f"body-model file is truncated or corrupt ({type(err).__name__}: {err})"
+        ) from None
+
+    v_template = arrays["v_template"].astype(np.float32)
+    V = v_template.shape[0]
+    shapedirs = arrays["shapedirs"].astype(np.float32)
+    if shapedirs.ndim == 2:
+        shapedirs = shapedirs[:, :, None]
+    if body == "smplx":
+        # As smplx: 300 shape + 100 expression components in v1.1 files, else 10 + 10.
+        shapedirs = shapedirs[
+            :, :, : 300 if shapedirs.shape[2] >= 400 else min(10, shapedirs.shape[2])
+        ]
+    J = NUM_JOINTS[body]
+    parents = arrays["kintree_table"][0].astype(np.int64)  # root entry is 2**32-1 in official files
+    parents[0] = -1
+    expect = {
+        "v_template": (V, 3),
+        "shapedirs": (V, 3, shapedirs.shape[2]),
+        "posedirs": (V, 3, 9 * (J - 1)),
+        "J_regressor": (J, V),
+        "weights": (V, J),
+        "kintree_table": (2, J),
+    }
+    found = {
+        "v_template": v_template.shape,
+        "shapedirs": shapedirs.shape,
+        "posedirs": arrays["posedirs"].shape,
+        "J_regressor": arrays["J_regressor"].shape,
+        "weights": arrays["weights"].shape,
+        "kintree_table": arrays["kintree_table"].shape,
+    }
+    for key, shape in expect.items():
+        if tuple(found[key]) != shape:
+            name = {"smplh": "SMPL+H", "smplx": "SMPL-X"}[body]
+            raise InputError(
+                path,
+                f"{key} has shape {tuple(found[key])}; a {name} model ({J} joints) needs {shape}",
+            )
+    faces = arrays["f"].astype(np.int64)
+    if faces.ndim != 2 or faces.shape[1] != 3 or faces.min() < 0 or faces.max() >= V:
+        raise InputError(path, f"f must be (F, 3) vertex indices in [0, {V})")
+    if not (parents[1:] >= 0).all() or not (parents[1:] < np.arange(1, J)).all():
+        raise InputError(path, "kintree_table must list each joint's parent before the joint")
+    model = SMPLModel(
+        body=body,
+        path=path,
+        v_template=v_template,
+        shapedirs=np.ascontiguousarray(shapedirs),
+        posedirs=np.ascontiguousarray(arrays["posedirs"], dtype=np.float32),
+        j_regressor=np.ascontiguousarray(arrays["J_regressor"], dtype=np.float32),
+        weights=np.ascontiguousarray(arrays["weights"], dtype=np.float32),
+        parents=parents,
+        faces=faces,
+    )
+    return model
+
+
+# ---------------------------------------------------------------- posing
+def _rodrigues(rotvec: torch.Tensor) -> torch.Tensor:
+    """(..., 3) axis-angle -> (..., 3, 3) rotation matrices (same formula as smplx)."""
+    import torch
+
+    angle = torch.linalg.vector_norm(rotvec + 1e-8, dim=-1, keepdim=True)  # (..., 1)
+    axis = rotvec / angle
+    x, y, z = axis.unbind(-1)
+    zero = torch.zeros_like(x)
+    K = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1)  # (..., 9)
+    K = K.unflatten(-1, (3, 3))  # (..., 3, 3)
+    s = torch.sin(angle)[..., None]  # (..., 1, 1)
+    c = torch.cos(angle)[..., None]
+    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
+    return eye + s * K + (1 - c) * (K @ K)
+
+
+def _tree_levels(parents: np.ndarray) -> list[np.ndarray]:
+    """Joint ids grouped by depth in the tree (level 0 = the root)."""
+    depth = np.zeros(len(parents), dtype=np.int64)
+    for j in range(1, len(parents)):
+        depth[j] = depth[parents[j]] + 1
+    return [np.flatnonzero(depth == d) for d in range(1, int(depth.max()) + 1)]
+
+
+def rest_joints(model: SMPLModel, betas: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
+    """Shaped rest vertices (V, 3) and rest joints (J, 3), float64, for one body shape."""
+    v_shaped = model.v_template.astype(np.float64)
+    if betas is not None and len(betas):
+        b = np.asarray(betas, dtype=np.float64).reshape(-1)[: model.num_shape]
+        v_shaped = v_shaped + model.shapedirs[:, :, : len(b)].astype(np.float64) @ b
+    return v_shaped, model.j_regressor.astype(np.float64) @ v_shaped
+
+
+def pose(
+    model: SMPLModel,
+    poses: np.ndarray,
+    trans: np.ndarray,
+    betas: np.ndarray | None = None,
+    vertex_ids: np.ndarray | None = None,
+    max_chunk_vertices: int = 1 << 21,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pose a sequence with linear blend skinning (float32 torch on the CPU).
+
+    Args:
+        model: the body model.
+        poses: (T, 3 * J) axis-angle, joints in model order (AMASS order).
+        trans: (T, 3) root translation, metres.
+        betas: (B,) shape coefficients; the first ``min(B, model.num_shape)`` are used.
+        vertex_ids: (N,) ids into the full mesh to pose only those vertices, or None for all.
+        max_chunk_vertices: frames are posed in chunks of about this many vertices in all.
+
+    Returns:
+        vertices (T, N or V, 3) float32 and joints (T, J, 3) float32, in the frame of the
+        pose parameters (AMASS: Z up), metres.
+    """
+    import torch
+
+    J = model.num_joints
+    T = poses.shape[0]
+    assert poses.shape == (T, 3 * J) and trans.shape == (T, 3), (poses.shape, trans.shape)
+    v_shaped, j_rest = rest_joints(model, betas)  # once per sequence: shape only
+
+    if vertex_ids is None:
+        rows = slice(None)
+        n = model.num_vertices
+    else:
+        rows = np.asarray(vertex_ids, dtype=np.int64)
+        n = len(rows)
+    v_rest = torch.from_numpy(v_shaped[rows].astype(np.float32))  # (N, 3)
+    posedirs = torch.from_numpy(model.posedirs[rows]).reshape(n * 3, -1)  # (N*3, P)
+    weights = torch.from_numpy(model.weights[rows])  # (N, J)
+    j_rest_t = torch.from_numpy(j_rest.astype(np.float32))  # (J, 3)
+    parents = torch.from_numpy(model.parents)
+    rel = j_rest_t.clone()
+    rel[1:] -= j_rest_t[parents[1:]]  # (J, 3) offset of each joint from its parent
+    levels = [
+        (torch.from_numpy(ids), parents[torch.from_numpy(ids)])
+        for ids in _tree_levels(model.parents)
+    ]
+    eye = torch.eye(3)
+
+    out_v = np.empty((T, n, 3), dtype=np.float32)
+    out_j = np.empty((T, J, 3), dtype=np.float32)
+    chunk = max(1, min(T, max_chunk_vertices // max(n, 1)))
+    with torch.inference_mode():
+        for start in range(0, T, chunk):
+            p = torch.from_numpy(
+                np.ascontiguousarray(poses[start : start + chunk], dtype=np.float32)
+            )
+            b = p.shape[0]
+            R_local = _rodrigues(p.view(b, J, 3))  # (b, J, 3, 3)
+            # Pose correctives from every non-root joint rotation.
+            feat = (R_local[:, 1:] - eye).reshape(b, -1)  # (b, 9*(J-1))
+            v_posed = v_rest + (feat @ posedirs.T).view(b, n, 3)  # (b, N, 3)
+            # World rotation and position of each joint, one tree level at a time.
+            R = torch.empty_like(R_local)
+            t = torch.empty(b, J, 3)
+            R[:, 0] = R_local[:, 0]
+            t[:, 0] = j_rest_t[0]
+            for ids, par in levels:
+                R[:, ids] = R[:, par] @ R_local[:, ids]
+                t[:, ids] = t[:, par] + (R[:, par] @ rel[ids].unsqueeze(-1)).squeeze(-1)
+            # Skinning transform of each joint: x -> R x + (t - R j_rest).
+            A = torch.cat(
+                [R, (t - (R @ j_rest_t.unsqueeze(-1)).squeeze(-1)).unsqueeze(-1)], -1
+            )  # (b, J, 3, 4)
+            A = A.reshape(b, J, 12).permute(1, 0, 2).reshape(J, b * 12)  # (J, b*12)
+            M = (weights @ A).view(n, b, 3, 4).permute(1, 0, 2, 3)  # (b, N, 3, 4)
+            verts = (M[..., :3] @ v_posed.unsqueeze(-1)).squeeze(-1) + M[..., 3]  # (b, N, 3)
+            tr = torch.from_numpy(
+                np.ascontiguousarray(trans[start : start + chunk], dtype=np.float32)
+            )
+            out_v[start : start + b] = (verts + tr[:, None]).numpy()
+            out_j[start : start + b] = (t + tr[:, None]).numpy()
+    return out_v, out_j
+
+
+def check_vertex_ids(vertex_ids, num_vertices: int, source: Path) -> np.ndarray | None:
+    """``vertex_ids`` as an int64 array checked against the mesh size (InputError naming ``source``)."""
+    if vertex_ids is None:
+        return None
+    ids = np.asarray(vertex_ids)
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"vertex_ids must be a 1-D integer array, got {ids.dtype} {ids.shape}")
+    if ids.size and (ids.min() < 0 or ids.max() >= num_vertices):
+        raise InputError(
+            source,
+            f"vertex ids span [{ids.min()}, {ids.max()}] but this mesh has {num_vertices} vertices "
+            "(a template made for another body topology?)",
+        )
+    return ids.astype(np.int64)
+
+
+def warn_dropped_betas(betas: np.ndarray, model: SMPLModel, source: Path) -> None:
+    extra = np.asarray(betas).reshape(-1)[model.num_shape :]
+    if extra.size and np.any(extra != 0):
+        warnings.warn(
+            f"{source}: {len(betas)} betas but {model.path} has {model.num_shape} shape components; "
+            f"the last {extra.size} are ignored",
+            stacklevel=3,
+        )

@@ -1,0 +1,240 @@
+"""AMASS parameter files (SMPL+H ``.npz`` and SMPL-X "stageii" ``.npz``) -> MeshSequence.
+
+SMPL+H files: ``poses`` (T, 156) = root 3, body 63, left hand 45, right hand
+45 (axis-angle); ``trans`` (T, 3); ``betas`` (16,); ``gender``;
+``mocap_framerate``; ``dmpls`` (T, 8) is accepted and ignored (soft-tissue
+components need the separate DMPL files, and barely move the surface).
+
+SMPL-X stageii files: ``poses`` (T, 165) = root 3, body 63, jaw 3, eyes 6,
+left hand 45, right hand 45; ``mocap_frame_rate``; ``trans``; ``betas``;
+``gender``. Files without ``poses`` are assembled from the per-part keys
+``root_orient``, ``pose_body``, (``pose_jaw``, ``pose_eye``,) ``pose_hand``.
+
+AMASS sequences are already Z up in metres: ``trans`` and the root
+orientation are kept as they are.
+
+The body they are posed on (``body``):
+- ``"auto"``: the file's own SMPL family when a body-model folder is given
+  (``body_models`` or ``$STMT_BODY_MODELS``), else the free anny body;
+- ``"smplh"`` / ``"smplx"``: must match the file (156 vs 165 columns);
+- ``"anny"``: the 22 SMPL body joints (root + body, first 66 values) mapped
+  onto anny by :func:`stmt.body.anny.pose_from_smpl`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stmt.errors import InputError
+from stmt.io.detect import npz_array, open_npz
+from stmt.sequence import MeshSequence
+
+_KIND = {"amass-smplh": "smplh", "amass-smplx": "smplx"}
+_NAME = {"smplh": "SMPL+H", "smplx": "SMPL-X"}
+_WIDTH = {"smplh": 156, "smplx": 165}
+_PARTS = {
+    "smplh": [("root_orient", 3), ("pose_body", 63), ("pose_hand", 90)],
+    "smplx": [
+        ("root_orient", 3),
+        ("pose_body", 63),
+        ("pose_jaw", 3),
+        ("pose_eye", 6),
+        ("pose_hand", 90),
+    ],
+}
+
+
+@dataclass
+class AmassMotion:
+    """The parameters of one AMASS file, checked.
+
+    Attributes:
+        kind: "smplh" or "smplx".
+        poses: (T, 156 | 165) float64 axis-angle.
+        trans: (T, 3) float64 metres.
+        betas: (B,) float64, or None when the file has none.
+        gender: "male" | "female" | "neutral", or None when the file has none.
+        fps: frames per second.
+    """
+
+    kind: str
+    poses: np.ndarray
+    trans: np.ndarray
+    betas: np.ndarray | None
+    gender: str | None
+    fps: float
+
+
+def _numeric(path: Path, key: str, x: np.ndarray) -> np.ndarray:
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
+        raise InputError(path, f"'{key}' holds {x.dtype} values; expected numbers")
+    x = np.asarray(x, dtype=np.float64)
+    if not np.isfinite(x).all():
+        bad = np.argwhere(~np.isfinite(x))[0]
+        where = f" (first at frame {bad[0]})" if x.ndim == 2 else ""
+        raise InputError(path, f"'{key}' contains NaN or Inf{where}")
+    return x
+
+
+def _gender(path: Path, raw: np.ndarray) -> str:
+    if raw.size != 1 or raw.dtype.kind not in "SU":
+        raise InputError(
+            path,
+            f"'gender' must be one string (male, female or neutral), got {raw.dtype} {raw.shape}",
+        )
+    value = raw.reshape(-1)[0]
+    value = value.decode("latin-1") if isinstance(value, bytes) else str(value)
+    value = value.strip().lower()
+    if value not in ("male", "female", "neutral"):
+        raise InputError(path, f"gender is {value!r}; expected male, female or neutral")
+    return value
+
+
+def load_amass(path: str | Path, fmt: str) -> AmassMotion:
+    """Read and check an AMASS ``.npz`` of format ``fmt`` ("amass-smplh" | "amass-smplx")."""
+    path = Path(path)
+    kind = _KIND[fmt]
+    npz = open_npz(path)
+    keys = set(npz.files)
+    if "poses" in keys:
+        poses = npz_array(npz, path, "poses")
+    else:  # per-part keys only
+        parts = [npz_array(npz, path, key, f"{width} columns") for key, width in _PARTS[kind]]
+        for (key, width), part in zip(_PARTS[kind], parts):
+            if part.ndim != 2 or part.shape[1] != width:
+                raise InputError(path, f"'{key}' has shape {part.shape}; expected (T, {width})")
+            if len(part) != len(parts[0]):
+                raise InputError(
+                    path, f"'{key}' has {len(part)} frames but 'root_orient' has {len(parts[0])}"
+                )
+        poses = np.concatenate(parts, axis=1)
+    width = _WIDTH[kind]
+    if poses.ndim != 2 or poses.shape[1] != width:
+        raise InputError(
+            path, f"poses has shape {poses.shape}; expected (T, {width}) for AMASS {_NAME[kind]}"
+        )
+    if poses.shape[0] == 0:
+        raise InputError(path, f"the sequence has zero frames (poses is {poses.shape})")
+    poses = _numeric(path, "poses", poses)
+
+    trans = npz_array(npz, path, "trans", "root translation (T, 3)")
+    if trans.ndim != 2 or trans.shape[1] != 3:
+        raise InputError(path, f"trans has shape {trans.shape}; expected (T, 3)")
+    if trans.shape[0] != poses.shape[0]:
+        raise InputError(
+            path,
+            f"trans has {trans.shape[0]} frames but poses has {poses.shape[0]}; they must match",
+        )
+    trans = _numeric(path, "trans", trans)
+
+    rate_key = next((k for k in ("mocap_framerate", "mocap_frame_rate") if k in keys), None)
+    if rate_key is None:
+        raise InputError(
+            path, "missing key 'mocap_framerate' (or 'mocap_frame_rate'): the frame rate"
+        )
+    rate = npz_array(npz, path, rate_key)
+    if rate.size != 1:
+        raise InputError(path, f"'{rate_key}' has shape {rate.shape}; expected one number")
+    fps = float(_numeric(path, rate_key, rate).reshape(-1)[0])
+    if fps <= 0:
+        raise InputError(path, f"'{rate_key}' is {fps}; expected a positive frame rate")
+
+    betas = None
+    if "betas" in keys:
+        b = _numeric(path, "betas", npz_array(npz, path, "betas"))
+        if b.ndim == 2 and len(b) >= 1 and np.allclose(b, b[:1]):  # (1, B) or one row per frame
+            b = b[0]
+        if b.ndim != 1:
+            raise InputError(path, f"betas has shape {b.shape}; expected one body shape (B,)")
+        betas = b
+    gender = _gender(path, npz_array(npz, path, "gender")) if "gender" in keys else None
+    return AmassMotion(kind=kind, poses=poses, trans=trans, betas=betas, gender=gender, fps=fps)
+
+
+def resolve_body(
+    body: str, body_models, fmt: str, source: Path | None = None
+) -> tuple[str, Path | None]:
+    """``(body name, body-model folder | None)`` that an AMASS file of ``fmt`` is posed on."""
+    from stmt.body.smpl import models_dir
+
+    native = _KIND[fmt]
+    if body == "anny":
+        return "anny", None
+    root = models_dir(body_models)
+    if body == "auto":
+        return (native, root) if root is not None else ("anny", None)
+    if body != native:
+        raise InputError(
+            source,
+            f"this file holds {_NAME[native]} parameters ({_WIDTH[native]} pose columns) and cannot "
+            f"be posed on --body {body}; use --body {native}, auto or anny",
+        )
+    if root is None:
+        raise InputError(
+            source,
+            f"--body {body} needs the {_NAME[body]} model files: pass --body-models DIR "
+            "or set STMT_BODY_MODELS (or use --body anny)",
+        )
+    return native, root
+
+
+def read_amass(
+    path: str | Path,
+    fmt: str,
+    body: str = "auto",
+    body_models: str | Path | None = None,
+    vertex_ids: np.ndarray | None = None,
+) -> MeshSequence:
+    """Pose an AMASS file (see the module docstring); ``vertex_ids`` poses only those vertices."""
+    from stmt.body.smpl import (
+        JOINT_NAMES,
+        canonical_model_file,
+        check_vertex_ids,
+        find_model_file,
+        load_model,
+        pose,
+        warn_dropped_betas,
+    )
+
+    path = Path(path)
+    name, root = resolve_body(body, body_models, fmt, path)
+    motion = load_amass(path, fmt)
+    if name == "anny":
+        from stmt.body.anny import pose_from_smpl, rest_mesh
+
+        rest, faces = rest_mesh()
+        ids = check_vertex_ids(vertex_ids, len(rest), path)
+        vertices, joints = pose_from_smpl(
+            motion.poses[:, :66].astype(np.float32),  # root + 21 body joints
+            motion.trans.astype(np.float32),
+            None if motion.betas is None else motion.betas.astype(np.float32),
+            ids,
+        )
+        return MeshSequence(
+            vertices=vertices, faces=faces, fps=motion.fps, body="anny", source=path, format=fmt,
+            joints=joints, rest_vertices=rest, vertex_ids=ids,
+        )  # fmt: skip
+
+    if motion.gender is None:
+        raise InputError(
+            path, "missing key 'gender' (male, female or neutral): it picks the model file"
+        )
+    if motion.betas is None:
+        raise InputError(path, "missing key 'betas' (the body shape, e.g. 16 values)")
+    model = load_model(find_model_file(root, name, motion.gender), name)
+    canonical = load_model(canonical_model_file(root, name), name)
+    if canonical.num_vertices != model.num_vertices:
+        raise InputError(
+            model.path,
+            f"has {model.num_vertices} vertices but {canonical.path} has {canonical.num_vertices}",
+        )
+    ids = check_vertex_ids(vertex_ids, model.num_vertices, path)
+    warn_dropped_betas(motion.betas, model, path)
+    vertices, joints = pose(model, motion.poses, motion.trans, motion.betas, ids)
+    return MeshSequence(
+        vertices=vertices, faces=canonical.faces, fps=motion.fps, body=name, source=path, format=fmt,
+        joints=joints, rest_vertices=canonical.v_template, vertex_ids=ids, joint_names=JOINT_NAMES[name],
+    )  # fmt: skip

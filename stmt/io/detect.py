@@ -1,0 +1,137 @@
+"""Which reader a path needs: format detection from extension AND content.
+
+=================  =====================================================
+format             recognised by
+=================  =====================================================
+``mesh-folder``    a folder (of per-frame ``.obj`` / ``.ply`` files)
+``amass-smplh``    a zip ``.npz`` whose ``poses`` is (T, 156), or per-part
+                   keys (``root_orient``, ``pose_body``, ``pose_hand``)
+``amass-smplx``    a zip ``.npz`` whose ``poses`` is (T, 165), or per-part
+                   keys including ``pose_jaw`` / ``pose_eye``
+``mesh-npz``       a zip ``.npz`` with ``vertices`` (T, V, 3)
+``bvh``            ``.bvh``, or a file starting with ``HIERARCHY``
+``asf-amc``        ``.amc`` / ``.asf``, or a file starting with ``:FULLY-SPECIFIED``
+                   / ``:DEGREES`` (AMC) or ``:version`` (ASF)
+=================  =====================================================
+
+A file whose extension and content disagree (an ``.npz`` that is not a zip
+archive) is an :class:`~stmt.errors.InputError`, not a guess.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from stmt.errors import InputError
+
+FORMATS = ("amass-smplh", "amass-smplx", "bvh", "asf-amc", "mesh-npz", "mesh-folder")
+MESH_SUFFIXES = (".obj", ".ply")
+_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
+_SUPPORTED = (
+    "expected an AMASS or mesh-sequence .npz, a .bvh, an .amc/.asf, "
+    "or a folder of per-frame .obj/.ply files"
+)
+
+
+def open_npz(path: Path):
+    """``np.load`` an ``.npz`` without pickle, turning any failure into an InputError."""
+    with open(path, "rb") as f:
+        head = f.read(6)
+    if not head.startswith(_ZIP_MAGIC):
+        what = "a .npy array" if head.startswith(b"\x93NUMPY") else "not a zip archive"
+        raise InputError(path, f"not a valid .npz file ({what}); {_SUPPORTED}")
+    try:
+        npz = np.load(path, allow_pickle=False)
+    except Exception as err:  # noqa: BLE001 (BadZipFile on a truncated archive, ...)
+        raise InputError(path, f"not a readable .npz file, truncated or corrupt ({err})") from None
+    return npz
+
+
+def npz_array(npz, path: Path, key: str, what: str = "") -> np.ndarray:
+    """``npz[key]`` or an InputError naming the file, the key and what was expected."""
+    if key not in npz.files:
+        found = ", ".join(sorted(npz.files)) or "none"
+        raise InputError(
+            path, f"missing key '{key}'{' (' + what + ')' if what else ''}; keys found: {found}"
+        )
+    try:
+        return npz[key]
+    except ValueError as err:
+        if "pickle" in str(err):
+            raise InputError(path, f"'{key}' is a pickled object; expected a plain array") from None
+        raise InputError(
+            path, f"'{key}' could not be read, file truncated or corrupt ({err})"
+        ) from None
+    except Exception as err:  # noqa: BLE001 (zlib.error, EOFError, BadZipFile, ...)
+        raise InputError(
+            path, f"'{key}' could not be read, file truncated or corrupt ({err})"
+        ) from None
+
+
+def _npz_format(path: Path) -> str:
+    npz = open_npz(path)
+    keys = set(npz.files)
+    if "poses" in keys:
+        poses = npz_array(npz, path, "poses")
+        width = poses.shape[1] if poses.ndim == 2 else None
+        if width == 156:
+            return "amass-smplh"
+        if width == 165:
+            return "amass-smplx"
+        raise InputError(
+            path,
+            f"poses has shape {poses.shape}; expected (T, 156) for AMASS SMPL+H "
+            "or (T, 165) for AMASS SMPL-X",
+        )
+    if {"root_orient", "pose_body"} <= keys:
+        return "amass-smplx" if keys & {"pose_jaw", "pose_eye"} else "amass-smplh"
+    if "vertices" in keys:
+        return "mesh-npz"
+    found = ", ".join(sorted(keys)) or "none"
+    raise InputError(
+        path,
+        f"expected 'poses' (AMASS) or 'vertices' (mesh sequence) in the .npz; keys found: {found}",
+    )
+
+
+def detect_format(path: str | Path) -> str:
+    """The format of ``path``: one of :data:`FORMATS`, or InputError.
+
+    The extension picks the family and the content confirms it (an ``.npz`` is
+    opened to tell AMASS SMPL+H / SMPL-X parameters from a mesh sequence).
+    Files with another extension are recognised by their first bytes.
+    """
+    path = Path(path)
+    if path.is_dir():
+        return "mesh-folder"
+    if not path.exists():
+        raise InputError(path, "no such file or folder")
+    if not path.is_file():
+        raise InputError(path, f"not a regular file; {_SUPPORTED}")
+    suffix = path.suffix.lower()
+    if suffix == ".npz":
+        return _npz_format(path)
+    if suffix == ".bvh":
+        return "bvh"
+    if suffix in (".amc", ".asf"):
+        return "asf-amc"
+    if suffix in MESH_SUFFIXES:
+        raise InputError(
+            path,
+            "a single mesh file is not a sequence; put the per-frame meshes in a folder "
+            "(ordered by the number in their names) and pass the folder",
+        )
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if head.startswith(_ZIP_MAGIC):
+        return _npz_format(path)
+    text = head.lstrip().decode("latin-1")
+    if text.startswith("HIERARCHY"):
+        return "bvh"
+    if text.startswith((":FULLY-SPECIFIED", ":DEGREES", ":version", "#")) and (
+        ":FULLY-SPECIFIED" in text or ":DEGREES" in text or ":version" in text
+    ):
+        return "asf-amc"
+    raise InputError(path, f"unrecognised file format; {_SUPPORTED}")

@@ -1,0 +1,158 @@
+"""Mesh sequences read as they are (``body="mesh"``): no body model involved.
+
+Two layouts:
+
+- ``mesh-npz``: an ``.npz`` with ``vertices`` (T, V, 3) in metres, Z up;
+  optional ``faces`` (F, 3) integer; optional ``fps`` (one number). Without
+  an ``fps`` key the frame rate is 30.
+- ``mesh-folder``: a folder of per-frame ``.obj`` / ``.ply`` files (other
+  files are ignored), ordered by the LAST number in each file name
+  (``walk_0002.obj`` is frame 2; ``frame10.ply`` follows ``frame9.ply``).
+  Files are read with trimesh without processing, keeping the vertex order
+  exactly as stored. Every frame must have the vertex count of the first;
+  faces come from the first frame. The frame rate is 30, unless the folder
+  holds a file ``fps.txt`` with one number in it.
+
+The rest mesh (``rest_vertices``) of a mesh sequence is its first frame.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from stmt.body.smpl import check_vertex_ids  # numpy only at import
+from stmt.errors import InputError
+from stmt.io.detect import MESH_SUFFIXES, npz_array, open_npz
+from stmt.sequence import MeshSequence
+
+DEFAULT_FPS = 30.0
+FPS_FILE = "fps.txt"
+
+
+def _fps_value(path: Path, raw) -> float:
+    try:
+        fps = float(np.asarray(raw).reshape(-1)[0]) if np.asarray(raw).size == 1 else float("nan")
+    except (TypeError, ValueError):
+        fps = float("nan")
+    if not (np.isfinite(fps) and fps > 0):
+        raise InputError(path, f"fps must be one positive number, got {np.asarray(raw).tolist()!r}")
+    return fps
+
+
+def _sequence(vertices, faces, fps, source, fmt, vertex_ids) -> MeshSequence:
+    if vertices.shape[0] == 0:
+        raise InputError(source, "the sequence has zero frames")
+    if faces is not None:
+        faces = np.asarray(faces)
+        if (
+            faces.size
+            and faces.dtype.kind in "iu"
+            and (faces.min() < 0 or faces.max() >= vertices.shape[1])
+        ):
+            raise InputError(
+                source,
+                f"face indices must lie in [0, {vertices.shape[1]}), got [{faces.min()}, {faces.max()}]",
+            )
+    ids = check_vertex_ids(vertex_ids, vertices.shape[1], source)
+    rest = np.asarray(vertices[0], dtype=np.float32)
+    if ids is not None:
+        vertices = vertices[:, ids]
+    return MeshSequence(
+        vertices=vertices, faces=faces, fps=fps, body="mesh", source=source, format=fmt,
+        rest_vertices=rest, vertex_ids=ids,
+    )  # fmt: skip
+
+
+def read_mesh_npz(path: str | Path, vertex_ids: np.ndarray | None = None) -> MeshSequence:
+    """Read a mesh-sequence ``.npz`` (see the module docstring)."""
+    path = Path(path)
+    npz = open_npz(path)
+    vertices = npz_array(npz, path, "vertices", "(T, V, 3) metres")
+    if vertices.ndim != 3 or vertices.shape[2] != 3 or vertices.dtype.kind not in "fiu":
+        raise InputError(
+            path,
+            f"vertices has shape {vertices.shape} ({vertices.dtype}); expected (T, V, 3) numbers",
+        )
+    faces = npz_array(npz, path, "faces") if "faces" in npz.files else None
+    fps = _fps_value(path, npz_array(npz, path, "fps")) if "fps" in npz.files else DEFAULT_FPS
+    return _sequence(vertices, faces, fps, path, "mesh-npz", vertex_ids)
+
+
+def frame_files(folder: str | Path) -> list[Path]:
+    """The per-frame mesh files of ``folder`` in frame order (InputError if none or ambiguous)."""
+    folder = Path(folder)
+    files = [p for p in folder.iterdir() if p.is_file() and p.suffix.lower() in MESH_SUFFIXES]
+    if not files:
+        raise InputError(
+            folder, "no .obj or .ply files in the folder; expected one mesh file per frame"
+        )
+    numbered: dict[int, Path] = {}
+    for p in files:
+        digits = re.findall(r"\d+", p.stem)
+        if not digits:
+            raise InputError(
+                p,
+                "no frame number in the file name; per-frame meshes are ordered by it, e.g. frame_0001.obj",
+            )
+        n = int(digits[-1])
+        if n in numbered:
+            raise InputError(p, f"frame number {n} is also used by {numbered[n].name}")
+        numbered[n] = p
+    return [numbered[n] for n in sorted(numbered)]
+
+
+def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    import trimesh
+
+    try:
+        mesh = trimesh.load(path, process=False, force="mesh", maintain_order=True)
+        vertices = np.asarray(mesh.vertices, dtype=np.float32)
+        faces = np.asarray(mesh.faces, dtype=np.int64) if len(getattr(mesh, "faces", [])) else None
+    except Exception as err:  # noqa: BLE001 (any failure here is a bad file)
+        raise InputError(
+            path, f"could not be read as a mesh ({type(err).__name__}: {err})"
+        ) from None
+    if vertices.ndim != 2 or len(vertices) == 0:
+        raise InputError(path, "holds no vertices; expected a mesh")
+    return vertices, faces
+
+
+def _folder_fps(folder: Path) -> float:
+    fps_file = folder / FPS_FILE
+    if not fps_file.is_file():
+        return DEFAULT_FPS
+    try:
+        return _fps_value(fps_file, float(fps_file.read_text().strip()))
+    except ValueError:
+        raise InputError(fps_file, "expected one positive number (frames per second)") from None
+
+
+def read_mesh_folder(path: str | Path, vertex_ids: np.ndarray | None = None) -> MeshSequence:
+    """Read a folder of per-frame ``.obj`` / ``.ply`` meshes (see the module docstring)."""
+    folder = Path(path)
+    files = frame_files(folder)
+    fps = _folder_fps(folder)
+    first, faces = _load_mesh(files[0])
+    vertices = np.empty((len(files), len(first), 3), dtype=np.float32)
+    vertices[0] = first
+    for t, p in enumerate(files[1:], start=1):
+        v, _ = _load_mesh(p)
+        if len(v) != len(first):
+            raise InputError(
+                p,
+                f"has {len(v)} vertices but {files[0].name} has {len(first)}; every frame needs the same vertices",
+            )
+        vertices[t] = v
+    return _sequence(vertices, faces, fps, folder, "mesh-folder", vertex_ids)
+
+
+def read_rest_mesh(path: str | Path, fmt: str) -> tuple[np.ndarray, np.ndarray | None]:
+    """The first frame (V, 3) float32 and faces of a mesh sequence, without reading the rest."""
+    path = Path(path)
+    if fmt == "mesh-folder":
+        return _load_mesh(frame_files(path)[0])
+    seq = read_mesh_npz(path)
+    return seq.rest_vertices, seq.faces

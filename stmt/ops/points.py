@@ -1,0 +1,66 @@
+"""Neighbour search and grouping on point sets, plain PyTorch (no pytorch3d).
+
+Centres are never sampled here: the template's points are in farthest-point
+order, so the first P points of a clip already are a farthest point sample
+(see ``stmt.data.template``). These helpers only find and gather neighbours.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def knn_indices(distances: Tensor, k: int) -> Tensor:
+    """Indices of the ``k`` smallest entries of each row.
+
+    Args:
+        distances: (..., M, N) distances from M centres to N candidates.
+        k: neighbours per centre, ``k <= N``.
+
+    Returns:
+        (..., M, k) int64 indices into the last dimension, nearest first
+        (a centre that is also a candidate finds itself at distance 0).
+    """
+    if k > distances.shape[-1]:
+        raise ValueError(f"k={k} neighbours asked among only {distances.shape[-1]} points")
+    return distances.topk(k, dim=-1, largest=False, sorted=True).indices
+
+
+def euclidean_knn(centers: Tensor, points: Tensor, k: int) -> Tensor:
+    """kNN in 3D, independently for every leading index (frame).
+
+    Args:
+        centers: (..., M, 3).
+        points: (..., N, 3).
+
+    Returns:
+        (..., M, k) int64 indices into ``points``.
+    """
+    lead = centers.shape[:-2]
+    dist = torch.cdist(
+        centers.reshape(-1, *centers.shape[-2:]), points.reshape(-1, *points.shape[-2:])
+    )
+    return knn_indices(dist, k).reshape(*lead, centers.shape[-2], k)  # (..., M, k)
+
+
+def gather_neighbors(x: Tensor, idx: Tensor) -> Tensor:
+    """Gather per-frame neighbour features.
+
+    Args:
+        x: (B, T, N, C) features of N points in each of T frames.
+        idx: (M, K) shared by every clip and frame, (B, M, K) one per clip, or
+            (B, T, M, K) one per frame; int64 indices into N.
+
+    Returns:
+        (B, T, M, K, C).
+    """
+    B, T, N, C = x.shape
+    if idx.ndim == 2:
+        return x[:, :, idx]  # (B, T, M, K, C)
+    if idx.ndim == 3:
+        idx = idx[:, None].expand(B, T, *idx.shape[1:])  # (B, T, M, K)
+    M, K = idx.shape[-2:]
+    flat = idx.reshape(B * T, M * K, 1).expand(-1, -1, C)  # (B*T, M*K, C)
+    out = torch.gather(x.reshape(B * T, N, C), 1, flat)  # (B*T, M*K, C)
+    return out.reshape(B, T, M, K, C)

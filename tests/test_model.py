@@ -1,0 +1,150 @@
+"""The STMT model: shapes, time order, block-causal masking, rollout, pretraining losses."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from stmt.model import build_model
+from stmt.model.stmt_mae import STMTMAE, sample_mask
+
+N = 64  # points per frame in these tests
+
+
+def geodesic_matrix(n: int = N, seed: int = 0) -> torch.Tensor:
+    """A symmetric, zero-diagonal stand-in for the template's geodesic distances."""
+    pts = torch.randn(n, 3, generator=torch.Generator().manual_seed(seed))
+    return torch.cdist(pts, pts)
+
+
+def clips(b: int, t: int, n: int = N, seed: int = 1) -> torch.Tensor:
+    return torch.randn(b, t, n, 3, generator=torch.Generator().manual_seed(seed))
+
+
+def tiny(**kw):
+    torch.manual_seed(0)
+    return build_model("stmt_tiny", **{"num_classes": 5, "num_frames": 6, "num_points": N, **kw})
+
+
+def test_tiny_shapes_and_rollout():
+    model = tiny().eval()
+    v, g = clips(2, 6), geodesic_matrix()
+    assert model(v, g).shape == (2, 5)
+    assert model.forward_features(v, g).shape == (2, 6 * 16, 128)
+    rel = model.attention_rollout(v, g)
+    assert rel.shape == (2, 6, 16)
+    assert torch.allclose(rel.sum(dim=(1, 2)), torch.ones(2))
+    assert (rel >= 0).all()
+    # fewer frames than the model's maximum are accepted
+    assert model(v[:, :3], g).shape == (2, 5)
+
+
+def test_base_shapes_and_size():
+    torch.manual_seed(0)
+    model = build_model("stmt_base", num_classes=7, num_frames=2, num_points=N).eval()
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"stmt_base parameters: {n_params}")
+    assert 25e6 < n_params < 35e6  # the released model has about 31.6 M
+    with torch.no_grad():
+        assert model(clips(1, 2), geodesic_matrix()).shape == (1, 7)
+    assert model.width == 1024
+
+
+def test_per_clip_geodesic_matches_shared():
+    model = tiny().eval()
+    v, g = clips(2, 4), geodesic_matrix()
+    with torch.no_grad():
+        shared = model(v, g)
+        per_clip = model(v, g.expand(2, N, N))
+    assert torch.allclose(shared, per_clip, atol=1e-5)
+
+
+def test_block_causal_attention_hides_the_future():
+    model = tiny().eval()
+    v, g = clips(1, 6), geodesic_matrix()
+    t = 2
+    changed = v.clone()
+    changed[:, t + 1 :] += torch.randn_like(changed[:, t + 1 :])
+    P = model.num_patches
+    with torch.no_grad():
+        a = model.forward_features(v, g, causal=True)
+        b = model.forward_features(changed, g, causal=True)
+        bidirectional = model.forward_features(changed, g, causal=False)
+    past = slice(0, (t + 1) * P)
+    assert torch.allclose(a[:, past], b[:, past], atol=1e-5)
+    assert not torch.allclose(a[:, (t + 1) * P :], b[:, (t + 1) * P :], atol=1e-3)
+    # without the mask the past does see the change
+    assert not torch.allclose(a[:, past], bidirectional[:, past], atol=1e-3)
+
+
+def test_reversing_time_changes_logits():
+    model = tiny().eval()
+    v, g = clips(2, 6), geodesic_matrix()
+    with torch.no_grad():
+        forward, backward = model(v, g), model(v.flip(1), g)
+    assert (forward - backward).abs().max() > 1e-3
+
+
+def test_loss_falls_when_overfitting_a_tiny_batch():
+    model = tiny().train()
+    v, g = clips(8, 4), geodesic_matrix()
+    y = torch.arange(8) % 5
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = F.cross_entropy(model(v, g), y)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_every_parameter_gets_a_gradient():
+    """No dead parameters (DDP would need find_unused_parameters otherwise)."""
+    model = tiny().train()
+    F.cross_entropy(model(clips(4, 3), geodesic_matrix()), torch.arange(4)).backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None]
+    assert not dead
+    mae = STMTMAE("stmt_tiny", {"num_frames": 6, "num_points": N}, patch_size=8).train()
+    mvm, ffp = mae(clips(2, 3), geodesic_matrix())
+    (mvm + ffp).backward()
+    assert not [n for n, p in mae.named_parameters() if p.grad is None]
+    assert "head" not in dict(mae.encoder.named_children())
+
+
+def test_sample_mask_convention():
+    for masking in ("tube", "random"):
+        mask = sample_mask(3, 4, 10, 0.5, masking)
+        assert mask.shape == (3, 4, 10) and mask.dtype == torch.bool
+        assert (mask.reshape(3, -1).sum(dim=1) == 20).all()  # True = masked, exact share
+    tube = sample_mask(2, 4, 10, 0.3, "tube")
+    assert (tube == tube[:, :1]).all()  # same patches in every frame
+    with pytest.raises(ValueError):
+        sample_mask(1, 1, 2, 0.5, "blocks")
+
+
+def test_pretraining_targets_and_losses():
+    mae = STMTMAE("stmt_tiny", {"num_frames": 6, "num_points": N}, patch_size=8).eval()
+    v, g = clips(2, 5), geodesic_matrix()
+    mvm_target, ffp_target = mae.targets(v, g)
+    P = mae.encoder.num_patches
+    assert mvm_target.shape == (2, 5, P, 8, 3) and ffp_target.shape == (2, 4, P, 8, 3)
+    # the nearest geodesic neighbour of a centre is itself: zero local offset
+    assert torch.allclose(mvm_target[..., 0, :], torch.zeros(2, 5, P, 3))
+    mask = sample_mask(2, 5, P, 0.5, "tube")
+    latent = mae.forward_encoder(v, g, mask, causal=False)
+    pred = mae.forward_decoder(latent, "mvm")
+    assert pred.shape == mvm_target.shape
+    # a perfect reconstruction of the masked patches gives zero MVM loss
+    perfect = torch.where(mask[..., None, None], mvm_target, pred)
+    mvm, ffp = mae.forward_loss(v, g, perfect, mae.forward_decoder(latent, "ffp"), mask)
+    assert mvm.item() == 0.0 and ffp.item() > 0
+
+
+def test_unknown_arch_and_bad_input():
+    with pytest.raises(ValueError, match="unknown arch"):
+        build_model("stmt_huge", num_classes=2)
+    with pytest.raises(ValueError, match="expected vertices"):
+        tiny()(clips(1, 7), geodesic_matrix())  # more frames than built for

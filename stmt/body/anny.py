@@ -1,0 +1,601 @@
+"""The free body model anny (Apache-2.0, ships its data), posed from SMPL or CMU joint rotations.
+
+anny's ``cmu_mb`` rig has the 31 bones of the CMU mocap skeleton, under the CMU BVH
+names (``Hips``, ``LHipJoint``, ``LeftUpLeg``, ... ``LeftHandFinger1``, ``LThumb``).
+Its rest pose is an A-pose: arms down about 45 degrees, elbows slightly bent.
+
+Conventions (the same as :mod:`stmt.sequence`): metres, float32, Z up. anny's own
+frame already is Z-up: in the rest pose the body faces -Y and its left side is +X,
+and the rest mesh is returned in that frame (origin near the hips, feet at z ~ -0.87).
+Posed bodies keep that frame: an AMASS file (Z-up world) is posed where SMPL would
+put it, and a Y-up BVH/ASF-AMC world is turned Z-up by (x, y, z) -> (x, -z, y),
+which maps the CMU rest facing (+Z) to -Y.
+
+Retargeting. A source skeleton (SMPL's 22 body joints, or a BVH/ASF skeleton) gives
+each joint a local rotation relative to its parent, in a rest pose whose joint frames
+are all aligned with the source world axes (T-pose for SMPL and CMU). Chaining them
+gives each joint's global rotation ``G_j``. Each anny bone ``c`` is driven by one
+source joint ``s(c)``; its skinning rotation is
+
+    ``W @ G_s(c) @ C.T @ D_c``
+
+where ``C`` turns the source rest frame into anny's rest frame (left -> +X, up -> +Z),
+``W`` turns the source world Z-up, and ``D_c`` is a fixed rotation that first brings
+anny's bone from its A-pose rest direction onto the source's rest bone direction
+(the smallest rotation between the two directions). So zero source rotations put anny
+in the source's rest pose (a T-pose), and every source rotation acts on the same
+limb of anny. Bone lengths stay anny's own. The root is placed so that anny's mid-hip
+point follows the source's mid-hip point, scaled by the ratio of anny's leg length to
+the source's (so feet keep touching the floor).
+
+The model is built once per process (:func:`get_model`); anny caches its slow first
+construction (~80 s) on disk under ``$ANNY_CACHE_DIR`` (default ``~/.cache/anny``).
+Nothing here downloads anything.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+
+from stmt.errors import InputError
+
+if TYPE_CHECKING:  # heavy imports stay inside functions
+    import torch
+
+RIG = "cmu_mb"
+CACHE_ENV = "ANNY_CACHE_DIR"
+
+# Frames per chunk when posing, to bound intermediate memory (full mesh: ~25 MB/chunk).
+_CHUNK = 64
+
+# ----------------------------------------------------------------------------- SMPL source
+
+SMPL_JOINT_NAMES = (
+    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
+    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
+    "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
+    "left_elbow", "right_elbow", "left_wrist", "right_wrist",
+)  # fmt: skip
+SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
+
+# Approximate joint offsets from the parent of SMPL's mean shape, in its T-pose rest frame
+# (metres, Y up, facing +Z, left = +X). Used only for rest bone directions, the leg length
+# and where the pelvis sits relative to ``trans``; shape coefficients have no anny meaning.
+_SMPL_OFFSETS = np.array(
+    [
+        [-0.0018, -0.2233, 0.0282],  # pelvis: its rest position (AMASS ``trans`` is added)
+        [0.0586, -0.0823, -0.0177],
+        [-0.0603, -0.0905, -0.0135],
+        [0.0044, 0.1244, -0.0384],
+        [0.0435, -0.3865, 0.0080],
+        [-0.0433, -0.3830, -0.0048],
+        [0.0045, 0.1380, 0.0268],
+        [-0.0148, -0.4269, -0.0374],
+        [0.0191, -0.4200, -0.0346],
+        [-0.0023, 0.0560, 0.0019],
+        [0.0410, -0.0602, 0.1220],
+        [-0.0348, -0.0621, 0.1303],
+        [-0.0134, 0.2116, -0.0335],
+        [0.0717, 0.1140, -0.0189],
+        [-0.0830, 0.1125, -0.0237],
+        [0.0101, 0.0889, 0.0504],
+        [0.1229, 0.0452, -0.0190],
+        [-0.1132, 0.0469, -0.0085],
+        [0.2553, -0.0156, -0.0229],
+        [-0.2601, -0.0144, -0.0313],
+        [0.2657, 0.0127, -0.0054],
+        [-0.2691, 0.0068, -0.0061],
+    ],
+    dtype=np.float64,
+)
+
+# anny bone -> SMPL joint driving it. Bones sharing their parent's joint move rigidly with it.
+_ANNY_FROM_SMPL = {
+    "Hips": "pelvis",
+    "LHipJoint": "pelvis",
+    "LeftUpLeg": "left_hip",
+    "LeftLeg": "left_knee",
+    "LeftFoot": "left_ankle",
+    "LeftToeBase": "left_foot",
+    "RHipJoint": "pelvis",
+    "RightUpLeg": "right_hip",
+    "RightLeg": "right_knee",
+    "RightFoot": "right_ankle",
+    "RightToeBase": "right_foot",
+    "LowerBack": "spine1",
+    "Spine": "spine2",
+    "Spine1": "spine3",
+    "Neck": "neck",
+    "Neck1": "neck",
+    "Head": "head",
+    "LeftShoulder": "left_collar",
+    "LeftArm": "left_shoulder",
+    "LeftForeArm": "left_elbow",
+    "LeftHand": "left_wrist",
+    "LThumb": "left_wrist",
+    "LeftFingerBase": "left_wrist",
+    "LeftHandFinger1": "left_wrist",
+    "RightShoulder": "right_collar",
+    "RightArm": "right_shoulder",
+    "RightForeArm": "right_elbow",
+    "RightHand": "right_wrist",
+    "RThumb": "right_wrist",
+    "RightFingerBase": "right_wrist",
+    "RightHandFinger1": "right_wrist",
+}
+
+# ------------------------------------------------------------------------------ CMU source
+
+# CMU joints a BVH/ASF skeleton must have to drive anny; the others (hip connectors,
+# toes, extra spine/neck links, clavicles, fingers) move with their parent when absent.
+CMU_REQUIRED_JOINTS = (
+    "Hips", "LeftUpLeg", "LeftLeg", "LeftFoot", "RightUpLeg", "RightLeg", "RightFoot",
+    "Spine", "Head", "LeftArm", "LeftForeArm", "LeftHand", "RightArm", "RightForeArm",
+    "RightHand",
+)  # fmt: skip
+
+# CMU BVH (cgspeed) names that differ from anny's cmu_mb bone names.
+CMU_ALIASES = {"LeftHandIndex1": "LeftHandFinger1", "RightHandIndex1": "RightHandFinger1"}
+
+# anny bones that only connect the pelvis to the hip joints: never re-aimed.
+_CONNECTORS = ("LHipJoint", "RHipJoint")
+
+# The child each anny bone points at (its tail is that child's head).
+_PRIMARY_CHILD = {
+    "LHipJoint": "LeftUpLeg", "LeftUpLeg": "LeftLeg", "LeftLeg": "LeftFoot",
+    "LeftFoot": "LeftToeBase", "RHipJoint": "RightUpLeg", "RightUpLeg": "RightLeg",
+    "RightLeg": "RightFoot", "RightFoot": "RightToeBase", "Hips": "LowerBack",
+    "LowerBack": "Spine", "Spine": "Spine1", "Spine1": "Neck", "Neck": "Neck1",
+    "Neck1": "Head", "LeftShoulder": "LeftArm", "LeftArm": "LeftForeArm",
+    "LeftForeArm": "LeftHand", "LeftHand": "LeftFingerBase",
+    "LeftFingerBase": "LeftHandFinger1", "RightShoulder": "RightArm",
+    "RightArm": "RightForeArm", "RightForeArm": "RightHand",
+    "RightHand": "RightFingerBase", "RightFingerBase": "RightHandFinger1",
+}  # fmt: skip
+
+
+@dataclass(frozen=True)
+class Skeleton:
+    """A source skeleton in its rest pose (all joint frames aligned with the world axes).
+
+    Attributes:
+        names: joint names; parents come before their children.
+        parents: parent index of each joint, -1 for the root (index 0).
+        offsets: (J, 3) metres, each joint's rest position relative to its parent
+            (the root's: its rest position).
+        end_offsets: (J, 3) metres, where a leaf's bone ends relative to the joint
+            (a BVH ``End Site``), zeros where unknown or not a leaf.
+        up: the up axis of the rest pose, "y" or "z".
+    """
+
+    names: tuple[str, ...]
+    parents: tuple[int, ...]
+    offsets: np.ndarray
+    end_offsets: np.ndarray
+    up: str = "y"
+
+    def rest_positions(self) -> np.ndarray:
+        """(J, 3) rest joint positions, metres."""
+        pos = np.zeros((len(self.names), 3))
+        for j, p in enumerate(self.parents):
+            pos[j] = self.offsets[j] + (pos[p] if p >= 0 else 0.0)
+        return pos
+
+
+def smpl_skeleton() -> Skeleton:
+    """SMPL's 22 body joints with approximate mean-shape offsets (Y-up T-pose)."""
+    return Skeleton(
+        names=SMPL_JOINT_NAMES,
+        parents=SMPL_PARENTS,
+        offsets=_SMPL_OFFSETS,
+        end_offsets=_smpl_end_offsets(),
+        up="y",
+    )
+
+
+def _smpl_end_offsets() -> np.ndarray:
+    ends = np.zeros_like(_SMPL_OFFSETS)
+    names = SMPL_JOINT_NAMES
+    for side in ("left", "right"):
+        wrist = names.index(f"{side}_wrist")
+        ends[wrist] = _SMPL_OFFSETS[wrist] / np.linalg.norm(_SMPL_OFFSETS[wrist]) * 0.08
+        ends[names.index(f"{side}_foot")] = (0.0, 0.0, 0.05)  # toes point forward
+    ends[names.index("head")] = (0.0, 0.15, 0.0)
+    return ends
+
+
+# ------------------------------------------------------------------------------- the model
+
+
+@functools.cache
+def get_model():
+    """The process-wide anny model (rig ``cmu_mb``, default phenotype), float32, eval mode.
+
+    Built once per process; anny caches the slow first build on disk under
+    ``$ANNY_CACHE_DIR`` (default ``~/.cache/anny``).
+    """
+    import anny
+    import anny.paths
+    import torch
+
+    if os.environ.get(CACHE_ENV):  # anny reads it at import time; honour a later setting
+        anny.paths.set_anny_cache_path(os.environ[CACHE_ENV])
+    # Plain LBS: the default (NVIDIA Warp) prints banners and is not needed here.
+    model = anny.Anny(rig=RIG, skinning_method="lbs").to(torch.float32).eval()
+    model.requires_grad_(False)
+    return model
+
+
+@dataclass(frozen=True)
+class _Rig:
+    """The rest-state constants of the default anny body, as float32 tensors."""
+
+    labels: tuple[str, ...]
+    parents: tuple[int, ...]
+    heads: torch.Tensor  # (B, 3) rest bone heads
+    tails: torch.Tensor  # (B, 3) rest bone tails
+    vertices: torch.Tensor  # (V, 3) rest vertices
+    faces: np.ndarray  # (F, 3) int64 triangles
+    weights: torch.Tensor  # (V, K) skinning weights
+    bones: torch.Tensor  # (V, K) int64 bone of each weight
+
+
+@functools.cache
+def _rig() -> _Rig:
+    import torch
+
+    model = get_model()
+    with torch.inference_mode():
+        rest = model()  # identity pose, default phenotype
+    parents = tuple(int(p) for p in model.bone_parents)
+    assert all(p < c for c, p in enumerate(parents[1:], start=1)), "parents must precede"
+    return _Rig(
+        labels=tuple(model.bone_labels),
+        parents=parents,
+        heads=rest["rest_bone_heads"][0].float().clone(),
+        tails=rest["rest_bone_tails"][0].float().clone(),
+        vertices=rest["rest_vertices"][0].float().clone(),
+        faces=model.get_triangular_faces().cpu().numpy().astype(np.int64),
+        weights=model.vertex_bone_weights.float().clone(),
+        bones=model.vertex_bone_indices.long().clone(),
+    )
+
+
+def bone_labels() -> tuple[str, ...]:
+    """Names of the anny joints returned by the posing functions (CMU BVH names)."""
+    return _rig().labels
+
+
+def rest_mesh() -> tuple[np.ndarray, np.ndarray]:
+    """The canonical anny mesh: default phenotype, zero pose (its A-pose).
+
+    Returns:
+        rest_vertices: (V, 3) float32 metres, Z up, facing -Y (anny's own frame).
+        faces: (F, 3) int64 triangles.
+    """
+    rig = _rig()
+    return rig.vertices.numpy().copy(), rig.faces.copy()
+
+
+# ------------------------------------------------------------------------------- rotations
+
+
+def axis_angle_to_matrix(rotvec: np.ndarray) -> np.ndarray:
+    """Rodrigues: (..., 3) axis-angle (radians) -> (..., 3, 3) rotation matrices."""
+    r = np.asarray(rotvec, dtype=np.float64)
+    angle = np.linalg.norm(r, axis=-1, keepdims=True)  # (..., 1)
+    axis = r / np.where(angle > 1e-12, angle, 1.0)
+    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
+    zero = np.zeros_like(x)
+    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(r.shape[:-1] + (3, 3))
+    s, c = np.sin(angle)[..., None], np.cos(angle)[..., None]
+    return np.eye(3) + s * k + (1.0 - c) * (k @ k)
+
+
+def _smallest_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(3, 3) rotation of smallest angle taking direction ``a`` onto direction ``b``."""
+    a = a / np.linalg.norm(a)
+    b = b / np.linalg.norm(b)
+    axis = np.cross(a, b)
+    s, c = np.linalg.norm(axis), float(np.dot(a, b))
+    if s < 1e-9:
+        if c > 0:
+            return np.eye(3)
+        # Opposite directions: half turn about any axis perpendicular to a.
+        perp = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
+        return axis_angle_to_matrix(perp / np.linalg.norm(perp) * np.pi)
+    return axis_angle_to_matrix(axis / s * np.arctan2(s, c))
+
+
+def _world_to_z_up(up: str) -> np.ndarray:
+    """Rotation taking a source world with ``up`` axis to Z up (Y up: (x, y, z) -> (x, -z, y))."""
+    if up == "z":
+        return np.eye(3)
+    if up == "y":
+        return np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
+    raise ValueError(f"up must be 'y' or 'z', got {up!r}")
+
+
+def _snap(v: np.ndarray) -> np.ndarray:
+    """The signed coordinate axis nearest to direction ``v``."""
+    out = np.zeros(3)
+    i = int(np.argmax(np.abs(v)))
+    out[i] = np.sign(v[i])
+    return out
+
+
+# ----------------------------------------------------------------------------- retargeting
+
+
+@dataclass(frozen=True)
+class _Retarget:
+    """Everything about a (source skeleton, anny) pair that does not depend on the frame."""
+
+    source_of_bone: np.ndarray  # (B,) source joint index driving each anny bone
+    rest_fix: np.ndarray  # (B, 3, 3) C.T @ D_c for each anny bone
+    world: np.ndarray  # (3, 3) W: source world -> Z-up
+    hip_joints: tuple[int, int]  # source joints whose midpoint anny's mid-hip follows
+    scale: float  # anny leg length / source leg length
+
+
+def _plan(skeleton: Skeleton, bone_map: dict[str, str], world_up: str) -> _Retarget:
+    """Match anny's rest bones to the source's rest bones (see the module docstring)."""
+    rig = _rig()
+    index = {n: i for i, n in enumerate(skeleton.names)}
+    labels = rig.labels
+    heads, tails = rig.heads.double().numpy(), rig.tails.double().numpy()
+    rest = skeleton.rest_positions()
+
+    # C: source rest frame -> anny rest frame (left -> +X, up -> +Z, forward -> -Y).
+    up = _world_to_z_up(skeleton.up).T @ np.array([0.0, 0.0, 1.0])
+    lhip, rhip = bone_map["LeftUpLeg"], bone_map["RightUpLeg"]
+    left = rest[index[lhip]] - rest[index[rhip]]
+    left = _snap(left - np.dot(left, up) * up)
+    src_frame = np.stack([left, up, np.cross(left, up)], axis=1)  # columns
+    anny_frame = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]).T  # +X, +Z, -Y columns
+    c = anny_frame @ src_frame.T
+
+    source = np.zeros(len(labels), dtype=np.int64)
+    fix = np.zeros((len(labels), 3, 3))
+    for b, label in enumerate(labels):
+        parent = rig.parents[b]
+        mapped = bone_map.get(label)
+        if b == 0:
+            source[b], fix[b] = index[mapped], np.eye(3)
+            continue
+        if mapped is None:  # an optional joint the source lacks: move with the parent
+            source[b], fix[b] = source[parent], fix[parent]
+            continue
+        source[b] = index[mapped]
+        if label in _CONNECTORS or source[b] == source[parent]:
+            fix[b] = fix[parent]
+            continue
+        # Aim at the first anny descendant driven by another source joint, else at the tail.
+        child, last = _PRIMARY_CHILD.get(label), b
+        while child is not None and bone_map.get(child) in (None, mapped):
+            last = labels.index(child)
+            child = _PRIMARY_CHILD.get(child)
+        if child is not None:
+            anny_dir = heads[labels.index(child)] - heads[b]
+            src_dir = rest[index[bone_map[child]]] - rest[source[b]]
+        else:
+            anny_dir = tails[last] - heads[b]
+            src_dir = skeleton.end_offsets[source[b]]
+        if np.linalg.norm(src_dir) < 1e-9 or np.linalg.norm(anny_dir) < 1e-9:
+            fix[b] = fix[parent]
+            continue
+        fix[b] = _smallest_rotation(anny_dir, c @ src_dir)
+
+    def leg(side: str) -> tuple[float, float]:
+        ids = [labels.index(f"{side}{n}") for n in ("UpLeg", "Leg", "Foot")]
+        src = [index[bone_map[labels[i]]] for i in ids]
+        return (
+            float(np.linalg.norm(heads[ids[1]] - heads[ids[0]]))
+            + float(np.linalg.norm(heads[ids[2]] - heads[ids[1]])),
+            float(np.linalg.norm(rest[src[1]] - rest[src[0]]))
+            + float(np.linalg.norm(rest[src[2]] - rest[src[1]])),
+        )
+
+    (al, sl), (ar, sr) = leg("Left"), leg("Right")
+    scale = (al + ar) / max(sl + sr, 1e-9)
+    return _Retarget(
+        source_of_bone=source,
+        rest_fix=c.T @ fix,  # (B, 3, 3)
+        world=_world_to_z_up(world_up),
+        hip_joints=(index[lhip], index[rhip]),
+        scale=scale,
+    )
+
+
+def _check_skeleton(skeleton: Skeleton, bone_map: dict[str, str], source: Path | None) -> None:
+    required = [n for n in CMU_REQUIRED_JOINTS if bone_map.get(n) not in skeleton.names]
+    if required:
+        raise InputError(
+            source,
+            "the skeleton lacks joints the anny cmu_mb rig needs: "
+            + ", ".join(required)
+            + f" (found {len(skeleton.names)} joints: {', '.join(skeleton.names)})",
+        )
+
+
+def _global_rotations(parents: tuple[int, ...], local: np.ndarray) -> np.ndarray:
+    """(T, J, 3, 3) local rotations -> global ones, G_j = G_parent @ R_j."""
+    out = np.empty_like(local)
+    for j, p in enumerate(parents):
+        out[:, j] = local[:, j] if p < 0 else out[:, p] @ local[:, j]
+    return out
+
+
+def _source_positions(skeleton: Skeleton, glob: np.ndarray, root: np.ndarray) -> np.ndarray:
+    """(T, J, 3) joint positions in the source world: p_j = p_parent + G_parent @ offset_j."""
+    pos = np.empty(glob.shape[:2] + (3,))
+    pos[:, 0] = root
+    for j, p in enumerate(skeleton.parents[1:], start=1):
+        pos[:, j] = pos[:, p] + glob[:, p] @ skeleton.offsets[j]
+    return pos
+
+
+def _pose(
+    skeleton: Skeleton,
+    bone_map: dict[str, str],
+    local: np.ndarray,
+    root: np.ndarray,
+    world_up: str,
+    vertex_ids: np.ndarray | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pose anny from source local rotations (T, J, 3, 3) and root positions (T, 3) given
+    in a world whose up axis is ``world_up``."""
+
+    plan = _plan(skeleton, bone_map, world_up)
+    glob = _global_rotations(skeleton.parents, local)  # (T, J, 3, 3)
+    src_pos = _source_positions(skeleton, glob, root)  # (T, J, 3)
+    hips = 0.5 * (src_pos[:, plan.hip_joints[0]] + src_pos[:, plan.hip_joints[1]])  # (T, 3)
+    target_mid_hip = plan.scale * (hips @ plan.world.T)  # (T, 3), Z-up
+
+    # Skinning rotations of the anny bones: W @ G_s(c) @ C.T @ D_c, (T, B, 3, 3).
+    rot = plan.world @ glob[:, plan.source_of_bone] @ plan.rest_fix
+    return _skin(rot.astype(np.float32), target_mid_hip.astype(np.float32), vertex_ids)
+
+
+def _skin(
+    rot: np.ndarray, mid_hip: np.ndarray, vertex_ids: np.ndarray | None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Linear blend skinning of anny with each bone rotated by ``rot`` (T, B, 3, 3) about
+    its head, the whole body moved so that its mid-hip point is at ``mid_hip`` (T, 3).
+
+    Returns (vertices (T, V|N, 3), bone heads (T, B, 3)), float32.
+    """
+    import torch
+
+    rig = _rig()
+    ids = None if vertex_ids is None else torch.as_tensor(np.asarray(vertex_ids), dtype=torch.long)
+    rest_v = rig.vertices if ids is None else rig.vertices[ids]  # (N, 3)
+    weights = rig.weights if ids is None else rig.weights[ids]  # (N, K)
+    bones = rig.bones if ids is None else rig.bones[ids]  # (N, K)
+    lhip, rhip = rig.labels.index("LeftUpLeg"), rig.labels.index("RightUpLeg")
+
+    verts, joints = [], []
+    with torch.inference_mode():
+        rot_t, target = torch.from_numpy(rot), torch.from_numpy(mid_hip)
+        for start in range(0, rot_t.shape[0], _CHUNK):
+            r = rot_t[start : start + _CHUNK]  # (t, B, 3, 3)
+            heads = _posed_heads(r, rig.heads, rig.parents)  # (t, B, 3), root head at 0
+            shift = target[start : start + _CHUNK] - 0.5 * (heads[:, lhip] + heads[:, rhip])
+            heads = heads + shift[:, None]
+            trans = heads - torch.einsum("tbij,bj->tbi", r, rig.heads)  # (t, B, 3)
+            # Each vertex blends the transforms of its K bones.
+            r_v = r[:, bones]  # (t, N, K, 3, 3)
+            t_v = trans[:, bones]  # (t, N, K, 3)
+            posed = torch.einsum("tnkij,nj->tnki", r_v, rest_v) + t_v  # (t, N, K, 3)
+            verts.append(torch.einsum("tnki,nk->tni", posed, weights))  # (t, N, 3)
+            joints.append(heads)
+    return torch.cat(verts).numpy(), torch.cat(joints).numpy()
+
+
+def _posed_heads(rot: torch.Tensor, heads: torch.Tensor, parents: tuple[int, ...]) -> torch.Tensor:
+    """(t, B, 3) bone heads once each bone is rotated by ``rot`` about its (posed) head."""
+    import torch
+
+    out = [torch.zeros(rot.shape[0], 3, dtype=rot.dtype)]
+    for b, p in enumerate(parents[1:], start=1):
+        out.append(out[p] + rot[:, p] @ (heads[b] - heads[p]))
+    return torch.stack(out, dim=1)
+
+
+# ---------------------------------------------------------------------------- public posing
+
+
+def pose_from_smpl(
+    poses: np.ndarray,
+    trans: np.ndarray,
+    betas: np.ndarray | None = None,
+    vertex_ids: np.ndarray | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pose anny with AMASS/SMPL joint rotations.
+
+    Args:
+        poses: (T, >=66) axis-angle in SMPL joint order: root orientation (3) then the
+            21 body joints (63); further columns (hands, jaw, eyes) are ignored. The
+            root orientation takes SMPL's Y-up body to the (Z-up) AMASS world.
+        trans: (T, 3) AMASS translation, metres, Z up; the pelvis sits at
+            ``trans + J_pelvis`` as in SMPL (``J_pelvis`` of SMPL's mean shape).
+        betas: ignored. SMPL shape coefficients have no anny meaning; the default
+            anny phenotype is used.
+        vertex_ids: (N,) ids into anny's full mesh to pose only those vertices.
+
+    Returns:
+        vertices: (T, V, 3) float32, or (T, N, 3) with ``vertex_ids``; metres, Z up.
+        joints: (T, B, 3) float32 anny bone heads, named by :func:`bone_labels`.
+    """
+    del betas
+    poses = np.asarray(poses, dtype=np.float64)
+    trans = np.asarray(trans, dtype=np.float64)
+    if poses.ndim != 2 or poses.shape[1] < 66:
+        raise ValueError(f"poses must have shape (T, >=66), got {poses.shape}")
+    if trans.shape != (poses.shape[0], 3):
+        raise ValueError(f"trans must have shape ({poses.shape[0]}, 3), got {trans.shape}")
+    skeleton = smpl_skeleton()
+    local = axis_angle_to_matrix(poses[:, :66].reshape(-1, 22, 3))  # (T, 22, 3, 3)
+    root = trans + skeleton.offsets[0]  # (T, 3) pelvis, AMASS world
+    # SMPL's rest frame is Y-up but the AMASS world is already Z-up (root_orient turns it).
+    return _pose(skeleton, _ANNY_FROM_SMPL, local, root, "z", vertex_ids)
+
+
+def cmu_bone_map(names: tuple[str, ...] | list[str]) -> dict[str, str]:
+    """anny bone -> source joint, matching CMU BVH names (case-insensitive, namespace
+    prefixes such as ``mixamorig:`` dropped, ``LeftHandIndex1`` = ``LeftHandFinger1``)."""
+    aliases = {k.lower(): v for k, v in CMU_ALIASES.items()}
+    by_lower = {label.lower(): label for label in _rig().labels}
+    out: dict[str, str] = {}
+    for name in names:
+        key = name.rsplit(":", 1)[-1].lower()
+        label = aliases.get(key) or by_lower.get(key)
+        if label is not None and label not in out:
+            out[label] = name
+    return out
+
+
+def pose_from_cmu(
+    skeleton: Skeleton,
+    local_rotations: np.ndarray,
+    root_positions: np.ndarray,
+    world_up: str = "y",
+    vertex_ids: np.ndarray | None = None,
+    source: str | Path | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pose anny with the joint rotations of a CMU-named skeleton (BVH, ASF/AMC).
+
+    Args:
+        skeleton: the source skeleton (CMU BVH joint names, see :func:`cmu_bone_map`),
+            rest pose upright and facing the direction that becomes anny's front.
+        local_rotations: (T, J, 3, 3) rotation of each joint relative to its parent,
+            expressed in the world-aligned rest frame (BVH convention: the global
+            rotation is ``G_j = G_parent @ R_j`` and the rest pose is all identities).
+        root_positions: (T, 3) metres, the root joint's position in the source world.
+        world_up: the source world's up axis ("y" for BVH and ASF/AMC).
+        vertex_ids: (N,) ids into anny's full mesh to pose only those vertices.
+        source: the file the motion came from, named in errors.
+
+    Returns:
+        vertices: (T, V|N, 3) float32 and joints: (T, B, 3) float32 as in
+        :func:`pose_from_smpl`.
+
+    Raises:
+        InputError: when the skeleton lacks joints in :data:`CMU_REQUIRED_JOINTS`.
+    """
+    bone_map = cmu_bone_map(skeleton.names)
+    _check_skeleton(skeleton, bone_map, None if source is None else Path(source))
+    local = np.asarray(local_rotations, dtype=np.float64)
+    root = np.asarray(root_positions, dtype=np.float64)
+    if local.shape[1:] != (len(skeleton.names), 3, 3) or root.shape != (local.shape[0], 3):
+        raise ValueError(
+            f"expected rotations (T, {len(skeleton.names)}, 3, 3) and root positions (T, 3), "
+            f"got {local.shape} and {root.shape}"
+        )
+    return _pose(skeleton, bone_map, local, root, world_up, vertex_ids)

@@ -80,6 +80,7 @@ SMPL_REST_JOINTS = np.array([
 ], dtype=np.float64)  # fmt: skip
 FOOT_JOINTS = [7, 8, 10, 11]
 FOOT_CLEARANCE = 0.05  # height of the lowest foot joint above the floor (m)
+MAX_FRAMES = 150  # 5 s: every clip is one sample of the 5 s chunking
 
 # Channels (degrees unless noted) and their standing defaults.
 DEFAULTS: dict[str, float] = {
@@ -372,6 +373,15 @@ def mirror_track(tr: Track) -> Track:
     return out
 
 
+def retime_track(tr: Track, num_frames: int) -> Track:
+    """The same motion resampled (linearly) to ``num_frames`` frames."""
+    out = Track(num_frames)
+    src = np.linspace(0, len(tr.t) - 1, num_frames)
+    for k, v in tr.ch.items():
+        out.ch[k] = np.interp(src, np.arange(len(v)), v)
+    return out
+
+
 def pad_track(tr: Track, lead: int, tail: int) -> Track:
     """Idle lead-in/out: hold the first/last pose for ``lead``/``tail`` frames."""
     out = Track(len(tr.t) + lead + tail)
@@ -496,7 +506,11 @@ def make_track(label: str, rng: np.random.Generator, subject: Subject) -> Track:
         tr = GENERATORS[label](rng, speed, amp)
     if rng.random() < 0.5:
         tr = mirror_track(tr)
-    tr = pad_track(tr, _n(rng.uniform(0.2, 0.8)), _n(rng.uniform(0.2, 0.8)))
+    lead, tail = _n(rng.uniform(0.2, 0.8)), _n(rng.uniform(0.2, 0.8))
+    room = MAX_FRAMES - lead - tail
+    if len(tr.t) > room:  # keep every clip within one 5 s sample: play it a bit faster
+        tr = retime_track(tr, room)
+    tr = pad_track(tr, lead, tail)
     n = len(tr.t)
     for k in tr.ch:
         if k not in ("fwd", "lat", "flight", "heading"):

@@ -1,0 +1,346 @@
+"""``STMTDataModule``: training clips from a prepared cache (``stmt prepare``).
+
+A clip is T frames of one sample (a labelled span of a sequence):
+
+- training: the sample's frames are split into T equal bins and one frame is
+  drawn uniformly at random in each bin (a sample shorter than T frames repeats
+  frames);
+- evaluation (val/test/predict): the frame at the centre of each bin.
+
+Every clip is normalised by :func:`stmt.data.transforms.normalize_clip`, then,
+for training with ``augment=True``, each enabled augmentation is applied in this
+order: rotation about the vertical axis by U(-rotate_range, rotate_range) rad,
+a tilt of U(-tilt_deg, tilt_deg) degrees about a random horizontal axis, a
+uniform scale in [scale_min, scale_max], and per-point gaussian jitter
+(``jitter_std``, clipped at ``jitter_clip``, normalised units).
+
+Batches are dicts ``{"vertices": (B, T, N, 3) float32, "label": (B,) int64}``.
+The template's geodesic matrix is an attribute (``.geodesic``), handed to the
+model once, not per sample.
+
+The cache's index and template are read in ``__init__`` (small files), so
+``num_classes``, ``class_names``, ``num_points``, ``fps``, ``window_s`` and
+``geodesic`` are available before ``setup`` (LightningCLI links them into the
+model at instantiation). The big arrays are memory-mapped lazily, once per
+DataLoader worker.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from stmt.data.cache import gather_frames, load_index, open_arrays
+from stmt.data.template import Template
+from stmt.data.transforms import normalize_clip
+from stmt.errors import InputError
+
+
+def frame_indices(
+    length: np.ndarray, num_frames: int, rng: np.random.Generator | None
+) -> np.ndarray:
+    """(B, T) frame indices within samples of ``length`` (B,) frames.
+
+    ``rng`` given: one uniform draw in each of T equal bins (training); None: bin centres.
+    """
+    length = np.asarray(length, dtype=np.float64)[:, None]  # (B, 1)
+    edges = np.arange(num_frames, dtype=np.float64)[None, :]  # (1, T)
+    u = 0.5 if rng is None else rng.random((length.shape[0], num_frames))
+    pos = (edges + u) * length / num_frames  # (B, T) in [0, length)
+    return np.minimum(pos.astype(np.int64), length.astype(np.int64) - 1)
+
+
+class CacheClips(Dataset):
+    """Clips of some samples of a cache; batched fetch through ``__getitems__``."""
+
+    def __init__(
+        self,
+        cache: str | Path,
+        sample_ids: np.ndarray,
+        frame_start: np.ndarray,
+        length: np.ndarray,
+        label: np.ndarray,
+        num_frames: int,
+        train: bool,
+        augment: dict | None = None,
+        seed: int = 0,
+    ):
+        self.cache = str(cache)
+        self.sample_ids = np.asarray(sample_ids, dtype=np.int64)
+        self.frame_start = np.asarray(frame_start, dtype=np.int64)
+        self.length = np.asarray(length, dtype=np.int64)
+        self.label = np.asarray(label, dtype=np.int64)
+        self.num_frames = num_frames
+        self.train = train
+        self.augment = augment or {}
+        self.seed = seed
+        self._arrays = None  # opened lazily, once per process (DataLoader worker)
+        self._rng = None
+
+    def __len__(self) -> int:
+        return len(self.sample_ids)
+
+    def _open(self):
+        if self._arrays is None:
+            self._arrays = open_arrays(self.cache)
+            info = torch.utils.data.get_worker_info()
+            wid = 0 if info is None else info.id
+            base = torch.initial_seed() if self.train else self.seed
+            self._rng = np.random.default_rng([base % 2**63, wid])
+        return self._arrays
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_arrays"] = None  # memmaps are reopened in each worker
+        state["_rng"] = None
+        return state
+
+    def clips(self, items: list[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(B, T, N, 3) float32 normalised (and augmented) clips and (B,) labels."""
+        verts, centres = self._open()
+        items = np.asarray(items, dtype=np.int64)
+        rng = self._rng if self.train else None
+        idx = frame_indices(self.length[items], self.num_frames, rng)  # (B, T)
+        frames = idx + self.frame_start[items][:, None]
+        clip = normalize_clip(gather_frames(verts, centres, frames))  # (B, T, N, 3)
+        if self.train and self.augment:
+            clip = augment_clips(clip, self._rng, **self.augment)
+        return clip, self.label[items]
+
+    def __getitems__(self, items: list[int]) -> dict:
+        clip, label = self.clips(items)
+        return {"vertices": torch.from_numpy(clip), "label": torch.from_numpy(label)}
+
+    def __getitem__(self, i: int) -> dict:
+        clip, label = self.clips([i])
+        return {"vertices": torch.from_numpy(clip[0]), "label": torch.tensor(label[0])}
+
+
+def _identity_collate(batch):
+    return batch
+
+
+def augment_clips(
+    clip: np.ndarray,
+    rng: np.random.Generator,
+    rotate_range: float = 0.0,
+    tilt_deg: float = 0.0,
+    scale_min: float = 1.0,
+    scale_max: float = 1.0,
+    jitter_std: float = 0.0,
+    jitter_clip: float = 0.0,
+) -> np.ndarray:
+    """Random rotation / tilt / scale / jitter of (B, T, N, 3) clips (one draw per clip)."""
+    B = clip.shape[0]
+    rot = np.broadcast_to(np.eye(3, dtype=np.float32), (B, 3, 3)).copy()
+    if rotate_range > 0:
+        a = rng.uniform(-rotate_range, rotate_range, B)
+        c, s = np.cos(a), np.sin(a)
+        rz = np.zeros((B, 3, 3), dtype=np.float32)
+        rz[:, 0, 0], rz[:, 0, 1], rz[:, 1, 0], rz[:, 1, 1], rz[:, 2, 2] = c, -s, s, c, 1
+        rot = rz @ rot
+    if tilt_deg > 0:
+        t = np.radians(rng.uniform(-tilt_deg, tilt_deg, B))
+        phi = rng.uniform(0, 2 * math.pi, B)
+        k = np.zeros((B, 3, 3))  # cross-product matrix of the axis (cos phi, sin phi, 0)
+        k[:, 0, 2], k[:, 1, 2] = np.sin(phi), -np.cos(phi)
+        k[:, 2, 0], k[:, 2, 1] = -np.sin(phi), np.cos(phi)
+        rt = np.eye(3) + np.sin(t)[:, None, None] * k + (1 - np.cos(t))[:, None, None] * (k @ k)
+        rot = rt.astype(np.float32) @ rot
+    if scale_max > scale_min or scale_min != 1.0:
+        rot = rot * rng.uniform(scale_min, scale_max, B).astype(np.float32)[:, None, None]
+    out = np.einsum("bij,btnj->btni", rot, clip, optimize=True).astype(np.float32)
+    if jitter_std > 0:
+        noise = rng.normal(0, jitter_std, out.shape).astype(np.float32)
+        if jitter_clip > 0:
+            np.clip(noise, -jitter_clip, jitter_clip, out=noise)
+        out += noise
+    return out
+
+
+class STMTDataModule(pl.LightningDataModule):
+    """Clips of a prepared cache for training, evaluation and prediction.
+
+    Args:
+        cache: folder written by ``stmt prepare``.
+        num_frames: T, frames per clip.
+        batch_size: clips per batch.
+        num_workers: DataLoader worker processes (0: load in the main process).
+        augment: master switch for training augmentation.
+        rotate: rotate about the vertical axis by U(-rotate_range, rotate_range) rad.
+        rotate_range: radians (the original STMT code: 0.7).
+        tilt: tilt about a random horizontal axis by U(-tilt_deg, tilt_deg).
+        tilt_deg: degrees (original: 10).
+        scale: scale by U(scale_min, scale_max).
+        scale_min, scale_max: scale range.
+        jitter: add gaussian noise to every point.
+        jitter_std, jitter_clip: noise sigma and clip, in normalised units
+            (original: 0.007 and 0.04).
+        train_split, val_split, test_split, predict_split: split names in the
+            cache used by each stage. A stage whose split has no sample falls back
+            to ``val_split`` (BABEL publishes no test labels).
+        train_fraction: keep this fraction of the training samples, stratified by
+            class (at least one per class), the same subset for a given ``seed``
+            (e.g. 0.1 for fine-tuning with 10 % labels).
+        seed: seed of the labelled subset and of evaluation-time randomness.
+        pin_memory: pin batches for faster host-to-GPU copies.
+    """
+
+    def __init__(
+        self,
+        cache: str,
+        num_frames: int = 24,
+        batch_size: int = 32,
+        num_workers: int = 2,
+        augment: bool = True,
+        rotate: bool = True,
+        rotate_range: float = 0.7,
+        tilt: bool = True,
+        tilt_deg: float = 10.0,
+        scale: bool = True,
+        scale_min: float = 0.9,
+        scale_max: float = 1.1,
+        jitter: bool = True,
+        jitter_std: float = 0.007,
+        jitter_clip: float = 0.04,
+        train_split: str = "train",
+        val_split: str = "val",
+        test_split: str = "test",
+        predict_split: str = "test",
+        train_fraction: float = 1.0,
+        seed: int = 0,
+        pin_memory: bool = False,
+    ):
+        super().__init__()
+        if num_frames < 1:
+            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+        if not 0.0 < train_fraction <= 1.0:
+            raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
+        self.save_hyperparameters()
+        self.cache = Path(cache)
+        self.index = load_index(self.cache)
+        self.template = Template.load(self.cache / "template.npz")
+        self.num_frames = int(num_frames)
+        self.batch_size = batch_size
+        self.num_workers = num_workers
+        self.train_fraction = train_fraction
+        self.seed = seed
+        self.pin_memory = pin_memory
+        self.splits = {"fit": train_split, "validate": val_split, "test": test_split,
+                       "predict": predict_split}
+        self.augment_args = {}
+        if augment:
+            if rotate:
+                self.augment_args["rotate_range"] = rotate_range
+            if tilt:
+                self.augment_args["tilt_deg"] = tilt_deg
+            if scale:
+                self.augment_args.update(scale_min=scale_min, scale_max=scale_max)
+            if jitter:
+                self.augment_args.update(jitter_std=jitter_std, jitter_clip=jitter_clip)
+        self._datasets: dict[str, CacheClips] = {}
+
+    # ---- what the model needs to know (available right after __init__)
+    @property
+    def class_names(self) -> list[str]:
+        return self.index.class_names
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.index.class_names)
+
+    @property
+    def num_points(self) -> int:
+        return self.index.num_points
+
+    @property
+    def fps(self) -> float:
+        return self.index.fps
+
+    @property
+    def window_s(self) -> float:
+        return self.index.window_s
+
+    @property
+    def geodesic(self) -> torch.Tensor:
+        """(N, N) float32 geodesic distances between the template vertices (metres)."""
+        return torch.from_numpy(self.template.geodesic)
+
+    # ---- samples
+    def split_samples(self, split: str) -> np.ndarray:
+        """Sample indices of ``split``, falling back to val when it is empty."""
+        ids = self.index.split_indices(split)
+        if len(ids) == 0 and split != self.splits["validate"]:
+            print(f"stmt: warning: the cache has no '{split}' samples; using "
+                  f"'{self.splits['validate']}'", file=sys.stderr)
+            ids = self.index.split_indices(self.splits["validate"])
+        if len(ids) == 0:
+            raise InputError(self.cache, f"the cache has no '{split}' samples")
+        return ids
+
+    def labelled_subset(self, ids: np.ndarray) -> np.ndarray:
+        """``train_fraction`` of ``ids``, stratified by class, deterministic in ``seed``."""
+        if self.train_fraction >= 1.0:
+            return ids
+        rng = np.random.default_rng(self.seed)
+        labels = self.index.sample_label[ids]
+        keep = []
+        for c in np.unique(labels):
+            members = ids[labels == c]
+            n = max(1, int(math.ceil(self.train_fraction * len(members))))
+            keep.append(np.sort(rng.permutation(members)[:n]))
+        return np.sort(np.concatenate(keep))
+
+    def dataset(self, stage: str) -> CacheClips:
+        if stage not in self._datasets:
+            ids = self.split_samples(self.splits[stage])
+            if stage == "fit":
+                ids = self.labelled_subset(ids)
+            self._datasets[stage] = CacheClips(
+                self.cache,
+                ids,
+                self.index.sample_frame_start()[ids],
+                self.index.sample_length[ids],
+                self.index.sample_label[ids],
+                self.num_frames,
+                train=stage == "fit",
+                augment=self.augment_args,
+                seed=self.seed,
+            )
+        return self._datasets[stage]
+
+    def setup(self, stage: str | None = None) -> None:
+        stages = ["fit", "validate"] if stage in (None, "fit") else [stage]
+        for s in stages:
+            self.dataset(s)
+
+    def _loader(self, stage: str, shuffle: bool) -> DataLoader:
+        ds = self.dataset(stage)
+        return DataLoader(
+            ds,
+            batch_size=self.batch_size,
+            shuffle=shuffle,
+            drop_last=shuffle and len(ds) > self.batch_size,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=self.pin_memory,
+            collate_fn=_identity_collate,  # __getitems__ already returns the batch
+        )
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader("fit", shuffle=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader("validate", shuffle=False)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader("test", shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        return self._loader("predict", shuffle=False)

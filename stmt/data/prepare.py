@@ -1,0 +1,300 @@
+"""``stmt prepare``: pose every sequence of a dataset once into a training cache.
+
+Steps (see :mod:`stmt.data.cache` for the layout):
+
+1. The template of the body the files are posed on (:func:`stmt.io.body_topology`
+   then :func:`stmt.data.template.get_template`), saved as ``template.npz``.
+2. For each annotated MoCap file, in a stable order: pose only the template
+   vertices (``read_sequence(path, vertex_ids=...)``), resample linearly to
+   ``fps``, write ``shards/<sha>.npz`` (float16 offsets, float32 centres) atomically.
+   A file already in a shard, or in the cache of a previous run with the same
+   template and fps, is not posed again; so a killed run resumes where it stopped.
+3. Consolidate: ``vertices.npy`` / ``centres.npy`` (temporary names, then rename),
+   then ``index.json`` last. Shards are removed once consolidated.
+
+Failures: a file that is missing is listed under ``missing`` (users rarely have
+all of AMASS; BABEL covers all of it) and does not change the exit status. A
+file that cannot be read or posed is reported at once, skipped, listed at the
+end and recorded under ``failed``; the cache is still written from the rest and
+the exit status is 1. With ``strict=True`` the first failure (or missing file)
+stops the run with an InputError (CLI exit status 2); finished shards are kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stmt.data.babel import CHUNK_S, DATASETS, label_set, load_annotations, sequence_jobs
+from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION, load_index
+from stmt.errors import InputError
+
+
+@dataclass
+class PrepareResult:
+    cache: Path
+    sequences: int = 0
+    samples: int = 0
+    frames: int = 0
+    posed: int = 0  # files posed in this run (the rest came from earlier runs)
+    posed_frames: int = 0  # source frames posed in this run
+    failed: list[dict] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+    @property
+    def exit_status(self) -> int:
+        return 1 if self.failed else 0
+
+
+def resample(vertices: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
+    """(T, N, 3) at ``src_fps`` -> (T', N, 3) at ``dst_fps`` by linear interpolation.
+
+    Frame k of the output is at time k / dst_fps; T' = floor((T - 1) * dst / src) + 1.
+    """
+    if abs(src_fps - dst_fps) < 1e-6:
+        return vertices
+    T = vertices.shape[0]
+    n_out = int(np.floor((T - 1) * dst_fps / src_fps + 1e-9)) + 1
+    pos = np.arange(n_out) * (src_fps / dst_fps)  # source frame positions
+    lo = np.clip(np.floor(pos).astype(np.int64), 0, T - 1)
+    hi = np.minimum(lo + 1, T - 1)
+    w = (pos - lo).astype(np.float32)[:, None, None]  # (T', 1, 1)
+    return (vertices[lo] * (1 - w) + vertices[hi] * w).astype(np.float32)
+
+
+def shard_name(key: str) -> str:
+    return hashlib.sha1(key.encode()).hexdigest()[:20]
+
+
+def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, **arrays)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def _split_centres(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(T, N, 3) float32 -> float16 offsets (T, N, 3) and float32 centres (T, 3)."""
+    centres = frames.mean(axis=1).astype(np.float32)  # (T, 3)
+    return (frames - centres[:, None, :]).astype(np.float16), centres
+
+
+def prepare(
+    dataset: str,
+    data: str | Path,
+    out: str | Path,
+    annotations: str | Path | None = None,
+    num_points: int = 512,
+    fps: float = 30.0,
+    body: str = "auto",
+    body_models: str | Path | None = None,
+    strict: bool = False,
+    chunk_s: float = CHUNK_S,
+    template_cache: str | Path | None = None,
+    progress: bool = True,
+    log=None,
+) -> PrepareResult:
+    """Build (or finish) the cache ``out`` for ``dataset``; see the module docstring.
+
+    Args:
+        dataset: "synthetic", "babel60", "babel120" or "kit".
+        data: AMASS root (for synthetic: the ``stmt synth`` output folder).
+        out: cache folder.
+        annotations: folder of BABEL ``train.json``/``val.json`` (default: ``data``).
+        num_points: template vertices N.
+        fps: frame rate of the cache.
+        body, body_models: body model to pose parameter files with (as ``stmt inspect``).
+        strict: stop at the first failure (InputError) instead of skipping.
+        chunk_s: longest sample (s); longer segments are cut.
+        template_cache: folder of cached templates (default ``$STMT_CACHE_DIR/templates``).
+    """
+    from tqdm import tqdm
+
+    from stmt.data.template import get_template
+    from stmt.io import body_topology, read_sequence
+
+    log = log or (lambda msg: print(msg, file=sys.stderr))
+    if dataset not in DATASETS:
+        raise InputError(None, f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+    data, out = Path(data), Path(out)
+    if not data.is_dir():
+        raise InputError(data, "expected the folder of the MoCap files (AMASS root or synth output)")
+    ann = load_annotations(annotations if annotations is not None else data)
+    jobs = sequence_jobs(dataset, ann, data, chunk_s)
+    if not jobs:
+        raise InputError(
+            annotations or data, f"the annotations hold no sample of the {dataset} classes"
+        )
+    classes = label_set(dataset)
+
+    rest, faces, body_name = body_topology(body=body, body_models=body_models, fmt="amass-smplh")
+    template = get_template(faces, rest, num_points, cache_dir=template_cache)
+    out.mkdir(parents=True, exist_ok=True)
+    settings = {"template_key": template.key, "fps": float(fps), "body": body_name}
+    shards = out / "shards"
+    stamp = shards / "settings.json"
+    if shards.exists() and (not stamp.exists() or json.loads(stamp.read_text()) != settings):
+        shutil.rmtree(shards)  # shards of another template / fps / body: unusable
+    shards.mkdir(exist_ok=True)
+    _atomic_text(stamp, json.dumps(settings))
+    template.save(out / "template.npz")
+
+    # sequences already in a previous cache with the same settings
+    previous: dict[str, tuple[int, int]] = {}
+    old_verts = old_centres = None
+    if (out / "index.json").exists():
+        try:
+            old = load_index(out)
+            if all(old.meta.get(k) == v for k, v in settings.items()):
+                srcs = old.meta["sequences"]["source"]
+                previous = {s: (int(o), int(n)) for s, o, n in
+                            zip(srcs, old.seq_offset, old.seq_length)}
+                old_verts = np.load(out / "vertices.npy", mmap_mode="r")
+                old_centres = np.load(out / "centres.npy", mmap_mode="r")
+        except (InputError, OSError, ValueError, KeyError):
+            previous = {}
+
+    result = PrepareResult(cache=out)
+    done: dict[str, int] = {}  # job key -> frames at the cache fps
+    bar = tqdm(jobs, desc=f"prepare {dataset}", unit="file", disable=not progress)
+    for job in bar:
+        shard = shards / f"{shard_name(job.key)}.npz"
+        if job.key in previous:
+            done[job.key] = previous[job.key][1]
+            continue
+        if shard.exists():
+            try:
+                with np.load(shard) as z:
+                    done[job.key] = int(z["centres"].shape[0])
+                continue
+            except (OSError, ValueError, KeyError):
+                shard.unlink()  # a damaged shard: pose the file again
+        if not job.path.is_file():
+            if strict:
+                raise InputError(job.path, "file listed in the annotations is missing")
+            result.missing.append(str(job.key))
+            continue
+        try:
+            seq = read_sequence(job.path, body=body, body_models=body_models,
+                                vertex_ids=template.vertex_ids)
+            frames = resample(seq.vertices, float(seq.fps), fps)
+        except Exception as err:  # noqa: BLE001 - any unreadable file is skipped and listed
+            msg = str(err) if isinstance(err, InputError) else f"{type(err).__name__}: {err}"
+            if strict:
+                if isinstance(err, InputError):
+                    raise
+                raise InputError(job.path, msg) from err
+            bar.write(f"stmt prepare: skipped {job.path}: {msg}", file=sys.stderr)
+            result.failed.append({"source": job.key, "path": str(job.path), "error": msg})
+            continue
+        offsets, centres = _split_centres(frames)
+        _atomic_savez(shard, offsets=offsets, centres=centres)
+        done[job.key] = len(frames)
+        result.posed += 1
+        result.posed_frames += seq.num_frames
+
+    # ---- consolidate
+    kept = [j for j in jobs if j.key in done]
+    if not kept:
+        raise InputError(data, "no file of the dataset could be prepared")
+    n_pts = template.num_points
+    seq_offset, total = [], 0
+    for j in kept:
+        seq_offset.append(total)
+        total += done[j.key]
+    same = [j.key for j in kept] == list(previous) and old_verts is not None
+    if not same:
+        tmp_v = out / ".vertices.npy.tmp"
+        tmp_c = out / ".centres.npy.tmp"
+        verts = np.lib.format.open_memmap(tmp_v, mode="w+", dtype=np.float16, shape=(total, n_pts, 3))
+        cents = np.lib.format.open_memmap(tmp_c, mode="w+", dtype=np.float32, shape=(total, 3))
+        for j, off in zip(kept, seq_offset):
+            n = done[j.key]
+            if j.key in previous:
+                o = previous[j.key][0]
+                verts[off:off + n] = old_verts[o:o + n]
+                cents[off:off + n] = old_centres[o:o + n]
+            else:
+                with np.load(shards / f"{shard_name(j.key)}.npz") as z:
+                    verts[off:off + n] = z["offsets"]
+                    cents[off:off + n] = z["centres"]
+        verts.flush()
+        cents.flush()
+        del verts, cents
+        os.replace(tmp_v, out / "vertices.npy")
+        os.replace(tmp_c, out / "centres.npy")
+
+    samples = {"sequence": [], "start": [], "length": [], "label": [], "split": []}
+    for si, j in enumerate(kept):
+        n = done[j.key]
+        for seg in j.segments:
+            s = int(round(seg.start_t * fps))
+            e = min(int(round(seg.end_t * fps)), n)
+            if e - s < 1:
+                continue
+            samples["sequence"].append(si)
+            samples["start"].append(s)
+            samples["length"].append(e - s)
+            samples["label"].append(seg.label)
+            samples["split"].append(j.split)
+    lengths = np.asarray(samples["length"]) / fps
+    window_s = float(min(chunk_s, np.round(np.median(lengths), 1))) if len(lengths) else chunk_s
+    index = {
+        "format": CACHE_FORMAT,
+        "version": CACHE_VERSION,
+        "dataset": dataset,
+        "class_names": classes,
+        **settings,
+        "num_points": n_pts,
+        "window_s": window_s,
+        "chunk_s": float(chunk_s),
+        "num_frames_total": total,
+        "sequences": {
+            "source": [j.key for j in kept],
+            "offset": seq_offset,
+            "length": [done[j.key] for j in kept],
+            "split": [j.split for j in kept],
+            "subject": [j.subject for j in kept],
+        },
+        "samples": samples,
+        "failed": result.failed,
+        "missing": result.missing,
+    }
+    _atomic_text(out / "index.json", json.dumps(index))
+    shutil.rmtree(shards, ignore_errors=True)
+
+    result.sequences, result.samples, result.frames = len(kept), len(samples["label"]), total
+    if result.missing:
+        shown = ", ".join(result.missing[:5]) + (" ..." if len(result.missing) > 5 else "")
+        log(f"stmt prepare: warning: {len(result.missing)} annotated files are not under "
+            f"{data} and were left out: {shown}")
+    if result.failed:
+        log(f"stmt prepare: warning: {len(result.failed)} files failed and were skipped:")
+        for f in result.failed:
+            log(f"  {f['path']}: {f['error']}")
+    return result

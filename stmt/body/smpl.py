@@ -168,12 +168,6 @@ class SMPLModel:
         return int(self.shapedirs.shape[2])
 
 
-def _dense(x) -> np.ndarray:
-    if hasattr(x, "toarray"):  # a scipy sparse J_regressor
-        x = x.toarray()
-    return np.asarray(x)
-
-
 def load_model(path: str | Path, body: str) -> SMPLModel:
     """Read and check a SMPL+H / SMPL-X ``.npz`` model file (cached per path and mtime)."""
     path = Path(path)
@@ -191,28 +185,19 @@ def _load_model_cached(path_str: str, body: str, mtime: int) -> SMPLModel:
         raise InputError(
             path, "official .pkl (chumpy) model files are not read; convert it to .npz"
         )
-    try:
-        # Model files are the user's licensed files; smplx itself loads them with pickle allowed
-        # (some store J_regressor as a pickled sparse matrix).
-        data = np.load(path, allow_pickle=True)
-        keys = set(data.files)
-    except Exception as err:  # noqa: BLE001 (BadZipFile, ValueError, OSError, ...)
-        raise InputError(
-            path, f"not a readable .npz body-model file ({type(err).__name__}: {err})"
-        ) from None
+    from stmt.io.detect import npz_array, open_npz
+
+    # Without pickle (np.load would unpickle a non-zip file, which can run code): the
+    # arrays read are plain numbers in the official .npz files.
+    data = open_npz(path, expected=f"expected a {body} model .npz")
+    keys = set(data.files)
     missing = [k for k in _REQUIRED_KEYS if k not in keys]
     if missing:
         raise InputError(
             path,
             f"missing {', '.join(missing)}; expected a SMPL-family model with keys {', '.join(_REQUIRED_KEYS)}",
         )
-    try:
-        arrays = {k: _dense(data[k]) for k in _REQUIRED_KEYS}
-    except Exception as err:  # noqa: BLE001 (any failure here is a bad file)
-        raise InputError(
-            path, f"body-model file is truncated or corrupt ({type(err).__name__}: {err})"
-        ) from None
-
+    arrays = {k: np.asarray(npz_array(data, path, k)) for k in _REQUIRED_KEYS}
     v_template = arrays["v_template"].astype(np.float32)
     V = v_template.shape[0]
     shapedirs = arrays["shapedirs"].astype(np.float32)

@@ -35,13 +35,16 @@ _SUPPORTED = (
 )
 
 
-def open_npz(path: Path):
-    """``np.load`` an ``.npz`` without pickle, turning any failure into an InputError."""
+def open_npz(path: Path, expected: str = _SUPPORTED):
+    """``np.load`` an ``.npz`` without pickle, turning any failure into an InputError.
+
+    ``expected`` ends the message for a file that is not a zip archive.
+    """
     with open(path, "rb") as f:
         head = f.read(6)
     if not head.startswith(_ZIP_MAGIC):
         what = "a .npy array" if head.startswith(b"\x93NUMPY") else "not a zip archive"
-        raise InputError(path, f"not a valid .npz file ({what}); {_SUPPORTED}")
+        raise InputError(path, f"not a valid .npz file ({what}); {expected}")
     try:
         npz = np.load(path, allow_pickle=False)
     except Exception as err:  # noqa: BLE001 (BadZipFile on a truncated archive, ...)

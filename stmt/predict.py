@@ -123,6 +123,10 @@ def window_spans(duration: float, window: float, stride: float) -> list[tuple[fl
     """
     if window <= 0 or stride <= 0:
         raise ValueError(f"window and stride must be positive, got {window}, {stride}")
+    if stride > window:
+        raise ValueError(
+            f"stride {stride} s is longer than the window {window} s: windows would leave gaps"
+        )
     if duration <= window:
         return [(0.0, float(duration))]
     spans = []
@@ -363,9 +367,10 @@ class Classifier:
 
         window = self.window_s if window is None else float(window)
         stride = window / 2 if stride is None else float(stride)
-        if window <= 0 or stride <= 0:
+        if window <= 0 or stride <= 0 or stride > window:
             raise InputError(
-                sequence.source, f"window and stride must be positive, got {window}, {stride}"
+                sequence.source,
+                f"need 0 < stride <= window, got window {window} s, stride {stride} s",
             )
         tpl = self._template_of(sequence)
         seq = self._template_vertices_seq(sequence, tpl)
@@ -478,5 +483,5 @@ def _topology_without_reading(
     fmt = detect(path)
     if not str(fmt).startswith(("amass", "bvh", "asf")):
         return None
-    rest, faces, _name = topology(body=body, body_models=body_models, fmt=fmt)
+    rest, faces, _name = topology(body=body, body_models=body_models, fmt=fmt, path=path)
     return np.asarray(rest, dtype=np.float32), np.asarray(faces, dtype=np.int64)

@@ -70,7 +70,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="S",
-        help="seconds between window starts (default: half the window)",
+        help="seconds between window starts, at most the window (default: half the window)",
     )
     p.add_argument(
         "--json", action="store_true", help="print JSON (schema in `pydoc stmt.commands.classify`)"
@@ -108,7 +108,15 @@ def main(args: argparse.Namespace) -> int:
         value = getattr(args, name)
         if value is not None and value <= 0:
             raise InputError(None, f"--{name} must be positive, got {value}")
+    if args.window is not None and args.stride is not None and args.stride > args.window:
+        raise InputError(
+            None, f"--stride {args.stride} must not exceed --window {args.window} (gaps)"
+        )
     clf = Classifier.from_checkpoint(args.ckpt, device=args.device)
+    if args.stride is not None and args.window is None and args.stride > clf.window_s:
+        raise InputError(
+            None, f"--stride {args.stride} must not exceed the window {clf.window_s} s (gaps)"
+        )
     batch = max(1, int(args.batch_size))
 
     records: list[dict] = []

@@ -1,0 +1,315 @@
+"""``stmt classify`` and :class:`stmt.Classifier`: windows, JSON schema, batching,
+errors, and one file of each supported format."""
+
+from __future__ import annotations
+
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from stmt.cli import main as stmt_main
+from stmt.predict import Classifier, Prediction, bin_centre_frames, window_spans
+from stmt.sequence import MeshSequence
+
+CLASSES = ["walk", "jump", "sit", "wave"]
+ARGS = {"num_classes": 4, "num_frames": 8, "num_points": 64, "centers1": 16, "centers2": 8}
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(autouse=True)
+def _template_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("STMT_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "stmt-cache"))
+
+
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    """An untrained stmt_tiny checkpoint in the layout STMTClassifier saves."""
+    from stmt.model.stmt import build_model
+
+    torch.manual_seed(0)
+    model = build_model("stmt_tiny", **ARGS)
+    hp = {"arch": "stmt_tiny", "model_args": ARGS, "num_classes": 4, "num_frames": 8, "num_points": 64,
+              "class_names": CLASSES, "fps": 30.0, "window_s": 1.0, "lr": 1e-3}  # fmt: skip
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    state["geodesic"] = torch.zeros(64, 64)
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    torch.save({"hyper_parameters": hp, "state_dict": state, "epoch": 0}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def clf(ckpt) -> Classifier:
+    return Classifier.from_checkpoint(ckpt)
+
+
+def capsule_motion(seconds: float, fps: float, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
+    """A capsule 'body' (1.7 m, ~130 vertices) swaying and walking: (T, V, 3), (F, 3)."""
+    import trimesh
+
+    mesh = trimesh.creation.capsule(height=1.2, radius=0.25, count=[12, 12])
+    rest = np.asarray(mesh.vertices, dtype=np.float32) + np.float32([0, 0, 0.85])
+    t = np.arange(max(1, round(seconds * fps)), dtype=np.float32)[:, None, None] / fps  # (T, 1, 1)
+    phase = np.random.default_rng(seed).uniform(0, 6.3)
+    sway = 0.2 * np.sin(2 * t + phase) * (rest[None, :, 2:3] - 0.25)  # (T, V, 1)
+    verts = rest[None] + np.concatenate(
+        [0.5 * t + sway, 0 * t + 0 * sway, 0.05 * np.sin(5 * t) + 0 * sway], -1
+    )
+    return verts.astype(np.float32), np.asarray(mesh.faces, dtype=np.int64)
+
+
+def write_mesh_npz(
+    path: Path, seconds: float, fps: float = 30.0, faces: bool = True, seed: int = 0
+) -> Path:
+    verts, f = capsule_motion(seconds, fps, seed)
+    arrays = {"vertices": verts, "fps": np.float32(fps)}
+    if faces:
+        arrays["faces"] = f
+    np.savez(path, **arrays)
+    return path
+
+
+def sequence(seconds: float, fps: float = 30.0) -> MeshSequence:
+    verts, faces = capsule_motion(seconds, fps)
+    return MeshSequence(vertices=verts, faces=faces, fps=fps, body="mesh", source=Path("capsule.npz"),
+                        format="mesh-npz", rest_vertices=verts[0])  # fmt: skip
+
+
+def run_cli(argv, capsys) -> tuple[int, str, str]:
+    code = stmt_main(["classify", *map(str, argv)])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def check_schema(record: dict, classes: list[str], top_k: int) -> None:
+    """The documented --json schema (stmt.commands.classify docstring)."""
+    assert set(record) == {"file", "duration_s", "fps", "overall", "windows"}
+    assert isinstance(record["file"], str)
+    assert isinstance(record["duration_s"], float) and record["duration_s"] > 0
+    assert isinstance(record["fps"], float) and record["fps"] > 0
+
+    def check_ranked(items):
+        assert isinstance(items, list) and len(items) == min(top_k, len(classes))
+        for item in items:
+            assert set(item) == {"label", "prob"}
+            assert item["label"] in classes and isinstance(item["prob"], float)
+            assert 0.0 <= item["prob"] <= 1.0
+        probs = [i["prob"] for i in items]
+        assert probs == sorted(probs, reverse=True)
+        assert sum(probs) <= 1.0 + 1e-6
+        assert len({i["label"] for i in items}) == len(items)
+
+    check_ranked(record["overall"])
+    assert isinstance(record["windows"], list) and record["windows"]
+    for w in record["windows"]:
+        assert set(w) == {"start", "end", "top_k"}
+        assert isinstance(w["start"], float) and isinstance(w["end"], float)
+        assert 0.0 <= w["start"] < w["end"] <= record["duration_s"] + 1e-6
+        check_ranked(w["top_k"])
+    assert_covers(
+        [(w["start"], w["end"]) for w in record["windows"]], record["duration_s"], tol=1e-3
+    )
+
+
+def assert_covers(spans, duration, tol=1e-9):
+    """The union of the spans is exactly [0, duration]."""
+    spans = sorted(spans)
+    assert abs(spans[0][0]) <= tol
+    reach = spans[0][1]
+    for s, e in spans[1:]:
+        assert s <= reach + tol, f"gap between {reach} and {s}"
+        reach = max(reach, e)
+    assert abs(reach - duration) <= tol
+
+
+# --------------------------------------------------------------------------- windows
+@settings(max_examples=200, deadline=None)
+@given(
+    duration=st.floats(0.05, 60.0),
+    window=st.floats(0.1, 10.0),
+    stride_frac=st.floats(0.05, 1.0),
+)
+def test_windows_cover_the_whole_sequence(duration, window, stride_frac):
+    stride = window * stride_frac
+    spans = window_spans(duration, window, stride)
+    assert_covers(spans, duration, tol=1e-6)
+    if duration <= window:
+        assert spans == [(0.0, duration)]
+    else:
+        assert all(abs((e - s) - window) < 1e-6 for s, e in spans)
+        starts = [s for s, _ in spans]
+        assert starts == sorted(starts) and len(set(starts)) == len(starts)
+        assert all(b - a <= stride + 1e-6 for a, b in itertools.pairwise(starts))
+
+
+def test_window_examples():
+    assert window_spans(10.0, 2.0, 1.0)[:2] == [(0.0, 2.0), (1.0, 3.0)]
+    assert window_spans(10.0, 2.0, 1.0)[-1] == (8.0, 10.0)
+    assert len(window_spans(10.0, 2.0, 1.0)) == 9
+    assert window_spans(2.5, 2.0, 1.0) == [(0.0, 2.0), (0.5, 2.5)]
+    assert window_spans(1.5, 2.0, 1.0) == [(0.0, 1.5)]
+
+
+def test_stride_longer_than_window_is_refused(clf):
+    with pytest.raises(ValueError, match="gaps"):
+        window_spans(10.0, 1.0, 1.5)
+    from stmt.errors import InputError
+
+    with pytest.raises(InputError, match="stride <= window"):
+        clf.predict(sequence(3.0), window=1.0, stride=2.0)
+
+
+def test_bin_centre_frames():
+    # 1 s at 30 fps in 3 bins: centres at 1/6, 1/2, 5/6 s -> frames 5, 15, 25
+    assert bin_centre_frames(0.0, 1.0, 3, 30.0, 300).tolist() == [5, 15, 25]
+    # a window longer than the sequence repeats its frames, never runs past the end
+    assert bin_centre_frames(0.0, 1.0, 8, 4.0, 4).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+
+
+# --------------------------------------------------------------------------- Python API
+def test_predict_windows_and_overall(clf):
+    seq = sequence(3.2)
+    pred = clf.predict(seq, top_k=3)
+    assert isinstance(pred, Prediction)
+    assert pred.duration_s == pytest.approx(3.2, abs=1 / 30)
+    assert [(s, e) for s, e, _ in pred.windows] == window_spans(seq.duration, 1.0, 0.5)
+    assert all(len(top) == 3 for _, _, top in pred.windows)
+
+    # overall is the mean of the full window probabilities
+    clips, spans, tpl = clf.clips(seq)
+    assert clips.shape == (len(spans), 8, 64, 3)
+    probs = clf.probabilities(clips, tpl.geodesic, batch_size=3)
+    assert probs.shape == (len(spans), 4)
+    np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
+    mean = probs.mean(0)
+    assert [a for a, _ in pred.overall] == [CLASSES[i] for i in np.argsort(-mean)[:3]]
+    np.testing.assert_allclose([p for _, p in pred.overall], np.sort(mean)[::-1][:3], rtol=1e-5)
+    # batching does not change the answer
+    np.testing.assert_allclose(
+        clf.probabilities(clips, tpl.geodesic, batch_size=100), probs, atol=1e-5
+    )
+
+
+def test_predict_short_sequence_is_one_window(clf):
+    pred = clf.predict(sequence(0.4), window=1.0)
+    assert len(pred.windows) == 1
+    assert pred.windows[0][:2] == (0.0, pytest.approx(0.4))
+
+
+def test_window_and_stride_options(clf):
+    pred = clf.predict(sequence(3.0), window=2.0, stride=0.5, top_k=10)
+    assert [(s, e) for s, e, _ in pred.windows] == [(0.0, 2.0), (0.5, 2.5), (1.0, 3.0)]
+    assert len(pred.overall) == len(CLASSES)  # top_k is capped at the class count
+
+
+def test_attention_per_frame(clf):
+    seq = sequence(2.0, fps=20.0)
+    att = clf.attention(seq)
+    assert att.relevance.shape == (seq.num_frames, 8)
+    assert np.isfinite(att.relevance).all() and (att.relevance >= 0).all()
+    assert att.patch_of_point.shape == (64,) and set(att.patch_of_point[:8]) == set(range(8))
+    assert att.window_of_frame.shape == (seq.num_frames,)
+    assert att.window_of_frame[0] == 0 and att.window_of_frame[-1] == len(att.windows) - 1
+
+
+def test_top_level_export(ckpt):
+    import stmt
+
+    assert stmt.Classifier is Classifier
+
+
+# --------------------------------------------------------------------------- CLI
+def test_cli_json_schema(ckpt, tmp_path, capsys):
+    files = [
+        write_mesh_npz(tmp_path / "long.npz", 3.5),
+        write_mesh_npz(tmp_path / "short.npz", 0.5, seed=1),
+    ]
+    code, out, err = run_cli([*files, "--ckpt", ckpt, "--json", "--top-k", "3"], capsys)
+    assert code == 0, err
+    records = json.loads(out)  # stdout holds the JSON document and nothing else
+    assert [r["file"] for r in records] == [str(f) for f in files]
+    for r in records:
+        check_schema(r, CLASSES, 3)
+    assert records[0]["duration_s"] == pytest.approx(3.5) and len(records[0]["windows"]) == 6
+    assert len(records[1]["windows"]) == 1
+
+
+def test_cli_table(ckpt, tmp_path, capsys):
+    f = write_mesh_npz(tmp_path / "walk.npz", 2.0)
+    code, out, _ = run_cli(
+        [f, "--ckpt", ckpt, "--top-k", "2", "--window", "1", "--stride", "1"], capsys
+    )
+    assert code == 0
+    lines = out.splitlines()
+    assert lines[0].startswith(f"{f}  (2.00 s at 30 fps, 2 windows)")
+    assert lines[1].strip() == "overall" and lines[2].strip().startswith("1. ")
+    assert "timeline" in out and "0.00 -    1.00 s" in out and "1.00 -    2.00 s" in out
+
+
+def test_cli_bad_file_does_not_stop_the_others(ckpt, tmp_path, capsys):
+    good1 = write_mesh_npz(tmp_path / "a.npz", 1.0)
+    bad = tmp_path / "broken.npz"
+    bad.write_text("not a zip")
+    missing = tmp_path / "missing.npz"
+    good2 = write_mesh_npz(tmp_path / "b.npz", 1.0, seed=2)
+    argv = [good1, bad, missing, good2, "--ckpt", ckpt, "--json", "--batch-size", "2"]
+    code, out, err = run_cli(argv, capsys)
+    assert code == 2
+    assert [r["file"] for r in json.loads(out)] == [str(good1), str(good2)]
+    errors = err.strip().splitlines()
+    assert len(errors) == 2
+    assert errors[0].startswith(f"stmt: error: {bad}: ")
+    assert errors[1].startswith(f"stmt: error: {missing}: ")
+
+
+def test_cli_batches_match_single_files(ckpt, tmp_path, capsys):
+    files = [write_mesh_npz(tmp_path / f"f{i}.npz", 1.0 + 0.7 * i, seed=i) for i in range(3)]
+    _, out_b, _ = run_cli([*files, "--ckpt", ckpt, "--json", "--batch-size", "4"], capsys)
+    singles = []
+    for f in files:
+        _, out_1, _ = run_cli([f, "--ckpt", ckpt, "--json", "--batch-size", "1"], capsys)
+        singles += json.loads(out_1)
+    for a, b in zip(json.loads(out_b), singles):
+        assert [x["label"] for x in a["overall"]] == [x["label"] for x in b["overall"]]
+        np.testing.assert_allclose(
+            [x["prob"] for x in a["overall"]], [x["prob"] for x in b["overall"]], atol=1e-5
+        )
+
+
+def test_cli_bad_options(ckpt, tmp_path, capsys):
+    f = write_mesh_npz(tmp_path / "a.npz", 1.0)
+    code, out, err = run_cli([f, "--ckpt", ckpt, "--window", "0"], capsys)
+    assert code == 2 and out == "" and err.startswith("stmt: error: --window must be positive")
+    code, out, err = run_cli([f, "--ckpt", ckpt, "--window", "1", "--stride", "2"], capsys)
+    assert code == 2 and out == "" and err.startswith("stmt: error: --stride 2.0 must not exceed")
+    code, out, err = run_cli([f, "--ckpt", ckpt, "--stride", "2"], capsys)  # checkpoint window 1 s
+    assert code == 2 and out == "" and "must not exceed the window 1.0 s" in err
+
+
+# --------------------------------------------------------------------------- formats
+def test_format_mesh_npz_without_faces(ckpt, tmp_path, capsys):
+    f = write_mesh_npz(tmp_path / "points.npz", 1.2, faces=False)
+    code, out, err = run_cli([f, "--ckpt", ckpt, "--json"], capsys)
+    assert code == 0, err
+    check_schema(json.loads(out)[0], CLASSES, 5)
+
+
+def test_format_mesh_folder(ckpt, tmp_path, capsys):
+    import trimesh
+
+    verts, faces = capsule_motion(1.0, 10.0)
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, v in enumerate(verts):
+        trimesh.Trimesh(v, faces, process=False).export(folder / f"frame_{i:03d}.obj")
+    (folder / "fps.txt").write_text("10\n")
+    code, out, err = run_cli([folder, "--ckpt", ckpt, "--json"], capsys)
+    assert code == 0, err
+    rec = json.loads(out)[0]
+    check_schema(rec, CLASSES, 5)
+    assert rec["fps"] == 10.0 and rec["duration_s"] == pytest.approx(1.0)

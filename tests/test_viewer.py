@@ -1,0 +1,318 @@
+"""The viewer: scene maths without Open3D, and real renders under Xvfb.
+
+Render tests start one Xvfb server for this module (skipped only when Xvfb or
+a working open3d is genuinely missing; CI installs both) and keep images
+small (320x240) and few.
+"""
+
+from __future__ import annotations
+
+import os
+import select
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from stmt.errors import InputError
+from stmt.predict import Classifier
+from stmt.sequence import MeshSequence
+from viz.overlay import PLAIN_COLOR, colormap, draw_overlay
+from viz.scene import nearest_point, partition, scene_from_sequence, vertex_patches
+
+CLASSES = ["walk", "jump", "sit"]
+ARGS = {"num_classes": 3, "num_frames": 8, "num_points": 64, "centers1": 16, "centers2": 8}
+W, H = 320, 240
+
+
+# --------------------------------------------------------------------------- fixtures
+@pytest.fixture(scope="module")
+def ckpt(tmp_path_factory) -> Path:
+    from stmt.model.stmt import build_model
+
+    torch.manual_seed(1)
+    model = build_model("stmt_tiny", **ARGS)
+    hp = {"arch": "stmt_tiny", "model_args": ARGS, "num_classes": 3, "num_frames": 8, "num_points": 64,
+              "class_names": CLASSES, "fps": 30.0, "window_s": 1.0}  # fmt: skip
+    state = {f"model.{k}": v for k, v in model.state_dict().items()}
+    path = tmp_path_factory.mktemp("ckpt") / "tiny.ckpt"
+    torch.save({"hyper_parameters": hp, "state_dict": state}, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cache_env(tmp_path_factory):
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("STMT_CACHE_DIR", str(tmp_path_factory.mktemp("stmt-cache")))
+        yield
+
+
+def capsule_sequence(seconds: float = 2.0, fps: float = 10.0, faces: bool = True) -> MeshSequence:
+    import trimesh
+
+    mesh = trimesh.creation.capsule(height=1.2, radius=0.25, count=[12, 12])
+    rest = np.asarray(mesh.vertices, dtype=np.float32) + np.float32([0, 0, 0.85])
+    t = np.arange(round(seconds * fps), dtype=np.float32)[:, None] / fps  # (T, 1)
+    lean = 0.3 * np.sin(2 * t)[:, :, None] * (rest[None, :, 2:3] - 0.25)  # (T, V, 1)
+    verts = np.repeat(rest[None], len(t), 0)  # (T, V, 3)
+    verts[..., 0] += 0.4 * t + lean[..., 0]
+    return MeshSequence(vertices=verts, faces=np.asarray(mesh.faces) if faces else None, fps=fps,
+                        body="mesh", source=Path("capsule.npz"), format="mesh-npz", rest_vertices=rest)  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def scenes(ckpt, cache_env):
+    seq = capsule_sequence()
+    clf = Classifier.from_checkpoint(ckpt)
+    return {
+        "model": scene_from_sequence(seq, classifier=clf),
+        "plain": scene_from_sequence(seq),
+        "points": scene_from_sequence(capsule_sequence(faces=False), classifier=clf),
+    }
+
+
+def _open3d_works() -> bool:
+    try:
+        import open3d  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+@pytest.fixture(scope="module")
+def display():
+    """A private Xvfb server for this module's renders (DISPLAY set while it runs)."""
+    if shutil.which("Xvfb") is None or not _open3d_works():
+        pytest.skip("Xvfb or open3d (with its system libraries) is not installed")
+    read_fd, write_fd = os.pipe()
+    proc = subprocess.Popen(
+        ["Xvfb", "-displayfd", str(write_fd), "-screen", "0", "1024x768x24", "-nolisten", "tcp"],
+        pass_fds=(write_fd,), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    os.close(write_fd)
+    number = b""
+    while not number.endswith(b"\n"):
+        ready, _, _ = select.select([read_fd], [], [], 20)
+        chunk = os.read(read_fd, 16) if ready else b""
+        if not chunk:
+            proc.kill()
+            pytest.fail("Xvfb did not start")
+        number += chunk
+    os.close(read_fd)
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("DISPLAY", f":{number.decode().strip()}")
+        if not os.environ.get("XDG_RUNTIME_DIR"):
+            mp.setenv("XDG_RUNTIME_DIR", str(Path(os.environ.get("TMPDIR", "/tmp"))))
+        yield
+    proc.terminate()
+    proc.wait(timeout=10)
+
+
+# --------------------------------------------------------------------------- no Open3D
+def test_nearest_point_and_vertex_patches():
+    rng = np.random.default_rng(0)
+    rest = rng.normal(size=(500, 3)).astype(np.float32)
+    ids = rng.choice(500, 40, replace=False)
+    brute = np.argmin(((rest[:, None] - rest[ids][None]) ** 2).sum(-1), axis=1)
+    np.testing.assert_array_equal(nearest_point(rest, rest[ids], chunk=64), brute)
+    patch_of_point = np.arange(40) % 5
+    vp = vertex_patches(rest, ids, patch_of_point)
+    np.testing.assert_array_equal(vp, patch_of_point[brute])
+    np.testing.assert_array_equal(vp[ids], patch_of_point)  # template vertices keep their patch
+
+
+def test_partition_follows_nearest_window_centre():
+    parts = partition([(0.0, 2.0), (1.0, 3.0), (2.0, 4.0)], 4.0)
+    assert parts == [(0.0, 1.5), (1.5, 2.5), (2.5, 4.0)]
+
+
+def test_scene_colours_and_labels(scenes):
+    model, plain = scenes["model"], scenes["plain"]
+    assert model.has_attention and not plain.has_attention
+    c = model.colors(5)
+    assert c.shape == (model.vertices.shape[1], 3) and c.min() >= 0 and c.max() <= 1
+    # attention colours are a spread of the colour map, not the plain colour
+    assert len(np.unique(c.round(4), axis=0)) > 1
+    assert not np.allclose(c, PLAIN_COLOR)
+    np.testing.assert_allclose(
+        model.colors(5, attention=False), np.broadcast_to(PLAIN_COLOR, c.shape)
+    )
+    np.testing.assert_allclose(plain.colors(5), np.broadcast_to(PLAIN_COLOR, c.shape))
+    # every patch gets its own colour; vertices of a patch share it
+    rel = model.relevance[5]
+    scaled = (rel - rel.min()) / (rel.max() - rel.min())
+    np.testing.assert_allclose(c, colormap(scaled[model.vertex_patch]), atol=1e-6)
+    assert set(np.unique(model.vertex_patch)) == set(range(8))
+
+    top = model.top(0)
+    assert len(top) == 3 and {a for a, _ in top} == set(CLASSES)
+    assert plain.top(0) is None and plain.timeline() is None
+    tl = model.timeline()
+    assert tl[0][0] == 0.0 and tl[-1][1] == pytest.approx(model.duration)
+    assert all(label in CLASSES for _, _, label in tl)
+
+
+def test_overlay_draws_in_its_regions():
+    img = np.full((H, W, 3), 255, np.uint8)
+    out = draw_overlay(img, top=[("walk", 0.7), ("run", 0.2), ("sit", 0.1)], time_s=0.5)
+    box = out[: H // 3, : W // 2]
+    assert (box < 128).any(), "no dark text pixels in the label box"
+    assert (out[H // 3 :] == 255).all(), "labels alone must not draw elsewhere"
+    legend = draw_overlay(img, legend=True)
+    assert (legend[:, -W // 6 :] != 255).any() and (legend[:, : W // 2] == 255).all()
+    tl = draw_overlay(img, timeline=[(0, 1, "walk"), (1, 2, "run")], duration_s=2.0, time_s=1.0)
+    assert (tl[-H // 8 :] != 255).any() and (tl[H // 6 : H // 2] == 255).all()
+
+
+# --------------------------------------------------------------------------- Open3D renders
+def test_rendered_frame_is_not_blank(display, scenes):
+    from viz.viewer import render_frames
+
+    frames = render_frames(scenes["model"], width=W, height=H, frames=[0, 10], overlay=False)
+    assert len(frames) == 2 and frames[0].shape == (H, W, 3) and frames[0].dtype == np.uint8
+    for f in frames:
+        assert f.std() > 10, "blank frame"
+        assert (f.min(axis=2) < 200).mean() > 0.02, "too few non-background pixels"
+    assert np.abs(frames[0].astype(int) - frames[1].astype(int)).mean() > 0.5, (
+        "the body did not move"
+    )
+
+
+def test_attention_colouring_differs_from_plain(display, scenes):
+    from viz.viewer import render_frames
+
+    att = render_frames(scenes["model"], width=W, height=H, frames=[8], overlay=False)[0].astype(
+        int
+    )
+    plain = render_frames(
+        scenes["model"], width=W, height=H, frames=[8], overlay=False, attention=False
+    )[0]
+    diff = np.abs(att - plain.astype(int)).sum(axis=2)  # (H, W)
+    assert (diff > 60).mean() > 0.02, "attention colours look like the plain colours"
+    # plain body pixels are skin-grey (r > b); attention pixels include viridis blues/greens
+    body = plain.min(axis=2) < 230
+    assert (att[body][:, 2] > att[body][:, 0]).mean() > 0.2
+
+
+def test_label_is_drawn(display, scenes):
+    from viz.viewer import render_frames
+
+    with_label = render_frames(scenes["model"], width=W, height=H, frames=[3])[0].astype(int)
+    without = render_frames(scenes["model"], width=W, height=H, frames=[3], overlay=False)[
+        0
+    ].astype(int)
+    label_box = (slice(0, H // 3), slice(0, W // 2))
+    assert np.abs(with_label[label_box] - without[label_box]).sum(axis=2).max() > 200
+    timeline_strip = (slice(H - H // 8, H), slice(0, W))
+    assert np.abs(with_label[timeline_strip] - without[timeline_strip]).mean() > 5
+    plain = render_frames(scenes["plain"], width=W, height=H, frames=[3], attention=False)[
+        0
+    ].astype(int)
+    plain_raw = render_frames(scenes["plain"], width=W, height=H, frames=[3], overlay=False)[
+        0
+    ].astype(int)
+    # without a model only the time is written: the label lines stay empty
+    lines = (slice(H // 12, H // 3), slice(0, W // 2))
+    assert np.abs(plain[lines] - plain_raw[lines]).max() == 0
+
+
+def test_point_cloud_renders(display, scenes):
+    from viz.viewer import render_frames
+
+    f = render_frames(scenes["points"], width=W, height=H, frames=[0], overlay=False)[0]
+    assert f.std() > 5 and (f.min(axis=2) < 200).mean() > 0.005
+
+
+def test_player_keys(display, scenes):
+    from viz.viewer import Player
+
+    p = Player(scenes["model"], W, H, visible=False)
+    try:
+        before = np.asarray(p.geom.vertex_colors).copy()
+        p.step(1)
+        assert p.frame == 1 and not p.playing
+        p.step(-2)
+        assert p.frame == scenes["model"].num_frames - 1  # wraps around
+        p.toggle_attention()
+        assert not p.attention
+        np.testing.assert_allclose(np.asarray(p.geom.vertex_colors)[0], PLAIN_COLOR, atol=1e-6)
+        p.toggle_attention()
+        assert p.attention
+        np.testing.assert_allclose(
+            np.asarray(p.geom.vertex_colors), scenes["model"].colors(p.frame), atol=1e-6
+        )
+        p.step(-(p.frame))
+        np.testing.assert_allclose(np.asarray(p.geom.vertex_colors), before, atol=1e-6)
+    finally:
+        p.close()
+
+
+def test_write_outputs(display, scenes, tmp_path):
+    import imageio.v3 as iio
+
+    from viz.viewer import render_frames, write_video
+
+    frames = render_frames(scenes["model"], fps=5, width=W, height=H, max_frames=3)
+    assert len(frames) == 3
+    gif = write_video(frames, tmp_path / "a.gif", 5)
+    assert iio.imread(gif, index=None).shape == (3, H, W, 3)
+    png = write_video(frames, tmp_path / "still.png", 5)
+    assert iio.imread(png).shape[:2] == (H, W)
+    folder = write_video(frames, tmp_path / "frames", 5)
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "frame_00000.png",
+        "frame_00001.png",
+        "frame_00002.png",
+    ]
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], (
+        "temporary files left behind"
+    )
+    try:
+        import imageio_ffmpeg  # noqa: F401
+    except ImportError:
+        with pytest.raises(InputError, match=r"imageio-ffmpeg.*\.gif"):
+            write_video(frames, tmp_path / "a.mp4", 5)
+    else:
+        mp4 = write_video(frames, tmp_path / "a.mp4", 5)
+        assert mp4.stat().st_size > 0
+    with pytest.raises(InputError, match="unknown render format"):
+        write_video(frames, tmp_path / "a.avi", 5)
+
+
+# --------------------------------------------------------------------------- the command
+def _mesh_npz(path: Path) -> Path:
+    seq = capsule_sequence(1.0, 10.0)
+    np.savez(path, vertices=seq.vertices, faces=seq.faces, fps=np.float32(10.0))
+    return path
+
+
+def test_view_render_reruns_itself_under_xvfb(ckpt, tmp_path, cache_env):
+    if shutil.which("xvfb-run") is None or not _open3d_works():
+        pytest.skip("xvfb-run or open3d is not installed")
+    src = _mesh_npz(tmp_path / "clip.npz")
+    out = tmp_path / "clip.gif"
+    env = {k: v for k, v in os.environ.items() if k != "DISPLAY"}
+    proc = subprocess.run(
+        [sys.executable, "-m", "stmt", "view", str(src), "--ckpt", str(ckpt), "--render", str(out),
+         "--size", f"{W}x{H}", "--fps", "4"],
+        env=env, check=False, capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    assert f"wrote {out} (4 frames, {W}x{H})" in proc.stdout
+    import imageio.v3 as iio
+
+    frames = iio.imread(out, index=None)
+    assert frames.shape == (4, H, W, 3) and frames[0].std() > 10
+
+
+def test_view_without_display_or_render_is_a_clear_error(tmp_path, monkeypatch, capsys):
+    from stmt.cli import main
+
+    monkeypatch.delenv("DISPLAY", raising=False)
+    code = main(["view", str(_mesh_npz(tmp_path / "c.npz"))])
+    assert code == 2
+    assert "no display" in capsys.readouterr().err

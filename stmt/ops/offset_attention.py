@@ -53,11 +53,14 @@ _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
 def offset_attention_reference(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-9) -> Tensor:
-    """Plain PyTorch offset attention; the ground truth for any kernel."""
-    scores = torch.einsum("bid,bjd->bij", q.float(), k.float())  # (B, N, N)
+    """Plain PyTorch offset attention; the ground truth for any kernel.
+
+    Computes in float32 (float64 if an input is float64); returns v's dtype."""
+    wide = torch.float64 if torch.float64 in (q.dtype, k.dtype, v.dtype) else torch.float32
+    scores = torch.einsum("bid,bjd->bij", q.to(wide), k.to(wide))  # (B, N, N)
     s = scores.softmax(dim=-1)  # row softmax
     a = s / (eps + s.sum(dim=1, keepdim=True))  # column L1 normalisation
-    out = torch.einsum("bij,bic->bjc", a, v.float())  # A^T v: (B, N, Dv)
+    out = torch.einsum("bij,bic->bjc", a, v.to(wide))  # A^T v: (B, N, Dv)
     return out.to(v.dtype)
 
 
@@ -427,12 +430,17 @@ def _triton_importable() -> bool:
     return True
 
 
+#: Tests set this to send CPU tensors through the dispatch to the kernel
+#: (which then runs under ``TRITON_INTERPRET=1``).
+_KERNEL_ON_CPU = False
+
+
 def _use_kernel(q: Tensor, k: Tensor, v: Tensor) -> bool:
     """The dispatch rule: CUDA tensors within the kernel's limits, Triton present,
     kernels not disabled."""
     n, dk, dv = q.shape[1], q.shape[2], v.shape[2]
     return (
-        q.is_cuda
+        (q.is_cuda or _KERNEL_ON_CPU)
         and all(t.dtype in _KERNEL_DTYPES for t in (q, k, v))
         and not kernels_disabled()
         and n <= MAX_N

@@ -1,0 +1,351 @@
+"""Offset attention: the Triton kernel against the PyTorch reference.
+
+Tests named ``test_triton_*`` run the kernel. On a CUDA machine they run
+natively. Without CUDA, this module runs them again in a subprocess with
+``TRITON_INTERPRET=1`` set before anything imports Triton
+(``test_kernel_tests_under_interpreter``), so they are skipped in this process
+and pass or fail in that one. Every comparison is against float64 autograd of
+the reference on the same (rounded) inputs.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from stmt.ops import offset_attention
+
+oa = importlib.import_module("stmt.ops.offset_attention")
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
+if HAS_TRITON and torch.cuda.is_available() and not INTERPRETED:
+    KERNEL_DEVICE = "cuda"
+elif HAS_TRITON and INTERPRETED:
+    KERNEL_DEVICE = "cpu"
+else:
+    KERNEL_DEVICE = None
+
+needs_kernel = pytest.mark.skipif(
+    KERNEL_DEVICE is None,
+    reason="no CUDA: the kernel tests run under TRITON_INTERPRET=1 in "
+    "test_kernel_tests_under_interpreter's subprocess",
+)
+
+DTYPES = [torch.float32, torch.float16, torch.bfloat16]
+# Error allowed, relative to the largest magnitude of the float64 result
+# (also used as rtol). Worst seen over SHAPES under the interpreter, kernel
+# (reference): float32 7.9e-7 (1.0e-6), float16 6.6e-4 (3.7e-4), bfloat16
+# 1.1e-2 (3.6e-3); the kernel rounds A and dX to the input dtype before its
+# tensor-core products, as flash attention does.
+TOL = {torch.float32: 1e-5, torch.float16: 4e-3, torch.bfloat16: 4e-2}
+
+# (B, N, Dk, Dv): every tail and block size of the kernel.
+SHAPES = [
+    (3, 1, 3, 5),  # one point: S = 1, so dq = dk = 0
+    (2, 16, 16, 16),  # exactly the smallest block
+    (3, 20, 8, 24),
+    (1, 33, 64, 48),  # one past a power of two
+    (3, 64, 17, 40),  # full block, odd Dk
+    (1, 100, 100, 256),  # Dv at the limit, several Dv tiles
+    (1, 128, 256, 33),  # N and Dk at the limit
+]
+if KERNEL_DEVICE == "cuda":
+    SHAPES += [(768, 32, 64, 256), (768, 64, 64, 256)]  # the model's shapes
+
+
+def _inputs(b, n, dk, dv, dtype, device, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    scale = max(dk, 1) ** -0.25  # scores of order 1, as after q k^T / sqrt(Dk)
+    q = torch.randn(b, n, dk, generator=gen) * scale * 2
+    k = torch.randn(b, n, dk, generator=gen) * scale
+    v = torch.randn(b, n, dv, generator=gen)
+    g = torch.randn(b, n, dv, generator=gen)
+    return [t.to(device=device, dtype=dtype) for t in (q, k, v, g)]
+
+
+def _forward_backward(fn, q, k, v, g, eps=1e-9):
+    q, k, v = (t.detach().clone().requires_grad_() for t in (q, k, v))
+    out = fn(q, k, v, eps)
+    grads = torch.autograd.grad(out, (q, k, v), g)
+    return (out, *grads)
+
+
+def _truth(q, k, v, g, eps=1e-9):
+    """Float64 autograd of the reference on the CPU."""
+    return _forward_backward(
+        oa.offset_attention_reference, *(t.detach().cpu().double() for t in (q, k, v, g)), eps
+    )
+
+
+def _assert_close(actual, expected, tol, what):
+    scale = max(expected.abs().max().item(), 1e-3)
+    torch.testing.assert_close(
+        actual.detach().cpu().double(),
+        expected,
+        atol=tol * scale,
+        rtol=tol,
+        msg=lambda m: f"{what}: {m}",
+    )
+
+
+def _assert_matches_truth(results, truth, dtype, inputs):
+    for name, got, want, inp in zip(("out", "dq", "dk", "dv"), results, truth, inputs):
+        assert got.dtype == inp.dtype, f"{name} has dtype {got.dtype}, expected {inp.dtype}"
+        assert got.shape == want.shape
+        _assert_close(got, want, TOL[dtype], name)
+
+
+# --------------------------------------------------------------------------- kernel
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", DTYPES, ids=str)
+@pytest.mark.parametrize("shape", SHAPES, ids=lambda s: "B{}-N{}-Dk{}-Dv{}".format(*s))
+def test_triton_matches_reference(shape, dtype):
+    q, k, v, g = _inputs(*shape, dtype, KERNEL_DEVICE)
+    got = _forward_backward(oa.offset_attention_triton, q, k, v, g)
+    _assert_matches_truth(got, _truth(q, k, v, g), dtype, (v, q, k, v))
+
+
+@needs_kernel
+def test_triton_eps_enters_column_sums():
+    q, k, v, g = _inputs(2, 20, 8, 12, torch.float32, KERNEL_DEVICE)
+    got = _forward_backward(oa.offset_attention_triton, q, k, v, g, eps=0.5)
+    _assert_matches_truth(got, _truth(q, k, v, g, eps=0.5), torch.float32, (v, q, k, v))
+
+
+@needs_kernel
+def test_triton_strided_inputs_and_padding_not_read():
+    # q, k, v are column slices of one packed (B, 32, 3 * 16) tensor whose rows
+    # past N hold NaN: a kernel reading past its masks would return NaN.
+    b, n, d = 2, 20, 16
+    packed = torch.full((b, 32, 3 * d), float("nan"), device=KERNEL_DEVICE)
+    q, k, v, g = _inputs(b, n, d, d, torch.float32, KERNEL_DEVICE)
+    packed[:, :n] = torch.cat([q, k, v], dim=-1)  # (B, N, 3D)
+    qs, ks, vs = packed[:, :n].split(d, dim=-1)  # strided views
+    gt = g.transpose(1, 2).contiguous().transpose(1, 2)  # same values, transposed strides
+    assert not qs.is_contiguous() and not gt.is_contiguous()
+    got = _forward_backward(oa.offset_attention_triton, qs, ks, vs, gt)
+    _assert_matches_truth(got, _truth(q, k, v, g), torch.float32, (v, q, k, v))
+
+
+@needs_kernel
+def test_triton_mixed_dtypes_follow_the_reference():
+    q, k, v, g = _inputs(2, 33, 8, 12, torch.float32, KERNEL_DEVICE)
+    q, k = q.bfloat16(), k.bfloat16()
+    got = _forward_backward(oa.offset_attention_triton, q, k, v, g)
+    assert [t.dtype for t in got] == [torch.float32, torch.bfloat16, torch.bfloat16, torch.float32]
+    truth = _truth(q, k, v, g)
+    for name, a, b in zip(("out", "dq", "dk", "dv"), got, truth):
+        _assert_close(a, b, TOL[torch.bfloat16], name)
+
+
+@needs_kernel
+def test_triton_empty_batch():
+    q, k, v, _ = _inputs(0, 5, 4, 6, torch.float32, KERNEL_DEVICE)
+    assert oa.offset_attention_triton(q, k, v).shape == (0, 5, 6)
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("n", "dk", "dv", "match"),
+    [(129, 8, 8, "N=129"), (16, 257, 8, "Dk=257"), (16, 8, 257, "Dv=257")],
+)
+def test_triton_rejects_shapes_beyond_its_limits(n, dk, dv, match):
+    q, k, v, _ = _inputs(1, n, dk, dv, torch.float32, KERNEL_DEVICE)
+    with pytest.raises(ValueError, match=match):
+        oa.offset_attention_triton(q, k, v)
+
+
+@pytest.fixture
+def kernel_dispatch(monkeypatch):
+    """Count kernel calls made through the public function's dispatch; on the
+    CPU let the dispatch send tensors to the (interpreted) kernel."""
+    calls = []
+    kernel = oa.offset_attention_triton
+
+    def spy(*args, **kwargs):
+        calls.append(args[0].shape)
+        return kernel(*args, **kwargs)
+
+    monkeypatch.setattr(oa, "offset_attention_triton", spy)
+    monkeypatch.setattr(oa, "_KERNEL_ON_CPU", KERNEL_DEVICE == "cpu")
+    monkeypatch.delenv("STMT_DISABLE_KERNELS", raising=False)
+    return calls
+
+
+@needs_kernel
+def test_triton_dispatch_uses_kernel_within_limits(kernel_dispatch):
+    q, k, v, g = _inputs(2, 20, 8, 12, torch.bfloat16, KERNEL_DEVICE)
+    got = _forward_backward(offset_attention, q, k, v, g)
+    assert kernel_dispatch == [q.shape]
+    _assert_matches_truth(got, _truth(q, k, v, g), torch.bfloat16, (v, q, k, v))
+
+
+@needs_kernel
+@pytest.mark.parametrize(
+    ("shape", "dtype"),
+    [
+        ((1, 129, 8, 8), torch.float32),
+        ((1, 16, 8, 300), torch.float32),
+        ((1, 16, 8, 8), torch.float64),
+    ],
+    ids=["N-too-big", "Dv-too-big", "float64"],
+)
+def test_triton_dispatch_falls_back_beyond_limits(kernel_dispatch, shape, dtype):
+    q, k, v, g = _inputs(*shape, dtype, KERNEL_DEVICE)
+    got = _forward_backward(offset_attention, q, k, v, g)
+    assert kernel_dispatch == []
+    _assert_matches_truth(got, _truth(q, k, v, g), torch.float32, (v, q, k, v))
+
+
+@needs_kernel
+def test_triton_dispatch_disabled_by_env(kernel_dispatch, monkeypatch):
+    monkeypatch.setenv("STMT_DISABLE_KERNELS", "1")
+    q, k, v, _ = _inputs(1, 20, 8, 12, torch.float32, KERNEL_DEVICE)
+    offset_attention(q, k, v)
+    assert kernel_dispatch == []
+
+
+# --------------------------------------------------------------------------- interpreter
+
+
+@pytest.mark.skipif(KERNEL_DEVICE is not None, reason="kernel tests already run in this process")
+@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (pip install 'stmt[gpu]')")
+def test_kernel_tests_under_interpreter():
+    env = dict(os.environ, TRITON_INTERPRET="1")
+    env.pop("STMT_DISABLE_KERNELS", None)
+    root = Path(__file__).resolve().parents[1]
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "test_triton_"]
+    proc = subprocess.run(
+        [*cmd, str(Path(__file__).resolve())],
+        check=False,
+        cwd=root,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    report = proc.stdout[-6000:] + proc.stderr[-2000:]
+    assert proc.returncode == 0, report
+    summary = proc.stdout.strip().splitlines()[-1]
+    assert " passed" in summary and "skipped" not in summary and "failed" not in summary, report
+
+
+# --------------------------------------------------------------------------- no kernel
+
+
+def test_reference_matches_the_formula_written_out():
+    torch.manual_seed(0)
+    q, k, v = (
+        torch.randn(4, 3, dtype=torch.float64),
+        torch.randn(4, 3, dtype=torch.float64),
+        torch.randn(4, 2, dtype=torch.float64),
+    )
+    eps, n = 1e-9, 4
+    s = [[0.0] * n for _ in range(n)]
+    for i in range(n):
+        row = [float(q[i] @ k[j]) for j in range(n)]
+        z = sum(torch.tensor(row).exp().tolist())
+        s[i] = [float(torch.tensor(x).exp()) / z for x in row]
+    out = torch.zeros(n, 2, dtype=torch.float64)
+    for j in range(n):
+        col = eps + sum(s[i][j] for i in range(n))
+        for i in range(n):
+            out[j] += s[i][j] / col * v[i]
+    got = oa.offset_attention_reference(q[None], k[None], v[None], eps)[0]
+    torch.testing.assert_close(got, out)
+
+
+def test_backward_formula_used_by_the_kernel_matches_autograd():
+    # The closed form the backward kernel computes, in float64.
+    q, k, v, g = _inputs(2, 9, 5, 3, torch.float64, "cpu")
+    eps = 1e-3
+    x = q @ k.transpose(1, 2)  # (B, N, N)
+    s = x.softmax(-1)
+    col = eps + s.sum(1)  # (B, N): d_j
+    a = s / col[:, None, :]
+    dv = a @ g  # dv_i = sum_j A_ij g_j
+    da = v @ g.transpose(1, 2)  # dA_ij = v_i . g_j
+    r = (a * da).sum(1)  # r_j
+    ds = (da - r[:, None, :]) / col[:, None, :]
+    t = (s * ds).sum(-1)  # t_i
+    dx = s * (ds - t[:, :, None])
+    dq, dk = dx @ k, dx.transpose(1, 2) @ q
+    _, *auto = _forward_backward(oa.offset_attention_reference, q, k, v, g, eps)
+    for name, mine, ref in zip(("dq", "dk", "dv"), (dq, dk, dv), auto):
+        torch.testing.assert_close(mine, ref, msg=lambda m, name=name: f"{name}: {m}")
+    out = a.transpose(1, 2) @ v
+    torch.testing.assert_close(r, (g * out).sum(-1))  # r_j = g_j . out_j
+
+
+@pytest.mark.parametrize(
+    ("q", "k", "v", "error", "match"),
+    [
+        ((2, 5, 4), (2, 6, 4), (2, 5, 3), ValueError, "expected q, k"),
+        ((2, 5, 4), (2, 5, 4), (2, 4, 3), ValueError, "expected q, k"),
+        ((5, 4), (5, 4), (5, 3), ValueError, "expected q, k"),
+    ],
+)
+def test_public_function_rejects_bad_shapes(q, k, v, error, match):
+    with pytest.raises(error, match=match):
+        offset_attention(torch.randn(q), torch.randn(k), torch.randn(v))
+
+
+def test_public_function_rejects_integer_tensors():
+    q = torch.randn(1, 5, 4)
+    with pytest.raises(TypeError, match="k must be floating point, got torch.int64"):
+        offset_attention(q, torch.ones(1, 5, 4, dtype=torch.int64), q)
+
+
+def test_public_function_rejects_tensors_on_two_devices():
+    q = torch.randn(1, 5, 4)
+    with pytest.raises(ValueError, match="one device"):
+        offset_attention(q, q, torch.empty(1, 5, 4, device="meta"))
+
+
+@pytest.mark.parametrize(
+    ("value", "disabled"), [("1", True), ("true", True), ("0", False), ("", False)]
+)
+def test_disable_variable(monkeypatch, value, disabled):
+    monkeypatch.setenv("STMT_DISABLE_KERNELS", value)
+    assert oa.kernels_disabled() is disabled
+
+
+def test_env_forces_reference_even_where_the_kernel_would_run(monkeypatch):
+    def fail(*args, **kwargs):
+        raise AssertionError("kernel called although STMT_DISABLE_KERNELS=1")
+
+    monkeypatch.setattr(oa, "offset_attention_triton", fail)
+    monkeypatch.setattr(oa, "_KERNEL_ON_CPU", True)
+    monkeypatch.setenv("STMT_DISABLE_KERNELS", "1")
+    q, k, v, _ = _inputs(2, 7, 4, 3, torch.float32, "cuda" if torch.cuda.is_available() else "cpu")
+    torch.testing.assert_close(offset_attention(q, k, v), oa.offset_attention_reference(q, k, v))
+
+
+def test_cpu_path_does_not_import_triton():
+    code = (
+        "import sys, torch, stmt, stmt.ops\n"
+        "from stmt.ops import offset_attention\n"
+        "x = torch.randn(2, 5, 4, requires_grad=True)\n"
+        "offset_attention(x, x, x).sum().backward()\n"
+        "assert 'triton' not in sys.modules, 'triton was imported'\n"
+    )
+    env = {k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"}
+    proc = subprocess.run(
+        [sys.executable, "-c", code],
+        check=False,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]

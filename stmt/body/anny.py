@@ -242,8 +242,7 @@ class _Rig:
     tails: torch.Tensor  # (B, 3) rest bone tails
     vertices: torch.Tensor  # (V, 3) rest vertices
     faces: np.ndarray  # (F, 3) int64 triangles
-    weights: torch.Tensor  # (V, K) skinning weights
-    bones: torch.Tensor  # (V, K) int64 bone of each weight
+    dense_weights: torch.Tensor  # (V, B) skinning weight of each bone
 
 
 @functools.cache
@@ -262,8 +261,9 @@ def _rig() -> _Rig:
         tails=rest["rest_bone_tails"][0].float().clone(),
         vertices=rest["rest_vertices"][0].float().clone(),
         faces=model.get_triangular_faces().cpu().numpy().astype(np.int64),
-        weights=model.vertex_bone_weights.float().clone(),
-        bones=model.vertex_bone_indices.long().clone(),
+        dense_weights=torch.zeros(len(parents), dtype=torch.float32)
+        .repeat(model.vertex_bone_weights.shape[0], 1)
+        .scatter_add_(1, model.vertex_bone_indices.long(), model.vertex_bone_weights.float()),
     )
 
 
@@ -448,11 +448,11 @@ def _pose(
     root: np.ndarray,
     world_up: str,
     vertex_ids: np.ndarray | None,
+    plan: _Retarget | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Pose anny from source local rotations (T, J, 3, 3) and root positions (T, 3) given
     in a world whose up axis is ``world_up``."""
-
-    plan = _plan(skeleton, bone_map, world_up)
+    plan = plan or _plan(skeleton, bone_map, world_up)
     glob = _global_rotations(skeleton.parents, local)  # (T, J, 3, 3)
     src_pos = _source_positions(skeleton, glob, root)  # (T, J, 3)
     hips = 0.5 * (src_pos[:, plan.hip_joints[0]] + src_pos[:, plan.hip_joints[1]])  # (T, 3)
@@ -474,28 +474,35 @@ def _skin(
     import torch
 
     rig = _rig()
-    ids = None if vertex_ids is None else torch.as_tensor(np.asarray(vertex_ids), dtype=torch.long)
-    rest_v = rig.vertices if ids is None else rig.vertices[ids]  # (N, 3)
-    weights = rig.weights if ids is None else rig.weights[ids]  # (N, K)
-    bones = rig.bones if ids is None else rig.bones[ids]  # (N, K)
+    weights = rig.dense_weights  # (V, B)
+    rest_v = rig.vertices  # (V, 3)
+    if vertex_ids is not None:
+        ids = torch.as_tensor(np.asarray(vertex_ids), dtype=torch.long)
+        weights, rest_v = weights[ids], rest_v[ids]  # (N, B), (N, 3)
     lhip, rhip = rig.labels.index("LeftUpLeg"), rig.labels.index("RightUpLeg")
-
-    verts, joints = [], []
+    n, b = weights.shape
+    # posed[n, i] = sum_{b, j} w[n, b] * rest_h[n, j] * tf[b, i, j]: one GEMM per chunk.
+    rest_h = torch.cat([rest_v, torch.ones(n, 1)], dim=1)  # (N, 4)
+    blend = (weights[:, :, None] * rest_h[:, None, :]).reshape(n, b * 4)  # (N, B*4)
+    frames = rot.shape[0]
+    chunk = max(1, min(1024, 4_000_000 // (3 * max(n, 1))))  # bounds (N, t*3) to ~16 MB
+    vertices = np.empty((frames, n, 3), dtype=np.float32)
+    joints = np.empty((frames, b, 3), dtype=np.float32)
     with torch.inference_mode():
         rot_t, target = torch.from_numpy(rot), torch.from_numpy(mid_hip)
-        for start in range(0, rot_t.shape[0], _CHUNK):
-            r = rot_t[start : start + _CHUNK]  # (t, B, 3, 3)
+        out_v, out_j = torch.from_numpy(vertices), torch.from_numpy(joints)
+        for start in range(0, frames, chunk):
+            r = rot_t[start : start + chunk]  # (t, B, 3, 3)
+            t = r.shape[0]
             heads = _posed_heads(r, rig.heads, rig.parents)  # (t, B, 3), root head at 0
-            shift = target[start : start + _CHUNK] - 0.5 * (heads[:, lhip] + heads[:, rhip])
+            shift = target[start : start + t] - 0.5 * (heads[:, lhip] + heads[:, rhip])
             heads = heads + shift[:, None]
             trans = heads - torch.einsum("tbij,bj->tbi", r, rig.heads)  # (t, B, 3)
-            # Each vertex blends the transforms of its K bones.
-            r_v = r[:, bones]  # (t, N, K, 3, 3)
-            t_v = trans[:, bones]  # (t, N, K, 3)
-            posed = torch.einsum("tnkij,nj->tnki", r_v, rest_v) + t_v  # (t, N, K, 3)
-            verts.append(torch.einsum("tnki,nk->tni", posed, weights))  # (t, N, 3)
-            joints.append(heads)
-    return torch.cat(verts).numpy(), torch.cat(joints).numpy()
+            tf = torch.cat([r, trans[..., None]], dim=-1)  # (t, B, 3, 4)
+            tf = tf.permute(1, 3, 0, 2).reshape(b * 4, t * 3)  # (B*4, t*3)
+            out_v[start : start + t] = (blend @ tf).reshape(n, t, 3).permute(1, 0, 2)
+            out_j[start : start + t] = heads
+    return vertices, joints
 
 
 def _posed_heads(rot: torch.Tensor, heads: torch.Tensor, parents: tuple[int, ...]) -> torch.Tensor:
@@ -544,7 +551,12 @@ def pose_from_smpl(
     local = axis_angle_to_matrix(poses[:, :66].reshape(-1, 22, 3))  # (T, 22, 3, 3)
     root = trans + skeleton.offsets[0]  # (T, 3) pelvis, AMASS world
     # SMPL's rest frame is Y-up but the AMASS world is already Z-up (root_orient turns it).
-    return _pose(skeleton, _ANNY_FROM_SMPL, local, root, "z", vertex_ids)
+    return _pose(skeleton, _ANNY_FROM_SMPL, local, root, "z", vertex_ids, _smpl_plan())
+
+
+@functools.cache
+def _smpl_plan() -> _Retarget:
+    return _plan(smpl_skeleton(), _ANNY_FROM_SMPL, "z")
 
 
 def cmu_bone_map(names: tuple[str, ...] | list[str]) -> dict[str, str]:

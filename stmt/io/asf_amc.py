@@ -1,0 +1,377 @@
+"""Acclaim ASF/AMC motion (the CMU mocap database), posed on the free anny body.
+
+The ``.amc`` file holds the motion; its skeleton is the ``.asf`` beside it. In the
+CMU layout ``subjects/NN/NN.asf`` goes with ``subjects/NN/NN_MM.amc``, so for
+``NN_MM.amc`` the reader tries ``NN.asf``, then ``NN_MM.asf``, then the file the AMC
+header names (``#!OML:ASF ...``), then the only ``.asf`` in the folder.
+
+ASF semantics (as in the CMU tools): each bone has a rest ``direction`` and ``length``
+in world axes and an ``axis`` frame ``C`` (Euler angles, e.g. ``XYZ``: ``C = Rz Ry Rx``).
+An AMC frame gives each bone's degrees of freedom, ``M`` (``rx ry rz``: ``M = Rz Ry Rx``);
+the bone's rotation relative to its parent, in world-aligned axes, is ``C M C^-1``.
+Lengths are in ``1/length`` inches (``:units length 0.45`` in CMU files); angles in
+degrees unless ``:units angle rad``. The world is Y up; CMU motion is 120 frames/s.
+
+ASF bone names are mapped to the CMU BVH joint names anny's ``cmu_mb`` rig carries
+(``lfemur`` -> ``LeftUpLeg``, ``thorax`` -> ``Spine1``, ...); a BVH joint sits at the
+start of its ASF bone.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from stmt.errors import InputError
+from stmt.sequence import MeshSequence
+
+CMU_FPS = 120.0
+
+# ASF bone -> CMU BVH joint (as in the cgspeed BVH conversion of the CMU database).
+ASF_TO_BVH = {
+    "root": "Hips",
+    "lhipjoint": "LHipJoint", "lfemur": "LeftUpLeg", "ltibia": "LeftLeg",
+    "lfoot": "LeftFoot", "ltoes": "LeftToeBase",
+    "rhipjoint": "RHipJoint", "rfemur": "RightUpLeg", "rtibia": "RightLeg",
+    "rfoot": "RightFoot", "rtoes": "RightToeBase",
+    "lowerback": "LowerBack", "upperback": "Spine", "thorax": "Spine1",
+    "lowerneck": "Neck", "upperneck": "Neck1", "head": "Head",
+    "lclavicle": "LeftShoulder", "lhumerus": "LeftArm", "lradius": "LeftForeArm",
+    "lwrist": "LeftHand", "lhand": "LeftFingerBase", "lfingers": "LeftHandIndex1",
+    "lthumb": "LThumb",
+    "rclavicle": "RightShoulder", "rhumerus": "RightArm", "rradius": "RightForeArm",
+    "rwrist": "RightHand", "rhand": "RightFingerBase", "rfingers": "RightHandIndex1",
+    "rthumb": "RThumb",
+}  # fmt: skip
+
+_INCH = 0.0254
+
+
+@dataclass
+class Bone:
+    name: str
+    direction: np.ndarray  # (3,) unit vector, world axes
+    length: float  # file units
+    axis: np.ndarray  # (3,) angles of the bone frame C
+    axis_order: str  # e.g. "XYZ"
+    dof: list[str] = field(default_factory=list)  # e.g. ["rx", "ry", "rz"]
+
+
+@dataclass
+class ASF:
+    """A parsed ASF skeleton, in its own units.
+
+    Attributes:
+        length_unit: metres per file length unit.
+        degrees: angles are in degrees (else radians).
+        root_order: the AMC root channels, e.g. ["TX", "TY", "TZ", "RX", "RY", "RZ"].
+        root_axis_order, root_position, root_orientation: the root's frame.
+        bones: the bones by name (without the root).
+        children: parent name -> child names, from ``:hierarchy``.
+    """
+
+    length_unit: float
+    degrees: bool
+    root_order: list[str]
+    root_axis_order: str
+    root_position: np.ndarray
+    root_orientation: np.ndarray
+    bones: dict[str, Bone]
+    children: dict[str, list[str]]
+
+    def order(self) -> list[tuple[str, str | None]]:
+        """(bone, parent) pairs, the root first, parents before children."""
+        out: list[tuple[str, str | None]] = [("root", None)]
+        i = 0
+        while i < len(out):
+            name = out[i][0]
+            out.extend((c, name) for c in self.children.get(name, []))
+            i += 1
+        return out
+
+
+def _error(path: Path, n: int, message: str) -> InputError:
+    return InputError(path, f"line {n}: {message}")
+
+
+def _floats(path: Path, n: int, parts: list[str], count: int, what: str) -> np.ndarray:
+    if len(parts) != count:
+        raise _error(path, n, f"expected {count} numbers for {what}, found {len(parts)}")
+    try:
+        out = np.array([float(x) for x in parts])
+    except ValueError:
+        raise _error(path, n, f"non-numeric value in {what}: {' '.join(parts)}") from None
+    if not np.isfinite(out).all():
+        raise _error(path, n, f"NaN or Inf in {what}")
+    return out
+
+
+def parse_asf(path: str | Path) -> ASF:
+    """Read an ASF skeleton. Raises InputError naming the line on malformed input."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as e:
+        raise InputError(path, f"cannot read the ASF skeleton ({e.strerror})") from None
+    length, degrees = 1.0, True
+    root_order = ["TX", "TY", "TZ", "RX", "RY", "RZ"]
+    root_axis, root_pos, root_orient = "XYZ", np.zeros(3), np.zeros(3)
+    bones: dict[str, Bone] = {}
+    children: dict[str, list[str]] = {}
+    section, bone, in_limits = None, None, False
+    for n, raw in enumerate(lines, start=1):
+        line = raw.split("#", 1)[0].strip()
+        if not line:
+            continue
+        parts = line.split()
+        key = parts[0].lower()
+        if key.startswith(":"):
+            section, in_limits = key, False
+            if key == ":name" or key == ":version":
+                continue
+            if key not in (":units", ":documentation", ":root", ":bonedata", ":hierarchy", ":skin"):
+                raise _error(path, n, f"unknown ASF section {parts[0]!r}")
+            continue
+        if section == ":units":
+            if key == "length" and len(parts) == 2:
+                length = float(_floats(path, n, parts[1:], 1, "length")[0])
+                if length <= 0:
+                    raise _error(path, n, f"length unit must be positive, found {length}")
+            elif key == "angle" and len(parts) == 2:
+                degrees = parts[1].lower().startswith("deg")
+        elif section == ":root":
+            if key == "order":
+                root_order = [p.upper() for p in parts[1:]]
+            elif key == "axis" and len(parts) == 2:
+                root_axis = parts[1].upper()
+            elif key == "position":
+                root_pos = _floats(path, n, parts[1:], 3, "root position")
+            elif key == "orientation":
+                root_orient = _floats(path, n, parts[1:], 3, "root orientation")
+        elif section == ":bonedata":
+            if key == "begin":
+                bone = Bone("", np.zeros(3), 0.0, np.zeros(3), "XYZ")
+            elif key == "end":
+                if bone is None or not bone.name:
+                    raise _error(path, n, "bone block without a name")
+                bones[bone.name] = bone
+                bone, in_limits = None, False
+            elif bone is None:
+                raise _error(path, n, f"expected 'begin' in :bonedata, found {parts[0]!r}")
+            elif key == "name" and len(parts) == 2:
+                bone.name = parts[1]
+            elif key == "direction":
+                d = _floats(path, n, parts[1:], 3, "direction")
+                norm = np.linalg.norm(d)
+                bone.direction = d / norm if norm > 0 else d
+            elif key == "length":
+                bone.length = float(_floats(path, n, parts[1:], 1, "length")[0])
+            elif key == "axis":
+                bone.axis = _floats(path, n, parts[1:4], 3, "axis")
+                bone.axis_order = parts[4].upper() if len(parts) > 4 else "XYZ"
+            elif key == "dof":
+                bone.dof = [p.lower() for p in parts[1:]]
+                bad = [d for d in bone.dof if d not in ("rx", "ry", "rz", "tx", "ty", "tz", "l")]
+                if bad:
+                    raise _error(path, n, f"unknown dof {bad[0]!r} for bone {bone.name!r}")
+            elif key == "limits" or in_limits:
+                in_limits = True  # limits are not needed to replay a motion
+        elif section == ":hierarchy":
+            if key in ("begin", "end"):
+                continue
+            children.setdefault(parts[0], []).extend(parts[1:])
+    if not bones:
+        raise InputError(path, "no :bonedata bones found (not an ASF skeleton file?)")
+    known = set(bones) | {"root"}
+    for parent, kids in children.items():
+        for name in [parent, *kids]:
+            if name not in known:
+                raise InputError(path, f":hierarchy names bone {name!r}, which :bonedata lacks")
+    asf = ASF(
+        length_unit=_INCH / length,
+        degrees=degrees,
+        root_order=root_order,
+        root_axis_order=root_axis,
+        root_position=root_pos,
+        root_orientation=root_orient,
+        bones=bones,
+        children=children,
+    )
+    if len(asf.order()) != len(bones) + 1:
+        reached = {b for b, _ in asf.order()}
+        lost = sorted(set(bones) - reached)
+        raise InputError(path, f":hierarchy does not connect bones {', '.join(lost)} to the root")
+    return asf
+
+
+def parse_amc(path: str | Path, asf: ASF) -> dict[str, np.ndarray]:
+    """Read AMC frames: bone name -> (T, number of values) in file units and angles."""
+    path = Path(path)
+    try:
+        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+    except OSError as e:
+        raise InputError(path, f"cannot read the AMC motion ({e.strerror})") from None
+    width = {name: len(b.dof) for name, b in asf.bones.items()}
+    width["root"] = len(asf.root_order)
+    frames: list[dict[str, np.ndarray]] = []
+    for n, raw in enumerate(lines, start=1):
+        line = raw.strip()
+        if not line or line.startswith(("#", ":")):
+            continue
+        parts = line.split()
+        if len(parts) == 1 and parts[0].isdigit():
+            if int(parts[0]) != len(frames) + 1:
+                raise _error(path, n, f"expected frame {len(frames) + 1}, found {parts[0]}")
+            frames.append({})
+            continue
+        if not frames:
+            raise _error(path, n, f"expected a frame number, found {parts[0]!r}")
+        name = parts[0]
+        if name not in width:
+            raise _error(path, n, f"bone {name!r} is not in the ASF skeleton")
+        frames[-1][name] = _floats(path, n, parts[1:], width[name], f"bone {name}")
+    if not frames:
+        raise InputError(path, "no frames found (not an AMC motion file?)")
+    out = {}
+    for name, w in width.items():
+        if w == 0:
+            continue
+        missing = [i + 1 for i, f in enumerate(frames) if name not in f]
+        if missing:
+            raise InputError(path, f"frame {missing[0]} lacks bone {name!r}")
+        out[name] = np.stack([f[name] for f in frames])  # (T, w)
+    return out
+
+
+def find_asf(amc_path: Path) -> Path:
+    """The ASF skeleton of an AMC file (see the module docstring), else InputError."""
+    folder, stem = amc_path.parent, amc_path.stem
+    tried = []
+    if "_" in stem:
+        tried.append(folder / f"{stem.split('_', 1)[0]}.asf")
+    tried.append(folder / f"{stem}.asf")
+    try:
+        with amc_path.open(encoding="utf-8", errors="replace") as f:
+            head = [next(f, "") for _ in range(5)]
+        for line in head:
+            if line.upper().startswith("#!OML:ASF"):
+                named = line.split(maxsplit=1)[1].strip() if len(line.split()) > 1 else ""
+                name = named.replace("\\", "/").rsplit("/", 1)[-1]
+                if name:
+                    tried.append(folder / name)
+    except OSError as e:
+        raise InputError(amc_path, f"cannot read the AMC motion ({e.strerror})") from None
+    for candidate in tried:
+        if candidate.is_file():
+            return candidate
+    found = sorted(folder.glob("*.asf")) + sorted(folder.glob("*.ASF"))
+    if len(found) == 1:
+        return found[0]
+    others = f"; {len(found)} .asf files in the folder, so none is chosen" if found else ""
+    raise InputError(
+        amc_path,
+        "no ASF skeleton found for this AMC motion; tried "
+        + ", ".join(str(p) for p in dict.fromkeys(tried))
+        + others
+        + " (put the .asf beside the .amc, e.g. 01.asf for 01_02.amc)",
+    )
+
+
+def _rotation(values: np.ndarray, axes: str, degrees: bool) -> np.ndarray:
+    """(T, n) angles about ``axes``, the first listed applied first -> (T, 3, 3)."""
+    from stmt.io.bvh import euler_matrices
+
+    # R = R_last ... R_first is the intrinsic product in reversed order.
+    return euler_matrices(values[:, ::-1], axes[::-1], degrees=degrees)
+
+
+def read_amc(
+    path: str | Path,
+    asf_path: str | Path | None = None,
+    vertex_ids: np.ndarray | None = None,
+    fps: float = CMU_FPS,
+) -> MeshSequence:
+    """Read an AMC motion (with its ASF skeleton) and pose the anny body with it.
+
+    Args:
+        path: the ``.amc`` file.
+        asf_path: its ``.asf`` skeleton; default: found beside it (module docstring).
+        vertex_ids: (N,) ids into anny's full mesh to pose only those vertices.
+        fps: frames per second (AMC files do not store it; CMU motion is 120).
+
+    Returns:
+        A :class:`MeshSequence` (format "asf-amc", body "anny"), metres, Z up.
+    """
+    from stmt.body.anny import Skeleton, bone_labels, pose_from_cmu, rest_mesh
+    from stmt.body.smpl import check_vertex_ids
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "no such AMC file")
+    asf_file = Path(asf_path) if asf_path is not None else find_asf(path)
+    if not asf_file.is_file():
+        raise InputError(path, f"its ASF skeleton {asf_file} does not exist")
+    asf = parse_asf(asf_file)
+    values = parse_amc(path, asf)
+    order = asf.order()
+    names = [b for b, _ in order]
+    index = {b: i for i, b in enumerate(names)}
+    t = next(iter(values.values())).shape[0] if values else 1
+    unit = asf.length_unit
+
+    offsets = np.zeros((len(names), 3))
+    ends = np.zeros((len(names), 3))
+    local = np.broadcast_to(np.eye(3), (t, len(names), 3, 3)).copy()
+    for i, (name, parent) in enumerate(order):
+        if name == "root":
+            offsets[i] = asf.root_position * unit
+            c = _rotation(asf.root_orientation[None], asf.root_axis_order, asf.degrees)[0]
+            rot_cols = [k for k, ch in enumerate(asf.root_order) if ch.startswith("R")]
+            if rot_cols and "root" in values:
+                axes = "".join(asf.root_order[k][1] for k in rot_cols)
+                m = _rotation(values["root"][:, rot_cols], axes, asf.degrees)
+                local[:, i] = c @ m @ c.T
+            continue
+        bone = asf.bones[name]
+        if parent != "root":  # a joint sits where its parent bone ends
+            up = asf.bones[parent]
+            offsets[i] = up.direction * up.length * unit
+        if not asf.children.get(name):
+            ends[i] = bone.direction * bone.length * unit
+        rot_dof = [k for k, d in enumerate(bone.dof) if d.startswith("r")]
+        if rot_dof and name in values:
+            axes = "".join(bone.dof[k][1].upper() for k in rot_dof)
+            c = _rotation(bone.axis[None], bone.axis_order, asf.degrees)[0]
+            m = _rotation(values[name][:, rot_dof], axes, asf.degrees)
+            local[:, i] = c @ m @ c.T
+    root = np.broadcast_to(asf.root_position * unit, (t, 3)).copy()
+    if "root" in values:
+        for k, ch in enumerate(asf.root_order):
+            if ch.startswith("T"):
+                root[:, "XYZ".index(ch[1])] = values["root"][:, k] * unit
+    skeleton = Skeleton(
+        names=tuple(ASF_TO_BVH.get(n, n) for n in names),
+        parents=tuple(-1 if p is None else index[p] for _, p in order),
+        offsets=offsets,
+        end_offsets=ends,
+        up="y",
+    )
+    rest_vertices, faces = rest_mesh()
+    ids = check_vertex_ids(vertex_ids, len(rest_vertices), path)
+    vertices, joints = pose_from_cmu(
+        skeleton, local, root, world_up="y", vertex_ids=ids, source=path
+    )
+    return MeshSequence(
+        vertices=vertices,
+        faces=faces,
+        fps=float(fps),
+        body="anny",
+        source=path,
+        format="asf-amc",
+        joints=joints,
+        rest_vertices=rest_vertices,
+        vertex_ids=ids,
+        joint_names=list(bone_labels()),
+    )

@@ -238,7 +238,8 @@ def _sit(rng, s, a):
     down, hold = rng.uniform(1.1, 1.6) / s, rng.uniform(0.8, 1.5)
     mid = {"hipL_flex": 45 * a, "hipR_flex": 45 * a, "kneeL": 45 * a, "kneeR": 45 * a,
            "root_pitch": 30, "shL_fwd": 30, "shR_fwd": 30}
-    seated = {"hipL_flex": 88 * a, "hipR_flex": 88 * a, "kneeL": 88 * a, "kneeR": 88 * a,
+    deep = 88 * (0.9 + 0.1 * a)  # seat height varies little: sitting is on a chair
+    seated = {"hipL_flex": deep, "hipR_flex": deep, "kneeL": deep, "kneeR": deep,
               "root_pitch": 8, "shL_fwd": 35, "shR_fwd": 35, "elbL": 45, "elbR": 45,
               "hipL_abd": 8, "hipR_abd": 8}
     times = [0, 0.5 * down, down, down + hold]

@@ -4,7 +4,8 @@ A BVH file has a ``HIERARCHY`` (joints with an ``OFFSET`` from their parent and
 ``CHANNELS``) and a ``MOTION`` block (``Frames:``, ``Frame Time:``, then one line of
 channel values per frame). Rotation channels are Euler angles in degrees applied in
 the listed order (``Zrotation Xrotation Yrotation`` gives ``R = Rz @ Rx @ Ry``); the
-rest pose has every joint frame aligned with the world.
+rest pose has every joint frame aligned with the world. Position channels count only
+on the root (elsewhere they are ignored: bone lengths stay the skeleton's).
 
 The skeleton's joint names must be the CMU ones anny's ``cmu_mb`` rig carries
 (``Hips``, ``LeftUpLeg``, ``LeftLeg``, ... see :data:`stmt.body.anny.CMU_REQUIRED_JOINTS`).

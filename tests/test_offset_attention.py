@@ -349,3 +349,31 @@ def test_cpu_path_does_not_import_triton():
         timeout=300,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
+
+
+@needs_kernel
+def test_triton_inside_the_model_matches_the_reference(kernel_dispatch, monkeypatch):
+    # stmt_tiny calls offset_attention(qk, qk, v): q and k are one tensor.
+    from stmt.model.stmt import stmt_tiny
+
+    torch.manual_seed(0)
+    model = stmt_tiny(3, num_frames=2, num_points=48, centers1=32, centers2=16).to(KERNEL_DEVICE)
+    vertices = torch.randn(2, 2, 48, 3, device=KERNEL_DEVICE)
+    rest = torch.randn(48, 3)
+    geodesic = torch.cdist(rest, rest).to(KERNEL_DEVICE)  # (N, N)
+
+    model.eval()  # no dropout; batch norm with its running statistics
+
+    def logits_and_grads():
+        model.zero_grad()
+        logits = model(vertices, geodesic)
+        logits.square().sum().backward()
+        return logits.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}
+
+    got, got_grads = logits_and_grads()
+    assert len(kernel_dispatch) > 0
+    monkeypatch.setenv("STMT_DISABLE_KERNELS", "1")
+    want, want_grads = logits_and_grads()
+    torch.testing.assert_close(got, want, atol=1e-4, rtol=1e-4)
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, atol=1e-4, rtol=1e-3, msg=name)

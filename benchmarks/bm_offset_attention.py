@@ -158,8 +158,7 @@ def main(argv=None) -> int:
             print("NOTE: triton is not installed; the kernel is not timed")
     else:
         batch = min(batch, args.cpu_batch)
-        iters = min(args.iters, 10)
-        args.iters, args.warmup = iters, min(args.warmup, 2)
+        args.iters, args.warmup = min(args.iters, 20), min(args.warmup, 5)
         print(
             "NOTE: no CUDA device. The Triton kernel needs a GPU (its CPU interpreter checks "
             "correctness, it is not a speed); timing only the PyTorch reference, eager and "

@@ -313,3 +313,75 @@ def test_format_mesh_folder(ckpt, tmp_path, capsys):
     rec = json.loads(out)[0]
     check_schema(rec, CLASSES, 5)
     assert rec["fps"] == 10.0 and rec["duration_s"] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("kind", ["smplh", "smplx"])
+def test_format_amass_with_smpl_family_models(ckpt, tmp_path, capsys, kind):
+    from tests.helpers import write_amass_npz, write_smplh_model, write_smplx_model
+
+    models = (write_smplh_model if kind == "smplh" else write_smplx_model)(tmp_path / "models")
+    clip = write_amass_npz(tmp_path / f"{kind}.npz", T=45, kind=kind, fps=30.0)
+    code, out, err = run_cli([clip, "--ckpt", ckpt, "--json", "--body-models", models], capsys)
+    assert code == 0, err
+    rec = json.loads(out)[0]
+    check_schema(rec, CLASSES, 5)
+    assert rec["duration_s"] == pytest.approx(1.5) and len(rec["windows"]) == 2
+
+
+def test_read_poses_only_the_template_vertices(clf, tmp_path):
+    """Parameter files take the fast path: the reader poses just the N template vertices."""
+    from tests.helpers import write_amass_npz, write_smplh_model
+
+    models = write_smplh_model(tmp_path / "models")
+    clip = write_amass_npz(tmp_path / "a.npz", T=10, fps=30.0)
+    seq, tpl = clf.read(clip, body="smplh", body_models=models)
+    assert seq.vertices.shape == (10, 64, 3)
+    np.testing.assert_array_equal(seq.vertex_ids, tpl.vertex_ids)
+    from stmt.io import read_sequence
+
+    full = read_sequence(clip, body="smplh", body_models=models)
+    np.testing.assert_allclose(seq.vertices, full.vertices[:, tpl.vertex_ids], atol=1e-5)
+
+
+def _cmu_motion(frames: int):
+    from tests.helpers import cmu
+
+    dofs, root = cmu.standing_motion(frames)
+    dofs["lfemur"][:, 0] = np.linspace(0.0, -60.0, frames)  # lift the left thigh
+    return dofs, root
+
+
+def test_format_bvh(ckpt, tmp_path, capsys):
+    from tests.helpers import cmu
+
+    dofs, root = _cmu_motion(36)
+    clip = cmu.write_bvh(tmp_path / "lift.bvh", dofs, root, fps=120.0)
+    code, out, err = run_cli([clip, "--ckpt", ckpt, "--json"], capsys)
+    assert code == 0, err
+    rec = json.loads(out)[0]
+    check_schema(rec, CLASSES, 5)
+    assert rec["fps"] == 120.0 and rec["duration_s"] == pytest.approx(0.3)
+
+
+def test_format_asf_amc(ckpt, tmp_path, capsys):
+    from tests.helpers import cmu
+
+    dofs, root = _cmu_motion(36)
+    cmu.write_asf(tmp_path / "07.asf")
+    clip = cmu.write_amc(tmp_path / "07_01.amc", dofs, root)
+    code, out, err = run_cli([clip, "--ckpt", ckpt, "--json"], capsys)
+    assert code == 0, err
+    rec = json.loads(out)[0]
+    check_schema(rec, CLASSES, 5)
+    assert rec["duration_s"] == pytest.approx(36 / rec["fps"])
+
+
+def test_format_amass_on_anny(ckpt, tmp_path, capsys, monkeypatch):
+    """Without SMPL files (the default), AMASS files are posed on the free anny body."""
+    from tests.helpers import write_amass_npz
+
+    monkeypatch.delenv("STMT_BODY_MODELS", raising=False)
+    clip = write_amass_npz(tmp_path / "anny.npz", T=30, fps=30.0)
+    code, out, err = run_cli([clip, "--ckpt", ckpt, "--json"], capsys)
+    assert code == 0, err
+    check_schema(json.loads(out)[0], CLASSES, 5)

@@ -10,8 +10,15 @@ import numpy as np
 import pytest
 
 from stmt.data.babel import (
-    BABEL_CATEGORIES, KIT_SPLIT, kit_split, label_set, load_annotations, resolve_feat_p,
-    segments_of, sequence_jobs, subject_of,
+    BABEL_CATEGORIES,
+    KIT_SPLIT,
+    kit_split,
+    label_set,
+    load_annotations,
+    resolve_feat_p,
+    segments_of,
+    sequence_jobs,
+    subject_of,
 )  # fmt: skip
 from tests.helpers.smpl_model import write_amass_npz, write_smplh_model
 
@@ -34,24 +41,41 @@ def test_label_sets_and_dataset_folders_agree():
 
 def _seq(feat_p, dur, labels, frame=True):
     ann = {"labels": labels, "mul_act": len(labels) > 1}
-    return {"feat_p": feat_p, "dur": dur, "seq_ann": ann if not frame else {"labels": labels[:1]},
-            "frame_ann": ann if frame else None}
+    return {
+        "feat_p": feat_p,
+        "dur": dur,
+        "seq_ann": ann if not frame else {"labels": labels[:1]},
+        "frame_ann": ann if frame else None,
+    }
 
 
 def test_segments_chunk_5s_one_sample_per_category():
     idx = {c: i for i, c in enumerate(label_set("babel60"))}
-    seq = _seq("CMU/CMU/01/01_01_poses.npz", 14.0, [
-        {"act_cat": ["walk", "turn"], "start_t": 0.0, "end_t": 12.0, "proc_label": "walk turn"},
-        {"act_cat": ["jumping jacks"], "start_t": 12.0, "end_t": 13.0},  # not in BABEL-60
-        {"act_cat": ["stand"], "start_t": 13.0, "end_t": 13.1},  # shorter than MIN_CHUNK_S
-        {"act_cat": ["sit"], "start_t": 13.5, "end_t": 20.0},  # clipped to dur
-    ])
+    seq = _seq(
+        "CMU/CMU/01/01_01_poses.npz",
+        14.0,
+        [
+            {"act_cat": ["walk", "turn"], "start_t": 0.0, "end_t": 12.0, "proc_label": "walk turn"},
+            {"act_cat": ["jumping jacks"], "start_t": 12.0, "end_t": 13.0},  # not in BABEL-60
+            {"act_cat": ["stand"], "start_t": 13.0, "end_t": 13.1},  # shorter than MIN_CHUNK_S
+            {"act_cat": ["sit"], "start_t": 13.5, "end_t": 20.0},  # clipped to dur
+        ],
+    )
     segs = segments_of(seq, idx)
     got = [(s.label, s.start_t, s.end_t) for s in segs]
     walk, turn, sit = idx["walk"], idx["turn"], idx["sit"]
-    assert got == [(walk, 0, 5), (turn, 0, 5), (walk, 5, 10), (turn, 5, 10),
-                   (walk, 10, 12), (turn, 10, 12), (sit, 13.5, 14.0)]
-    whole = _seq("KIT/3/a_poses.npz", 3.0, [{"act_cat": ["kick"], "start_t": 0, "end_t": 0}], frame=False)
+    assert got == [
+        (walk, 0, 5),
+        (turn, 0, 5),
+        (walk, 5, 10),
+        (turn, 5, 10),
+        (walk, 10, 12),
+        (turn, 10, 12),
+        (sit, 13.5, 14.0),
+    ]
+    whole = _seq(
+        "KIT/3/a_poses.npz", 3.0, [{"act_cat": ["kick"], "start_t": 0, "end_t": 0}], frame=False
+    )
     assert [(s.label, s.start_t, s.end_t) for s in segments_of(whole, idx)] == [(idx["kick"], 0, 3)]
 
 
@@ -89,17 +113,27 @@ def babel_fixture(tmp_path_factory):
     amass, ann_dir = root / "amass", root / "babel"
     models = write_smplh_model(root / "models", genders=("male", "female", "neutral"))
     train, val = {}, {}
-    files = [("CMU/CMU/01/01_01_poses.npz", train, 60.0, 40), ("CMU/CMU/02/02_01_poses.npz", val, 120.0, 90),
-             ("KIT/KIT/3/walk_01_poses.npz", train, 100.0, 70), ("KIT/KIT/4/kick_00_poses.npz", val, 100.0, 50)]
+    files = [
+        ("CMU/CMU/01/01_01_poses.npz", train, 60.0, 40),
+        ("CMU/CMU/02/02_01_poses.npz", val, 120.0, 90),
+        ("KIT/KIT/3/walk_01_poses.npz", train, 100.0, 70),
+        ("KIT/KIT/4/kick_00_poses.npz", val, 100.0, 50),
+    ]
     for i, (feat_p, target, fps, T) in enumerate(files):
         write_amass_npz(amass / feat_p.split("/", 1)[1], T=T, fps=fps, seed=i)
         dur = T / fps
-        target[str(i)] = _seq(feat_p, dur, [
-            {"act_cat": ["walk"], "start_t": 0.0, "end_t": dur / 2},
-            {"act_cat": ["kick", "dance"], "start_t": dur / 2, "end_t": dur},
-        ])
+        target[str(i)] = _seq(
+            feat_p,
+            dur,
+            [
+                {"act_cat": ["walk"], "start_t": 0.0, "end_t": dur / 2},
+                {"act_cat": ["kick", "dance"], "start_t": dur / 2, "end_t": dur},
+            ],
+        )
     # an annotated file that is not on disk (users rarely hold all of AMASS)
-    train["9"] = _seq("BMLrub/BMLrub/x/y_poses.npz", 2.0, [{"act_cat": ["walk"], "start_t": 0, "end_t": 2}])
+    train["9"] = _seq(
+        "BMLrub/BMLrub/x/y_poses.npz", 2.0, [{"act_cat": ["walk"], "start_t": 0, "end_t": 2}]
+    )
     ann_dir.mkdir()
     (ann_dir / "train.json").write_text(json.dumps(train))
     (ann_dir / "val.json").write_text(json.dumps(val))
@@ -126,9 +160,18 @@ def test_prepare_babel_fixture_to_batch(babel_fixture, tmp_path, dataset):
 
     amass, ann_dir, models = babel_fixture
     logs = []
-    r = prepare(dataset, amass, tmp_path / "cache", annotations=ann_dir, num_points=64,
-                body="smplh", body_models=models, template_cache=tmp_path / "t",
-                progress=False, log=logs.append)
+    r = prepare(
+        dataset,
+        amass,
+        tmp_path / "cache",
+        annotations=ann_dir,
+        num_points=64,
+        body="smplh",
+        body_models=models,
+        template_cache=tmp_path / "t",
+        progress=False,
+        log=logs.append,
+    )
     assert r.failed == [] and r.exit_status == 0
     if dataset == "babel60":
         assert r.missing == ["BMLrub/BMLrub/x/y_poses.npz"] and "left out" in logs[0]
@@ -136,11 +179,13 @@ def test_prepare_babel_fixture_to_batch(babel_fixture, tmp_path, dataset):
         assert r.frames == 20 + 23 + 21 + 15
     idx = load_index(tmp_path / "cache")
     assert idx.class_names == label_set(dataset) and idx.fps == 30.0
-    verts, centres = open_arrays(tmp_path / "cache")
+    verts, _, _ = open_arrays(tmp_path / "cache")
     assert verts.dtype == np.float16 and verts.shape == (r.frames, 64, 3)
     assert np.all(idx.sample_frame_start() + idx.sample_length <= r.frames)
     dm = STMTDataModule(str(tmp_path / "cache"), num_frames=6, batch_size=2, num_workers=0)
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
-    assert batch["vertices"].shape == (2, 6, 64, 3) and batch["label"].dtype.is_floating_point is False
+    assert (
+        batch["vertices"].shape == (2, 6, 64, 3) and batch["label"].dtype.is_floating_point is False
+    )
     assert dm.geodesic.shape == (64, 64) and dm.num_classes == len(label_set(dataset))

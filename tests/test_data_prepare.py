@@ -11,7 +11,7 @@ import torch
 
 from stmt.cli import main as cli
 from stmt.data import prepare as prep
-from stmt.data.cache import load_index, open_arrays
+from stmt.data.cache import gather_frames, load_index, open_arrays
 from stmt.data.datamodule import STMTDataModule, frame_indices
 from stmt.data.synth import generate
 from stmt.data.transforms import normalize_clip
@@ -30,8 +30,14 @@ def synth_data(tmp_path_factory):
 
 def _prepare(synth_data, out, **kw):
     root, models = synth_data
-    args = dict(num_points=48, body="smplh", body_models=models,
-                template_cache=root / "templates", progress=False, log=lambda m: None)
+    args = {
+        "num_points": 48,
+        "body": "smplh",
+        "body_models": models,
+        "template_cache": root / "templates",
+        "progress": False,
+        "log": lambda m: None,
+    }
     args.update(kw)
     return prep.prepare("synthetic", root / "syn", out, **args)
 
@@ -41,10 +47,40 @@ def test_synth_prepare_batch_end_to_end_on_anny(tmp_path, monkeypatch, capsys):
     monkeypatch.delenv("STMT_BODY_MODELS", raising=False)
     monkeypatch.setenv("STMT_CACHE_DIR", str(tmp_path / "stmt-cache"))
     syn, cache = tmp_path / "syn", tmp_path / "cache"
-    assert cli(["synth", "--out", str(syn), "--per-class", "1", "--subjects", "3",
-                "--classes", "sit,stand up,walk", "--quiet"]) == 0
-    assert cli(["prepare", "--dataset", "synthetic", "--data", str(syn), "--out", str(cache),
-                "--num-points", "32", "--quiet"]) == 0
+    assert (
+        cli(
+            [
+                "synth",
+                "--out",
+                str(syn),
+                "--per-class",
+                "1",
+                "--subjects",
+                "3",
+                "--classes",
+                "sit,stand up,walk",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
+    assert (
+        cli(
+            [
+                "prepare",
+                "--dataset",
+                "synthetic",
+                "--data",
+                str(syn),
+                "--out",
+                str(cache),
+                "--num-points",
+                "32",
+                "--quiet",
+            ]
+        )
+        == 0
+    )
     info = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
     assert info["sequences"] == 3 and info["failed"] == 0
     assert (tmp_path / "stmt-cache" / "templates").is_dir()
@@ -58,7 +94,7 @@ def test_synth_prepare_batch_end_to_end_on_anny(tmp_path, monkeypatch, capsys):
     assert batch["label"].dtype == torch.int64
     assert torch.isfinite(v).all()
     # posed bodies are human-sized: about 1.5-2 m tall before normalisation
-    verts, centres = open_arrays(cache)
+    verts, centres, _ = open_arrays(cache)
     h = np.ptp(verts[0, :, 2].astype(np.float32) + centres[0, 2])
     assert 1.3 < h < 2.1
 
@@ -67,7 +103,7 @@ def test_prepare_cache_contents_and_batch(synth_data, tmp_path):
     r = _prepare(synth_data, tmp_path / "c")
     assert r.exit_status == 0 and r.sequences == 15 and r.samples == 15
     idx = load_index(tmp_path / "c")
-    verts, centres = open_arrays(tmp_path / "c")
+    verts, centres, bounds = open_arrays(tmp_path / "c")
     assert verts.shape == (r.frames, 48, 3) and centres.shape == (r.frames, 3)
     assert not (tmp_path / "c" / "shards").exists()
     subj = idx.sample_subject()
@@ -93,8 +129,20 @@ def test_corrupt_file_is_skipped_reported_and_strict_stops(synth_data, tmp_path,
     shutil.copytree(root / "syn", data)
     victim = sorted(data.rglob("*.npz"))[3]
     victim.write_bytes(b"this is not a zip file")
-    args = ["prepare", "--dataset", "synthetic", "--data", str(data), "--num-points", "48",
-            "--body", "smplh", "--body-models", str(models), "--quiet"]
+    args = [
+        "prepare",
+        "--dataset",
+        "synthetic",
+        "--data",
+        str(data),
+        "--num-points",
+        "48",
+        "--body",
+        "smplh",
+        "--body-models",
+        str(models),
+        "--quiet",
+    ]
     assert cli(args + ["--out", str(tmp_path / "c")]) == 1
     out, err = capsys.readouterr()
     assert str(victim) in err and "skipped" in err and "1 files failed" in err
@@ -137,7 +185,10 @@ def test_killed_prepare_resumes_without_redoing_finished_files(synth_data, tmp_p
     a, b = open_arrays(tmp_path / "c"), open_arrays(tmp_path / "full")
     np.testing.assert_array_equal(a[0], b[0])
     np.testing.assert_array_equal(a[1], b[1])
-    assert load_index(tmp_path / "c").meta["samples"] == load_index(tmp_path / "full").meta["samples"]
+    np.testing.assert_array_equal(a[2], b[2])
+    assert (
+        load_index(tmp_path / "c").meta["samples"] == load_index(tmp_path / "full").meta["samples"]
+    )
     assert full.exit_status == 0
 
 
@@ -176,8 +227,10 @@ def test_normalize_clip_numpy_and_torch_agree():
 
 def test_train_fraction_is_stratified_and_deterministic(synth_data, tmp_path):
     _prepare(synth_data, tmp_path / "c")
-    dms = [STMTDataModule(str(tmp_path / "c"), num_workers=0, train_fraction=f, seed=seed)
-           for f, seed in ((1.0, 0), (0.1, 3), (0.1, 3), (0.1, 4))]
+    dms = [
+        STMTDataModule(str(tmp_path / "c"), num_workers=0, train_fraction=f, seed=seed)
+        for f, seed in ((1.0, 0), (0.1, 3), (0.1, 3), (0.1, 4))
+    ]
     labels = np.repeat(np.arange(4), [50, 30, 10, 3])  # imbalanced classes
     for dm in dms:
         dm.index.sample_label = labels
@@ -198,10 +251,16 @@ def test_eval_clips_are_deterministic_and_augmentation_switches(synth_data, tmp_
     x1, _ = ev.clips([0, 1])
     x2, _ = ev.clips([0, 1])
     np.testing.assert_array_equal(x1, x2)
+    # the loader's fused normalisation equals the public normalize_clip (used by classify)
+    verts, centres, _ = open_arrays(tmp_path / "c")
+    frames = frame_indices(ev.length[:2], 8, None) + ev.frame_start[:2, None]
+    ref = normalize_clip(gather_frames(verts, centres, frames))
+    np.testing.assert_allclose(x1.numpy(), ref, atol=2e-5)
     plain = STMTDataModule(str(tmp_path / "c"), num_frames=8, num_workers=0, augment=False)
     assert plain.augment_args == {}
-    only_rot = STMTDataModule(str(tmp_path / "c"), num_frames=8, num_workers=0,
-                              tilt=False, scale=False, jitter=False)
+    only_rot = STMTDataModule(
+        str(tmp_path / "c"), num_frames=8, num_workers=0, tilt=False, scale=False, jitter=False
+    )
     assert only_rot.augment_args == {"rotate_range": 0.7}
     tr = only_rot.dataset("fit")
     tr_plain = plain.dataset("fit")
@@ -212,6 +271,15 @@ def test_eval_clips_are_deterministic_and_augmentation_switches(synth_data, tmp_
     b, _ = tr_plain.clips([0])
     # a rotation about the vertical axis keeps heights and horizontal norms
     np.testing.assert_allclose(a[..., 2], b[..., 2], atol=1e-5)
-    np.testing.assert_allclose(np.linalg.norm(a[..., :2], axis=-1),
-                               np.linalg.norm(b[..., :2], axis=-1), atol=1e-5)
+    np.testing.assert_allclose(
+        np.linalg.norm(a[..., :2], axis=-1), np.linalg.norm(b[..., :2], axis=-1), atol=1e-5
+    )
     assert not np.allclose(a, b)
+    jit = STMTDataModule(
+        str(tmp_path / "c"), num_frames=8, num_workers=0, rotate=False, tilt=False, scale=False
+    ).dataset("fit")
+    jit._open()
+    jit._rng = np.random.default_rng(0)
+    c, _ = jit.clips([0])
+    noise = (c - b).numpy()
+    assert noise.std() == pytest.approx(0.007, rel=0.1) and np.abs(noise).max() <= 0.04 + 1e-6

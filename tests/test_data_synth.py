@@ -82,18 +82,30 @@ def test_splits_share_no_subject(dataset):
 
 
 def test_deterministic_by_seed(tmp_path):
-    a = generate(tmp_path / "a", per_class=1, seed=5, subjects=3, classes=["walk", "kick"], progress=False)
-    generate(tmp_path / "b", per_class=1, seed=5, subjects=3, classes=["walk", "kick"], progress=False)
-    generate(tmp_path / "c", per_class=1, seed=6, subjects=3, classes=["walk", "kick"], progress=False)
+    a = generate(
+        tmp_path / "a", per_class=1, seed=5, subjects=3, classes=["walk", "kick"], progress=False
+    )
+    generate(
+        tmp_path / "b", per_class=1, seed=5, subjects=3, classes=["walk", "kick"], progress=False
+    )
+    generate(
+        tmp_path / "c", per_class=1, seed=6, subjects=3, classes=["walk", "kick"], progress=False
+    )
     assert a["clips"] == 2
     files = sorted(p.relative_to(tmp_path / "a") for p in (tmp_path / "a").rglob("*.npz"))
     for rel in files:
         za, zb = np.load(tmp_path / "a" / rel), np.load(tmp_path / "b" / rel)
         np.testing.assert_array_equal(za["poses"], zb["poses"])
         np.testing.assert_array_equal(za["trans"], zb["trans"])
-    assert (tmp_path / "a" / "train.json").read_text() == (tmp_path / "b" / "train.json").read_text()
-    pa = np.concatenate([np.load(p)["poses"].ravel() for p in sorted((tmp_path / "a").rglob("*.npz"))])
-    pc = np.concatenate([np.load(p)["poses"].ravel() for p in sorted((tmp_path / "c").rglob("*.npz"))])
+    assert (tmp_path / "a" / "train.json").read_text() == (
+        tmp_path / "b" / "train.json"
+    ).read_text()
+    pa = np.concatenate(
+        [np.load(p)["poses"].ravel() for p in sorted((tmp_path / "a").rglob("*.npz"))]
+    )
+    pc = np.concatenate(
+        [np.load(p)["poses"].ravel() for p in sorted((tmp_path / "c").rglob("*.npz"))]
+    )
     assert pa.shape != pc.shape or not np.allclose(pa, pc)
 
 
@@ -124,7 +136,7 @@ def test_reversed_sit_resembles_stand_up_not_sit(dataset):
         assert s[0] > -0.05 and s[-1] < -0.2  # starts standing, ends seated (>20 cm lower)
     for u in ups:
         assert u[0] < -0.2 and u[-1] > -0.05
-    dist = lambda a, b: float(np.mean(np.abs(a - b)))  # noqa: E731
+    dist = lambda a, b: float(np.mean(np.abs(a - b)))
     for s in sits:
         for u in ups:
             assert dist(s[::-1], u) < 0.5 * dist(s, u)
@@ -144,24 +156,36 @@ def test_kinematics_match_the_labels(dataset):
             feet = j[:, synth.FOOT_JOINTS, 2].min(axis=1)
             assert feet.min() == pytest.approx(synth.FOOT_CLEARANCE, abs=1e-3)
             assert np.all(j[:, 15, 2] > j[:, 0, 2])  # head above pelvis: upright
-    travel = lambda j: np.linalg.norm(j[-1, 0, :2] - j[0, 0, :2])  # noqa: E731
+    travel = lambda j: np.linalg.norm(j[-1, 0, :2] - j[0, 0, :2])
     assert min(stat("walk", travel)) > 1.5 and max(stat("stand", travel)) < 0.3
     assert min(stat("run", travel)) > min(stat("walk", travel))
-    lift = lambda j: (j[:, synth.FOOT_JOINTS, 2].min(axis=1) - synth.FOOT_CLEARANCE).max()  # noqa: E731
+    lift = lambda j: (j[:, synth.FOOT_JOINTS, 2].min(axis=1) - synth.FOOT_CLEARANCE).max()
     assert min(stat("jump", lift)) > 0.15 and max(stat("squat", lift)) < 1e-3
-    hand_over_head = lambda j: (j[:, [20, 21], 2].max(axis=1) - j[:, 15, 2]).max()  # noqa: E731
+    hand_over_head = lambda j: (j[:, [20, 21], 2].max(axis=1) - j[:, 15, 2]).max()
     assert min(stat("wave", hand_over_head)) > 0.1 and max(stat("punch", hand_over_head)) < 0.1
-    foot_up = lambda j: j[:, [7, 8], 2].max() - j[0, [7, 8], 2].min()  # noqa: E731
+    foot_up = lambda j: j[:, [7, 8], 2].max() - j[0, [7, 8], 2].min()
     assert min(stat("kick", foot_up)) > 0.4
-    head_drop = lambda j: j[0, 15, 2] - j[:, 15, 2].min()  # noqa: E731
+    head_drop = lambda j: j[0, 15, 2] - j[:, 15, 2].min()
     assert min(stat("bend", head_drop)) > 0.3 and max(stat("t pose", head_drop)) < 0.1
 
 
 def test_synth_command(tmp_path, capsys):
     from stmt.cli import main
 
-    rc = main(["synth", "--out", str(tmp_path / "s"), "--per-class", "1", "--subjects", "3",
-               "--classes", "sit,stand up", "--quiet"])
+    rc = main(
+        [
+            "synth",
+            "--out",
+            str(tmp_path / "s"),
+            "--per-class",
+            "1",
+            "--subjects",
+            "3",
+            "--classes",
+            "sit,stand up",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     info = json.loads(capsys.readouterr().out)
     assert info["clips"] == 2 and info["classes"] == 2

@@ -22,20 +22,35 @@ DATASETS = ("synthetic", "babel60", "babel120", "kit")
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--dataset", choices=DATASETS, required=True, help="label set and split rules")
     p.add_argument(
-        "--data", type=Path, required=True, metavar="DIR",
+        "--data",
+        type=Path,
+        required=True,
+        metavar="DIR",
         help="AMASS root (the folder holding CMU/, KIT/, ...) or the `stmt synth` output",
     )
     p.add_argument(
-        "--annotations", type=Path, default=None, metavar="DIR",
+        "--annotations",
+        type=Path,
+        default=None,
+        metavar="DIR",
         help="folder with BABEL train.json / val.json (default: --data)",
     )
     p.add_argument("--out", type=Path, required=True, metavar="CACHE", help="cache folder to write")
-    p.add_argument("--num-points", type=int, default=512, metavar="N", help="template vertices (default 512)")
+    p.add_argument(
+        "--num-points", type=int, default=512, metavar="N", help="template vertices (default 512)"
+    )
     p.add_argument("--fps", type=float, default=30.0, help="frame rate of the cache (default 30)")
-    p.add_argument("--chunk-s", type=float, default=5.0, metavar="S",
-                   help="longest sample in seconds; longer segments are cut (default 5)")
+    p.add_argument(
+        "--chunk-s",
+        type=float,
+        default=5.0,
+        metavar="S",
+        help="longest sample in seconds; longer segments are cut (default 5)",
+    )
     add_body_arguments(p)
-    p.add_argument("--strict", action="store_true", help="stop at the first file that fails (exit 2)")
+    p.add_argument(
+        "--strict", action="store_true", help="stop at the first file that fails (exit 2)"
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -48,14 +63,29 @@ def main(args: argparse.Namespace) -> int:
     if not args.fps > 0:
         raise InputError(None, f"--fps must be positive, got {args.fps}")
     result = prepare(
-        args.dataset, args.data, args.out, annotations=args.annotations,
-        num_points=args.num_points, fps=args.fps, body=args.body,
-        body_models=args.body_models, strict=args.strict, chunk_s=args.chunk_s,
+        args.dataset,
+        args.data,
+        args.out,
+        annotations=args.annotations,
+        num_points=args.num_points,
+        fps=args.fps,
+        body=args.body,
+        body_models=args.body_models,
+        strict=args.strict,
+        chunk_s=args.chunk_s,
         progress=not args.quiet,
     )
-    print(json.dumps({
-        "cache": str(result.cache), "sequences": result.sequences, "samples": result.samples,
-        "frames": result.frames, "posed_now": result.posed, "failed": len(result.failed),
-        "missing": len(result.missing),
-    }))
+    print(
+        json.dumps(
+            {
+                "cache": str(result.cache),
+                "sequences": result.sequences,
+                "samples": result.samples,
+                "frames": result.frames,
+                "posed_now": result.posed,
+                "failed": len(result.failed),
+                "missing": len(result.missing),
+            }
+        )
+    )
     return result.exit_status

@@ -14,14 +14,23 @@ from pathlib import Path
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
-    p.add_argument("--per-class", type=int, default=200, metavar="N", help="clips per class (default 200)")
-    p.add_argument("--seed", type=int, default=0, help="random seed (default 0); same seed, same files")
     p.add_argument(
-        "--subjects", type=int, default=20, metavar="K",
+        "--per-class", type=int, default=200, metavar="N", help="clips per class (default 200)"
+    )
+    p.add_argument(
+        "--seed", type=int, default=0, help="random seed (default 0); same seed, same files"
+    )
+    p.add_argument(
+        "--subjects",
+        type=int,
+        default=20,
+        metavar="K",
         help="generated people (body shapes), split 70/15/15 %% into train/val/test (default 20)",
     )
     p.add_argument(
-        "--classes", default=None, metavar="A,B,...",
+        "--classes",
+        default=None,
+        metavar="A,B,...",
         help="comma-separated subset of the classes (default: all; see datasets/synthetic)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -41,7 +50,13 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(None, f"--per-class must be >= 1, got {args.per_class}")
     if args.subjects < 3:
         raise InputError(None, f"--subjects must be >= 3 (one per split), got {args.subjects}")
-    summary = generate(args.out, per_class=args.per_class, seed=args.seed,
-                       subjects=args.subjects, classes=classes, progress=not args.quiet)
+    summary = generate(
+        args.out,
+        per_class=args.per_class,
+        seed=args.seed,
+        subjects=args.subjects,
+        classes=classes,
+        progress=not args.quiet,
+    )
     print(json.dumps({"out": str(args.out), **summary}))
     return 0

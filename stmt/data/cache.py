@@ -8,6 +8,9 @@ Layout of a cache folder::
     centres.npy     float32 (F, 3): the mean of the N vertices of each frame
                     (world position = vertices + centres; splitting keeps float16
                     precise to ~0.5 mm whatever the distance from the origin)
+    bounds.npy      float32 (F, 2, 3): per-frame min and max corner of the N vertices
+                    (world, as reconstructed from the two arrays above), so the
+                    loader normalises a clip without reducing over its points
     template.npz    the :class:`stmt.data.template.Template` (vertex ids, geodesic)
     shards/         per-sequence pieces of an unfinished prepare run
 
@@ -94,8 +97,9 @@ def load_index(cache: str | Path) -> CacheIndex:
         raise InputError(f, f"not valid JSON ({err})") from None
     if meta.get("format") != CACHE_FORMAT or meta.get("version") != CACHE_VERSION:
         raise InputError(
-            f, f"expected a {CACHE_FORMAT} v{CACHE_VERSION} index, got "
-            f"{meta.get('format')} v{meta.get('version')}; rerun `stmt prepare`"
+            f,
+            f"expected a {CACHE_FORMAT} v{CACHE_VERSION} index, got "
+            f"{meta.get('format')} v{meta.get('version')}; rerun `stmt prepare`",
         )
     seqs, samples = meta["sequences"], meta["samples"]
     return CacheIndex(
@@ -112,15 +116,25 @@ def load_index(cache: str | Path) -> CacheIndex:
     )
 
 
-def open_arrays(cache: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Memory-mapped ``vertices`` (F, N, 3) float16 and ``centres`` (F, 3) float32."""
+def open_arrays(cache: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Memory-mapped ``vertices`` (F, N, 3) float16, ``centres`` (F, 3) float32 and
+    ``bounds`` (F, 2, 3) float32."""
     root = Path(cache)
     try:
         verts = np.load(root / "vertices.npy", mmap_mode="r")
         centres = np.load(root / "centres.npy", mmap_mode="r")
+        bounds = np.load(root / "bounds.npy", mmap_mode="r")
     except (OSError, ValueError) as err:
-        raise InputError(root, f"cache arrays are unreadable ({err}); rerun `stmt prepare`") from None
-    return verts, centres
+        raise InputError(
+            root, f"cache arrays are unreadable ({err}); rerun `stmt prepare`"
+        ) from None
+    return verts, centres, bounds
+
+
+def frame_bounds(offsets: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(T, 2, 3) float32 per-frame min/max of ``offsets`` (T, N, 3) + ``centres`` (T, 3)."""
+    world = offsets.astype(np.float32) + centres[:, None, :]  # (T, N, 3)
+    return np.stack([world.min(axis=1), world.max(axis=1)], axis=1)
 
 
 def gather_frames(verts: np.ndarray, centres: np.ndarray, frames: np.ndarray) -> np.ndarray:

@@ -7,7 +7,7 @@ A clip is T frames of one sample (a labelled span of a sequence):
   frames);
 - evaluation (val/test/predict): the frame at the centre of each bin.
 
-Every clip is normalised by :func:`stmt.data.transforms.normalize_clip`, then,
+Every clip is normalised as :func:`stmt.data.transforms.normalize_clip` does, then,
 for training with ``augment=True``, each enabled augmentation is applied in this
 order: rotation about the vertical axis by U(-rotate_range, rotate_range) rad,
 a tilt of U(-tilt_deg, tilt_deg) degrees about a random horizontal axis, a
@@ -36,9 +36,8 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from stmt.data.cache import gather_frames, load_index, open_arrays
+from stmt.data.cache import load_index, open_arrays
 from stmt.data.template import Template
-from stmt.data.transforms import normalize_clip
 from stmt.errors import InputError
 
 
@@ -57,7 +56,17 @@ def frame_indices(
 
 
 class CacheClips(Dataset):
-    """Clips of some samples of a cache; batched fetch through ``__getitems__``."""
+    """Clips of some samples of a cache; batched fetch through ``__getitems__``.
+
+    The normalisation of :func:`normalize_clip` and the augmentation's rotation
+    and scale are one affine map per clip, applied with a single matmul; the clip's
+    bounding box and height come from the cache's per-frame bounds, so no reduction
+    over the points is needed. Jitter is read from a per-process bank of 2**21
+    clipped gaussian values at a random offset per clip (drawing T*N*3 fresh
+    normals per clip would cost more than everything else together).
+    """
+
+    JITTER_BANK = 1 << 21
 
     def __init__(
         self,
@@ -82,6 +91,7 @@ class CacheClips(Dataset):
         self.seed = seed
         self._arrays = None  # opened lazily, once per process (DataLoader worker)
         self._rng = None
+        self._bank = None
 
     def __len__(self) -> int:
         return len(self.sample_ids)
@@ -97,54 +107,85 @@ class CacheClips(Dataset):
 
     def __getstate__(self):
         state = dict(self.__dict__)
-        state["_arrays"] = None  # memmaps are reopened in each worker
-        state["_rng"] = None
+        state["_arrays"] = state["_rng"] = state["_bank"] = None  # per worker
         return state
 
-    def clips(self, items: list[int]) -> tuple[np.ndarray, np.ndarray]:
-        """(B, T, N, 3) float32 normalised (and augmented) clips and (B,) labels."""
-        verts, centres = self._open()
+    def _jitter(self, B: int, size: int) -> torch.Tensor:
+        std, clip = self.augment["jitter_std"], self.augment.get("jitter_clip", 0.0)
+        if self._bank is None:
+            bank = self._rng.standard_normal(self.JITTER_BANK, dtype=np.float32) * std
+            if clip > 0:
+                np.clip(bank, -clip, clip, out=bank)
+            self._bank = torch.from_numpy(bank)
+        starts = self._rng.integers(0, self.JITTER_BANK - size, B)
+        return torch.stack([self._bank[s : s + size] for s in starts])  # (B, size)
+
+    def clips(self, items) -> tuple[torch.Tensor, torch.Tensor]:
+        """(B, T, N, 3) float32 normalised (and augmented) clips and (B,) int64 labels."""
+        verts, centres, bounds = self._open()
         items = np.asarray(items, dtype=np.int64)
+        B, T = len(items), self.num_frames
         rng = self._rng if self.train else None
-        idx = frame_indices(self.length[items], self.num_frames, rng)  # (B, T)
-        frames = idx + self.frame_start[items][:, None]
-        clip = normalize_clip(gather_frames(verts, centres, frames))  # (B, T, N, 3)
+        frames = frame_indices(self.length[items], T, rng) + self.frame_start[items][:, None]
+        flat = frames.reshape(-1)  # (B*T,)
+        off = torch.from_numpy(verts[flat]).float()  # (B*T, N, 3)
+        N = off.shape[1]
+        cen = torch.from_numpy(centres[flat]).reshape(B, T, 3)
+        bnd = torch.from_numpy(bounds[flat]).reshape(B, T, 2, 3)
+        # normalize_clip: origin = bbox centre in x, y and the floor in z; scale = height
+        lo, hi = bnd[:, :, 0].amin(dim=1), bnd[:, :, 1].amax(dim=1)  # (B, 3)
+        origin = torch.stack([(lo[:, 0] + hi[:, 0]) / 2, (lo[:, 1] + hi[:, 1]) / 2, lo[:, 2]], -1)
+        height = (bnd[:, :, 1, 2] - bnd[:, :, 0, 2]).amax(dim=1).clamp_min(1e-6)  # (B,)
+        m = torch.eye(3).expand(B, 3, 3) / height[:, None, None]  # (B, 3, 3), rows: x_row @ m
         if self.train and self.augment:
-            clip = augment_clips(clip, self._rng, **self.augment)
-        return clip, self.label[items]
+            rot = torch.from_numpy(
+                augment_matrices(
+                    B,
+                    self._rng,
+                    **{
+                        k: v
+                        for k, v in self.augment.items()
+                        if k not in ("jitter_std", "jitter_clip")
+                    },
+                )
+            )
+            m = m @ rot.transpose(1, 2)  # (B, 3, 3)
+        shift = (cen - origin[:, None, :]) @ m  # (B, T, 3)
+        out = torch.bmm(off.reshape(B, T * N, 3), m).reshape(B, T, N, 3)
+        out.add_(shift[:, :, None, :])
+        if self.train and self.augment.get("jitter_std", 0) > 0:
+            out.add_(self._jitter(B, T * N * 3).reshape(B, T, N, 3))
+        return out, torch.from_numpy(self.label[items])
 
     def __getitems__(self, items: list[int]) -> dict:
         clip, label = self.clips(items)
-        return {"vertices": torch.from_numpy(clip), "label": torch.from_numpy(label)}
+        return {"vertices": clip, "label": label}
 
     def __getitem__(self, i: int) -> dict:
         clip, label = self.clips([i])
-        return {"vertices": torch.from_numpy(clip[0]), "label": torch.tensor(label[0])}
+        return {"vertices": clip[0], "label": label[0]}
 
 
 def _identity_collate(batch):
     return batch
 
 
-def augment_clips(
-    clip: np.ndarray,
+def augment_matrices(
+    B: int,
     rng: np.random.Generator,
     rotate_range: float = 0.0,
     tilt_deg: float = 0.0,
     scale_min: float = 1.0,
     scale_max: float = 1.0,
-    jitter_std: float = 0.0,
-    jitter_clip: float = 0.0,
 ) -> np.ndarray:
-    """Random rotation / tilt / scale / jitter of (B, T, N, 3) clips (one draw per clip)."""
-    B = clip.shape[0]
-    rot = np.broadcast_to(np.eye(3, dtype=np.float32), (B, 3, 3)).copy()
+    """(B, 3, 3) float32: random yaw, then tilt, then scale (column vectors: v' = M v)."""
+    mats = np.broadcast_to(np.eye(3), (B, 3, 3)).copy()
     if rotate_range > 0:
         a = rng.uniform(-rotate_range, rotate_range, B)
         c, s = np.cos(a), np.sin(a)
-        rz = np.zeros((B, 3, 3), dtype=np.float32)
+        rz = np.zeros((B, 3, 3))
         rz[:, 0, 0], rz[:, 0, 1], rz[:, 1, 0], rz[:, 1, 1], rz[:, 2, 2] = c, -s, s, c, 1
-        rot = rz @ rot
+        mats = rz @ mats
     if tilt_deg > 0:
         t = np.radians(rng.uniform(-tilt_deg, tilt_deg, B))
         phi = rng.uniform(0, 2 * math.pi, B)
@@ -152,16 +193,10 @@ def augment_clips(
         k[:, 0, 2], k[:, 1, 2] = np.sin(phi), -np.cos(phi)
         k[:, 2, 0], k[:, 2, 1] = -np.sin(phi), np.cos(phi)
         rt = np.eye(3) + np.sin(t)[:, None, None] * k + (1 - np.cos(t))[:, None, None] * (k @ k)
-        rot = rt.astype(np.float32) @ rot
+        mats = rt @ mats
     if scale_max > scale_min or scale_min != 1.0:
-        rot = rot * rng.uniform(scale_min, scale_max, B).astype(np.float32)[:, None, None]
-    out = np.einsum("bij,btnj->btni", rot, clip, optimize=True).astype(np.float32)
-    if jitter_std > 0:
-        noise = rng.normal(0, jitter_std, out.shape).astype(np.float32)
-        if jitter_clip > 0:
-            np.clip(noise, -jitter_clip, jitter_clip, out=noise)
-        out += noise
-    return out
+        mats = mats * rng.uniform(scale_min, scale_max, B)[:, None, None]
+    return mats.astype(np.float32)
 
 
 class STMTDataModule(pl.LightningDataModule):
@@ -232,8 +267,12 @@ class STMTDataModule(pl.LightningDataModule):
         self.train_fraction = train_fraction
         self.seed = seed
         self.pin_memory = pin_memory
-        self.splits = {"fit": train_split, "validate": val_split, "test": test_split,
-                       "predict": predict_split}
+        self.splits = {
+            "fit": train_split,
+            "validate": val_split,
+            "test": test_split,
+            "predict": predict_split,
+        }
         self.augment_args = {}
         if augment:
             if rotate:
@@ -277,8 +316,11 @@ class STMTDataModule(pl.LightningDataModule):
         """Sample indices of ``split``, falling back to val when it is empty."""
         ids = self.index.split_indices(split)
         if len(ids) == 0 and split != self.splits["validate"]:
-            print(f"stmt: warning: the cache has no '{split}' samples; using "
-                  f"'{self.splits['validate']}'", file=sys.stderr)
+            print(
+                f"stmt: warning: the cache has no '{split}' samples; using "
+                f"'{self.splits['validate']}'",
+                file=sys.stderr,
+            )
             ids = self.index.split_indices(self.splits["validate"])
         if len(ids) == 0:
             raise InputError(self.cache, f"the cache has no '{split}' samples")
@@ -293,7 +335,7 @@ class STMTDataModule(pl.LightningDataModule):
         keep = []
         for c in np.unique(labels):
             members = ids[labels == c]
-            n = max(1, int(math.ceil(self.train_fraction * len(members))))
+            n = max(1, math.ceil(self.train_fraction * len(members)))
             keep.append(np.sort(rng.permutation(members)[:n]))
         return np.sort(np.concatenate(keep))
 

@@ -9,7 +9,8 @@ Steps (see :mod:`stmt.data.cache` for the layout):
    ``fps``, write ``shards/<sha>.npz`` (float16 offsets, float32 centres) atomically.
    A file already in a shard, or in the cache of a previous run with the same
    template and fps, is not posed again; so a killed run resumes where it stopped.
-3. Consolidate: ``vertices.npy`` / ``centres.npy`` (temporary names, then rename),
+3. Consolidate: ``vertices.npy`` / ``centres.npy`` / ``bounds.npy`` (temporary
+   names, then rename),
    then ``index.json`` last. Shards are removed once consolidated.
 
 Failures: a file that is missing is listed under ``missing`` (users rarely have
@@ -34,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from stmt.data.babel import CHUNK_S, DATASETS, label_set, load_annotations, sequence_jobs
-from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION, load_index
+from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION, frame_bounds, load_index
 from stmt.errors import InputError
 
 
@@ -140,10 +141,14 @@ def prepare(
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if dataset not in DATASETS:
-        raise InputError(None, f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}")
+        raise InputError(
+            None, f"unknown dataset {dataset!r}; expected one of {', '.join(DATASETS)}"
+        )
     data, out = Path(data), Path(out)
     if not data.is_dir():
-        raise InputError(data, "expected the folder of the MoCap files (AMASS root or synth output)")
+        raise InputError(
+            data, "expected the folder of the MoCap files (AMASS root or synth output)"
+        )
     ann = load_annotations(annotations if annotations is not None else data)
     jobs = sequence_jobs(dataset, ann, data, chunk_s)
     if not jobs:
@@ -166,16 +171,18 @@ def prepare(
 
     # sequences already in a previous cache with the same settings
     previous: dict[str, tuple[int, int]] = {}
-    old_verts = old_centres = None
+    old_verts = old_centres = old_bounds = None
     if (out / "index.json").exists():
         try:
             old = load_index(out)
             if all(old.meta.get(k) == v for k, v in settings.items()):
                 srcs = old.meta["sequences"]["source"]
-                previous = {s: (int(o), int(n)) for s, o, n in
-                            zip(srcs, old.seq_offset, old.seq_length)}
+                previous = {
+                    s: (int(o), int(n)) for s, o, n in zip(srcs, old.seq_offset, old.seq_length)
+                }
                 old_verts = np.load(out / "vertices.npy", mmap_mode="r")
                 old_centres = np.load(out / "centres.npy", mmap_mode="r")
+                old_bounds = np.load(out / "bounds.npy", mmap_mode="r")
         except (InputError, OSError, ValueError, KeyError):
             previous = {}
 
@@ -200,10 +207,11 @@ def prepare(
             result.missing.append(str(job.key))
             continue
         try:
-            seq = read_sequence(job.path, body=body, body_models=body_models,
-                                vertex_ids=template.vertex_ids)
+            seq = read_sequence(
+                job.path, body=body, body_models=body_models, vertex_ids=template.vertex_ids
+            )
             frames = resample(seq.vertices, float(seq.fps), fps)
-        except Exception as err:  # noqa: BLE001 - any unreadable file is skipped and listed
+        except Exception as err:
             msg = str(err) if isinstance(err, InputError) else f"{type(err).__name__}: {err}"
             if strict:
                 if isinstance(err, InputError):
@@ -231,30 +239,37 @@ def prepare(
     if not same:
         tmp_v = out / ".vertices.npy.tmp"
         tmp_c = out / ".centres.npy.tmp"
-        verts = np.lib.format.open_memmap(tmp_v, mode="w+", dtype=np.float16, shape=(total, n_pts, 3))
+        tmp_b = out / ".bounds.npy.tmp"
+        verts = np.lib.format.open_memmap(
+            tmp_v, mode="w+", dtype=np.float16, shape=(total, n_pts, 3)
+        )
         cents = np.lib.format.open_memmap(tmp_c, mode="w+", dtype=np.float32, shape=(total, 3))
+        bnds = np.lib.format.open_memmap(tmp_b, mode="w+", dtype=np.float32, shape=(total, 2, 3))
         for j, off in zip(kept, seq_offset):
             n = done[j.key]
             if j.key in previous:
                 o = previous[j.key][0]
-                verts[off:off + n] = old_verts[o:o + n]
-                cents[off:off + n] = old_centres[o:o + n]
+                verts[off : off + n] = old_verts[o : o + n]
+                cents[off : off + n] = old_centres[o : o + n]
+                bnds[off : off + n] = old_bounds[o : o + n]
             else:
                 with np.load(shards / f"{shard_name(j.key)}.npz") as z:
-                    verts[off:off + n] = z["offsets"]
-                    cents[off:off + n] = z["centres"]
-        verts.flush()
-        cents.flush()
-        del verts, cents
+                    verts[off : off + n] = z["offsets"]
+                    cents[off : off + n] = z["centres"]
+                    bnds[off : off + n] = frame_bounds(z["offsets"], z["centres"])
+        for arr in (verts, cents, bnds):
+            arr.flush()
+        del verts, cents, bnds
         os.replace(tmp_v, out / "vertices.npy")
         os.replace(tmp_c, out / "centres.npy")
+        os.replace(tmp_b, out / "bounds.npy")
 
     samples = {"sequence": [], "start": [], "length": [], "label": [], "split": []}
     for si, j in enumerate(kept):
         n = done[j.key]
         for seg in j.segments:
-            s = int(round(seg.start_t * fps))
-            e = min(int(round(seg.end_t * fps)), n)
+            s = round(seg.start_t * fps)
+            e = min(round(seg.end_t * fps), n)
             if e - s < 1:
                 continue
             samples["sequence"].append(si)
@@ -291,8 +306,10 @@ def prepare(
     result.sequences, result.samples, result.frames = len(kept), len(samples["label"]), total
     if result.missing:
         shown = ", ".join(result.missing[:5]) + (" ..." if len(result.missing) > 5 else "")
-        log(f"stmt prepare: warning: {len(result.missing)} annotated files are not under "
-            f"{data} and were left out: {shown}")
+        log(
+            f"stmt prepare: warning: {len(result.missing)} annotated files are not under "
+            f"{data} and were left out: {shown}"
+        )
     if result.failed:
         log(f"stmt prepare: warning: {len(result.failed)} files failed and were skipped:")
         for f in result.failed:

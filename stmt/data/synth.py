@@ -117,7 +117,7 @@ class Track:
         self.t = np.arange(num_frames) / FPS
         self.ch = {k: np.full(num_frames, v) for k, v in DEFAULTS.items()}
 
-    def keys(self, times: list[float], poses: list[dict[str, float]]) -> "Track":
+    def keys(self, times: list[float], poses: list[dict[str, float]]) -> Track:
         """Cosine-eased keyframes; channels not named in a key keep their default."""
         names = set().union(*poses)
         for name in names:
@@ -135,7 +135,7 @@ def _eased_interp(t: np.ndarray, kt: np.ndarray, kv: np.ndarray) -> np.ndarray:
 
 
 def _n(seconds: float) -> int:
-    return max(2, int(round(seconds * FPS)))
+    return max(2, round(seconds * FPS))
 
 
 # One generator per class: (rng, speed, amp) -> Track of the core motion.
@@ -212,18 +212,39 @@ def _jump(rng, s, a):
     dur = 1.3 / s
     tr = Track(_n(reps * dur))
     c = tr.ch
-    crouch = {"hipL_flex": 60 * a, "hipR_flex": 60 * a, "kneeL": 95 * a, "kneeR": 95 * a,
-              "root_pitch": 30 * a, "shL_fwd": -40, "shR_fwd": -40, "elbL": 15, "elbR": 15}
+    crouch = {
+        "hipL_flex": 60 * a,
+        "hipR_flex": 60 * a,
+        "kneeL": 95 * a,
+        "kneeR": 95 * a,
+        "root_pitch": 30 * a,
+        "shL_fwd": -40,
+        "shR_fwd": -40,
+        "elbL": 15,
+        "elbR": 15,
+    }
     takeoff = {"shL_fwd": 150 * a, "shR_fwd": 150 * a, "elbL": 10, "elbR": 10}
-    land = {"hipL_flex": 40 * a, "hipR_flex": 40 * a, "kneeL": 60 * a, "kneeR": 60 * a,
-            "root_pitch": 20 * a, "shL_fwd": 40, "shR_fwd": 40}
+    land = {
+        "hipL_flex": 40 * a,
+        "hipR_flex": 40 * a,
+        "kneeL": 60 * a,
+        "kneeR": 60 * a,
+        "root_pitch": 20 * a,
+        "shL_fwd": 40,
+        "shR_fwd": 40,
+    }
     fwd_step = rng.uniform(0.0, 0.6) * a
     times, poses = [], []
     for r in range(reps):
         t0 = r * dur
         times += [t0, t0 + 0.3 * dur, t0 + 0.45 * dur, t0 + 0.75 * dur, t0 + 0.85 * dur]
-        poses += [{"fwd": r * fwd_step}, {**crouch, "fwd": r * fwd_step}, {**takeoff},
-                  {**land, "fwd": (r + 1) * fwd_step}, {**land, "fwd": (r + 1) * fwd_step}]
+        poses += [
+            {"fwd": r * fwd_step},
+            {**crouch, "fwd": r * fwd_step},
+            {**takeoff},
+            {**land, "fwd": (r + 1) * fwd_step},
+            {**land, "fwd": (r + 1) * fwd_step},
+        ]
     times.append(reps * dur)
     poses.append({"fwd": reps * fwd_step})
     tr.keys(times, poses)
@@ -236,12 +257,29 @@ def _jump(rng, s, a):
 def _sit(rng, s, a):
     """Standing -> seated (held); ``stand up`` is this played backwards."""
     down, hold = rng.uniform(1.1, 1.6) / s, rng.uniform(0.8, 1.5)
-    mid = {"hipL_flex": 45 * a, "hipR_flex": 45 * a, "kneeL": 45 * a, "kneeR": 45 * a,
-           "root_pitch": 30, "shL_fwd": 30, "shR_fwd": 30}
+    mid = {
+        "hipL_flex": 45 * a,
+        "hipR_flex": 45 * a,
+        "kneeL": 45 * a,
+        "kneeR": 45 * a,
+        "root_pitch": 30,
+        "shL_fwd": 30,
+        "shR_fwd": 30,
+    }
     deep = 88 * (0.9 + 0.1 * a)  # seat height varies little: sitting is on a chair
-    seated = {"hipL_flex": deep, "hipR_flex": deep, "kneeL": deep, "kneeR": deep,
-              "root_pitch": 8, "shL_fwd": 35, "shR_fwd": 35, "elbL": 45, "elbR": 45,
-              "hipL_abd": 8, "hipR_abd": 8}
+    seated = {
+        "hipL_flex": deep,
+        "hipR_flex": deep,
+        "kneeL": deep,
+        "kneeR": deep,
+        "root_pitch": 8,
+        "shL_fwd": 35,
+        "shR_fwd": 35,
+        "elbL": 45,
+        "elbR": 45,
+        "hipL_abd": 8,
+        "hipR_abd": 8,
+    }
     times = [0, 0.5 * down, down, down + hold]
     return Track(_n(times[-1])).keys(times, [{}, mid, seated, seated])
 
@@ -249,21 +287,54 @@ def _sit(rng, s, a):
 def _bend(rng, s, a):
     down, hold = rng.uniform(0.9, 1.3) / s, rng.uniform(0.4, 1.0)
     depth = rng.uniform(55, 80) * a
-    p = {"root_pitch": depth * 0.6, "hipL_flex": depth * 0.6, "hipR_flex": depth * 0.6,
-         "spine_flex": depth * 0.5, "shL_fwd": depth, "shR_fwd": depth, "neck_flex": 15,
-         "kneeL": 10, "kneeR": 10}
+    p = {
+        "root_pitch": depth * 0.6,
+        "hipL_flex": depth * 0.6,
+        "hipR_flex": depth * 0.6,
+        "spine_flex": depth * 0.5,
+        "shL_fwd": depth,
+        "shR_fwd": depth,
+        "neck_flex": 15,
+        "kneeL": 10,
+        "kneeR": 10,
+    }
     times = [0, down, down + hold, 2 * down + hold]
     return Track(_n(times[-1])).keys(times, [{}, p, p, {}])
 
 
 def _throw(rng, s, a):
     d = 1.0 / s
-    windup = {"shR_elev": 100, "shR_fwd": -35 * a, "elbR": 90, "spine_twist": -35 * a,
-              "shL_fwd": 45, "spine_flex": -10, "hipL_flex": 20, "kneeL": 20}
-    release = {"shR_elev": 60, "shR_fwd": 130 * a, "elbR": 15, "spine_twist": 30 * a,
-               "spine_flex": 20, "shL_fwd": -10, "hipL_flex": 25, "fwd": 0.3 * a}
-    follow = {"shR_elev": 20, "shR_fwd": 60, "elbR": 30, "spine_twist": 20, "spine_flex": 30,
-              "hipL_flex": 20, "kneeL": 25, "kneeR": 10, "fwd": 0.35 * a}
+    windup = {
+        "shR_elev": 100,
+        "shR_fwd": -35 * a,
+        "elbR": 90,
+        "spine_twist": -35 * a,
+        "shL_fwd": 45,
+        "spine_flex": -10,
+        "hipL_flex": 20,
+        "kneeL": 20,
+    }
+    release = {
+        "shR_elev": 60,
+        "shR_fwd": 130 * a,
+        "elbR": 15,
+        "spine_twist": 30 * a,
+        "spine_flex": 20,
+        "shL_fwd": -10,
+        "hipL_flex": 25,
+        "fwd": 0.3 * a,
+    }
+    follow = {
+        "shR_elev": 20,
+        "shR_fwd": 60,
+        "elbR": 30,
+        "spine_twist": 20,
+        "spine_flex": 30,
+        "hipL_flex": 20,
+        "kneeL": 25,
+        "kneeR": 10,
+        "fwd": 0.35 * a,
+    }
     end = {"fwd": 0.35 * a}
     times = [0, 0.45 * d, 0.75 * d, 0.95 * d, 1.5 * d]
     return Track(_n(times[-1])).keys(times, [{}, windup, release, follow, end])
@@ -292,14 +363,28 @@ def _wave(rng, s, a):
 
 def _punch(rng, s, a):
     n = int(rng.integers(2, 6))
-    guard = {"shL_fwd": 35, "shR_fwd": 35, "elbL": 115, "elbR": 115, "shL_elev": 15,
-             "shR_elev": 15, "hipL_flex": 12, "hipR_flex": -8, "kneeL": 12, "kneeR": 12}
+    guard = {
+        "shL_fwd": 35,
+        "shR_fwd": 35,
+        "elbL": 115,
+        "elbR": 115,
+        "shL_elev": 15,
+        "shR_elev": 15,
+        "hipL_flex": 12,
+        "hipR_flex": -8,
+        "kneeL": 12,
+        "kneeR": 12,
+    }
     times, poses = [0.0, 0.4 / s], [{}, guard]
     t = times[-1]
     for i in range(n):
         side = "L" if (i % 2 == 0) else "R"
-        hit = {**guard, f"sh{side}_fwd": 85 * a, f"elb{side}": 5,
-               "spine_twist": (-15 if side == "L" else 15) * a}
+        hit = {
+            **guard,
+            f"sh{side}_fwd": 85 * a,
+            f"elb{side}": 5,
+            "spine_twist": (-15 if side == "L" else 15) * a,
+        }
         times += [t + 0.16 / s, t + 0.38 / s]
         poses += [hit, guard]
         t = times[-1]
@@ -310,9 +395,21 @@ def _punch(rng, s, a):
 
 def _squat(rng, s, a):
     reps, d = int(rng.integers(1, 4)), 1.7 / s
-    low = {"hipL_flex": 100 * a, "hipR_flex": 100 * a, "kneeL": 115 * a, "kneeR": 115 * a,
-           "root_pitch": 35 * a, "ankleL": -20, "ankleR": -20, "shL_fwd": 85, "shR_fwd": 85,
-           "elbL": 5, "elbR": 5, "hipL_abd": 12, "hipR_abd": 12}
+    low = {
+        "hipL_flex": 100 * a,
+        "hipR_flex": 100 * a,
+        "kneeL": 115 * a,
+        "kneeR": 115 * a,
+        "root_pitch": 35 * a,
+        "ankleL": -20,
+        "ankleR": -20,
+        "shL_fwd": 85,
+        "shR_fwd": 85,
+        "elbL": 5,
+        "elbR": 5,
+        "hipL_abd": 12,
+        "hipR_abd": 12,
+    }
     top = {"shL_fwd": 85, "shR_fwd": 85, "elbL": 5, "elbR": 5}
     times, poses = [0.0, 0.3 / s], [{}, top]
     for r in range(reps):
@@ -586,8 +683,14 @@ def generate(
         dur = len(poses) / FPS
         babel_id = str(counter)
         counter += 1
-        seg = {"act_cat": [label], "proc_label": label, "raw_label": label,
-               "seg_id": f"{babel_id}-0", "start_t": 0.0, "end_t": round(dur, 4)}
+        seg = {
+            "act_cat": [label],
+            "proc_label": label,
+            "raw_label": label,
+            "seg_id": f"{babel_id}-0",
+            "start_t": 0.0,
+            "end_t": round(dur, 4),
+        }
         ann[subject.split][babel_id] = {
             "babel_sid": counter,
             "url": "",
@@ -603,11 +706,21 @@ def generate(
     _write_json(out / "labels.json", classes)
     _write_json(
         out / "subjects.json",
-        {f"S{p.index:03d}": {"split": p.split, "gender": p.gender,
-                             "betas": [round(float(b), 4) for b in p.betas]} for p in people},
+        {
+            f"S{p.index:03d}": {
+                "split": p.split,
+                "gender": p.gender,
+                "betas": [round(float(b), 4) for b in p.betas],
+            }
+            for p in people
+        },
     )
-    return {"clips": len(jobs), "classes": len(classes), "subjects": len(people),
-            "per_split": {k: len(v) for k, v in ann.items()}}
+    return {
+        "clips": len(jobs),
+        "classes": len(classes),
+        "subjects": len(people),
+        "per_split": {k: len(v) for k, v in ann.items()},
+    }
 
 
 def _write_npz(path: Path, poses: np.ndarray, trans: np.ndarray, subject: Subject) -> None:

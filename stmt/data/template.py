@@ -79,7 +79,7 @@ class Template:
         )
 
     @classmethod
-    def load(cls, path: str | Path) -> "Template":
+    def load(cls, path: str | Path) -> Template:
         with np.load(path) as z:
             return cls(
                 vertex_ids=z["vertex_ids"].astype(np.int64),

@@ -1,0 +1,112 @@
+"""Loader throughput from a cache: clips/s at T=24, N=512 with 0 and 2 workers.
+
+Builds a random cache (same layout and dtypes as ``stmt prepare`` writes), then
+times training batches (random bin sampling + normalisation + all augmentations).
+
+    python benchmarks/bm_loader.py [--samples 2000] [--batch-size 32] [--batches 100]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION, frame_bounds
+from stmt.data.datamodule import STMTDataModule
+from stmt.data.template import Template
+
+
+def write_random_cache(root: Path, samples: int, frames: int, n: int) -> None:
+    rng = np.random.default_rng(0)
+    total = samples * frames
+    v = np.lib.format.open_memmap(root / "vertices.npy", "w+", np.float16, (total, n, 3))
+    for i in range(0, total, 10000):
+        v[i : i + 10000] = rng.normal(0, 0.3, (min(10000, total - i), n, 3))
+    v.flush()
+    centres = rng.normal(0, 1, (total, 3)).astype(np.float32)
+    np.save(root / "centres.npy", centres)
+    bounds = np.empty((total, 2, 3), np.float32)
+    for i in range(0, total, 10000):
+        bounds[i : i + 10000] = frame_bounds(v[i : i + 10000], centres[i : i + 10000])
+    np.save(root / "bounds.npy", bounds)
+    Template(np.arange(n), np.zeros((n, n), np.float32), np.zeros((n, 3), np.float32), "x").save(
+        root / "template.npz"
+    )
+    index = {
+        "format": CACHE_FORMAT,
+        "version": CACHE_VERSION,
+        "dataset": "bench",
+        "class_names": [f"c{i}" for i in range(10)],
+        "fps": 30.0,
+        "num_points": n,
+        "window_s": frames / 30.0,
+        "chunk_s": 5.0,
+        "body": "none",
+        "template_key": "x",
+        "num_frames_total": total,
+        "sequences": {
+            "source": [str(i) for i in range(samples)],
+            "offset": list(range(0, total, frames)),
+            "length": [frames] * samples,
+            "split": ["train"] * samples,
+            "subject": ["s"] * samples,
+        },
+        "samples": {
+            "sequence": list(range(samples)),
+            "start": [0] * samples,
+            "length": [frames] * samples,
+            "label": [i % 10 for i in range(samples)],
+            "split": ["train"] * samples,
+        },
+        "failed": [],
+        "missing": [],
+    }
+    (root / "index.json").write_text(json.dumps(index))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--samples", type=int, default=2000)
+    p.add_argument("--frames", type=int, default=120)
+    p.add_argument("--num-points", type=int, default=512)
+    p.add_argument("--num-frames", type=int, default=24)
+    p.add_argument("--batch-size", type=int, default=32)
+    p.add_argument("--batches", type=int, default=100)
+    a = p.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        write_random_cache(Path(tmp), a.samples, a.frames, a.num_points)
+        for workers in (0, 2):
+            dm = STMTDataModule(
+                tmp,
+                num_frames=a.num_frames,
+                batch_size=a.batch_size,
+                num_workers=workers,
+                val_split="train",
+            )
+            dm.setup("fit")
+            it = iter(dm.train_dataloader())
+            for _ in range(3):  # warm-up: worker start, page cache
+                next(it)
+            n, t0 = 0, time.perf_counter()
+            for _ in range(a.batches):
+                try:
+                    b = next(it)
+                except StopIteration:
+                    it = iter(dm.train_dataloader())
+                    b = next(it)
+                n += b["vertices"].shape[0]
+            dt = time.perf_counter() - t0
+            print(
+                f"workers={workers} T={a.num_frames} N={a.num_points} B={a.batch_size}: "
+                f"{n / dt:.0f} clips/s"
+            )
+            del it
+
+
+if __name__ == "__main__":
+    main()

@@ -18,8 +18,8 @@ equal to ``smplx``'s forward (checked in ``tests/test_io_amass.py``) but:
   sequence, not once per frame;
 - with ``vertex_ids`` only those rows of the shape, pose-corrective and
   skinning bases are touched, so posing N << V vertices costs O(N) per frame;
-- the kinematic chain is walked one tree level at a time (about 11 levels for
-  52 joints), batched over frames.
+- everything per frame is batched over frames: two GEMMs (pose correctives,
+  skinning-transform blending) and a few element-wise passes.
 
 Hands are posed with full axis-angle (no PCA) and no hand mean, as AMASS
 stores them (smplx ``use_pca=False, flat_hand_mean=True``). All betas a file
@@ -36,14 +36,10 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stmt.errors import InputError
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
 
 GENDERS = ("neutral", "male", "female")
 NUM_JOINTS = {"smplh": 52, "smplx": 55}
@@ -143,6 +139,7 @@ class SMPLModel:
         weights: (V, J) skinning weights.
         parents: (J,) int64 parent joint, -1 for the root.
         faces: (F, 3) int64.
+        regressor_support: (S,) int64 vertices the joint regressor reads (non-zero columns).
     """
 
     body: str
@@ -154,6 +151,7 @@ class SMPLModel:
     weights: np.ndarray
     parents: np.ndarray
     faces: np.ndarray
+    regressor_support: np.ndarray
 
     @property
     def num_vertices(self) -> int:
@@ -249,42 +247,80 @@ def _load_model_cached(path_str: str, body: str, mtime: int) -> SMPLModel:
         weights=np.ascontiguousarray(arrays["weights"], dtype=np.float32),
         parents=parents,
         faces=faces,
+        regressor_support=np.flatnonzero(np.any(arrays["J_regressor"] != 0, axis=0)),
     )
     return model
 
 
 # ---------------------------------------------------------------- posing
-def _rodrigues(rotvec: torch.Tensor) -> torch.Tensor:
-    """(..., 3) axis-angle -> (..., 3, 3) rotation matrices (same formula as smplx)."""
-    import torch
+def _rodrigues(rotvec: np.ndarray) -> np.ndarray:
+    """(..., 3) axis-angle -> (..., 3, 3) rotation matrices, float64.
 
-    angle = torch.linalg.vector_norm(rotvec + 1e-8, dim=-1, keepdim=True)  # (..., 1)
-    axis = rotvec / angle
-    x, y, z = axis.unbind(-1)
-    zero = torch.zeros_like(x)
-    K = torch.stack([zero, -z, y, z, zero, -x, -y, x, zero], dim=-1)  # (..., 9)
-    K = K.unflatten(-1, (3, 3))  # (..., 3, 3)
-    s = torch.sin(angle)[..., None]  # (..., 1, 1)
-    c = torch.cos(angle)[..., None]
-    eye = torch.eye(3, dtype=rotvec.dtype, device=rotvec.device)
-    return eye + s * K + (1 - c) * (K @ K)
-
-
-def _tree_levels(parents: np.ndarray) -> list[np.ndarray]:
-    """Joint ids grouped by depth in the tree (level 0 = the root)."""
-    depth = np.zeros(len(parents), dtype=np.int64)
-    for j in range(1, len(parents)):
-        depth[j] = depth[parents[j]] + 1
-    return [np.flatnonzero(depth == d) for d in range(1, int(depth.max()) + 1)]
+    R = cos(a) I + sin(a) K + (1 - cos(a)) u u^T, with the angle a = |rotvec + 1e-8|
+    as smplx computes it (so a zero rotation gives exactly I).
+    """
+    angle = np.linalg.norm(rotvec + 1e-8, axis=-1, keepdims=True)  # (..., 1)
+    u = rotvec / angle  # (..., 3) unit axis
+    x, y, z = u[..., 0], u[..., 1], u[..., 2]
+    K = np.zeros((*rotvec.shape[:-1], 3, 3))  # (..., 3, 3) cross-product matrix of u
+    K[..., 0, 1], K[..., 0, 2], K[..., 1, 2] = -z, y, -x
+    K[..., 1, 0], K[..., 2, 0], K[..., 2, 1] = z, -y, x
+    s = np.sin(angle)[..., None]  # (..., 1, 1)
+    c = np.cos(angle)[..., None]
+    return c * np.eye(3) + s * K + (1 - c) * (u[..., :, None] * u[..., None, :])
 
 
-def rest_joints(model: SMPLModel, betas: np.ndarray | None) -> tuple[np.ndarray, np.ndarray]:
-    """Shaped rest vertices (V, 3) and rest joints (J, 3), float64, for one body shape."""
-    v_shaped = model.v_template.astype(np.float64)
+def joint_transforms(
+    parents: np.ndarray, poses: np.ndarray, j_rest: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Local and world rotations and world positions of the joints, float64, joint-major.
+
+    Args:
+        parents: (J,) parent of each joint (-1 for the root), parents before children.
+        poses: (T, 3 * J) axis-angle per joint.
+        j_rest: (J, 3) rest joint positions.
+
+    Returns:
+        R_local (J, T, 3, 3), R_world (J, T, 3, 3), t_world (J, T, 3) (root at j_rest[0],
+        no translation added). Small per-frame work, done in numpy: a chain of (T, 3, 3)
+        products, one per joint, that would be 50 tiny thread-synchronised torch calls.
+    """
+    J = len(parents)
+    T = poses.shape[0]
+    R_local = _rodrigues(
+        poses.reshape(T, J, 3).transpose(1, 0, 2).astype(np.float64)
+    )  # (J, T, 3, 3)
+    rel = j_rest.copy()
+    rel[1:] -= j_rest[parents[1:]]  # (J, 3) offset of each joint from its parent
+    R = np.empty_like(R_local)
+    t = np.empty((J, T, 3))
+    R[0], t[0] = R_local[0], j_rest[0]
+    for j in range(1, J):
+        p = parents[j]
+        np.matmul(R[p], R_local[j], out=R[j])
+        t[j] = t[p] + R[p] @ rel[j]
+    return R_local, R, t
+
+
+def _shaped(model: SMPLModel, betas: np.ndarray | None, rows) -> np.ndarray:
+    """Rest vertices ``rows`` of the body shape ``betas``, float64 (R, 3)."""
+    v = model.v_template[rows].astype(np.float64)
     if betas is not None and len(betas):
         b = np.asarray(betas, dtype=np.float64).reshape(-1)[: model.num_shape]
-        v_shaped = v_shaped + model.shapedirs[:, :, : len(b)].astype(np.float64) @ b
-    return v_shaped, model.j_regressor.astype(np.float64) @ v_shaped
+        v += model.shapedirs[rows, :, : len(b)].astype(np.float64) @ b
+    return v
+
+
+def rest_joints(
+    model: SMPLModel, betas: np.ndarray | None, rows: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Shaped rest vertices ``rows`` (N or V, 3) and rest joints (J, 3), float64, for one shape.
+
+    Only the vertices the joint regressor reads are shaped for the joints.
+    """
+    support = model.regressor_support
+    joints = model.j_regressor[:, support].astype(np.float64) @ _shaped(model, betas, support)
+    return _shaped(model, betas, slice(None) if rows is None else rows), joints
 
 
 def pose(
@@ -293,9 +329,12 @@ def pose(
     trans: np.ndarray,
     betas: np.ndarray | None = None,
     vertex_ids: np.ndarray | None = None,
-    max_chunk_vertices: int = 1 << 21,
+    max_chunk_vertices: int = 1 << 20,
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Pose a sequence with linear blend skinning (float32 torch on the CPU).
+    """Pose a sequence with linear blend skinning.
+
+    Joint transforms (O(J) per frame) are computed in float64 numpy; the O(N) per-frame
+    work (pose correctives, blending the joints' transforms, skinning) in float32 torch.
 
     Args:
         model: the body model.
@@ -314,7 +353,7 @@ def pose(
     J = model.num_joints
     T = poses.shape[0]
     assert poses.shape == (T, 3 * J) and trans.shape == (T, 3), (poses.shape, trans.shape)
-    v_shaped, j_rest = rest_joints(model, betas)  # once per sequence: shape only
+    v_shaped, j_rest = rest_joints(model, betas, vertex_ids)  # once per sequence: shape only
 
     if vertex_ids is None:
         rows = slice(None)
@@ -322,52 +361,39 @@ def pose(
     else:
         rows = np.asarray(vertex_ids, dtype=np.int64)
         n = len(rows)
-    v_rest = torch.from_numpy(v_shaped[rows].astype(np.float32))  # (N, 3)
-    posedirs = torch.from_numpy(model.posedirs[rows]).reshape(n * 3, -1)  # (N*3, P)
-    weights = torch.from_numpy(model.weights[rows])  # (N, J)
-    j_rest_t = torch.from_numpy(j_rest.astype(np.float32))  # (J, 3)
-    parents = torch.from_numpy(model.parents)
-    rel = j_rest_t.clone()
-    rel[1:] -= j_rest_t[parents[1:]]  # (J, 3) offset of each joint from its parent
-    levels = [
-        (torch.from_numpy(ids), parents[torch.from_numpy(ids)])
-        for ids in _tree_levels(model.parents)
-    ]
-    eye = torch.eye(3)
+    # Frame-major layouts, so each chunk's result is (b, 3, N) with N innermost.
+    v_rest = torch.from_numpy(v_shaped.T.astype(np.float32))  # (3, N)
+    posedirs = torch.from_numpy(model.posedirs[rows].transpose(2, 1, 0).copy())  # (P, 3, N)
+    posedirs = posedirs.view(-1, 3 * n)  # (P, 3*N)
+    weights_t = torch.from_numpy(model.weights[rows].T.copy())  # (J, N)
+    parents = model.parents
+    eye = np.eye(3)
 
     out_v = np.empty((T, n, 3), dtype=np.float32)
     out_j = np.empty((T, J, 3), dtype=np.float32)
     chunk = max(1, min(T, max_chunk_vertices // max(n, 1)))
     with torch.inference_mode():
         for start in range(0, T, chunk):
-            p = torch.from_numpy(
-                np.ascontiguousarray(poses[start : start + chunk], dtype=np.float32)
-            )
-            b = p.shape[0]
-            R_local = _rodrigues(p.view(b, J, 3))  # (b, J, 3, 3)
-            # Pose correctives from every non-root joint rotation.
-            feat = (R_local[:, 1:] - eye).reshape(b, -1)  # (b, 9*(J-1))
-            v_posed = v_rest + (feat @ posedirs.T).view(b, n, 3)  # (b, N, 3)
-            # World rotation and position of each joint, one tree level at a time.
-            R = torch.empty_like(R_local)
-            t = torch.empty(b, J, 3)
-            R[:, 0] = R_local[:, 0]
-            t[:, 0] = j_rest_t[0]
-            for ids, par in levels:
-                R[:, ids] = R[:, par] @ R_local[:, ids]
-                t[:, ids] = t[:, par] + (R[:, par] @ rel[ids].unsqueeze(-1)).squeeze(-1)
-            # Skinning transform of each joint: x -> R x + (t - R j_rest).
-            A = torch.cat(
-                [R, (t - (R @ j_rest_t.unsqueeze(-1)).squeeze(-1)).unsqueeze(-1)], -1
-            )  # (b, J, 3, 4)
-            A = A.reshape(b, J, 12).permute(1, 0, 2).reshape(J, b * 12)  # (J, b*12)
-            M = (weights @ A).view(n, b, 3, 4).permute(1, 0, 2, 3)  # (b, N, 3, 4)
-            verts = (M[..., :3] @ v_posed.unsqueeze(-1)).squeeze(-1) + M[..., 3]  # (b, N, 3)
-            tr = torch.from_numpy(
-                np.ascontiguousarray(trans[start : start + chunk], dtype=np.float32)
-            )
-            out_v[start : start + b] = (verts + tr[:, None]).numpy()
-            out_j[start : start + b] = (t + tr[:, None]).numpy()
+            frames = slice(start, start + chunk)
+            R_local, R, t = joint_transforms(parents, poses[frames], j_rest)  # joint-major
+            b = R.shape[1]
+            tr = np.asarray(trans[frames], dtype=np.float64)  # (b, 3)
+            # Pose correctives from every non-root joint rotation, (joint, row, col) order.
+            feat = (R_local[1:] - eye).transpose(1, 0, 2, 3).reshape(b, -1)  # (b, 9*(J-1))
+            feat = torch.from_numpy(feat.astype(np.float32))
+            v_posed = v_rest + (feat @ posedirs).view(b, 3, n)  # (b, 3, N)
+            # Skinning transform of each joint: x -> R x + (t - R j_rest) + trans.
+            offset = t - (R @ j_rest[:, None, :, None])[..., 0] + tr  # (J, b, 3)
+            A = np.concatenate([R, offset[..., None]], axis=-1)  # (J, b, 3, 4)
+            A = A.transpose(1, 3, 2, 0).reshape(b * 12, J)  # (b * column * row, J)
+            # Blend the joints' transforms per vertex: one GEMM over all frames.
+            M = torch.from_numpy(A.astype(np.float32)) @ weights_t  # (b*4*3, N)
+            M = M.view(b, 4, 3, n)  # (b, column k, row i, N)
+            verts = M[:, 3]  # (b, 3, N) translation column
+            for k in range(3):
+                verts = torch.addcmul(verts, M[:, k], v_posed[:, k : k + 1])
+            out_v[frames] = verts.transpose(1, 2).numpy()  # (b, N, 3)
+            out_j[frames] = (t + tr).transpose(1, 0, 2)  # (b, J, 3)
     return out_v, out_j
 
 

@@ -1,0 +1,244 @@
+"""STMTClassifier: supervised training and evaluation of an STMT model.
+
+The checkpoint alone rebuilds the model: ``hyper_parameters`` hold only
+plain data (``arch``, ``model_args`` -- complete, ``build_model(arch,
+**model_args)`` rebuilds the bare model -- ``num_classes``, ``num_frames``,
+``num_points``, ``class_names``, ``fps``, ``window_s`` and the optimiser
+settings), the state dict holds ``model.*`` and the training template's
+``geodesic`` buffer, and it loads with ``torch.load(path, weights_only=True)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
+
+from stmt.engine.common import adamw_warmup_cosine, copy_geodesic, plain, total_steps
+from stmt.errors import InputError
+from stmt.model.stmt import STMT, build_model
+
+# Checkpoint prefix of the backbone in an STMTPretrainer checkpoint.
+PRETRAINED_PREFIX = "model.encoder."
+
+
+def load_pretrained_encoder(model: STMT, path: str | Path) -> None:
+    """Load an STMTPretrainer checkpoint's encoder into ``model``, strictly.
+
+    The only keys allowed to be missing are those of the classification head
+    (``head.*``), which pretraining does not have; any other missing key, any
+    unexpected key or any shape mismatch is an :class:`InputError`.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            path, "pretrained checkpoint not found (expected an STMTPretrainer .ckpt file)"
+        )
+    ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    state = ckpt.get("state_dict", {})
+    encoder = {
+        k[len(PRETRAINED_PREFIX) :]: v for k, v in state.items() if k.startswith(PRETRAINED_PREFIX)
+    }
+    if not encoder:
+        raise InputError(
+            path, f"no '{PRETRAINED_PREFIX}*' weights: not an STMTPretrainer checkpoint"
+        )
+    own = model.state_dict()
+    missing = sorted(k for k in own if k not in encoder and not k.startswith("head."))
+    unexpected = sorted(k for k in encoder if k not in own)
+    wrong_shape = sorted(k for k in encoder if k in own and encoder[k].shape != own[k].shape)
+    if missing or unexpected or wrong_shape:
+
+        def few(keys):
+            return ", ".join(keys[:4]) + (" ..." if len(keys) > 4 else "") or "none"
+
+        raise InputError(
+            path,
+            f"pretrained encoder does not match the model (same arch and model_args needed): "
+            f"missing {len(missing)} ({few(missing)}), unexpected {len(unexpected)} ({few(unexpected)}), "
+            f"wrong shape {len(wrong_shape)} ({few(wrong_shape)})",
+        )
+    model.load_state_dict(encoder, strict=False)  # exactly the head is left as initialised
+
+
+class STMTClassifier(pl.LightningModule):
+    """Action classification with an STMT model.
+
+    Args:
+        arch: model size, ``"stmt_tiny"`` or ``"stmt_base"``.
+        model_args: constructor overrides for the model (see ``stmt.model.stmt.STMT``).
+        num_classes, num_frames, num_points, class_names, fps, window_s: the
+            dataset's, linked from the data module by the CLI.
+        lr, weight_decay, warmup_fraction: AdamW with linear warm-up over that
+            share of all steps, then cosine decay.
+        label_smoothing: cross-entropy label smoothing.
+        pretrained: an STMTPretrainer checkpoint whose encoder initialises the
+            model when fitting starts (only the head stays new; see
+            :func:`load_pretrained_encoder`).
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        arch: str = "stmt_tiny",
+        model_args: dict[str, Any] | None = None,
+        num_frames: int = 24,
+        num_points: int = 256,
+        class_names: list[str] | None = None,
+        fps: float = 30.0,
+        window_s: float = 0.8,
+        lr: float = 1e-3,
+        weight_decay: float = 0.05,
+        warmup_fraction: float = 0.05,
+        label_smoothing: float = 0.0,
+        pretrained: str | None = None,
+    ):
+        super().__init__()
+        if num_classes < 2:
+            raise ValueError(f"need at least 2 classes, got {num_classes}")
+        class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
+        if len(class_names) != num_classes:
+            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        full_args = {
+            **plain(dict(model_args or {})),
+            "num_classes": num_classes,
+            "num_frames": num_frames,
+            "num_points": num_points,
+        }
+        self.save_hyperparameters(
+            plain(
+                {
+                    # LightningCLI reads the class from here for `--ckpt_path`
+                    "_class_path": f"{__name__}.STMTClassifier",
+                    "arch": arch,
+                    "model_args": full_args,
+                    "num_classes": num_classes,
+                    "num_frames": num_frames,
+                    "num_points": num_points,
+                    "class_names": class_names,
+                    "fps": float(fps),
+                    "window_s": float(window_s),
+                    "lr": lr,
+                    "weight_decay": weight_decay,
+                    "warmup_fraction": warmup_fraction,
+                    "label_smoothing": label_smoothing,
+                    "pretrained": None if pretrained is None else str(pretrained),
+                }
+            )
+        )
+        self.model = build_model(arch, **full_args)
+        self.register_buffer("geodesic", torch.zeros(num_points, num_points))
+        top5 = min(5, num_classes)
+        for split in ("val", "test"):
+            setattr(self, f"{split}_top1", MulticlassAccuracy(num_classes, top_k=1))
+            setattr(self, f"{split}_top5", MulticlassAccuracy(num_classes, top_k=top5))
+            setattr(self, f"{split}_top1_norm", MulticlassAccuracy(num_classes, average="macro"))
+        self.train_top1 = MulticlassAccuracy(num_classes, top_k=1)
+        self.test_confmat = MulticlassConfusionMatrix(num_classes)
+
+    # -- set-up
+
+    def setup(self, stage: str) -> None:
+        copy_geodesic(self)
+        if stage == "fit" and self.hparams.pretrained:
+            load_pretrained_encoder(self.model, self.hparams.pretrained)
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        return adamw_warmup_cosine(
+            self, hp.lr, hp.weight_decay, hp.warmup_fraction, total_steps(self.trainer)
+        )
+
+    # -- steps
+
+    def forward(self, vertices: Tensor) -> Tensor:
+        """(B, T, N, 3) normalised clips -> logits (B, num_classes)."""
+        return self.model(vertices, self.geodesic)
+
+    def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
+        logits = self(batch["vertices"])
+        loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
+        self.train_top1(logits, batch["label"])
+        bs = len(batch["label"])
+        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        self.log("train/top1", self.train_top1, on_step=False, on_epoch=True, batch_size=bs)
+        return loss
+
+    def _evaluate(self, batch: dict[str, Tensor], split: str) -> Tensor:
+        logits = self(batch["vertices"])
+        label = batch["label"]
+        bs = len(label)
+        self.log(f"{split}/loss", F.cross_entropy(logits, label), sync_dist=True, batch_size=bs)
+        for name in ("top1", "top5", "top1_norm"):
+            metric = getattr(self, f"{split}_{name}")
+            metric(logits, label)
+            self.log(f"{split}/{name}", metric, prog_bar=name == "top1", batch_size=bs)
+        return logits
+
+    def validation_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        self._evaluate(batch, "val")
+
+    def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
+        logits = self._evaluate(batch, "test")
+        self.test_confmat.update(logits, batch["label"])
+
+    def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
+        probs = self(batch["vertices"]).float().softmax(dim=-1)
+        out = {"probs": probs, "pred": probs.argmax(dim=-1)}
+        if "label" in batch:
+            out["label"] = batch["label"]
+        return out
+
+    # -- confusion matrix
+
+    def on_test_epoch_end(self) -> None:
+        matrix = self.test_confmat.compute().cpu()  # (C, C) rows = true, columns = predicted
+        self.test_confmat.reset()
+        if self.trainer.is_global_zero:
+            out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
+            save_confusion_matrix(matrix, self.hparams.class_names, out_dir)
+
+
+def save_confusion_matrix(
+    matrix: Tensor, class_names: list[str], out_dir: Path
+) -> tuple[Path, Path]:
+    """Write ``confusion_matrix.csv`` (counts) and ``confusion_matrix.png`` (row-normalised)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    csv_path, png_path = out_dir / "confusion_matrix.csv", out_dir / "confusion_matrix.png"
+    tmp = csv_path.with_suffix(".csv.tmp")
+    with open(tmp, "w", newline="") as f:
+        writer = csv.writer(f)
+        writer.writerow(["true \\ predicted", *class_names])
+        for name, row in zip(class_names, matrix.tolist()):
+            writer.writerow([name, *row])
+    os.replace(tmp, csv_path)
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    counts = matrix.float()
+    rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
+    n = len(class_names)
+    size = min(4 + 0.25 * n, 30)
+    fig, ax = plt.subplots(figsize=(size, size))
+    im = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_xticks(range(n), class_names, rotation=90, fontsize=max(4, 10 - n // 15))
+    ax.set_yticks(range(n), class_names, fontsize=max(4, 10 - n // 15))
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    fig.tight_layout()
+    tmp = png_path.with_suffix(".tmp.png")
+    fig.savefig(tmp, dpi=100)
+    plt.close(fig)
+    os.replace(tmp, png_path)
+    return csv_path, png_path

@@ -1,0 +1,86 @@
+"""Helpers shared by the Lightning modules: optimiser, schedule, plain hyper-parameters."""
+
+from __future__ import annotations
+
+import argparse
+import math
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+
+def plain(value: Any) -> Any:
+    """Plain Python data (dict, list, tuple, str, int, float, bool, None), recursively.
+
+    Checkpoints must load with ``torch.load(weights_only=True)``, which accepts
+    only such types; jsonargparse may hand over Namespaces and Paths.
+    """
+    if isinstance(value, (Mapping, argparse.Namespace)):  # jsonargparse Namespaces too
+        items = value.items() if isinstance(value, Mapping) else vars(value).items()
+        return {str(k): plain(v) for k, v in items}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise TypeError(f"hyper-parameter of type {type(value).__name__} is not plain data: {value!r}")
+
+
+def adamw_warmup_cosine(
+    module: nn.Module, lr: float, weight_decay: float, warmup_fraction: float, total_steps: int
+) -> dict:
+    """AdamW (no decay on biases, norms, embeddings) with linear warm-up then cosine decay to 0.
+
+    Returns Lightning's ``configure_optimizers`` dict, the schedule stepping every batch.
+    """
+    decay, no_decay = [], []
+    for name, p in module.named_parameters():
+        if p.requires_grad:
+            (no_decay if p.ndim < 2 or name.endswith("_embed") else decay).append(p)
+    optimizer = torch.optim.AdamW(
+        [
+            {"params": decay, "weight_decay": weight_decay},
+            {"params": no_decay, "weight_decay": 0.0},
+        ],
+        lr=lr,
+    )
+    total = max(1, int(total_steps))
+    warmup = int(warmup_fraction * total)
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        progress = min(1.0, (step - warmup) / max(1, total - warmup))
+        return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+def total_steps(trainer) -> int:
+    """Optimiser steps of the whole run, as Lightning estimates them (>= 1)."""
+    steps = trainer.estimated_stepping_batches
+    return 1 if steps is None or math.isinf(steps) else max(1, int(steps))
+
+
+def copy_geodesic(module) -> None:
+    """Copy the data module's template geodesic matrix into ``module.geodesic`` (a saved buffer).
+
+    Called from ``setup``; without a data module (or one without ``geodesic``)
+    the buffer keeps what it holds (e.g. the values loaded from a checkpoint).
+    """
+    trainer = module._trainer
+    geodesic = getattr(getattr(trainer, "datamodule", None), "geodesic", None)
+    if geodesic is None:
+        return
+    geodesic = torch.as_tensor(geodesic, dtype=torch.float32)
+    if geodesic.shape != module.geodesic.shape:
+        raise ValueError(
+            f"the data module's geodesic matrix is {tuple(geodesic.shape)}, the model expects "
+            f"{tuple(module.geodesic.shape)} (num_points mismatch)"
+        )
+    module.geodesic.copy_(geodesic)

@@ -1,0 +1,64 @@
+"""The shipped synthetic configs through `stmt fit|test`, on a tiny cache made by `stmt synth` + `stmt prepare`."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from stmt.cli import main as stmt_main
+from stmt.model import build_model
+
+CONFIGS = Path(__file__).resolve().parents[1] / "datasets" / "synthetic"
+SMALL = ["--data.num_workers=0", "--data.batch_size=4", "--trainer.enable_progress_bar=false"]
+
+
+@pytest.fixture(scope="module")
+def cache(tmp_path_factory) -> Path:
+    root = tmp_path_factory.mktemp("synthetic")
+    assert stmt_main(["synth", "--out", str(root / "raw"), "--per-class", "2", "--subjects", "7",
+                      "--classes", "walk,sit,stand up", "--quiet"]) == 0  # fmt: skip
+    assert stmt_main(["prepare", "--dataset", "synthetic", "--data", str(root / "raw"),
+                      "--out", str(root / "cache"), "--num-points", "64", "--quiet"]) == 0  # fmt: skip
+    return root / "cache"
+
+
+def test_fit_fast_dev_run(cache, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    for config in ("fit.yaml", "pretrain.yaml"):
+        argv = ["fit", "--config", str(CONFIGS / config), "--trainer.fast_dev_run=true",
+                f"--data.cache={cache}", *SMALL]  # fmt: skip
+        assert stmt_main(argv) == 0, config
+
+
+def test_fit_then_test_real_checkpoint(cache, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    common = ["--config", str(CONFIGS / "fit.yaml"), f"--data.cache={cache}", *SMALL]
+    assert (
+        stmt_main(["fit", *common, "--trainer.max_steps=1", "--trainer.limit_val_batches=1"]) == 0
+    )
+    last = tmp_path / "runs/synthetic/fit/checkpoints/last.ckpt"
+    ckpt = torch.load(last, map_location="cpu", weights_only=True)  # data module hparams too
+    hp = ckpt["hyper_parameters"]
+    assert {"walk", "sit", "stand up"} <= set(hp["class_names"]) and hp["num_points"] == 64
+    assert hp["window_s"] > 0 and hp["fps"] == 30.0
+    model = build_model(hp["arch"], **hp["model_args"])
+    model.load_state_dict(
+        {k[6:]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
+    )
+    assert (
+        ckpt["state_dict"]["geodesic"].shape == (64, 64)
+        and ckpt["state_dict"]["geodesic"].max() > 0
+    )
+
+    assert stmt_main(["test", *common, f"--ckpt_path={last}"]) == 0
+    matrices = list((tmp_path / "runs/synthetic/fit").rglob("confusion_matrix.csv"))
+    assert len(matrices) == 1 and (matrices[0].parent / "confusion_matrix.png").exists()
+
+
+def test_missing_cache_is_a_one_line_error(tmp_path, capsys):
+    argv = ["fit", "--config", str(CONFIGS / "fit.yaml"), f"--data.cache={tmp_path / 'nope'}"]
+    assert stmt_main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"stmt: error: {tmp_path / 'nope'}:" in err and "Traceback" not in err

@@ -259,15 +259,15 @@ def _rodrigues(rotvec: np.ndarray) -> np.ndarray:
     R = cos(a) I + sin(a) K + (1 - cos(a)) u u^T, with the angle a = |rotvec + 1e-8|
     as smplx computes it (so a zero rotation gives exactly I).
     """
-    angle = np.linalg.norm(rotvec + 1e-8, axis=-1, keepdims=True)  # (..., 1)
-    u = rotvec / angle  # (..., 3) unit axis
-    x, y, z = u[..., 0], u[..., 1], u[..., 2]
-    K = np.zeros((*rotvec.shape[:-1], 3, 3))  # (..., 3, 3) cross-product matrix of u
-    K[..., 0, 1], K[..., 0, 2], K[..., 1, 2] = -z, y, -x
-    K[..., 1, 0], K[..., 2, 0], K[..., 2, 1] = z, -y, x
-    s = np.sin(angle)[..., None]  # (..., 1, 1)
-    c = np.cos(angle)[..., None]
-    return c * np.eye(3) + s * K + (1 - c) * (u[..., :, None] * u[..., None, :])
+    angle = np.sqrt(((rotvec + 1e-8) ** 2).sum(-1))  # (...,)
+    x, y, z = np.moveaxis(rotvec / angle[..., None], -1, 0)  # unit axis u, each (...,)
+    s, c = np.sin(angle), np.cos(angle)
+    C = 1 - c
+    R = np.empty((*rotvec.shape[:-1], 3, 3))
+    R[..., 0, 0], R[..., 0, 1], R[..., 0, 2] = c + C * x * x, C * x * y - s * z, C * x * z + s * y
+    R[..., 1, 0], R[..., 1, 1], R[..., 1, 2] = C * x * y + s * z, c + C * y * y, C * y * z - s * x
+    R[..., 2, 0], R[..., 2, 1], R[..., 2, 2] = C * x * z - s * y, C * y * z + s * x, c + C * z * z
+    return R
 
 
 def joint_transforms(

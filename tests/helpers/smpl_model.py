@@ -219,10 +219,12 @@ def amass_arrays(
     kind: str = "smplh",
     gender: str = "neutral",
     fps: float = 60.0,
-    num_betas: int = 16,
+    num_betas: int | None = None,
     seed: int = 0,
 ) -> dict:
     """The arrays of an AMASS motion file (see :func:`write_amass_npz`)."""
+    if num_betas is None:  # what the synthetic models of each kind use in full
+        num_betas = {"smplh": 16, "smplx": 10}[kind]
     rng = np.random.default_rng(seed)
     width = {"smplh": 156, "smplx": 165}[kind]
     t = np.arange(T) / fps
@@ -259,13 +261,16 @@ def write_amass_npz(
     kind: str = "smplh",
     gender: str = "neutral",
     fps: float = 60.0,
-    num_betas: int = 16,
+    num_betas: int | None = None,
     seed: int = 0,
     overrides: dict | None = None,
     drop: tuple[str, ...] = (),
 ) -> Path:
     """Write an AMASS-format ``.npz`` and return its path.
 
+    ``num_betas`` defaults to the shape components the synthetic model of that kind uses:
+    16 for SMPL+H, 10 for SMPL-X (real SMPL-X files have 16 betas for a 300-component
+    model; the synthetic SMPL-X model has 10, so 16 would warn that 6 are dropped).
     ``kind="smplh"``: ``poses`` (T, 156), ``trans``, ``betas`` (num_betas,), ``gender``,
     ``mocap_framerate``, ``dmpls`` (T, 8). ``kind="smplx"``: a "stageii" file with
     ``poses`` (T, 165), ``mocap_frame_rate`` and the per-part keys. ``overrides``

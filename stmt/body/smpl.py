@@ -11,15 +11,18 @@ A model file is read with numpy alone (the keys smplx reads: ``v_template``,
 ``f``). Official chumpy ``.pkl`` files are refused with a message saying to
 convert them to ``.npz``.
 
-Posing (:func:`pose`) is linear blend skinning written here in float32 torch,
-equal to ``smplx``'s forward (checked in ``tests/test_io_amass.py``) but:
+Posing (:func:`pose`) is linear blend skinning written here (joint chain in
+float64 numpy, per-vertex work in float32 torch), equal to ``smplx``'s forward
+(checked in ``tests/test_io_amass.py``) but:
 
 - the rest joints depend on the shape only, so they are regressed once per
-  sequence, not once per frame;
+  sequence (from the vertices the regressor reads), not once per frame;
 - with ``vertex_ids`` only those rows of the shape, pose-corrective and
   skinning bases are touched, so posing N << V vertices costs O(N) per frame;
-- everything per frame is batched over frames: two GEMMs (pose correctives,
-  skinning-transform blending) and a few element-wise passes.
+- the per-vertex work is batched over frames: two GEMMs (pose correctives,
+  skinning-transform blending) and three fused multiply-adds; the O(J) joint
+  chain runs in numpy, not as ~50 tiny torch calls (each one synchronises
+  torch's threads, slow on a busy machine).
 
 Hands are posed with full axis-angle (no PCA) and no hand mean, as AMASS
 stores them (smplx ``use_pca=False, flat_hand_mean=True``). All betas a file

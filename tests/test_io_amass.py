@@ -209,3 +209,18 @@ def test_anny_body_without_model_files(tmp_path, monkeypatch):
     assert name == "anny"
     np.testing.assert_array_equal(topo_rest, rest)
     np.testing.assert_array_equal(topo_faces, seq.faces)
+
+
+def test_chunked_posing_equals_one_chunk(models):
+    """Frames posed in chunks (with a short tail chunk) give the same result as one chunk."""
+    from stmt.body.smpl import pose
+
+    model = load_model(models / "smplh" / "SMPLH_NEUTRAL.npz", "smplh")
+    a = amass_arrays(5, seed=4)
+    ids = np.arange(0, 6890, 50)  # 138 vertices
+    whole_v, whole_j = pose(model, a["poses"], a["trans"], a["betas"], ids)
+    parts_v, parts_j = pose(
+        model, a["poses"], a["trans"], a["betas"], ids, max_chunk_vertices=2 * 138
+    )
+    np.testing.assert_allclose(parts_v, whole_v, atol=1e-6)
+    np.testing.assert_allclose(parts_j, whole_j, atol=1e-6)

@@ -144,6 +144,12 @@ CASES = {
         "clip.npz",
         "zero frames",
     ),
+    "betas-per-frame": (
+        _amass(overrides={"betas": np.random.default_rng(0).normal(size=(10, 16))}),
+        "fixture",
+        "clip.npz",
+        "betas has shape (10, 16); expected one body shape (B,)",
+    ),
     "bad-gender": (
         _amass(overrides={"gender": np.array("robot")}),
         "fixture",

@@ -9,7 +9,9 @@ Writes, in a work folder:
 
 Then runs ``stmt classify FILE --ckpt CKPT`` in a fresh interpreter: once to
 fill the caches (anny's model cache, the template cache), then ``--repeat``
-times, and reports the median wall-clock time including interpreter start.
+times, and reports the median wall-clock time including interpreter start,
+and the median CPU time (user + sys) of the same runs: on a shared machine
+the wall-clock time grows with the load, the CPU time much less.
 ``python -c "import torch"`` is timed the same way for reference.
 
     python benchmarks/bm_classify.py [--repeat 5] [--work DIR] [--threads 2]
@@ -20,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import resource
 import statistics
 import subprocess
 import sys
@@ -62,13 +65,29 @@ def write_checkpoint(path: Path, arch: str) -> Path:
     return path
 
 
+CPU: list[float] = []  # user + sys seconds of each timed child, in order
+
+
 def timed(cmd: list[str], env: dict) -> float:
+    """Wall-clock seconds of one run; its CPU seconds (user + sys) go to ``CPU``."""
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
     took = time.perf_counter() - start
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    CPU.append(after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime)
     if proc.returncode != 0:
         sys.exit(f"failed ({proc.returncode}): {' '.join(cmd)}\n{proc.stderr}")
     return took
+
+
+def report(name: str, runs: list[float], extra: str = "") -> None:
+    cpu = statistics.median(CPU[-len(runs) :])
+    wall = statistics.median(runs)
+    print(
+        f"{name:<12}  wall median {wall:.2f} s (min {min(runs):.2f}, max {max(runs):.2f}), "
+        f"cpu median {cpu:.2f} s{extra}"
+    )
 
 
 def main() -> None:
@@ -84,29 +103,25 @@ def main() -> None:
     clip = write_walk(args.work / "walk_10s.npz")
     env = dict(os.environ)
     pin = []
-    if (
-        args.threads
-        and hasattr(os, "sched_getaffinity")
-        and len(os.sched_getaffinity(0)) >= args.threads
-    ):
-        cores = sorted(os.sched_getaffinity(0))[: args.threads]
-        pin = ["taskset", "-c", ",".join(map(str, cores))]
+    cores = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
+    if args.threads and len(cores) >= args.threads:
+        pin = ["taskset", "-c", ",".join(map(str, cores[: args.threads]))]
     stmt = [*pin, sys.executable, "-m", "stmt", "classify"]
 
-    print(f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
-          f"runs pinned to {args.threads}; python {platform.python_version()}; "
-          f"load average before {os.getloadavg()[0]:.1f}")  # fmt: skip
-    base = [timed([*pin, sys.executable, "-c", "import torch"], env) for _ in range(args.repeat)]
     print(
-        f"{'import torch':<12}  median {statistics.median(base):.2f} s  (min {min(base):.2f}, max {max(base):.2f})"
+        f"machine: {platform.processor() or platform.machine()}, {os.cpu_count()} cores visible, "
+        f"runs pinned to {args.threads}; python {platform.python_version()}; "
+        f"load average before {os.getloadavg()[0]:.1f}"
     )
+    base = [timed([*pin, sys.executable, "-c", "import torch"], env) for _ in range(args.repeat)]
+    report("import torch", base)
     for arch in args.archs:
         ckpt = write_checkpoint(args.work / f"{arch}.ckpt", arch)
         cmd = [*stmt, str(clip), "--ckpt", str(ckpt), "--json"]
         warm = timed(cmd, env)  # fills the template and anny caches
         runs = [timed(cmd, env) for _ in range(args.repeat)]
-        print(f"{arch:<12}  median {statistics.median(runs):.2f} s  (min {min(runs):.2f}, max {max(runs):.2f}, "
-              f"first run {warm:.2f} s; 10 s clip at 120 fps, 2 s windows, stride 1 s)")  # fmt: skip
+        report(arch, runs, f"; first run {warm:.2f} s")
+    print("(10 s AMASS clip at 120 fps on anny, 2 s windows every 1 s: 9 windows of 24 frames)")
     print(f"load average after {os.getloadavg()[0]:.1f}")
 
 

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -161,6 +162,60 @@ def test_valid_checkpoint_rebuilds_the_model(tmp_path):
     assert (clf.num_frames, clf.num_points, clf.fps, clf.window_s) == (8, 64, 30.0, 1.0)
     assert not clf.model.training
     assert clf.train_geodesic.shape == (64, 64)
-    assert "lightning" not in " ".join(
-        m for m in sys.modules if m.startswith(("lightning", "pytorch_lightning"))
+
+
+def test_loading_imports_no_lightning_open3d_or_matplotlib(tmp_path):
+    """Inference stays light: a fresh interpreter loads a checkpoint without those imports."""
+    path = _valid_checkpoint(tmp_path / "ok.ckpt")
+    code = (
+        "import sys; from stmt.predict import Classifier; "
+        f"Classifier.from_checkpoint({str(path)!r}); "
+        "heavy = [m for m in sys.modules if m.split('.')[0] in "
+        "('lightning', 'pytorch_lightning', 'open3d', 'matplotlib', 'torchmetrics')]; "
+        "print(heavy); assert not heavy"
     )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=False, timeout=120
+    )
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_lightning_checkpoint_loads_and_predicts_the_same(tmp_path):
+    """A checkpoint written by a Lightning Trainer from STMTClassifier rebuilds the same model."""
+    import pytorch_lightning as pl
+    from torch.utils.data import DataLoader
+
+    from stmt.engine.classifier import STMTClassifier
+
+    torch.manual_seed(0)
+    pts = torch.randn(64, 3)
+
+    class Clips(pl.LightningDataModule):
+        num_classes, num_frames, num_points, fps, window_s = 3, 8, 64, 30.0, 1.0
+        class_names = ("walk", "jump", "sit")
+        geodesic = torch.cdist(pts, pts)
+
+        def train_dataloader(self):
+            data = [
+                {"vertices": torch.randn(8, 64, 3), "label": torch.tensor(i % 3)} for i in range(4)
+            ]
+            return DataLoader(data, batch_size=2)
+
+    dm = Clips()
+    module = STMTClassifier(num_classes=3, num_frames=8, num_points=64, class_names=list(dm.class_names),
+                            fps=30.0, window_s=1.0, model_args={"centers1": 16, "centers2": 8})  # fmt: skip
+    trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=2, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
+                         limit_val_batches=0)  # fmt: skip
+    trainer.fit(module, dm)
+    path = tmp_path / "trained.ckpt"
+    trainer.save_checkpoint(path)
+
+    clf = Classifier.from_checkpoint(path)
+    assert clf.class_names == list(dm.class_names) and (clf.num_frames, clf.num_points) == (8, 64)
+    assert torch.equal(clf.train_geodesic, dm.geodesic)
+    x = torch.randn(3, 8, 64, 3)
+    module.model.eval()
+    with torch.no_grad():
+        np.testing.assert_allclose(clf.model(x, dm.geodesic).numpy(), module.model(x, dm.geodesic).numpy(),
+                                   atol=1e-5)  # fmt: skip

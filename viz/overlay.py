@@ -150,5 +150,5 @@ def draw_overlay(
             draw.text((x1 - tw, y), text, fill=(0, 0, 0), font=font)
         title = "attention"
         tw = draw.textlength(title, font=font)
-        draw.text((x0 - tw - 4, y0), title, fill=(0, 0, 0), font=font)
+        draw.text((x0 - tw - 4, (y0 + y1 - size) // 2), title, fill=(0, 0, 0), font=font)
     return np.asarray(img)

@@ -125,19 +125,23 @@ class Player:
         else:
             self.geom = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(v0))
         self._set_colors()
-        self.vis.add_geometry(_floor_grid(o3d, scene.vertices))
+        # the view box is the body's (first geometry), so the zoom frames the body,
+        # not the whole floor it walks over; the camera then follows the body
         self.vis.add_geometry(self.geom)
+        self.vis.add_geometry(_floor_grid(o3d, scene.vertices), reset_bounding_box=False)
         opt = self.vis.get_render_option()
         opt.background_color = np.asarray(BACKGROUND)
         opt.point_size = 4.0
         opt.mesh_show_back_face = True
         ctr = self.vis.get_view_control()
-        lo = scene.vertices.reshape(-1, 3).min(axis=0)
-        hi = scene.vertices.reshape(-1, 3).max(axis=0)
-        ctr.set_lookat(((lo + hi) / 2).astype(np.float64))
+        lo, hi = scene.vertices.min(axis=1), scene.vertices.max(axis=1)  # (T, 3) each
+        self._centres = (lo + hi) / 2  # (T, 3) per-frame box centre
+        self._centres[:, 2] = (lo[:, 2].min() + hi[:, 2].max()) / 2  # fixed height: jumps show
+        self._ctr = ctr
         ctr.set_up([0.0, 0.0, 1.0])
         ctr.set_front([0.35, -1.0, 0.35])
-        ctr.set_zoom(0.6)
+        ctr.set_zoom(0.9)
+        ctr.set_lookat(self._centres[0].astype(np.float64))
 
     # ----------------------------------------------------------------- state
     def _set_colors(self) -> None:
@@ -158,6 +162,7 @@ class Player:
             self.geom.points = self.o3d.utility.Vector3dVector(v)
         self._set_colors()
         self.vis.update_geometry(self.geom)
+        self._ctr.set_lookat(self._centres[self.frame].astype(np.float64))
 
     def toggle_attention(self) -> None:
         self.attention = (not self.attention) and self.scene.has_attention

@@ -3,6 +3,9 @@
 Procedural motions as AMASS SMPL+H ``.npz`` files plus BABEL-format annotations
 (see :mod:`stmt.data.synth`); prepare them with
 ``stmt prepare --dataset synthetic --data DIR --out CACHE``.
+
+``stmt synth --samples --out datasets/samples`` writes instead the small sample files,
+one per supported format (see :mod:`stmt.data.samples`).
 """
 
 from __future__ import annotations
@@ -34,12 +37,24 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="comma-separated subset of the classes (default: all; see datasets/synthetic)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--samples",
+        action="store_true",
+        help="write instead the small sample files (one per supported format, with a "
+        "README) into --out, e.g. datasets/samples; uses --seed only",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
     from stmt.data.synth import SYNTH_CLASSES, generate
     from stmt.errors import InputError
 
+    if args.samples:
+        from stmt.data.samples import write_samples
+
+        paths = write_samples(args.out, seed=args.seed)
+        print(json.dumps({"out": str(args.out), "files": [p.name for p in paths]}))
+        return 0
     classes = None
     if args.classes:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]

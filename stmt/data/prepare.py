@@ -28,7 +28,6 @@ import json
 import os
 import shutil
 import sys
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -37,6 +36,7 @@ import numpy as np
 from stmt.data.babel import CHUNK_S, DATASETS, label_set, load_annotations, sequence_jobs
 from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION, frame_bounds, load_index
 from stmt.errors import InputError
+from stmt.fileio import atomic_savez, atomic_text
 
 
 @dataclass
@@ -75,28 +75,6 @@ def shard_name(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
-def _atomic_savez(path: Path, **arrays: np.ndarray) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
 
 
 def _split_centres(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -166,7 +144,7 @@ def prepare(
     if shards.exists() and (not stamp.exists() or json.loads(stamp.read_text()) != settings):
         shutil.rmtree(shards)  # shards of another template / fps / body: unusable
     shards.mkdir(exist_ok=True)
-    _atomic_text(stamp, json.dumps(settings))
+    atomic_text(stamp, json.dumps(settings))
     template.save(out / "template.npz")
 
     # sequences already in a previous cache with the same settings
@@ -221,7 +199,7 @@ def prepare(
             result.failed.append({"source": job.key, "path": str(job.path), "error": msg})
             continue
         offsets, centres = _split_centres(frames)
-        _atomic_savez(shard, offsets=offsets, centres=centres)
+        atomic_savez(shard, offsets=offsets, centres=centres)
         done[job.key] = len(frames)
         result.posed += 1
         result.posed_frames += seq.num_frames
@@ -300,7 +278,7 @@ def prepare(
         "failed": result.failed,
         "missing": result.missing,
     }
-    _atomic_text(out / "index.json", json.dumps(index))
+    atomic_text(out / "index.json", json.dumps(index))
     shutil.rmtree(shards, ignore_errors=True)
 
     result.sequences, result.samples, result.frames = len(kept), len(samples["label"]), total

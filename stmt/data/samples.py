@@ -29,12 +29,12 @@ AMASS file of the same motion (tested in ``tests/test_samples.py``).
 
 from __future__ import annotations
 
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from stmt.fileio import atomic_text, atomic_write
 
 MESH_FPS = 15.0  # the mesh sample keeps every second synth frame (30 -> 15 frames/s)
 
@@ -156,7 +156,7 @@ def write_bvh(
     lines += ["MOTION", f"Frames: {t}", f"Frame Time: {1.0 / fps:.8f}"]
     lines += [" ".join(f"{v:.6f}" for v in row) for row in motion]
     text = "\n".join(lines) + "\n"
-    _write_atomic(path, lambda f: f.write(text.encode()))
+    atomic_text(path, text)
     return path
 
 
@@ -296,15 +296,13 @@ def write_samples(out: Path, seed: int = 0) -> list[Path]:
     vertices, _ = pose_from_smpl(poses[::step], trans[::step])  # (T, V, 3) float32
     _, faces = rest_mesh()
 
-    def save_mesh(f) -> None:
+    with atomic_write(out / "wave_mesh.npz") as f:
         np.savez_compressed(
             f,
             vertices=vertices.astype(np.float16),
             faces=faces.astype(np.int32),
             fps=np.array(MESH_FPS),
         )
-
-    _write_atomic(out / "wave_mesh.npz", save_mesh)
     samples.append(
         Sample("wave_mesh.npz", "wave", "mesh-npz", len(vertices), MESH_FPS,
                f"mesh sequence: `vertices` ({len(vertices)}, {vertices.shape[1]}, 3) float16 "
@@ -313,7 +311,7 @@ def write_samples(out: Path, seed: int = 0) -> list[Path]:
     )  # fmt: skip
 
     readme = _readme(samples, seed)
-    _write_atomic(out / "README.md", lambda f: f.write(readme.encode()))
+    atomic_text(out / "README.md", readme)
     return [out / s.file for s in samples] + [out / "README.md"]
 
 
@@ -353,17 +351,3 @@ stmt inspect {files}
 stmt classify {files} --ckpt checkpoints/stmt-tiny-synthetic.ckpt
 ```
 """
-
-
-def _write_atomic(path: Path, write) -> None:
-    """Call ``write(binary file)`` on a temp file in ``path``'s folder, then rename it."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            write(f)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

@@ -43,12 +43,12 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from stmt.fileio import atomic_savez, atomic_text
 
 FPS = 30.0
 
@@ -724,34 +724,16 @@ def generate(
 
 
 def _write_npz(path: Path, poses: np.ndarray, trans: np.ndarray, subject: Subject) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}.", suffix=".npz")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(
-                f,
-                poses=poses,
-                trans=trans,
-                betas=subject.betas.astype(np.float64),
-                gender=np.array(subject.gender),
-                mocap_framerate=np.array(FPS),
-                dmpls=np.zeros((len(poses), 8), dtype=np.float32),
-            )
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_savez(
+        path,
+        poses=poses,
+        trans=trans,
+        betas=subject.betas.astype(np.float64),
+        gender=np.array(subject.gender),
+        mocap_framerate=np.array(FPS),
+        dmpls=np.zeros((len(poses), 8), dtype=np.float32),
+    )
 
 
 def _write_json(path: Path, data) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w") as f:
-            json.dump(data, f, indent=1)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_text(path, json.dumps(data, indent=1))

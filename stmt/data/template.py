@@ -35,13 +35,13 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from stmt.errors import InputError
+from stmt.fileio import atomic_savez
 
 KNN_NEIGHBOURS = 8
 _FORMAT_VERSION = 1
@@ -69,7 +69,7 @@ class Template:
 
     def save(self, path: str | Path) -> None:
         """Write to ``path`` (.npz) atomically."""
-        _atomic_savez(
+        atomic_savez(
             Path(path),
             vertex_ids=self.vertex_ids,
             geodesic=self.geodesic,
@@ -259,16 +259,3 @@ def knn_graph_geodesics(points: np.ndarray, ids: np.ndarray, k: int = KNN_NEIGHB
     g = g.maximum(g.T)
     geo = dijkstra(g, directed=False, indices=ids)[:, ids]
     return _finish(geo, lambda r: np.full((len(r), len(ids)), np.inf), p[ids])
-
-
-def _atomic_savez(path: Path, **arrays) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **arrays)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise

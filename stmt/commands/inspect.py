@@ -27,15 +27,39 @@ def add_body_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("file", type=Path, help="AMASS .npz, BVH, ASF/AMC, mesh .npz or mesh folder")
+    p.add_argument(
+        "files",
+        nargs="+",
+        type=Path,
+        metavar="FILE",
+        help="AMASS .npz, BVH, ASF/AMC, mesh .npz or mesh folder",
+    )
     add_body_arguments(p)
-    p.add_argument("--json", action="store_true", help="print a JSON object instead")
+    p.add_argument("--json", action="store_true", help="print one JSON object per file (JSON Lines)")
 
 
 def main(args: argparse.Namespace) -> int:
+    """Describe each file; a file that cannot be read gets its one-line error and exit status 2."""
+    import sys
+
+    from stmt.errors import InputError
     from stmt.io import read_sequence
 
-    seq = read_sequence(args.file, body=args.body, body_models=args.body_models)
+    failed = 0
+    for i, path in enumerate(args.files):
+        try:
+            seq = read_sequence(path, body=args.body, body_models=args.body_models)
+        except InputError as err:
+            print(f"stmt: error: {err}", file=sys.stderr)
+            failed += 1
+            continue
+        if i and not args.json:
+            print()
+        _describe(seq, args.json)
+    return 2 if failed else 0
+
+
+def _describe(seq, as_json: bool) -> None:
     info = {
         "file": str(seq.source),
         "format": seq.format,
@@ -49,10 +73,9 @@ def main(args: argparse.Namespace) -> int:
     }
     lo, hi = seq.vertices.min(axis=(0, 1)), seq.vertices.max(axis=(0, 1))
     info["extent_m"] = [round(float(x), 3) for x in (hi - lo)]
-    if args.json:
+    if as_json:
         print(json.dumps(info))
-        return 0
+        return
     width = max(len(k) for k in info)
     for key, value in info.items():
         print(f"{key:<{width}}  {value}")
-    return 0

@@ -1,0 +1,34 @@
+"""`stmt inspect` over several files: each is described, a bad one does not stop the rest."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+
+from stmt.cli import main
+
+
+def _mesh_npz(path, frames=5, verts=4):
+    rng = np.random.default_rng(0)
+    np.savez(path, vertices=rng.normal(size=(frames, verts, 3)).astype(np.float32), fps=np.array(10.0))
+    return path
+
+
+def test_inspect_several_files_json_lines(tmp_path, capsys):
+    a = _mesh_npz(tmp_path / "a.npz", frames=5)
+    b = _mesh_npz(tmp_path / "b.npz", frames=20)
+    assert main(["inspect", str(a), str(b), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert [r["frames"] for r in rows] == [5, 20]
+    assert rows[1]["duration_s"] == 2.0 and rows[0]["format"] == "mesh-npz"
+
+
+def test_inspect_bad_file_among_good_ones(tmp_path, capsys):
+    good = _mesh_npz(tmp_path / "good.npz")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip at all")
+    assert main(["inspect", str(bad), str(good)]) == 2
+    out, err = capsys.readouterr()
+    assert "good.npz" in out and "mesh-npz" in out
+    assert err.count("\n") == 1 and "bad.npz" in err and "Traceback" not in err

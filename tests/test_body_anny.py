@@ -166,3 +166,92 @@ def test_cmu_skeleton_without_legs_names_the_missing_joints(tmp_path):
         anny.pose_from_cmu(skeleton, np.tile(np.eye(3), (1, 3, 1, 1)), np.zeros((1, 3)),
                            source=tmp_path / "x.bvh")  # fmt: skip
     assert "x.bvh" in str(err.value)
+
+
+# ------------------------------------------------------------------------ rig disk cache
+_FRESH_PROCESS = """
+import sys
+import numpy as np
+from stmt.body.anny import pose_from_smpl, rest_mesh
+from stmt.io import read_sequence
+
+work = sys.argv[1]
+z = np.load(work + "/in.npz")
+verts, joints = pose_from_smpl(z["poses"], z["trans"], vertex_ids=z["ids"])
+bvh = read_sequence(work + "/walk.bvh", vertex_ids=z["ids"])
+rest, faces = rest_mesh()
+np.savez(work + "/out.npz", verts=verts, joints=joints, bvh=bvh.vertices, rest=rest, faces=faces)
+print(" ".join(m for m in ("anny", "roma", "warp", "torch._dynamo") if m in sys.modules))
+"""
+
+
+def test_rig_cache_poses_without_importing_anny(tmp_path, monkeypatch):
+    """Once the rig cache exists, a fresh process poses AMASS and BVH clips without
+    importing anny (nor roma, warp, torch._dynamo), with the anny-built rig's numbers."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    from stmt.io import read_sequence
+    from tests.helpers import cmu
+
+    monkeypatch.setenv("STMT_CACHE_DIR", str(tmp_path / "cache"))
+    anny._rig.cache_clear()
+    anny._smpl_plan.cache_clear()
+    try:
+        assert not anny.rig_cache_file().exists()
+        rng = np.random.default_rng(3)
+        poses, trans = smpl_pose(6)
+        poses[:, 3:] += rng.normal(scale=0.3, size=(6, 63))
+        ids = rng.choice(13718, 300, replace=False)
+        # the anny-built rig (this process builds it from the anny model and writes the cache)
+        verts, joints = anny.pose_from_smpl(poses, trans, vertex_ids=ids)
+        rest, faces = anny.rest_mesh()
+        assert anny.rig_cache_file().is_file()
+        dofs, root = cmu.standing_motion(5)
+        dofs["lfemur"][:, 0] = np.linspace(0.0, -60.0, 5)
+        clip = cmu.write_bvh(tmp_path / "walk.bvh", dofs, root, fps=120.0)
+        bvh = read_sequence(clip, vertex_ids=ids)
+        np.savez(tmp_path / "in.npz", poses=poses, trans=trans, ids=ids)
+
+        repo = Path(__file__).resolve().parents[1]
+        env = {**os.environ, "PYTHONPATH": str(repo)}
+        proc = subprocess.run([sys.executable, "-c", _FRESH_PROCESS, str(tmp_path)], env=env,
+                              capture_output=True, text=True, timeout=300, check=False)  # fmt: skip
+        assert proc.returncode == 0, proc.stderr
+        assert proc.stdout.strip() == "", f"imported: {proc.stdout.strip()}"
+        out = np.load(tmp_path / "out.npz")
+        assert out["verts"].dtype == np.float32 and out["rest"].dtype == np.float32
+        np.testing.assert_array_equal(out["rest"], rest)
+        np.testing.assert_array_equal(out["faces"], faces)
+        np.testing.assert_allclose(out["verts"], verts, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(out["joints"], joints, atol=1e-6, rtol=0)
+        np.testing.assert_allclose(out["bvh"], bvh.vertices, atol=1e-6, rtol=0)
+    finally:
+        anny._rig.cache_clear()
+        anny._smpl_plan.cache_clear()
+
+
+def test_rig_cache_holds_the_anny_model_constants(tmp_path, monkeypatch):
+    """The cached arrays are anny's own rest mesh and faces; a corrupt file is rebuilt."""
+    import torch
+
+    monkeypatch.setenv("STMT_CACHE_DIR", str(tmp_path))
+    anny._rig.cache_clear()
+    try:
+        path = anny.rig_cache_file()
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"not an npz")
+        rest, faces = anny.rest_mesh()  # rebuilt from anny, rewritten
+        model = anny.get_model()
+        with torch.inference_mode():
+            expected = model()["rest_vertices"][0].float().numpy()
+        np.testing.assert_array_equal(rest, expected)
+        np.testing.assert_array_equal(faces, model.get_triangular_faces().numpy())
+        with np.load(path) as z:
+            np.testing.assert_array_equal(z["vertices"], rest)
+            assert list(z["labels"]) == list(model.bone_labels)
+        assert [p.name for p in path.parent.iterdir()] == [path.name], "no temporary left over"
+    finally:
+        anny._rig.cache_clear()

@@ -28,9 +28,14 @@ limb of anny. Bone lengths stay anny's own. The root is placed so that anny's mi
 point follows the source's mid-hip point, scaled by the ratio of anny's leg length to
 the source's (so feet keep touching the floor).
 
-The model is built once per process (:func:`get_model`); anny caches its slow first
-construction (~80 s) on disk under ``$ANNY_CACHE_DIR`` (default ``~/.cache/anny``).
-Nothing here downloads anything.
+Caches. The rest-state constants the posing needs (rest vertices, faces, dense
+skinning weights, rest bone heads/tails, parents, labels) are read from one plain
+``.npz`` under ``$STMT_CACHE_DIR/anny`` (default ``~/.cache/stmt/anny``), named by
+anny's version, the rig and the settings (:func:`rig_cache_file`). Only when it is
+missing is the anny model built (:func:`get_model`, once per process; importing anny
+alone costs ~1.5 s as it pulls in roma and ``torch._dynamo``) and the file written
+(atomically). anny itself caches its slow first construction (~80 s) on disk under
+``$ANNY_CACHE_DIR`` (default ``~/.cache/anny``). Nothing here downloads anything.
 """
 
 from __future__ import annotations
@@ -218,7 +223,8 @@ def get_model():
     """The process-wide anny model (rig ``cmu_mb``, default phenotype), float32, eval mode.
 
     Built once per process; anny caches the slow first build on disk under
-    ``$ANNY_CACHE_DIR`` (default ``~/.cache/anny``).
+    ``$ANNY_CACHE_DIR`` (default ``~/.cache/anny``). The posing functions do not
+    need it once the rig cache exists (:func:`rig_cache_file`).
     """
     import anny
     import anny.paths
@@ -234,37 +240,127 @@ def get_model():
 
 @dataclass(frozen=True)
 class _Rig:
-    """The rest-state constants of the default anny body, as float32 tensors."""
+    """The rest-state constants of the default anny body (all the posing paths use)."""
 
     labels: tuple[str, ...]
     parents: tuple[int, ...]
-    heads: torch.Tensor  # (B, 3) rest bone heads
-    tails: torch.Tensor  # (B, 3) rest bone tails
-    vertices: torch.Tensor  # (V, 3) rest vertices
+    heads: np.ndarray  # (B, 3) float32 rest bone heads
+    tails: np.ndarray  # (B, 3) float32 rest bone tails
+    vertices: np.ndarray  # (V, 3) float32 rest vertices
     faces: np.ndarray  # (F, 3) int64 triangles
-    dense_weights: torch.Tensor  # (V, B) skinning weight of each bone
+    dense_weights: np.ndarray  # (V, B) float32 skinning weight of each bone
 
 
-@functools.cache
-def _rig() -> _Rig:
+# Bump when the content or layout of the rig cache changes.
+_RIG_CACHE_FORMAT = 1
+_RIG_SETTINGS = "lbs-float32-default-phenotype-zero-pose"
+
+
+def rig_cache_file() -> Path | None:
+    """Where the rig constants are cached: ``$STMT_CACHE_DIR/anny`` (default
+    ``~/.cache/stmt/anny``), one ``.npz`` named by anny's version, the rig and the
+    settings. None when anny is not installed (then there is nothing to key it by).
+
+    The file holds plain arrays (rest vertices, faces, dense skinning weights, rest
+    bone heads/tails, parents, labels): with it, posing never imports anny (nor roma,
+    torch._dynamo or warp), which saves ~1.5 s per process. Delete it to rebuild.
+    """
+    from importlib import metadata
+
+    try:
+        version = metadata.version("anny")
+    except metadata.PackageNotFoundError:
+        return None
+    root = os.environ.get("STMT_CACHE_DIR")
+    base = Path(root) if root else Path.home() / ".cache" / "stmt"
+    name = f"rig-anny{version}-{RIG}-{_RIG_SETTINGS}-v{_RIG_CACHE_FORMAT}.npz"
+    return base / "anny" / name
+
+
+def _rig_arrays_from_anny() -> dict[str, np.ndarray]:
+    """The rig constants computed from the anny model (imports anny; slow)."""
     import torch
 
     model = get_model()
     with torch.inference_mode():
         rest = model()  # identity pose, default phenotype
-    parents = tuple(int(p) for p in model.bone_parents)
+    parents = [int(p) for p in model.bone_parents]
+    dense = (
+        torch.zeros(len(parents), dtype=torch.float32)
+        .repeat(model.vertex_bone_weights.shape[0], 1)
+        .scatter_add_(1, model.vertex_bone_indices.long(), model.vertex_bone_weights.float())
+    )  # (V, B)
+    return {
+        "labels": np.array(list(model.bone_labels), dtype=np.str_),
+        "parents": np.array(parents, dtype=np.int64),
+        "heads": rest["rest_bone_heads"][0].float().numpy().copy(),
+        "tails": rest["rest_bone_tails"][0].float().numpy().copy(),
+        "vertices": rest["rest_vertices"][0].float().numpy().copy(),
+        "faces": model.get_triangular_faces().cpu().numpy().astype(np.int64),
+        "dense_weights": dense.numpy().copy(),
+    }
+
+
+def _rig_from_arrays(a: dict[str, np.ndarray]) -> _Rig:
+    parents = tuple(int(p) for p in a["parents"])
     assert all(p < c for c, p in enumerate(parents[1:], start=1)), "parents must precede"
     return _Rig(
-        labels=tuple(model.bone_labels),
+        labels=tuple(str(x) for x in a["labels"]),
         parents=parents,
-        heads=rest["rest_bone_heads"][0].float().clone(),
-        tails=rest["rest_bone_tails"][0].float().clone(),
-        vertices=rest["rest_vertices"][0].float().clone(),
-        faces=model.get_triangular_faces().cpu().numpy().astype(np.int64),
-        dense_weights=torch.zeros(len(parents), dtype=torch.float32)
-        .repeat(model.vertex_bone_weights.shape[0], 1)
-        .scatter_add_(1, model.vertex_bone_indices.long(), model.vertex_bone_weights.float()),
+        heads=np.ascontiguousarray(a["heads"], dtype=np.float32),
+        tails=np.ascontiguousarray(a["tails"], dtype=np.float32),
+        vertices=np.ascontiguousarray(a["vertices"], dtype=np.float32),
+        faces=np.ascontiguousarray(a["faces"], dtype=np.int64),
+        dense_weights=np.ascontiguousarray(a["dense_weights"], dtype=np.float32),
     )
+
+
+_RIG_KEYS = ("labels", "parents", "heads", "tails", "vertices", "faces", "dense_weights")
+
+
+def _load_rig_cache(path: Path) -> dict[str, np.ndarray] | None:
+    """The cached arrays, or None when the file is missing or unreadable."""
+    import zipfile
+
+    if not path.is_file():
+        return None
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            return {k: z[k] for k in _RIG_KEYS}
+    except (OSError, ValueError, KeyError, EOFError, zipfile.BadZipFile):
+        return None  # corrupt or from another layout: rebuild
+
+
+def _save_rig_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    """Write atomically (temporary file in the same folder, then rename); a cache
+    that cannot be written (read-only home) is skipped silently."""
+    import tempfile
+
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
+        try:
+            with os.fdopen(fd, "wb") as f:
+                np.savez(f, **arrays)
+            os.replace(tmp, path)
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
+    except OSError:
+        pass
+
+
+@functools.cache
+def _rig() -> _Rig:
+    """The rig constants: from the disk cache when present, else built from anny (and
+    cached). Both paths go through the same float32 arrays, so they give equal results."""
+    path = rig_cache_file()
+    arrays = None if path is None else _load_rig_cache(path)
+    if arrays is None:
+        arrays = _rig_arrays_from_anny()
+        if path is not None:
+            _save_rig_cache(path, arrays)
+    return _rig_from_arrays(arrays)
 
 
 def bone_labels() -> tuple[str, ...]:
@@ -280,7 +376,7 @@ def rest_mesh() -> tuple[np.ndarray, np.ndarray]:
         faces: (F, 3) int64 triangles.
     """
     rig = _rig()
-    return rig.vertices.numpy().copy(), rig.faces.copy()
+    return rig.vertices.copy(), rig.faces.copy()
 
 
 # ------------------------------------------------------------------------------- rotations
@@ -349,7 +445,7 @@ def _plan(skeleton: Skeleton, bone_map: dict[str, str], world_up: str) -> _Retar
     rig = _rig()
     index = {n: i for i, n in enumerate(skeleton.names)}
     labels = rig.labels
-    heads, tails = rig.heads.double().numpy(), rig.tails.double().numpy()
+    heads, tails = rig.heads.astype(np.float64), rig.tails.astype(np.float64)
     rest = skeleton.rest_positions()
 
     # C: source rest frame -> anny rest frame (left -> +X, up -> +Z, forward -> -Y).
@@ -474,8 +570,9 @@ def _skin(
     import torch
 
     rig = _rig()
-    weights = rig.dense_weights  # (V, B)
-    rest_v = rig.vertices  # (V, 3)
+    weights = torch.from_numpy(rig.dense_weights)  # (V, B)
+    rest_v = torch.from_numpy(rig.vertices)  # (V, 3)
+    rest_heads = torch.from_numpy(rig.heads)  # (B, 3)
     if vertex_ids is not None:
         ids = torch.as_tensor(np.asarray(vertex_ids), dtype=torch.long)
         weights, rest_v = weights[ids], rest_v[ids]  # (N, B), (N, 3)
@@ -494,10 +591,10 @@ def _skin(
         for start in range(0, frames, chunk):
             r = rot_t[start : start + chunk]  # (t, B, 3, 3)
             t = r.shape[0]
-            heads = _posed_heads(r, rig.heads, rig.parents)  # (t, B, 3), root head at 0
+            heads = _posed_heads(r, rest_heads, rig.parents)  # (t, B, 3), root head at 0
             shift = target[start : start + t] - 0.5 * (heads[:, lhip] + heads[:, rhip])
             heads = heads + shift[:, None]
-            trans = heads - torch.einsum("tbij,bj->tbi", r, rig.heads)  # (t, B, 3)
+            trans = heads - torch.einsum("tbij,bj->tbi", r, rest_heads)  # (t, B, 3)
             tf = torch.cat([r, trans[..., None]], dim=-1)  # (t, B, 3, 4)
             tf = tf.permute(1, 3, 0, 2).reshape(b * 4, t * 3)  # (B*4, t*3)
             out_v[start : start + t] = (blend @ tf).reshape(n, t, 3).permute(1, 0, 2)

@@ -20,8 +20,15 @@ How a sequence becomes a label:
    ``num_frames`` equal time bins. Frame k of the sequence covers the time
    [k / fps, (k + 1) / fps), so this is the same as resampling to the
    checkpoint's frame rate with nearest-frame lookup and then taking the bin
-   centres, without posing frames nobody looks at. The clip is normalised with
-   :func:`stmt.data.transforms.normalize_clip`, exactly as in training.
+   centres, without posing frames nobody looks at: :meth:`Classifier.read`
+   asks the readers (their ``frames`` argument) to pose only the frames the
+   windows use (216 of 1200 for a 10 s clip at 120 fps with 2 s windows every
+   second) when called with ``only_windows=True``; the sequence keeps its true
+   length and fps, the frames in between repeat a posed one. If
+   :meth:`Classifier.clips` is then asked for other windows than
+   :meth:`Classifier.read` was, it reads the file again. The clip
+   is normalised with :func:`stmt.data.transforms.normalize_clip`, exactly as
+   in training.
 4. The windows go through the model in batches; softmax gives per-window
    class probabilities. The **overall** probabilities are the mean of the
    window probabilities (every window weighs the same; overlapping windows
@@ -35,6 +42,7 @@ built (no Lightning import), which keeps ``stmt classify`` quick to start.
 from __future__ import annotations
 
 import hashlib
+import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -153,6 +161,18 @@ def bin_centre_frames(
     return np.clip(np.floor(centres * fps).astype(np.int64), 0, total - 1)
 
 
+def window_frames(
+    num_frames: int, fps: float, window: float, stride: float, num_bins: int
+) -> tuple[list[tuple[float, float]], np.ndarray]:
+    """Windows of a sequence of ``num_frames`` frames at ``fps`` and the frames each uses.
+
+    Returns ``(spans [(start_s, end_s)] * W, frames (W, num_bins) int64)``.
+    """
+    spans = window_spans(num_frames / fps, window, stride)
+    frames = np.stack([bin_centre_frames(s, e, num_bins, fps, num_frames) for s, e in spans])
+    return spans, frames  # frames: (W, num_bins)
+
+
 def _rank(probs: np.ndarray, names: list[str], k: int) -> Ranked:
     order = np.argsort(-probs, kind="stable")[:k]
     return [(names[i], float(probs[i])) for i in order]
@@ -229,6 +249,9 @@ class Classifier:
         self.device = device
         self.source = source
         self._templates: dict[str, Any] = {}
+        # id(sequence) -> (weak ref, frames posed, read arguments) of the sequences
+        # :meth:`read` posed only in part; entries go when the sequence does.
+        self._partial: dict[int, tuple[weakref.ref, np.ndarray, dict[str, Any]]] = {}
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Classifier:
@@ -302,26 +325,74 @@ class Classifier:
             self._templates[key] = get_template(faces, rest, num_points=self.num_points)
         return self._templates[key]
 
-    def read(self, path: str | Path, body: str = "auto", body_models: str | Path | None = None):
+    def read(
+        self,
+        path: str | Path,
+        body: str = "auto",
+        body_models: str | Path | None = None,
+        *,
+        only_windows: bool = False,
+        window: float | None = None,
+        stride: float | None = None,
+    ):
         """Read a MoCap file, posing only the template vertices when the format allows.
+
+        With ``only_windows``, parameter files (AMASS, BVH, ASF/AMC) pose only the
+        frames that the windows of ``window`` / ``stride`` s (defaults as in
+        :meth:`clips`) use; the sequence keeps its true length and fps, and the frames
+        no window uses repeat a posed frame, so it is only fit for :meth:`clips` /
+        :meth:`predict` (which read again if asked for other windows). Mesh files are
+        always read whole.
 
         Returns ``(sequence, template)``; the sequence holds the template vertices.
         """
         from stmt import io as stmt_io
+
+        if only_windows:
+            window, stride = self._window_stride(window, stride, Path(path))
+        posed: list[np.ndarray] = []
+
+        def window_frames_of(num_frames: int, fps: float) -> np.ndarray:
+            if num_frames <= 0:
+                return np.zeros(0, np.int64)  # the reader reports the empty file
+            posed.append(
+                np.unique(window_frames(num_frames, fps, window, stride, self.num_frames)[1])
+            )
+            return posed[-1]
+
+        frames = window_frames_of if only_windows else None
 
         topo = _topology_without_reading(Path(path), body, body_models)
         if topo is not None:
             rest, faces = topo
             tpl = self.template(faces, rest, Path(path))
             seq = stmt_io.read_sequence(
-                path, body=body, body_models=body_models, vertex_ids=tpl.vertex_ids
+                path, body=body, body_models=body_models, vertex_ids=tpl.vertex_ids, frames=frames
             )
-            if seq.vertex_ids is not None and np.array_equal(seq.vertex_ids, tpl.vertex_ids):
-                return seq, tpl
+            if seq.vertex_ids is None or not np.array_equal(seq.vertex_ids, tpl.vertex_ids):
+                tpl = self._template_of(seq)
+                seq = self._template_vertices_seq(seq, tpl)
         else:
             seq = stmt_io.read_sequence(path, body=body, body_models=body_models)
-        tpl = self._template_of(seq)
-        return self._template_vertices_seq(seq, tpl), tpl
+            tpl = self._template_of(seq)
+            seq = self._template_vertices_seq(seq, tpl)
+        if posed and len(posed[-1]) < seq.num_frames:
+            key = id(seq)
+            args = {"path": path, "body": body, "body_models": body_models}
+            self._partial[key] = (weakref.ref(seq), posed[-1], args)
+            weakref.finalize(seq, self._partial.pop, key, None)
+        return seq, tpl
+
+    def _window_stride(
+        self, window: float | None, stride: float | None, source: Path | None
+    ) -> tuple[float, float]:
+        window = self.window_s if window is None else float(window)
+        stride = window / 2 if stride is None else float(stride)
+        if window <= 0 or stride <= 0 or stride > window:
+            raise InputError(
+                source, f"need 0 < stride <= window, got window {window} s, stride {stride} s"
+            )
+        return window, stride
 
     def _template_of(self, seq: MeshSequence):
         rest = seq.rest_vertices if seq.rest_vertices is not None else seq.vertices[0]
@@ -365,19 +436,19 @@ class Classifier:
         """
         from stmt.data.transforms import normalize_clip
 
-        window = self.window_s if window is None else float(window)
-        stride = window / 2 if stride is None else float(stride)
-        if window <= 0 or stride <= 0 or stride > window:
-            raise InputError(
-                sequence.source,
-                f"need 0 < stride <= window, got window {window} s, stride {stride} s",
-            )
+        window, stride = self._window_stride(window, stride, sequence.source)
+        spans, frames = window_frames(
+            sequence.num_frames, sequence.fps, window, stride, self.num_frames
+        )  # frames: (W, T)
+        partial = self._partial.get(id(sequence))
+        if (
+            partial is not None
+            and partial[0]() is sequence
+            and not np.isin(frames, partial[1]).all()
+        ):  # read() posed the frames of other windows: read again for these
+            sequence, _ = self.read(**partial[2], only_windows=True, window=window, stride=stride)
         tpl = self._template_of(sequence)
         seq = self._template_vertices_seq(sequence, tpl)
-        spans = window_spans(seq.duration, window, stride)
-        frames = np.stack(
-            [bin_centre_frames(s, e, self.num_frames, seq.fps, seq.num_frames) for s, e in spans]
-        )  # (W, T)
         clips = seq.vertices[frames]  # (W, T, N, 3)
         clips = np.asarray(normalize_clip(clips), dtype=np.float32)
         return clips, spans, tpl

@@ -385,3 +385,57 @@ def test_format_amass_on_anny(ckpt, tmp_path, capsys, monkeypatch):
     code, out, err = run_cli([clip, "--ckpt", ckpt, "--json"], capsys)
     assert code == 0, err
     check_schema(json.loads(out)[0], CLASSES, 5)
+
+
+def test_read_poses_only_the_frames_the_windows_use(clf, tmp_path):
+    """Classifier.read poses just the frames its windows use; the sequence keeps its true
+    length and fps and gives the clips of a full read, for other windows too."""
+    from stmt.io import read_sequence
+    from tests.helpers import write_amass_npz, write_smplh_model
+
+    models = write_smplh_model(tmp_path / "models")
+    clip = write_amass_npz(tmp_path / "a.npz", T=90, fps=30.0)
+    seq, tpl = clf.read(clip, body="smplh", body_models=models, only_windows=True)
+    assert seq.num_frames == 90 and seq.fps == 30.0 and seq.duration == pytest.approx(3.0)
+    posed = clf._partial[id(seq)][1]
+    assert 0 < len(posed) < 90  # 5 windows of 8 frames
+    full = read_sequence(clip, body="smplh", body_models=models, vertex_ids=tpl.vertex_ids)
+    np.testing.assert_allclose(seq.vertices[posed], full.vertices[posed], atol=1e-6, rtol=0)
+    for window, stride in ((None, None), (0.6, 0.2), (2.5, 0.5)):  # the last two: read again
+        got, spans, _ = clf.clips(seq, window, stride)
+        want, want_spans, _ = clf.clips(full, window, stride)
+        assert spans == want_spans
+        np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+
+
+@pytest.mark.parametrize("fmt", ["bvh", "asf-amc"])
+def test_readers_pose_only_the_listed_frames(tmp_path, fmt):
+    """read_sequence(frames=...): listed frames equal a full read, the length, fps and
+    duration are the file's; a callable gets (num_frames, fps)."""
+    from stmt.io import read_sequence
+    from tests.helpers import cmu
+
+    dofs, root = _cmu_motion(12)
+    if fmt == "bvh":
+        clip = cmu.write_bvh(tmp_path / "lift.bvh", dofs, root, fps=120.0)
+    else:
+        cmu.write_asf(tmp_path / "07.asf")
+        clip = cmu.write_amc(tmp_path / "07_01.amc", dofs, root)
+    ids = np.arange(0, 13000, 101)
+    full = read_sequence(clip, vertex_ids=ids)
+    asked = []
+
+    def frames(num_frames, fps):
+        asked.append((num_frames, fps))
+        return np.array([9, 2, 2, 5])
+
+    for sel in (np.array([9, 2, 2, 5]), frames):
+        seq = read_sequence(clip, vertex_ids=ids, frames=sel)
+        assert (seq.num_frames, seq.fps, seq.duration) == (12, full.fps, full.duration)
+        np.testing.assert_allclose(seq.vertices[[2, 5, 9]], full.vertices[[2, 5, 9]], atol=1e-6)
+        np.testing.assert_allclose(seq.joints[[2, 5, 9]], full.joints[[2, 5, 9]], atol=1e-6)
+        # frames in between repeat the last posed frame before them (the first before it)
+        np.testing.assert_array_equal(seq.vertices[[0, 1, 3, 4, 11]], seq.vertices[[2, 2, 2, 2, 9]])
+    assert asked == [(12, full.fps)]
+    with pytest.raises(ValueError, match="frames"):
+        read_sequence(clip, vertex_ids=ids, frames=np.array([12]))

@@ -19,6 +19,7 @@ models load when first used.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +51,7 @@ def read_sequence(
     body: str = "auto",
     body_models: str | Path | None = None,
     vertex_ids: np.ndarray | None = None,
+    frames: Frames | None = None,
 ) -> MeshSequence:
     """Read a MoCap file or mesh folder as a posed mesh sequence (float32, metres, Z up).
 
@@ -67,6 +69,13 @@ def read_sequence(
         vertex_ids: (N,) integer ids into the full mesh of the chosen body: only those
             vertices are posed (fast path) and ``seq.vertex_ids`` is set. ``seq.faces``
             and ``seq.rest_vertices`` still describe the full mesh.
+        frames: the frame indices the caller will look at, or a function
+            ``(num_frames, fps) -> indices`` called once the file's length and rate are
+            known. Parameter files (AMASS, BVH, ASF/AMC) then pose only those frames; the
+            sequence keeps the file's frame count and fps (true duration), and every
+            other frame repeats the nearest listed frame before it (see
+            :func:`fill_frames`). Mesh sequences are read whole. For callers that look
+            at the listed frames only (``stmt classify``, :mod:`stmt.predict`).
 
     Returns:
         The sequence. For body models ``rest_vertices`` is canonical (mean shape, zero
@@ -82,7 +91,9 @@ def read_sequence(
     if fmt in ("amass-smplh", "amass-smplx"):
         from stmt.io.amass import read_amass
 
-        return read_amass(path, fmt, body=body, body_models=body_models, vertex_ids=vertex_ids)
+        return read_amass(
+            path, fmt, body=body, body_models=body_models, vertex_ids=vertex_ids, frames=frames
+        )
     if fmt == "mesh-npz":
         from stmt.io.mesh import read_mesh_npz
 
@@ -95,7 +106,7 @@ def read_sequence(
         _anny_only(path, body, "BVH")
         from stmt.io.bvh import read_bvh
 
-        return read_bvh(path, vertex_ids=vertex_ids)
+        return read_bvh(path, vertex_ids=vertex_ids, frames=frames)
     # asf-amc
     _anny_only(path, body, "ASF/AMC")
     if path.suffix.lower() == ".asf":
@@ -105,7 +116,36 @@ def read_sequence(
         )
     from stmt.io.asf_amc import read_amc
 
-    return read_amc(path, vertex_ids=vertex_ids)
+    return read_amc(path, vertex_ids=vertex_ids, frames=frames)
+
+
+# The optional ``frames`` argument of the readers: indices, or (num_frames, fps) -> indices.
+Frames = np.ndarray | Callable[[int, float], np.ndarray]
+
+
+def select_frames(frames: Frames | None, num_frames: int, fps: float) -> np.ndarray | None:
+    """Sorted unique frame indices to pose for a reader's ``frames`` argument; None
+    (pose all) when ``frames`` is None or lists every frame."""
+    if frames is None:
+        return None
+    if callable(frames):
+        frames = frames(num_frames, fps)
+    sel = np.unique(np.asarray(frames, dtype=np.int64).reshape(-1))  # (K,) sorted
+    if sel.size and (sel[0] < 0 or sel[-1] >= num_frames):
+        raise ValueError(f"frames must lie in [0, {num_frames}), got {sel[0]}..{sel[-1]}")
+    return None if sel.size == num_frames else sel
+
+
+def fill_frames(x: np.ndarray | None, sel: np.ndarray | None, num_frames: int):
+    """(K, ...) values posed at frames ``sel`` -> (num_frames, ...): frame t holds the
+    last posed frame at or before t (the first posed frame before that). Identity when
+    ``sel`` is None."""
+    if x is None or sel is None:
+        return x
+    if sel.size == 0:
+        raise ValueError("no frames selected")
+    at = np.searchsorted(sel, np.arange(num_frames), side="right") - 1  # (T,)
+    return x[np.maximum(at, 0)]
 
 
 def body_topology(

@@ -25,12 +25,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stmt.errors import InputError
 from stmt.io.detect import npz_array, open_npz
 from stmt.sequence import MeshSequence
+
+if TYPE_CHECKING:
+    from stmt.io import Frames
 
 _KIND = {"amass-smplh": "smplh", "amass-smplx": "smplx"}
 _NAME = {"smplh": "SMPL+H", "smplx": "SMPL-X"}
@@ -187,8 +191,10 @@ def read_amass(
     body: str = "auto",
     body_models: str | Path | None = None,
     vertex_ids: np.ndarray | None = None,
+    frames: Frames | None = None,
 ) -> MeshSequence:
-    """Pose an AMASS file (see the module docstring); ``vertex_ids`` poses only those vertices."""
+    """Pose an AMASS file (see the module docstring); ``vertex_ids`` poses only those
+    vertices, ``frames`` only those frames (see :func:`stmt.io.read_sequence`)."""
     from stmt.body.smpl import (
         JOINT_NAMES,
         canonical_model_file,
@@ -202,6 +208,12 @@ def read_amass(
     path = Path(path)
     name, root = resolve_body(body, body_models, fmt, path)
     motion = load_amass(path, fmt)
+    from stmt.io import fill_frames, select_frames
+
+    total = len(motion.poses)
+    sel = select_frames(frames, total, motion.fps)
+    if sel is not None:  # pose only the selected frames, then fill_frames
+        motion.poses, motion.trans = motion.poses[sel], motion.trans[sel]
     if name == "anny":
         from stmt.body.anny import pose_from_smpl, rest_mesh
 
@@ -213,6 +225,7 @@ def read_amass(
             None if motion.betas is None else motion.betas.astype(np.float32),
             ids,
         )
+        vertices, joints = fill_frames(vertices, sel, total), fill_frames(joints, sel, total)
         return MeshSequence(
             vertices=vertices, faces=faces, fps=motion.fps, body="anny", source=path, format=fmt,
             joints=joints, rest_vertices=rest, vertex_ids=ids,
@@ -234,6 +247,7 @@ def read_amass(
     ids = check_vertex_ids(vertex_ids, model.num_vertices, path)
     warn_dropped_betas(motion.betas, model, path)
     vertices, joints = pose(model, motion.poses, motion.trans, motion.betas, ids)
+    vertices, joints = fill_frames(vertices, sel, total), fill_frames(joints, sel, total)
     return MeshSequence(
         vertices=vertices, faces=canonical.faces, fps=motion.fps, body=name, source=path, format=fmt,
         joints=joints, rest_vertices=canonical.v_template, vertex_ids=ids, joint_names=JOINT_NAMES[name],

@@ -21,11 +21,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stmt.errors import InputError
 from stmt.sequence import MeshSequence
+
+if TYPE_CHECKING:
+    from stmt.io import Frames
 
 CMU_FPS = 120.0
 
@@ -292,6 +296,7 @@ def read_amc(
     asf_path: str | Path | None = None,
     vertex_ids: np.ndarray | None = None,
     fps: float = CMU_FPS,
+    frames: Frames | None = None,
 ) -> MeshSequence:
     """Read an AMC motion (with its ASF skeleton) and pose the anny body with it.
 
@@ -300,6 +305,7 @@ def read_amc(
         asf_path: its ``.asf`` skeleton; default: found beside it (module docstring).
         vertex_ids: (N,) ids into anny's full mesh to pose only those vertices.
         fps: frames per second (AMC files do not store it; CMU motion is 120).
+        frames: pose only these frames (see :func:`stmt.io.read_sequence`).
 
     Returns:
         A :class:`MeshSequence` (format "asf-amc", body "anny"), metres, Z up.
@@ -360,9 +366,15 @@ def read_amc(
     )
     rest_vertices, faces = rest_mesh()
     ids = check_vertex_ids(vertex_ids, len(rest_vertices), path)
+    from stmt.io import fill_frames, select_frames
+
+    sel = select_frames(frames, t, float(fps))
+    if sel is not None:
+        local, root = local[sel], root[sel]
     vertices, joints = pose_from_cmu(
         skeleton, local, root, world_up="y", vertex_ids=ids, source=path
     )
+    vertices, joints = fill_frames(vertices, sel, t), fill_frames(joints, sel, t)
     return MeshSequence(
         vertices=vertices,
         faces=faces,

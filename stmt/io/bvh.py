@@ -19,11 +19,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stmt.errors import InputError
 from stmt.sequence import MeshSequence
+
+if TYPE_CHECKING:
+    from stmt.io import Frames
 
 # Candidate length units (metres per file unit), tried against a human's height.
 UNITS = {
@@ -335,12 +339,15 @@ def frame_rate(frame_time: float) -> float:
     return float(round(fps)) if abs(fps - round(fps)) <= 5e-4 * fps else fps
 
 
-def read_bvh(path: str | Path, vertex_ids: np.ndarray | None = None) -> MeshSequence:
+def read_bvh(
+    path: str | Path, vertex_ids: np.ndarray | None = None, frames: Frames | None = None
+) -> MeshSequence:
     """Read a BVH file with a CMU-named skeleton and pose the anny body with it.
 
     Args:
         path: the ``.bvh`` file.
         vertex_ids: (N,) ids into anny's full mesh to pose only those vertices.
+        frames: pose only these frames (see :func:`stmt.io.read_sequence`).
 
     Returns:
         A :class:`MeshSequence` (format "bvh", body "anny"), metres, Z up, with the
@@ -368,14 +375,22 @@ def read_bvh(path: str | Path, vertex_ids: np.ndarray | None = None) -> MeshSequ
     )
     rest_vertices, faces = rest_mesh()
     ids = check_vertex_ids(vertex_ids, len(rest_vertices), path)
+    from stmt.io import fill_frames, select_frames
+
+    rotations, root = bvh.rotations(), bvh.root_positions() * scale
+    total = len(rotations)
+    sel = select_frames(frames, total, frame_rate(bvh.frame_time))
+    if sel is not None:
+        rotations, root = rotations[sel], root[sel]
     vertices, joints = pose_from_cmu(
         skeleton,
-        bvh.rotations(),
-        bvh.root_positions() * scale,
+        rotations,
+        root,
         world_up=up,
         vertex_ids=ids,
         source=path,
     )
+    vertices, joints = fill_frames(vertices, sel, total), fill_frames(joints, sel, total)
     return MeshSequence(
         vertices=vertices,
         faces=faces,

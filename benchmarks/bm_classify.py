@@ -8,7 +8,7 @@ Writes, in a work folder:
   2 s windows.
 
 Then runs ``stmt classify FILE --ckpt CKPT`` in a fresh interpreter: once to
-fill the caches (anny's model cache, the template cache), then ``--repeat``
+fill the caches (the anny rig cache, the template cache), then ``--repeat``
 times, and reports the median wall-clock time including interpreter start,
 and the median CPU time (user + sys) of the same runs: on a shared machine
 the wall-clock time grows with the load, the CPU time much less.
@@ -66,10 +66,12 @@ def write_checkpoint(path: Path, arch: str) -> Path:
 
 
 CPU: list[float] = []  # user + sys seconds of each timed child, in order
+LOAD: list[float] = []  # 1-minute load average before each timed child
 
 
 def timed(cmd: list[str], env: dict) -> float:
     """Wall-clock seconds of one run; its CPU seconds (user + sys) go to ``CPU``."""
+    LOAD.append(os.getloadavg()[0])
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, check=False)
@@ -83,10 +85,11 @@ def timed(cmd: list[str], env: dict) -> float:
 
 def report(name: str, runs: list[float], extra: str = "") -> None:
     cpu = statistics.median(CPU[-len(runs) :])
+    load = LOAD[-len(runs) :]
     wall = statistics.median(runs)
     print(
         f"{name:<12}  wall median {wall:.2f} s (min {min(runs):.2f}, max {max(runs):.2f}), "
-        f"cpu median {cpu:.2f} s{extra}"
+        f"cpu median {cpu:.2f} s{extra}; load {min(load):.1f}-{max(load):.1f}"
     )
 
 
@@ -118,7 +121,7 @@ def main() -> None:
     for arch in args.archs:
         ckpt = write_checkpoint(args.work / f"{arch}.ckpt", arch)
         cmd = [*stmt, str(clip), "--ckpt", str(ckpt), "--json"]
-        warm = timed(cmd, env)  # fills the template and anny caches
+        warm = timed(cmd, env)  # fills the template and anny rig caches
         runs = [timed(cmd, env) for _ in range(args.repeat)]
         report(arch, runs, f"; first run {warm:.2f} s")
     print("(10 s AMASS clip at 120 fps on anny, 2 s windows every 1 s: 9 windows of 24 frames)")

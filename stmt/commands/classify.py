@@ -157,7 +157,8 @@ def main(args: argparse.Namespace) -> int:
 
     for path in args.files:
         try:
-            seq, tpl = clf.read(path, body=args.body, body_models=args.body_models)
+            seq, tpl = clf.read(path, body=args.body, body_models=args.body_models,
+                                only_windows=True, window=args.window, stride=args.stride)
             clips, spans, tpl = clf.clips(seq, args.window, args.stride)
         except InputError as err:
             failed += 1

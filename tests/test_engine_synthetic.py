@@ -62,3 +62,23 @@ def test_missing_cache_is_a_one_line_error(tmp_path, capsys):
     assert stmt_main(argv) == 2
     err = capsys.readouterr().err
     assert f"stmt: error: {tmp_path / 'nope'}:" in err and "Traceback" not in err
+
+
+def test_last_checkpoint_is_the_newest_epoch(cache, tmp_path, monkeypatch):
+    """`--ckpt_path last` must resume from the newest epoch, not from the best one.
+
+    (Lightning 2.6 refreshes a monitoring ModelCheckpoint's last.ckpt only when
+    that callback saves, so the configs keep a separate, unmonitored one.)
+    """
+    monkeypatch.chdir(tmp_path)
+    common = ["--config", str(CONFIGS / "fit.yaml"), f"--data.cache={cache}", *SMALL,
+              "--trainer.limit_train_batches=1", "--trainer.limit_val_batches=1",
+              "--trainer.check_val_every_n_epoch=1"]  # fmt: skip
+    assert stmt_main(["fit", *common, "--trainer.max_epochs=3"]) == 0
+    ckpts = tmp_path / "runs/synthetic/fit/checkpoints"
+    last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
+    assert last["epoch"] == 2
+    assert len(list(ckpts.glob("best-*.ckpt"))) == 1
+    assert stmt_main(["fit", *common, "--trainer.max_epochs=4", "--ckpt_path=last"]) == 0
+    resumed = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
+    assert resumed["epoch"] == 3 and resumed["global_step"] == last["global_step"] + 1

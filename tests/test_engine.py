@@ -127,6 +127,13 @@ def test_test_metrics_and_confusion_matrix(tmp_path):
     assert rows[0].split(",")[1:] == dm.class_names and len(rows) == 7
     assert sum(int(x) for r in rows[1:] for x in r.split(",")[1:]) == len(dm.data)
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
+    # the metrics agree with the confusion matrix: top-1 over all clips, top-1-norm per class
+    counts = torch.tensor([[int(x) for x in r.split(",")[1:]] for r in rows[1:]], dtype=torch.float64)
+    micro = counts.diag().sum() / counts.sum()
+    per_class = counts.diag() / counts.sum(dim=1)
+    macro = per_class[counts.sum(dim=1) > 0].mean()
+    assert results["test/top1"] == pytest.approx(float(micro), abs=1e-6)
+    assert results["test/top1_norm"] == pytest.approx(float(macro), abs=1e-6)
 
 
 def test_top5_clipped_to_two_classes(tmp_path):

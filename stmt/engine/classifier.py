@@ -137,10 +137,13 @@ class STMTClassifier(pl.LightningModule):
         self.register_buffer("geodesic", torch.zeros(num_points, num_points))
         top5 = min(5, num_classes)
         for split in ("val", "test"):
-            setattr(self, f"{split}_top1", MulticlassAccuracy(num_classes, top_k=1))
-            setattr(self, f"{split}_top5", MulticlassAccuracy(num_classes, top_k=top5))
+            # top-1 and top-5 over all clips (micro); top-1-norm = mean per-class top-1 (BABEL)
+            setattr(self, f"{split}_top1", MulticlassAccuracy(num_classes, average="micro"))
+            setattr(
+                self, f"{split}_top5", MulticlassAccuracy(num_classes, top_k=top5, average="micro")
+            )
             setattr(self, f"{split}_top1_norm", MulticlassAccuracy(num_classes, average="macro"))
-        self.train_top1 = MulticlassAccuracy(num_classes, top_k=1)
+        self.train_top1 = MulticlassAccuracy(num_classes, average="micro")
         self.test_confmat = MulticlassConfusionMatrix(num_classes)
 
     # -- set-up

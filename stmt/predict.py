@@ -41,6 +41,7 @@ built (no Lightning import), which keeps ``stmt classify`` quick to start.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import weakref
 from dataclasses import dataclass, field
@@ -411,20 +412,7 @@ class Classifier:
             raise InputError(
                 seq.source, "the sequence's vertex subset lacks template vertices"
             ) from None
-        from stmt.sequence import MeshSequence
-
-        return MeshSequence(
-            vertices=seq.vertices[:, idx],
-            faces=seq.faces,
-            fps=seq.fps,
-            body=seq.body,
-            source=seq.source,
-            format=seq.format,
-            joints=seq.joints,
-            rest_vertices=seq.rest_vertices,
-            vertex_ids=tpl.vertex_ids,
-            joint_names=seq.joint_names,
-        )
+        return dataclasses.replace(seq, vertices=seq.vertices[:, idx], vertex_ids=tpl.vertex_ids)
 
     # ----------------------------------------------------------------- clips
     def clips(

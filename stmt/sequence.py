@@ -9,6 +9,7 @@ Conventions, everywhere in stmt:
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -125,20 +126,12 @@ class MeshSequence:
         """Seconds covered by the frames."""
         return self.num_frames / self.fps
 
-    def subset(self, vertex_ids: np.ndarray) -> "MeshSequence":
+    def subset(self, vertex_ids: np.ndarray) -> MeshSequence:
         """The same motion restricted to ``vertex_ids`` of the full mesh."""
         ids = np.asarray(vertex_ids, dtype=np.int64)
         if self.vertex_ids is not None:
             raise ValueError("sequence is already a vertex subset")
-        return MeshSequence(
-            vertices=self.vertices[:, ids],
-            faces=self.faces,
-            fps=self.fps,
-            body=self.body,
-            source=self.source,
-            format=self.format,
-            joints=self.joints,
-            rest_vertices=self.rest_vertices if self.rest_vertices is not None else self.vertices[0],
-            vertex_ids=ids,
-            joint_names=self.joint_names,
+        rest = self.rest_vertices if self.rest_vertices is not None else self.vertices[0]
+        return dataclasses.replace(
+            self, vertices=self.vertices[:, ids], rest_vertices=rest, vertex_ids=ids
         )

@@ -33,4 +33,4 @@ def __getattr__(name: str):
     raise AttributeError(f"module 'stmt' has no attribute {name!r}")
 
 
-__all__ = list(_LAZY)
+__all__ = ["Classifier", "InputError", "MeshSequence", "read_sequence"]

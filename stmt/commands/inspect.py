@@ -67,7 +67,7 @@ def _describe(seq, as_json: bool) -> None:
         "fps": round(float(seq.fps), 3),
         "duration_s": round(seq.duration, 3),
         "vertices": seq.num_vertices,
-        "faces": 0 if seq.faces is None else int(len(seq.faces)),
+        "faces": 0 if seq.faces is None else len(seq.faces),
         "joints": 0 if seq.joints is None else int(seq.joints.shape[1]),
         "body": seq.body,
     }

@@ -332,20 +332,11 @@ def _load_rig_cache(path: Path) -> dict[str, np.ndarray] | None:
 
 
 def _save_rig_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
-    """Write atomically (temporary file in the same folder, then rename); a cache
-    that cannot be written (read-only home) is skipped silently."""
-    import tempfile
+    """Write atomically; a cache that cannot be written (read-only home) is skipped silently."""
+    from stmt.fileio import atomic_savez
 
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=path.stem + ".", suffix=".tmp", dir=path.parent)
-        try:
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, **arrays)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        atomic_savez(path, **arrays)
     except OSError:
         pass
 

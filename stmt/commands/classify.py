@@ -45,17 +45,11 @@ import json
 import sys
 from pathlib import Path
 
-from stmt.commands.inspect import add_body_arguments
+from stmt.commands.inspect import add_body_arguments, add_files_argument
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument(
-        "files",
-        nargs="+",
-        type=Path,
-        metavar="FILE",
-        help="AMASS .npz, BVH, ASF/AMC, mesh .npz or mesh folder",
-    )
+    add_files_argument(p)
     p.add_argument("--ckpt", type=Path, required=True, help="trained stmt checkpoint (.ckpt)")
     p.add_argument("--top-k", type=int, default=5, help="labels to show per window and overall")
     p.add_argument(

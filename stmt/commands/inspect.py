@@ -26,7 +26,8 @@ def add_body_arguments(p: argparse.ArgumentParser) -> None:
     )
 
 
-def add_arguments(p: argparse.ArgumentParser) -> None:
+def add_files_argument(p: argparse.ArgumentParser) -> None:
+    """One or more MoCap files, as every command that reads several takes them."""
     p.add_argument(
         "files",
         nargs="+",
@@ -34,6 +35,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         metavar="FILE",
         help="AMASS .npz, BVH, ASF/AMC, mesh .npz or mesh folder",
     )
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    add_files_argument(p)
     add_body_arguments(p)
     p.add_argument("--json", action="store_true", help="print one JSON object per file (JSON Lines)")
 

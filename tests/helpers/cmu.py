@@ -73,21 +73,7 @@ def cmu_bones() -> list[AsfBone]:
     return bones
 
 
-ASF_TO_BVH = {
-    "root": "Hips",
-    "lhipjoint": "LHipJoint", "lfemur": "LeftUpLeg", "ltibia": "LeftLeg",
-    "lfoot": "LeftFoot", "ltoes": "LeftToeBase",
-    "rhipjoint": "RHipJoint", "rfemur": "RightUpLeg", "rtibia": "RightLeg",
-    "rfoot": "RightFoot", "rtoes": "RightToeBase",
-    "lowerback": "LowerBack", "upperback": "Spine", "thorax": "Spine1",
-    "lowerneck": "Neck", "upperneck": "Neck1", "head": "Head",
-    "lclavicle": "LeftShoulder", "lhumerus": "LeftArm", "lradius": "LeftForeArm",
-    "lwrist": "LeftHand", "lhand": "LeftFingerBase", "lfingers": "LeftHandIndex1",
-    "lthumb": "LThumb",
-    "rclavicle": "RightShoulder", "rhumerus": "RightArm", "rradius": "RightForeArm",
-    "rwrist": "RightHand", "rhand": "RightFingerBase", "rfingers": "RightHandIndex1",
-    "rthumb": "RThumb",
-}  # fmt: skip
+from stmt.io.asf_amc import ASF_TO_BVH  # the reader's own ASF bone -> BVH joint names
 
 # Standing root: pelvis about 17.7 units (~1.0 m) above the floor (y = 0).
 STANDING_ROOT = (0.0, 17.0, 0.0, 0.0, 0.0, 0.0)

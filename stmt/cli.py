@@ -50,11 +50,32 @@ def _top_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Appends ``(default: X)`` to an option's help, unless the help already names its
+    default or there is none worth showing (None, False, a required option)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            "default" in text.lower()
+            or default is None
+            or default is False
+            or default is argparse.SUPPRESS
+            or action.required
+            or not action.option_strings
+        ):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def _run_command(name: str, argv: list[str]) -> int:
     """Import only the one command's module, parse its options, run it."""
     module_name, helptext = COMMANDS[name]
     module = importlib.import_module(module_name)
-    parser = argparse.ArgumentParser(prog=f"stmt {name}", description=helptext)
+    parser = argparse.ArgumentParser(
+        prog=f"stmt {name}", description=helptext, formatter_class=DefaultsHelpFormatter
+    )
     module.add_arguments(parser)
     args = parser.parse_args(argv)
     return int(module.main(args) or 0)

@@ -174,6 +174,36 @@ def window_frames(
     return spans, frames  # frames: (W, num_bins)
 
 
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other names are checked.
+
+    Raises :class:`InputError` for a device this machine does not have, before any
+    model or file is loaded."""
+    import torch
+
+    name = str(name).strip().lower()
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    try:
+        dev = torch.device(name)
+    except RuntimeError:
+        raise InputError(
+            None, f"--device {name!r} is not a torch device (auto, cpu, cuda, cuda:0)"
+        ) from None
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise InputError(
+                None, f"--device {name}: torch sees no CUDA GPU here; use --device cpu"
+            )
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise InputError(
+                None, f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) here"
+            )
+    elif dev.type == "mps" and not torch.backends.mps.is_available():
+        raise InputError(None, f"--device {name}: MPS is not available here; use --device cpu")
+    return str(dev)
+
+
 def _rank(probs: np.ndarray, names: list[str], k: int) -> Ranked:
     order = np.argsort(-probs, kind="stable")[:k]
     return [(names[i], float(probs[i])) for i in order]

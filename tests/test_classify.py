@@ -439,3 +439,110 @@ def test_readers_pose_only_the_listed_frames(tmp_path, fmt):
     assert asked == [(12, full.fps)]
     with pytest.raises(ValueError, match="frames"):
         read_sequence(clip, vertex_ids=ids, frames=np.array([12]))
+
+
+# --------------------------------------------------------------------------- keeping predictions
+def test_cli_out_json_records_how_it_was_made(ckpt, tmp_path, capsys):
+    files = [write_mesh_npz(tmp_path / "a.npz", 2.5), write_mesh_npz(tmp_path / "b.npz", 1.0, seed=1)]
+    out = tmp_path / "preds" / "run.json"  # the folder is created
+    code, stdout, err = run_cli([*files, "--ckpt", ckpt, "--json", "--top-k", "3", "--out", out], capsys)
+    assert code == 0, err
+    assert f"wrote 2 predictions to {out}" in err  # stdout keeps only the JSON
+    doc = json.loads(out.read_text())
+    assert doc["checkpoint"] == str(ckpt) and doc["arch"] == "stmt_tiny"
+    assert doc["window_s"] == 1.0 and doc["stride_s"] == 0.5  # the checkpoint's window, half stride
+    assert doc["classes"] == CLASSES and doc["top_k"] == 3
+    assert doc["files"] == json.loads(stdout)
+    for record in doc["files"]:
+        check_schema(record, CLASSES, 3)
+    assert [p.name for p in out.parent.iterdir()] == ["run.json"]  # no temporary file left
+
+
+def test_cli_out_csv_one_row_per_file(ckpt, tmp_path, capsys):
+    import csv
+
+    files = [write_mesh_npz(tmp_path / "a.npz", 2.5), write_mesh_npz(tmp_path / "b.npz", 1.0, seed=1)]
+    out = tmp_path / "run.csv"
+    code, stdout, err = run_cli(
+        [*files, "--ckpt", ckpt, "--top-k", "3", "--window", "1", "--stride", "0.25", "--out", out],
+        capsys,
+    )
+    assert code == 0, err
+    assert stdout.rstrip().endswith(f"wrote 2 predictions to {out}")
+    rows = list(csv.DictReader(out.open()))
+    assert list(rows[0]) == ["file", "label", "prob", "label_2", "prob_2", "label_3", "prob_3",
+                             "duration_s", "windows"]  # fmt: skip
+    _, js, _ = run_cli([*files, "--ckpt", ckpt, "--top-k", "3", "--window", "1", "--stride", "0.25",
+                        "--json"], capsys)  # fmt: skip
+    for row, rec in zip(rows, json.loads(js), strict=True):
+        assert row["file"] == rec["file"]
+        assert [row["label"], row["label_2"], row["label_3"]] == [x["label"] for x in rec["overall"]]
+        assert float(row["prob"]) == pytest.approx(rec["overall"][0]["prob"], abs=1e-6)
+        assert int(row["windows"]) == len(rec["windows"])
+    assert int(rows[0]["windows"]) == 7  # 2.5 s, 1 s windows every 0.25 s
+
+
+def test_cli_out_needs_a_known_extension(ckpt, tmp_path, capsys):
+    f = write_mesh_npz(tmp_path / "a.npz", 1.0)
+    code, out, err = run_cli([f, "--ckpt", ckpt, "--out", tmp_path / "x.txt"], capsys)
+    assert code == 2 and out == "" and "--out must end in .csv or .json" in err
+    assert not (tmp_path / "x.txt").exists()
+
+
+def test_cli_folder_recursive(ckpt, tmp_path, capsys):
+    import trimesh
+
+    root = tmp_path / "mocap"
+    (root / "sub" / "frames").mkdir(parents=True)
+    write_mesh_npz(root / "b.npz", 1.0)
+    write_mesh_npz(root / "sub" / "a.npz", 1.0, seed=1)
+    verts, faces = capsule_motion(1.0, 10.0)
+    for i, v in enumerate(verts):
+        trimesh.Trimesh(v, faces, process=False).export(root / "sub" / "frames" / f"f_{i:03d}.obj")
+    (root / "sub" / "frames" / "fps.txt").write_text("10\n")
+    (root / "notes.txt").write_text("not motion")
+    np.savez(root / "arrays.npz", x=np.zeros(3))  # an .npz that is not MoCap: skipped
+    code, out, err = run_cli([root, "--recursive", "--ckpt", ckpt, "--json"], capsys)
+    assert code == 0, err
+    names = [r["file"] for r in json.loads(out)]
+    assert names == [str(root / "b.npz"), str(root / "sub" / "a.npz"), str(root / "sub" / "frames")]
+
+    # without --recursive a plain folder is refused (one line), a mesh folder is one sequence
+    code, out, err = run_cli([root, root / "sub" / "frames", "--ckpt", ckpt, "--json"], capsys)
+    assert code == 2
+    assert [r["file"] for r in json.loads(out)] == [str(root / "sub" / "frames")]
+    assert err.strip() == f"stmt: error: {root}: a folder of files, not a mesh sequence; add " \
+        "--recursive to classify the MoCap files under it"
+
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    code, _, err = run_cli([empty, "-r", "--ckpt", ckpt], capsys)
+    assert code == 2 and f"stmt: error: {empty}: no MoCap files under this folder" in err
+
+
+def test_cli_warns_about_an_untrained_window(ckpt, tmp_path, capsys):
+    f = write_mesh_npz(tmp_path / "a.npz", 3.0)
+    code, _, err = run_cli([f, "--ckpt", ckpt, "--window", "2"], capsys)
+    assert code == 0
+    assert "stmt: warning: --window 2 s is not the 1 s the checkpoint was trained on" in err
+    code, _, err = run_cli([f, "--ckpt", ckpt, "--window", "1"], capsys)
+    assert code == 0 and "warning" not in err
+
+
+def test_cli_help_shows_defaults(capsys):
+    with pytest.raises(SystemExit) as exit_:
+        stmt_main(["classify", "--help"])
+    assert exit_.value.code == 0
+    text = " ".join(capsys.readouterr().out.split())
+    for expected in ("(default: 5)", "(default: 16)", "(default: auto)",
+                     "(default: the checkpoint's training window)"):  # fmt: skip
+        assert expected in text
+
+
+def test_cli_device_is_checked_before_loading(tmp_path, capsys):
+    missing = tmp_path / "missing.ckpt"  # never opened: the device is checked first
+    code, _, err = run_cli([tmp_path / "a.npz", "--ckpt", missing, "--device", "nonsense"], capsys)
+    assert code == 2 and err.startswith("stmt: error: --device 'nonsense' is not a torch device")
+    if not torch.cuda.is_available():
+        code, _, err = run_cli([tmp_path / "a.npz", "--ckpt", missing, "--device", "cuda"], capsys)
+        assert code == 2 and "torch sees no CUDA GPU here; use --device cpu" in err

@@ -32,6 +32,30 @@ Probabilities are softmax outputs (floats in [0, 1]); a top-k list sums to at
 most 1. Several files are read one after another and their windows go
 through the model ``--batch-size`` at a time, across files.
 
+Keeping the predictions: ``--out FILE.json`` writes one JSON document that
+also says how they were made::
+
+    {
+      "checkpoint": "checkpoints/stmt-tiny-synthetic.ckpt",
+      "arch": "stmt_tiny",
+      "window_s": 0.8,                 # the window and stride actually used
+      "stride_s": 0.4,
+      "classes": ["walk", ...],        # the checkpoint's class list, in head order
+      "top_k": 5,
+      "files": [ ...one record per file, as above... ]
+    }
+
+``--out FILE.csv`` writes one row per file: ``file, label, prob`` (the overall
+top-1), then ``label_2, prob_2, ... label_k, prob_k``, then ``duration_s`` and
+``windows``. Both are written atomically (a temporary file renamed into place);
+the path is printed at the end (on stderr with ``--json``, which keeps stdout
+for the JSON).
+
+Folders: a FILE that is a folder of per-frame meshes is one sequence. Any other
+folder needs ``--recursive``: then every MoCap file under it (AMASS/mesh
+``.npz``, ``.bvh``, ``.amc``; a mesh-sequence folder counts as one) is
+classified, in sorted path order.
+
 Errors: a file that cannot be read prints ``stmt: error: <file>: <why>`` on
 stderr and is left out of the output; the other files still complete. The
 exit status is 0 when every file was labelled, 2 when any file failed (or the
@@ -47,10 +71,27 @@ from pathlib import Path
 
 from stmt.commands.inspect import add_body_arguments, add_files_argument
 
+MOCAP_SUFFIXES = (".npz", ".bvh", ".amc")
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_files_argument(p)
     p.add_argument("--ckpt", type=Path, required=True, help="trained stmt checkpoint (.ckpt)")
+    p.add_argument(
+        "--out",
+        type=Path,
+        default=None,
+        metavar="FILE.csv|FILE.json",
+        help="also write the predictions to this file; the format follows the extension "
+        "(JSON also records checkpoint, window, stride and classes)",
+    )
+    p.add_argument(
+        "--recursive",
+        "-r",
+        action="store_true",
+        help="a FILE that is a folder (not a mesh-sequence folder): classify every MoCap "
+        "file under it",
+    )
     p.add_argument("--top-k", type=int, default=5, help="labels to show per window and overall")
     p.add_argument(
         "--window",
@@ -70,7 +111,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--json", action="store_true", help="print JSON (schema in `pydoc stmt.commands.classify`)"
     )
     p.add_argument("--batch-size", type=int, default=16, help="windows per model call")
-    p.add_argument("--device", default="cpu", help="torch device, e.g. cpu or cuda")
+    p.add_argument(
+        "--device", default="auto", help="torch device: auto (cuda when there is one), cpu, cuda:0"
+    )
     add_body_arguments(p)
 
 
@@ -92,10 +135,103 @@ def format_table(pred, show_timeline: bool = True) -> str:
     return "\n".join(lines)
 
 
+def is_mesh_folder(path: Path) -> bool:
+    """True when ``path`` is a folder holding per-frame mesh files (one sequence)."""
+    from stmt.io.detect import MESH_SUFFIXES
+
+    return path.is_dir() and any(
+        f.is_file() and f.suffix.lower() in MESH_SUFFIXES for f in path.iterdir()
+    )
+
+
+def expand_inputs(paths: list[Path], recursive: bool) -> tuple[list[Path], list[str]]:
+    """The sequences to classify: files as given, folders expanded when ``recursive``.
+
+    Returns ``(inputs, errors)``; an error is a one-line message for a folder that
+    cannot be used (no ``--recursive``, or no MoCap file under it).
+    """
+    import os
+
+    from stmt.errors import InputError
+    from stmt.io.detect import detect_format
+
+    inputs: list[Path] = []
+    errors: list[str] = []
+    for path in paths:
+        if not path.is_dir() or is_mesh_folder(path):
+            inputs.append(path)  # a file (or a missing path: the reader reports it)
+            continue
+        if not recursive:
+            errors.append(
+                f"{path}: a folder of files, not a mesh sequence; add --recursive to classify "
+                "the MoCap files under it"
+            )
+            continue
+        found: list[Path] = []
+        for root, dirs, files in os.walk(path):
+            dirs.sort()
+            root_path = Path(root)
+            if root_path != path and is_mesh_folder(root_path):
+                found.append(root_path)
+                dirs.clear()  # a mesh-sequence folder is one sequence
+                continue
+            for name in sorted(files):
+                f = root_path / name
+                if f.suffix.lower() not in MOCAP_SUFFIXES:
+                    continue
+                if f.suffix.lower() == ".npz":
+                    try:
+                        detect_format(f)  # AMASS or mesh .npz, not some other array file
+                    except InputError:
+                        continue
+                found.append(f)
+        if not found:
+            errors.append(f"{path}: no MoCap files under this folder ({', '.join(MOCAP_SUFFIXES)})")
+        inputs.extend(found)
+    return inputs, errors
+
+
+def predictions_document(clf, window: float, stride: float, top_k: int, records: list) -> dict:
+    """The ``--out FILE.json`` document (schema in the module docstring)."""
+    return {
+        "checkpoint": str(clf.source),
+        "arch": clf.arch,
+        "window_s": float(window),
+        "stride_s": float(stride),
+        "classes": list(clf.class_names),
+        "top_k": int(top_k),
+        "files": records,
+    }
+
+
+def predictions_csv(records: list[dict], top_k: int) -> str:
+    """The ``--out FILE.csv`` text: one row per file (columns in the module docstring)."""
+    import csv
+    import io
+
+    header = ["file", "label", "prob"]
+    for i in range(2, top_k + 1):
+        header += [f"label_{i}", f"prob_{i}"]
+    header += ["duration_s", "windows"]
+    buf = io.StringIO()
+    writer = csv.writer(buf, lineterminator="\n")
+    writer.writerow(header)
+    for r in records:
+        row: list = [r["file"]]
+        for item in r["overall"][:top_k]:
+            row += [item["label"], f"{item['prob']:.6f}"]
+        row += [""] * (len(header) - 2 - len(row))
+        row += [r["duration_s"], len(r["windows"])]
+        writer.writerow(row)
+    return buf.getvalue()
+
+
 def main(args: argparse.Namespace) -> int:
     from stmt.errors import InputError
-    from stmt.predict import Classifier
+    from stmt.fileio import atomic_text
+    from stmt.predict import Classifier, resolve_device
 
+    device = resolve_device(args.device)  # before anything loads
     if args.top_k < 1:
         raise InputError(None, f"--top-k must be at least 1, got {args.top_k}")
     for name in ("window", "stride"):
@@ -106,15 +242,29 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(
             None, f"--stride {args.stride} must not exceed --window {args.window} (gaps)"
         )
-    clf = Classifier.from_checkpoint(args.ckpt, device=args.device)
+    if args.out is not None and args.out.suffix.lower() not in (".csv", ".json"):
+        raise InputError(args.out, "--out must end in .csv or .json")
+    inputs, folder_errors = expand_inputs(list(args.files), args.recursive)
+    clf = Classifier.from_checkpoint(args.ckpt, device=device)
     if args.stride is not None and args.window is None and args.stride > clf.window_s:
         raise InputError(
             None, f"--stride {args.stride} must not exceed the window {clf.window_s} s (gaps)"
         )
+    window = clf.window_s if args.window is None else float(args.window)
+    stride = window / 2 if args.stride is None else float(args.stride)
+    if abs(window - clf.window_s) > 1e-6:
+        print(
+            f"stmt: warning: --window {window:g} s is not the {clf.window_s:g} s the checkpoint "
+            "was trained on; its labels may be less reliable",
+            file=sys.stderr,
+        )
+    for message in folder_errors:
+        print(f"stmt: error: {message}", file=sys.stderr, flush=True)
     batch = max(1, int(args.batch_size))
+    top_k = min(args.top_k, len(clf.class_names))
 
     records: list[dict] = []
-    failed = 0
+    failed = len(folder_errors)
     pending: list[tuple] = []  # (sequence, spans, geodesic, clips) waiting for the model
     pending_windows = 0
 
@@ -143,16 +293,21 @@ def main(args: argparse.Namespace) -> int:
         pending_windows = 0
 
     def emit(pred) -> None:
-        if args.json:
-            records.append(pred.to_json())
-        else:
+        records.append(pred.to_json())
+        if not args.json:
             print(format_table(pred), flush=True)
             print()
 
-    for path in args.files:
+    for path in inputs:
         try:
-            seq, tpl = clf.read(path, body=args.body, body_models=args.body_models,
-                                only_windows=True, window=args.window, stride=args.stride)
+            seq, tpl = clf.read(
+                path,
+                body=args.body,
+                body_models=args.body_models,
+                only_windows=True,
+                window=args.window,
+                stride=args.stride,
+            )
             clips, spans, tpl = clf.clips(seq, args.window, args.stride)
         except InputError as err:
             failed += 1
@@ -165,4 +320,15 @@ def main(args: argparse.Namespace) -> int:
     flush()
     if args.json:
         print(json.dumps(records, indent=2))
+    if args.out is not None:
+        if args.out.suffix.lower() == ".json":
+            doc = predictions_document(clf, window, stride, top_k, records)
+            atomic_text(args.out, json.dumps(doc, indent=2) + "\n")
+        else:
+            atomic_text(args.out, predictions_csv(records, top_k))
+        n = len(records)
+        print(
+            f"wrote {n} prediction{'s' * (n != 1)} to {args.out}",
+            file=sys.stderr if args.json else sys.stdout,
+        )
     return 2 if failed else 0

@@ -49,6 +49,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stmt.errors import InputError
+from stmt.motion import SkeletonMotion
 
 if TYPE_CHECKING:  # heavy imports stay inside functions
     import torch
@@ -99,71 +100,6 @@ _SMPL_OFFSETS = np.array(
     ],
     dtype=np.float64,
 )
-
-# anny bone -> SMPL joint driving it. Bones sharing their parent's joint move rigidly with it.
-_ANNY_FROM_SMPL = {
-    "Hips": "pelvis",
-    "LHipJoint": "pelvis",
-    "LeftUpLeg": "left_hip",
-    "LeftLeg": "left_knee",
-    "LeftFoot": "left_ankle",
-    "LeftToeBase": "left_foot",
-    "RHipJoint": "pelvis",
-    "RightUpLeg": "right_hip",
-    "RightLeg": "right_knee",
-    "RightFoot": "right_ankle",
-    "RightToeBase": "right_foot",
-    "LowerBack": "spine1",
-    "Spine": "spine2",
-    "Spine1": "spine3",
-    "Neck": "neck",
-    "Neck1": "neck",
-    "Head": "head",
-    "LeftShoulder": "left_collar",
-    "LeftArm": "left_shoulder",
-    "LeftForeArm": "left_elbow",
-    "LeftHand": "left_wrist",
-    "LThumb": "left_wrist",
-    "LeftFingerBase": "left_wrist",
-    "LeftHandFinger1": "left_wrist",
-    "RightShoulder": "right_collar",
-    "RightArm": "right_shoulder",
-    "RightForeArm": "right_elbow",
-    "RightHand": "right_wrist",
-    "RThumb": "right_wrist",
-    "RightFingerBase": "right_wrist",
-    "RightHandFinger1": "right_wrist",
-}
-
-# ------------------------------------------------------------------------------ CMU source
-
-# CMU joints a BVH/ASF skeleton must have to drive anny; the others (hip connectors,
-# toes, extra spine/neck links, clavicles, fingers) move with their parent when absent.
-CMU_REQUIRED_JOINTS = (
-    "Hips", "LeftUpLeg", "LeftLeg", "LeftFoot", "RightUpLeg", "RightLeg", "RightFoot",
-    "Spine", "Head", "LeftArm", "LeftForeArm", "LeftHand", "RightArm", "RightForeArm",
-    "RightHand",
-)  # fmt: skip
-
-# CMU BVH (cgspeed) names that differ from anny's cmu_mb bone names.
-CMU_ALIASES = {"LeftHandIndex1": "LeftHandFinger1", "RightHandIndex1": "RightHandFinger1"}
-
-# anny bones that only connect the pelvis to the hip joints: never re-aimed.
-_CONNECTORS = ("LHipJoint", "RHipJoint")
-
-# The child each anny bone points at (its tail is that child's head).
-_PRIMARY_CHILD = {
-    "LHipJoint": "LeftUpLeg", "LeftUpLeg": "LeftLeg", "LeftLeg": "LeftFoot",
-    "LeftFoot": "LeftToeBase", "RHipJoint": "RightUpLeg", "RightUpLeg": "RightLeg",
-    "RightLeg": "RightFoot", "RightFoot": "RightToeBase", "Hips": "LowerBack",
-    "LowerBack": "Spine", "Spine": "Spine1", "Spine1": "Neck", "Neck": "Neck1",
-    "Neck1": "Head", "LeftShoulder": "LeftArm", "LeftArm": "LeftForeArm",
-    "LeftForeArm": "LeftHand", "LeftHand": "LeftFingerBase",
-    "LeftFingerBase": "LeftHandFinger1", "RightShoulder": "RightArm",
-    "RightArm": "RightForeArm", "RightForeArm": "RightHand",
-    "RightHand": "RightFingerBase", "RightFingerBase": "RightHandFinger1",
-}  # fmt: skip
-
 
 @dataclass(frozen=True)
 class Skeleton:
@@ -385,169 +321,7 @@ def axis_angle_to_matrix(rotvec: np.ndarray) -> np.ndarray:
     return np.eye(3) + s * k + (1.0 - c) * (k @ k)
 
 
-def _smallest_rotation(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """(3, 3) rotation of smallest angle taking direction ``a`` onto direction ``b``."""
-    a = a / np.linalg.norm(a)
-    b = b / np.linalg.norm(b)
-    axis = np.cross(a, b)
-    s, c = np.linalg.norm(axis), float(np.dot(a, b))
-    if s < 1e-9:
-        if c > 0:
-            return np.eye(3)
-        # Opposite directions: half turn about any axis perpendicular to a.
-        perp = np.cross(a, [1.0, 0.0, 0.0] if abs(a[0]) < 0.9 else [0.0, 1.0, 0.0])
-        return axis_angle_to_matrix(perp / np.linalg.norm(perp) * np.pi)
-    return axis_angle_to_matrix(axis / s * np.arctan2(s, c))
-
-
-def _world_to_z_up(up: str) -> np.ndarray:
-    """Rotation taking a source world with ``up`` axis to Z up (Y up: (x, y, z) -> (x, -z, y))."""
-    if up == "z":
-        return np.eye(3)
-    if up == "y":
-        return np.array([[1.0, 0.0, 0.0], [0.0, 0.0, -1.0], [0.0, 1.0, 0.0]])
-    raise ValueError(f"up must be 'y' or 'z', got {up!r}")
-
-
-def _snap(v: np.ndarray) -> np.ndarray:
-    """The signed coordinate axis nearest to direction ``v``."""
-    out = np.zeros(3)
-    i = int(np.argmax(np.abs(v)))
-    out[i] = np.sign(v[i])
-    return out
-
-
-# ----------------------------------------------------------------------------- retargeting
-
-
-@dataclass(frozen=True)
-class _Retarget:
-    """Everything about a (source skeleton, anny) pair that does not depend on the frame."""
-
-    source_of_bone: np.ndarray  # (B,) source joint index driving each anny bone
-    rest_fix: np.ndarray  # (B, 3, 3) C.T @ D_c for each anny bone
-    world: np.ndarray  # (3, 3) W: source world -> Z-up
-    hip_joints: tuple[int, int]  # source joints whose midpoint anny's mid-hip follows
-    scale: float  # anny leg length / source leg length
-
-
-def _plan(skeleton: Skeleton, bone_map: dict[str, str], world_up: str) -> _Retarget:
-    """Match anny's rest bones to the source's rest bones (see the module docstring)."""
-    rig = _rig()
-    index = {n: i for i, n in enumerate(skeleton.names)}
-    labels = rig.labels
-    heads, tails = rig.heads.astype(np.float64), rig.tails.astype(np.float64)
-    rest = skeleton.rest_positions()
-
-    # C: source rest frame -> anny rest frame (left -> +X, up -> +Z, forward -> -Y).
-    up = _world_to_z_up(skeleton.up).T @ np.array([0.0, 0.0, 1.0])
-    lhip, rhip = bone_map["LeftUpLeg"], bone_map["RightUpLeg"]
-    left = rest[index[lhip]] - rest[index[rhip]]
-    left = _snap(left - np.dot(left, up) * up)
-    src_frame = np.stack([left, up, np.cross(left, up)], axis=1)  # columns
-    anny_frame = np.array([[1.0, 0, 0], [0, 0, 1.0], [0, -1.0, 0]]).T  # +X, +Z, -Y columns
-    c = anny_frame @ src_frame.T
-
-    source = np.zeros(len(labels), dtype=np.int64)
-    fix = np.zeros((len(labels), 3, 3))
-    for b, label in enumerate(labels):
-        parent = rig.parents[b]
-        mapped = bone_map.get(label)
-        if b == 0:
-            source[b], fix[b] = index[mapped], np.eye(3)
-            continue
-        if mapped is None:  # an optional joint the source lacks: move with the parent
-            source[b], fix[b] = source[parent], fix[parent]
-            continue
-        source[b] = index[mapped]
-        if label in _CONNECTORS or source[b] == source[parent]:
-            fix[b] = fix[parent]
-            continue
-        # Aim at the first anny descendant driven by another source joint, else at the tail.
-        child, last = _PRIMARY_CHILD.get(label), b
-        while child is not None and bone_map.get(child) in (None, mapped):
-            last = labels.index(child)
-            child = _PRIMARY_CHILD.get(child)
-        if child is not None:
-            anny_dir = heads[labels.index(child)] - heads[b]
-            src_dir = rest[index[bone_map[child]]] - rest[source[b]]
-        else:
-            anny_dir = tails[last] - heads[b]
-            src_dir = skeleton.end_offsets[source[b]]
-        if np.linalg.norm(src_dir) < 1e-9 or np.linalg.norm(anny_dir) < 1e-9:
-            fix[b] = fix[parent]
-            continue
-        fix[b] = _smallest_rotation(anny_dir, c @ src_dir)
-
-    def leg(side: str) -> tuple[float, float]:
-        ids = [labels.index(f"{side}{n}") for n in ("UpLeg", "Leg", "Foot")]
-        src = [index[bone_map[labels[i]]] for i in ids]
-        return (
-            float(np.linalg.norm(heads[ids[1]] - heads[ids[0]]))
-            + float(np.linalg.norm(heads[ids[2]] - heads[ids[1]])),
-            float(np.linalg.norm(rest[src[1]] - rest[src[0]]))
-            + float(np.linalg.norm(rest[src[2]] - rest[src[1]])),
-        )
-
-    (al, sl), (ar, sr) = leg("Left"), leg("Right")
-    scale = (al + ar) / max(sl + sr, 1e-9)
-    return _Retarget(
-        source_of_bone=source,
-        rest_fix=c.T @ fix,  # (B, 3, 3)
-        world=_world_to_z_up(world_up),
-        hip_joints=(index[lhip], index[rhip]),
-        scale=scale,
-    )
-
-
-def _check_skeleton(skeleton: Skeleton, bone_map: dict[str, str], source: Path | None) -> None:
-    required = [n for n in CMU_REQUIRED_JOINTS if bone_map.get(n) not in skeleton.names]
-    if required:
-        raise InputError(
-            source,
-            "the skeleton lacks joints the anny cmu_mb rig needs: "
-            + ", ".join(required)
-            + f" (found {len(skeleton.names)} joints: {', '.join(skeleton.names)})",
-        )
-
-
-def _global_rotations(parents: tuple[int, ...], local: np.ndarray) -> np.ndarray:
-    """(T, J, 3, 3) local rotations -> global ones, G_j = G_parent @ R_j."""
-    out = np.empty_like(local)
-    for j, p in enumerate(parents):
-        out[:, j] = local[:, j] if p < 0 else out[:, p] @ local[:, j]
-    return out
-
-
-def _source_positions(skeleton: Skeleton, glob: np.ndarray, root: np.ndarray) -> np.ndarray:
-    """(T, J, 3) joint positions in the source world: p_j = p_parent + G_parent @ offset_j."""
-    pos = np.empty(glob.shape[:2] + (3,))
-    pos[:, 0] = root
-    for j, p in enumerate(skeleton.parents[1:], start=1):
-        pos[:, j] = pos[:, p] + glob[:, p] @ skeleton.offsets[j]
-    return pos
-
-
-def _pose(
-    skeleton: Skeleton,
-    bone_map: dict[str, str],
-    local: np.ndarray,
-    root: np.ndarray,
-    world_up: str,
-    vertex_ids: np.ndarray | None,
-    plan: _Retarget | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pose anny from source local rotations (T, J, 3, 3) and root positions (T, 3) given
-    in a world whose up axis is ``world_up``."""
-    plan = plan or _plan(skeleton, bone_map, world_up)
-    glob = _global_rotations(skeleton.parents, local)  # (T, J, 3, 3)
-    src_pos = _source_positions(skeleton, glob, root)  # (T, J, 3)
-    hips = 0.5 * (src_pos[:, plan.hip_joints[0]] + src_pos[:, plan.hip_joints[1]])  # (T, 3)
-    target_mid_hip = plan.scale * (hips @ plan.world.T)  # (T, 3), Z-up
-
-    # Skinning rotations of the anny bones: W @ G_s(c) @ C.T @ D_c, (T, B, 3, 3).
-    rot = plan.world @ glob[:, plan.source_of_bone] @ plan.rest_fix
-    return _skin(rot.astype(np.float32), target_mid_hip.astype(np.float32), vertex_ids)
+# ---------------------------------------------------------------------------------- posing
 
 
 def _skin(
@@ -606,6 +380,72 @@ def _posed_heads(rot: torch.Tensor, heads: torch.Tensor, parents: tuple[int, ...
 # ---------------------------------------------------------------------------- public posing
 
 
+def pose_positions(
+    positions: dict[str, np.ndarray], vertex_ids: np.ndarray | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pose anny like canonical joint positions (see :func:`stmt.retarget.bone_rotations`).
+
+    Args:
+        positions: canonical joint name -> (T, 3) metres, Z up (anny's bone names; "X_end"
+            the tip of X), as :func:`stmt.retarget.canonical_motion` gives them.
+        vertex_ids: (N,) ids into anny's full mesh to pose only those vertices.
+
+    Returns:
+        vertices: (T, V, 3) float32, or (T, N, 3) with ``vertex_ids``; metres, Z up. The
+        mid-hip point follows the source's, scaled by anny's leg length over the
+        source's (so the feet keep touching the floor).
+        joints: (T, B, 3) float32 anny bone heads, named by :func:`bone_labels`.
+    """
+    from stmt.retarget import bone_rotations, hip_scale
+
+    rig = _rig()
+    rot = bone_rotations(positions, rig.labels, rig.parents, rig.heads, rig.tails)
+    mid, scale = hip_scale(positions, rig.heads, rig.labels)
+    return _skin(rot.astype(np.float32), (scale * mid).astype(np.float32), vertex_ids)
+
+
+def pose_skeleton(
+    motion: SkeletonMotion,
+    vertex_ids: np.ndarray | None = None,
+    joint_map: dict[str, str] | None = None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Pose anny with a skeleton motion of any supported rig (:mod:`stmt.retarget`).
+
+    Returns (vertices, joints) as :func:`pose_positions`. Raises InputError for a rig
+    it cannot map (the message names ``--joint-map``).
+    """
+    from stmt.retarget import canonical_motion
+
+    return pose_positions(canonical_motion(motion, joint_map).positions, vertex_ids)
+
+
+def smpl_motion(poses: np.ndarray, trans: np.ndarray) -> SkeletonMotion:
+    """AMASS/SMPL body parameters as a skeleton motion on SMPL's 22 body joints (mean
+    shape offsets), metres, in the AMASS Z-up world."""
+    poses = np.asarray(poses, dtype=np.float64)
+    trans = np.asarray(trans, dtype=np.float64)
+    if poses.ndim != 2 or poses.shape[1] < 66:
+        raise ValueError(f"poses must have shape (T, >=66), got {poses.shape}")
+    if trans.shape != (poses.shape[0], 3):
+        raise ValueError(f"trans must have shape ({poses.shape[0]}, 3), got {trans.shape}")
+    skeleton = smpl_skeleton()
+    t = poses.shape[0]
+    translations = np.broadcast_to(skeleton.offsets, (t, 22, 3)).copy()
+    translations[:, 0] = trans + skeleton.offsets[0]  # the pelvis, as in SMPL
+    return SkeletonMotion(
+        names=skeleton.names,
+        parents=skeleton.parents,
+        offsets=skeleton.offsets,
+        end_offsets=skeleton.end_offsets,
+        rotations=axis_angle_to_matrix(poses[:, :66].reshape(t, 22, 3)),
+        translations=translations,
+        fps=30.0,
+        unit=1.0,
+        up="z",  # SMPL's rest frame is Y-up, but the root orientation turns it into AMASS's Z-up world
+        format="smpl",
+    )
+
+
 def pose_from_smpl(
     poses: np.ndarray,
     trans: np.ndarray,
@@ -616,8 +456,7 @@ def pose_from_smpl(
 
     Args:
         poses: (T, >=66) axis-angle in SMPL joint order: root orientation (3) then the
-            21 body joints (63); further columns (hands, jaw, eyes) are ignored. The
-            root orientation takes SMPL's Y-up body to the (Z-up) AMASS world.
+            21 body joints (63); further columns (hands, jaw, eyes) are ignored.
         trans: (T, 3) AMASS translation, metres, Z up; the pelvis sits at
             ``trans + J_pelvis`` as in SMPL (``J_pelvis`` of SMPL's mean shape).
         betas: ignored. SMPL shape coefficients have no anny meaning; the default
@@ -629,73 +468,4 @@ def pose_from_smpl(
         joints: (T, B, 3) float32 anny bone heads, named by :func:`bone_labels`.
     """
     del betas
-    poses = np.asarray(poses, dtype=np.float64)
-    trans = np.asarray(trans, dtype=np.float64)
-    if poses.ndim != 2 or poses.shape[1] < 66:
-        raise ValueError(f"poses must have shape (T, >=66), got {poses.shape}")
-    if trans.shape != (poses.shape[0], 3):
-        raise ValueError(f"trans must have shape ({poses.shape[0]}, 3), got {trans.shape}")
-    skeleton = smpl_skeleton()
-    local = axis_angle_to_matrix(poses[:, :66].reshape(-1, 22, 3))  # (T, 22, 3, 3)
-    root = trans + skeleton.offsets[0]  # (T, 3) pelvis, AMASS world
-    # SMPL's rest frame is Y-up but the AMASS world is already Z-up (root_orient turns it).
-    return _pose(skeleton, _ANNY_FROM_SMPL, local, root, "z", vertex_ids, _smpl_plan())
-
-
-@functools.cache
-def _smpl_plan() -> _Retarget:
-    return _plan(smpl_skeleton(), _ANNY_FROM_SMPL, "z")
-
-
-def cmu_bone_map(names: tuple[str, ...] | list[str]) -> dict[str, str]:
-    """anny bone -> source joint, matching CMU BVH names (case-insensitive, namespace
-    prefixes such as ``mixamorig:`` dropped, ``LeftHandIndex1`` = ``LeftHandFinger1``)."""
-    aliases = {k.lower(): v for k, v in CMU_ALIASES.items()}
-    by_lower = {label.lower(): label for label in _rig().labels}
-    out: dict[str, str] = {}
-    for name in names:
-        key = name.rsplit(":", 1)[-1].lower()
-        label = aliases.get(key) or by_lower.get(key)
-        if label is not None and label not in out:
-            out[label] = name
-    return out
-
-
-def pose_from_cmu(
-    skeleton: Skeleton,
-    local_rotations: np.ndarray,
-    root_positions: np.ndarray,
-    world_up: str = "y",
-    vertex_ids: np.ndarray | None = None,
-    source: str | Path | None = None,
-) -> tuple[np.ndarray, np.ndarray]:
-    """Pose anny with the joint rotations of a CMU-named skeleton (BVH, ASF/AMC).
-
-    Args:
-        skeleton: the source skeleton (CMU BVH joint names, see :func:`cmu_bone_map`),
-            rest pose upright and facing the direction that becomes anny's front.
-        local_rotations: (T, J, 3, 3) rotation of each joint relative to its parent,
-            expressed in the world-aligned rest frame (BVH convention: the global
-            rotation is ``G_j = G_parent @ R_j`` and the rest pose is all identities).
-        root_positions: (T, 3) metres, the root joint's position in the source world.
-        world_up: the source world's up axis ("y" for BVH and ASF/AMC).
-        vertex_ids: (N,) ids into anny's full mesh to pose only those vertices.
-        source: the file the motion came from, named in errors.
-
-    Returns:
-        vertices: (T, V|N, 3) float32 and joints: (T, B, 3) float32 as in
-        :func:`pose_from_smpl`.
-
-    Raises:
-        InputError: when the skeleton lacks joints in :data:`CMU_REQUIRED_JOINTS`.
-    """
-    bone_map = cmu_bone_map(skeleton.names)
-    _check_skeleton(skeleton, bone_map, None if source is None else Path(source))
-    local = np.asarray(local_rotations, dtype=np.float64)
-    root = np.asarray(root_positions, dtype=np.float64)
-    if local.shape[1:] != (len(skeleton.names), 3, 3) or root.shape != (local.shape[0], 3):
-        raise ValueError(
-            f"expected rotations (T, {len(skeleton.names)}, 3, 3) and root positions (T, 3), "
-            f"got {local.shape} and {root.shape}"
-        )
-    return _pose(skeleton, bone_map, local, root, world_up, vertex_ids)
+    return pose_skeleton(smpl_motion(poses, trans), vertex_ids)

@@ -208,7 +208,7 @@ def smpl_to_cmu(poses: np.ndarray, trans: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def write_cmu_bvh(path: Path, poses: np.ndarray, trans: np.ndarray, fps: float) -> Path:
     """Write AMASS SMPL parameters as a CMU-skeleton BVH in CMU units (1/0.45 inch)."""
-    from stmt.io.bvh import UNITS
+    from stmt.retarget import UNITS
 
     names, parents, offsets, ends = cmu_skeleton()
     local, root = smpl_to_cmu(poses, trans)

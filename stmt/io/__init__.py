@@ -1,9 +1,15 @@
-"""MoCap readers: every supported file becomes a :class:`stmt.sequence.MeshSequence`.
+"""MoCap readers: a file becomes a motion; :func:`read_sequence` poses it.
+
+The path is one-way: a reader parses (:func:`read_motion`: a
+:class:`~stmt.motion.SkeletonMotion` for BVH and ASF/AMC, an
+:class:`~stmt.io.amass.AmassMotion` for AMASS, a :class:`~stmt.sequence.MeshSequence`
+for mesh files), :mod:`stmt.retarget` maps a skeleton's rig, and a body
+(:func:`stmt.body.pose_motion`) poses the frames asked for.
 
 Public functions:
 
-- :func:`read_sequence` — read any supported file or folder (format detected
-  from extension and content; see :mod:`stmt.io.detect`).
+- :func:`read_sequence` — read any supported file or folder as a posed mesh sequence.
+- :func:`read_motion` — the parsed motion alone (no body model involved).
 - :func:`body_topology` — the canonical rest mesh a file of some format would
   be posed on, without reading a file (to build a vertex template first).
 - :func:`detect_format` — the format name alone.
@@ -19,30 +25,55 @@ models load when first used.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 
+from stmt.body import BODIES, Frames, check_body, fill_frames, select_frames
 from stmt.errors import InputError
 from stmt.io.detect import FORMATS, detect_format
 from stmt.sequence import MeshSequence
 
-BODIES = ("auto", "smplh", "smplx", "anny")
-
-__all__ = ["BODIES", "FORMATS", "body_topology", "detect_format", "read_sequence"]
-
-
-def _check_body(body: str) -> None:
-    if body not in BODIES:
-        raise ValueError(f"body must be one of {BODIES}, got {body!r}")
+__all__ = [
+    "BODIES", "FORMATS", "Frames", "body_topology", "detect_format", "fill_frames",
+    "read_motion", "read_sequence", "select_frames",
+]  # fmt: skip
 
 
-def _anny_only(path: Path | None, body: str, fmt: str) -> None:
-    if body not in ("auto", "anny"):
+def read_motion(path: str | Path, fmt: str | None = None):
+    """Parse a MoCap file without posing it.
+
+    Returns:
+        :class:`~stmt.motion.SkeletonMotion` (BVH, ASF/AMC), :class:`~stmt.io.amass.AmassMotion`
+        (AMASS), or :class:`~stmt.sequence.MeshSequence` (mesh files: the vertices are
+        the motion).
+    """
+    path = Path(path)
+    fmt = fmt or detect_format(path)
+    if fmt in ("amass-smplh", "amass-smplx"):
+        from stmt.io.amass import load_amass
+
+        return load_amass(path, fmt)
+    if fmt == "mesh-npz":
+        from stmt.io.mesh import read_mesh_npz
+
+        return read_mesh_npz(path)
+    if fmt == "mesh-folder":
+        from stmt.io.mesh import read_mesh_folder
+
+        return read_mesh_folder(path)
+    if fmt == "bvh":
+        from stmt.io.bvh import bvh_motion
+
+        return bvh_motion(path)
+    if path.suffix.lower() == ".asf":
         raise InputError(
-            path, f"{fmt} files are posed on the anny body only (--body auto or anny), not {body}"
+            path,
+            "an .asf file holds only the skeleton; pass the .amc motion file (the .asf is found beside it)",
         )
+    from stmt.io.asf_amc import amc_motion
+
+    return amc_motion(path)
 
 
 def read_sequence(
@@ -52,6 +83,7 @@ def read_sequence(
     body_models: str | Path | None = None,
     vertex_ids: np.ndarray | None = None,
     frames: Frames | None = None,
+    joint_map: dict[str, str] | None = None,
 ) -> MeshSequence:
     """Read a MoCap file or mesh folder as a posed mesh sequence (float32, metres, Z up).
 
@@ -76,6 +108,8 @@ def read_sequence(
             other frame repeats the nearest listed frame before it (see
             :func:`fill_frames`). Mesh sequences are read whole. For callers that look
             at the listed frames only (``stmt classify``, :mod:`stmt.predict`).
+        joint_map: {their joint name: canonical joint} for a skeleton whose rig
+            :mod:`stmt.retarget` does not know (``--joint-map FILE``).
 
     Returns:
         The sequence. For body models ``rest_vertices`` is canonical (mean shape, zero
@@ -85,67 +119,29 @@ def read_sequence(
     Raises:
         InputError: one line naming the file and what was expected.
     """
-    _check_body(body)
+    check_body(body)
     path = Path(path)
     fmt = detect_format(path)
-    if fmt in ("amass-smplh", "amass-smplx"):
-        from stmt.io.amass import read_amass
+    if fmt in ("mesh-npz", "mesh-folder"):
+        from stmt.io.mesh import read_mesh_folder, read_mesh_npz
 
-        return read_amass(
-            path, fmt, body=body, body_models=body_models, vertex_ids=vertex_ids, frames=frames
-        )
-    if fmt == "mesh-npz":
-        from stmt.io.mesh import read_mesh_npz
-
-        return read_mesh_npz(path, vertex_ids=vertex_ids)
-    if fmt == "mesh-folder":
-        from stmt.io.mesh import read_mesh_folder
-
-        return read_mesh_folder(path, vertex_ids=vertex_ids)
-    if fmt == "bvh":
-        _anny_only(path, body, "BVH")
-        from stmt.io.bvh import read_bvh
-
-        return read_bvh(path, vertex_ids=vertex_ids, frames=frames)
-    # asf-amc
-    _anny_only(path, body, "ASF/AMC")
-    if path.suffix.lower() == ".asf":
+        read = read_mesh_npz if fmt == "mesh-npz" else read_mesh_folder
+        return read(path, vertex_ids=vertex_ids)
+    if fmt in ("bvh", "asf-amc") and body not in ("auto", "anny"):
+        name = "BVH" if fmt == "bvh" else "ASF/AMC"
         raise InputError(
-            path,
-            "an .asf file holds only the skeleton; pass the .amc motion file (the .asf is found beside it)",
+            path, f"{name} files are posed on the anny body only (--body auto or anny), not {body}"
         )
-    from stmt.io.asf_amc import read_amc
+    from stmt.body import pose_motion
 
-    return read_amc(path, vertex_ids=vertex_ids, frames=frames)
-
-
-# The optional ``frames`` argument of the readers: indices, or (num_frames, fps) -> indices.
-Frames = np.ndarray | Callable[[int, float], np.ndarray]
-
-
-def select_frames(frames: Frames | None, num_frames: int, fps: float) -> np.ndarray | None:
-    """Sorted unique frame indices to pose for a reader's ``frames`` argument; None
-    (pose all) when ``frames`` is None or lists every frame."""
-    if frames is None:
-        return None
-    if callable(frames):
-        frames = frames(num_frames, fps)
-    sel = np.unique(np.asarray(frames, dtype=np.int64).reshape(-1))  # (K,) sorted
-    if sel.size and (sel[0] < 0 or sel[-1] >= num_frames):
-        raise ValueError(f"frames must lie in [0, {num_frames}), got {sel[0]}..{sel[-1]}")
-    return None if sel.size == num_frames else sel
-
-
-def fill_frames(x: np.ndarray | None, sel: np.ndarray | None, num_frames: int):
-    """(K, ...) values posed at frames ``sel`` -> (num_frames, ...): frame t holds the
-    last posed frame at or before t (the first posed frame before that). Identity when
-    ``sel`` is None."""
-    if x is None or sel is None:
-        return x
-    if sel.size == 0:
-        raise ValueError("no frames selected")
-    at = np.searchsorted(sel, np.arange(num_frames), side="right") - 1  # (T,)
-    return x[np.maximum(at, 0)]
+    return pose_motion(
+        read_motion(path, fmt),
+        body=body,
+        body_models=body_models,
+        vertex_ids=vertex_ids,
+        frames=frames,
+        joint_map=joint_map,
+    )
 
 
 def body_topology(
@@ -167,7 +163,7 @@ def body_topology(
         "smplh" | "smplx" | "anny" | "mesh". Equals ``read_sequence(...).rest_vertices``
         / ``.faces`` for every file of that format and body.
     """
-    _check_body(body)
+    check_body(body)
     if fmt not in FORMATS:
         raise ValueError(f"fmt must be one of {FORMATS}, got {fmt!r}")
     if fmt in ("mesh-npz", "mesh-folder"):
@@ -183,7 +179,8 @@ def body_topology(
         return rest, faces, "mesh"
     src = None if path is None else Path(path)
     if fmt in ("bvh", "asf-amc"):
-        _anny_only(src, body, fmt)
+        if body not in ("auto", "anny"):
+            raise InputError(src, f"{fmt} files are posed on the anny body only, not {body}")
         name = "anny"
     else:
         from stmt.io.amass import resolve_body

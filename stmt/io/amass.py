@@ -34,7 +34,7 @@ from stmt.io.detect import npz_array, open_npz
 from stmt.sequence import MeshSequence
 
 if TYPE_CHECKING:
-    from stmt.io import Frames
+    from stmt.body import Frames
 
 _KIND = {"amass-smplh": "smplh", "amass-smplx": "smplx"}
 _NAME = {"smplh": "SMPL+H", "smplx": "SMPL-X"}
@@ -62,6 +62,7 @@ class AmassMotion:
         betas: (B,) float64, or None when the file has none.
         gender: "male" | "female" | "neutral", or None when the file has none.
         fps: frames per second.
+        source: the file.
     """
 
     kind: str
@@ -70,6 +71,11 @@ class AmassMotion:
     betas: np.ndarray | None
     gender: str | None
     fps: float
+    source: Path | None = None
+
+    @property
+    def format(self) -> str:
+        return f"amass-{self.kind}"
 
 
 def _numeric(path: Path, key: str, x: np.ndarray) -> np.ndarray:
@@ -155,7 +161,9 @@ def load_amass(path: str | Path, fmt: str) -> AmassMotion:
             raise InputError(path, f"betas has shape {b.shape}; expected one body shape (B,)")
         betas = b
     gender = _gender(path, npz_array(npz, path, "gender")) if "gender" in keys else None
-    return AmassMotion(kind=kind, poses=poses, trans=trans, betas=betas, gender=gender, fps=fps)
+    return AmassMotion(
+        kind=kind, poses=poses, trans=trans, betas=betas, gender=gender, fps=fps, source=path
+    )
 
 
 def resolve_body(
@@ -193,8 +201,25 @@ def read_amass(
     vertex_ids: np.ndarray | None = None,
     frames: Frames | None = None,
 ) -> MeshSequence:
-    """Pose an AMASS file (see the module docstring); ``vertex_ids`` poses only those
-    vertices, ``frames`` only those frames (see :func:`stmt.io.read_sequence`)."""
+    """Read and pose an AMASS file (the composition :func:`stmt.io.read_sequence` does)."""
+    from stmt.body import pose_motion
+
+    motion = load_amass(path, fmt)
+    return pose_motion(
+        motion, body=body, body_models=body_models, vertex_ids=vertex_ids, frames=frames
+    )
+
+
+def pose_amass(
+    motion: AmassMotion,
+    body: str = "auto",
+    body_models: str | Path | None = None,
+    vertex_ids: np.ndarray | None = None,
+    frames: Frames | None = None,
+) -> MeshSequence:
+    """Pose AMASS parameters on the body :func:`resolve_body` picks (module docstring);
+    ``vertex_ids`` poses only those vertices, ``frames`` only those frames."""
+    from stmt.body import fill_frames, select_frames
     from stmt.body.smpl import (
         JOINT_NAMES,
         canonical_model_file,
@@ -205,30 +230,21 @@ def read_amass(
         warn_dropped_betas,
     )
 
-    path = Path(path)
+    path, fmt = motion.source, motion.format
     name, root = resolve_body(body, body_models, fmt, path)
-    motion = load_amass(path, fmt)
-    from stmt.io import fill_frames, select_frames
-
     total = len(motion.poses)
     sel = select_frames(frames, total, motion.fps)
-    if sel is not None:  # pose only the selected frames, then fill_frames
-        motion.poses, motion.trans = motion.poses[sel], motion.trans[sel]
+    poses, trans = (motion.poses, motion.trans) if sel is None else (motion.poses[sel], motion.trans[sel])
     if name == "anny":
-        from stmt.body.anny import pose_from_smpl, rest_mesh
+        from stmt.body.anny import bone_labels, pose_from_smpl, rest_mesh
 
         rest, faces = rest_mesh()
         ids = check_vertex_ids(vertex_ids, len(rest), path)
-        vertices, joints = pose_from_smpl(
-            motion.poses[:, :66].astype(np.float32),  # root + 21 body joints
-            motion.trans.astype(np.float32),
-            None if motion.betas is None else motion.betas.astype(np.float32),
-            ids,
-        )
+        vertices, joints = pose_from_smpl(poses[:, :66], trans, None, ids)  # root + 21 body joints
         vertices, joints = fill_frames(vertices, sel, total), fill_frames(joints, sel, total)
         return MeshSequence(
             vertices=vertices, faces=faces, fps=motion.fps, body="anny", source=path, format=fmt,
-            joints=joints, rest_vertices=rest, vertex_ids=ids,
+            joints=joints, rest_vertices=rest, vertex_ids=ids, joint_names=list(bone_labels()),
         )  # fmt: skip
 
     if motion.gender is None:
@@ -246,7 +262,7 @@ def read_amass(
         )
     ids = check_vertex_ids(vertex_ids, model.num_vertices, path)
     warn_dropped_betas(motion.betas, model, path)
-    vertices, joints = pose(model, motion.poses, motion.trans, motion.betas, ids)
+    vertices, joints = pose(model, poses, trans, motion.betas, ids)
     vertices, joints = fill_frames(vertices, sel, total), fill_frames(joints, sel, total)
     return MeshSequence(
         vertices=vertices, faces=canonical.faces, fps=motion.fps, body=name, source=path, format=fmt,

@@ -1,4 +1,4 @@
-"""Acclaim ASF/AMC motion (the CMU mocap database), posed on the free anny body.
+"""Acclaim ASF/AMC motion (the CMU mocap database, HDM05): parsed, never posed here.
 
 The ``.amc`` file holds the motion; its skeleton is the ``.asf`` beside it. In the
 CMU layout ``subjects/NN/NN.asf`` goes with ``subjects/NN/NN_MM.amc``, so for
@@ -12,9 +12,9 @@ the bone's rotation relative to its parent, in world-aligned axes, is ``C M C^-1
 Lengths are in ``1/length`` inches (``:units length 0.45`` in CMU files); angles in
 degrees unless ``:units angle rad``. The world is Y up; CMU motion is 120 frames/s.
 
-ASF bone names are mapped to the CMU BVH joint names anny's ``cmu_mb`` rig carries
-(``lfemur`` -> ``LeftUpLeg``, ``thorax`` -> ``Spine1``, ...); a BVH joint sits at the
-start of its ASF bone.
+The motion keeps the ASF bone names; :mod:`stmt.retarget`'s "acclaim" rig maps them
+(``lfemur`` -> ``LeftUpLeg``, ``thorax`` -> ``Spine1``, ...; a joint sits at the start
+of its ASF bone). :data:`ASF_TO_BVH` gives the CMU BVH names of the same bones.
 """
 
 from __future__ import annotations
@@ -26,10 +26,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stmt.errors import InputError
+from stmt.motion import SkeletonMotion
 from stmt.sequence import MeshSequence
 
 if TYPE_CHECKING:
-    from stmt.io import Frames
+    from stmt.body import Frames
 
 CMU_FPS = 120.0
 
@@ -255,6 +256,9 @@ def find_asf(amc_path: Path) -> Path:
     tried = []
     if "_" in stem:
         tried.append(folder / f"{stem.split('_', 1)[0]}.asf")
+    # HDM05: HDM_mm_<motion>_<nnn>_120.amc goes with HDM_mm.asf (shorter prefixes last).
+    parts = stem.split("_")
+    tried.extend(folder / f"{'_'.join(parts[:k])}.asf" for k in range(len(parts) - 1, 1, -1))
     tried.append(folder / f"{stem}.asf")
     try:
         with amc_path.open(encoding="utf-8", errors="replace") as f:
@@ -291,28 +295,17 @@ def _rotation(values: np.ndarray, axes: str, degrees: bool) -> np.ndarray:
     return euler_matrices(values[:, ::-1], axes[::-1], degrees=degrees)
 
 
-def read_amc(
-    path: str | Path,
-    asf_path: str | Path | None = None,
-    vertex_ids: np.ndarray | None = None,
-    fps: float = CMU_FPS,
-    frames: Frames | None = None,
-) -> MeshSequence:
-    """Read an AMC motion (with its ASF skeleton) and pose the anny body with it.
+def amc_motion(
+    path: str | Path, asf_path: str | Path | None = None, fps: float = CMU_FPS
+) -> SkeletonMotion:
+    """Parse an AMC motion with its ASF skeleton into a :class:`~stmt.motion.SkeletonMotion`
+    (ASF bone names, the ASF's length unit, Y up).
 
     Args:
         path: the ``.amc`` file.
         asf_path: its ``.asf`` skeleton; default: found beside it (module docstring).
-        vertex_ids: (N,) ids into anny's full mesh to pose only those vertices.
-        fps: frames per second (AMC files do not store it; CMU motion is 120).
-        frames: pose only these frames (see :func:`stmt.io.read_sequence`).
-
-    Returns:
-        A :class:`MeshSequence` (format "asf-amc", body "anny"), metres, Z up.
+        fps: frames per second (AMC files do not store it; CMU and HDM05 motion is 120).
     """
-    from stmt.body.anny import Skeleton, bone_labels, pose_from_cmu, rest_mesh
-    from stmt.body.smpl import check_vertex_ids
-
     path = Path(path)
     if not path.is_file():
         raise InputError(path, "no such AMC file")
@@ -325,14 +318,13 @@ def read_amc(
     names = [b for b, _ in order]
     index = {b: i for i, b in enumerate(names)}
     t = next(iter(values.values())).shape[0] if values else 1
-    unit = asf.length_unit
 
     offsets = np.zeros((len(names), 3))
     ends = np.zeros((len(names), 3))
     local = np.broadcast_to(np.eye(3), (t, len(names), 3, 3)).copy()
     for i, (name, parent) in enumerate(order):
         if name == "root":
-            offsets[i] = asf.root_position * unit
+            offsets[i] = asf.root_position
             c = _rotation(asf.root_orientation[None], asf.root_axis_order, asf.degrees)[0]
             rot_cols = [k for k, ch in enumerate(asf.root_order) if ch.startswith("R")]
             if rot_cols and "root" in values:
@@ -343,47 +335,46 @@ def read_amc(
         bone = asf.bones[name]
         if parent != "root":  # a joint sits where its parent bone ends
             up = asf.bones[parent]
-            offsets[i] = up.direction * up.length * unit
+            offsets[i] = up.direction * up.length
         if not asf.children.get(name):
-            ends[i] = bone.direction * bone.length * unit
+            ends[i] = bone.direction * bone.length
         rot_dof = [k for k, d in enumerate(bone.dof) if d.startswith("r")]
         if rot_dof and name in values:
             axes = "".join(bone.dof[k][1].upper() for k in rot_dof)
             c = _rotation(bone.axis[None], bone.axis_order, asf.degrees)[0]
             m = _rotation(values[name][:, rot_dof], axes, asf.degrees)
             local[:, i] = c @ m @ c.T
-    root = np.broadcast_to(asf.root_position * unit, (t, 3)).copy()
+    translations = np.broadcast_to(offsets, (t,) + offsets.shape).copy()
     if "root" in values:
         for k, ch in enumerate(asf.root_order):
             if ch.startswith("T"):
-                root[:, "XYZ".index(ch[1])] = values["root"][:, k] * unit
-    skeleton = Skeleton(
-        names=tuple(ASF_TO_BVH.get(n, n) for n in names),
+                translations[:, 0, "XYZ".index(ch[1])] = values["root"][:, k]
+    return SkeletonMotion(
+        names=tuple(names),
         parents=tuple(-1 if p is None else index[p] for _, p in order),
         offsets=offsets,
         end_offsets=ends,
-        up="y",
-    )
-    rest_vertices, faces = rest_mesh()
-    ids = check_vertex_ids(vertex_ids, len(rest_vertices), path)
-    from stmt.io import fill_frames, select_frames
-
-    sel = select_frames(frames, t, float(fps))
-    if sel is not None:
-        local, root = local[sel], root[sel]
-    vertices, joints = pose_from_cmu(
-        skeleton, local, root, world_up="y", vertex_ids=ids, source=path
-    )
-    vertices, joints = fill_frames(vertices, sel, t), fill_frames(joints, sel, t)
-    return MeshSequence(
-        vertices=vertices,
-        faces=faces,
+        rotations=local,
+        translations=translations,
         fps=float(fps),
-        body="anny",
+        unit=asf.length_unit,
+        up="y",
         source=path,
         format="asf-amc",
-        joints=joints,
-        rest_vertices=rest_vertices,
-        vertex_ids=ids,
-        joint_names=list(bone_labels()),
     )
+
+
+def read_amc(
+    path: str | Path,
+    asf_path: str | Path | None = None,
+    vertex_ids: np.ndarray | None = None,
+    fps: float = CMU_FPS,
+    frames: Frames | None = None,
+    joint_map: dict[str, str] | None = None,
+) -> MeshSequence:
+    """Read an AMC motion (with its ASF skeleton) and pose the anny body with it (the
+    composition :func:`stmt.io.read_sequence` does for ``.amc``)."""
+    from stmt.body import pose_motion
+
+    motion = amc_motion(path, asf_path, fps)
+    return pose_motion(motion, vertex_ids=vertex_ids, frames=frames, joint_map=joint_map)

@@ -1,18 +1,15 @@
-"""BVH motion files (e.g. the CMU mocap conversions), posed on the free anny body.
+"""BVH motion files: parsed into a :class:`~stmt.motion.SkeletonMotion`, never posed here.
 
 A BVH file has a ``HIERARCHY`` (joints with an ``OFFSET`` from their parent and
 ``CHANNELS``) and a ``MOTION`` block (``Frames:``, ``Frame Time:``, then one line of
 channel values per frame). Rotation channels are Euler angles in degrees applied in
 the listed order (``Zrotation Xrotation Yrotation`` gives ``R = Rz @ Rx @ Ry``); the
-rest pose has every joint frame aligned with the world. Position channels count only
-on the root (elsewhere they are ignored: bone lengths stay the skeleton's).
+rest pose has every joint frame aligned with the world. Position channels replace the
+joint's offset on their axes (see :func:`bvh_motion`).
 
-The skeleton's joint names must be the CMU ones anny's ``cmu_mb`` rig carries
-(``Hips``, ``LeftUpLeg``, ``LeftLeg``, ... see :data:`stmt.body.anny.CMU_REQUIRED_JOINTS`).
-Units are detected from the rest skeleton's height (metres, centimetres, millimetres,
-inches, feet, or the CMU ASF unit of 1/0.45 inch used by the CMU BVH conversions); the
-up axis (Y in almost every BVH) from the direction hips -> head. The result is in
-metres, Z up, as every :class:`~stmt.sequence.MeshSequence`.
+Any rig :mod:`stmt.retarget` knows loads as it is (CMU, DAZ and 3ds-Max CMU
+conversions, iClone / Character Creator, Bandai-Namco, Mixamo), or any other with
+``--joint-map``; that module also detects the units and the up axis.
 """
 
 from __future__ import annotations
@@ -24,22 +21,11 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from stmt.errors import InputError
+from stmt.motion import SkeletonMotion
 from stmt.sequence import MeshSequence
 
 if TYPE_CHECKING:
-    from stmt.io import Frames
-
-# Candidate length units (metres per file unit), tried against a human's height.
-UNITS = {
-    "m": 1.0,
-    "cm": 0.01,
-    "mm": 0.001,
-    "inch": 0.0254,
-    "foot": 0.3048,
-    "cmu": 0.0254 / 0.45,  # CMU ASF "length 0.45": one unit = 1/0.45 inch
-}
-_TYPICAL_SPAN_M = 1.6  # rest-pose vertical extent of the joints (incl. end sites), metres
-
+    from stmt.body import Frames
 
 @dataclass
 class BVH:
@@ -303,35 +289,6 @@ def _motion_header(lines: list[str], motion_at: int, path: Path) -> tuple[int, f
 # ---------------------------------------------------------------------------------- reading
 
 
-def detect_unit(span: float) -> tuple[str, float]:
-    """The length unit making a rest skeleton of vertical extent ``span`` human-sized."""
-    if not span > 0:
-        return "m", 1.0
-    name = min(UNITS, key=lambda u: abs(np.log(span * UNITS[u] / _TYPICAL_SPAN_M)))
-    return name, UNITS[name]
-
-
-def skeleton_up_axis(names, positions: np.ndarray, source: Path) -> str:
-    """ "y" or "z": the axis the rest skeleton stands along (from its hips to its head)."""
-    from stmt.body.anny import cmu_bone_map
-
-    bone_map = cmu_bone_map(names)
-    if "Hips" not in bone_map or "Head" not in bone_map:
-        return "y"  # the missing-joints error comes later, with the full list
-    up = (
-        positions[list(names).index(bone_map["Head"])]
-        - positions[list(names).index(bone_map["Hips"])]
-    )
-    axis = int(np.argmax(np.abs(up)))
-    if up[axis] > 0 and axis in (1, 2):
-        return "yz"[axis - 1]
-    raise InputError(
-        source,
-        "the rest pose does not stand upright along +Y or +Z (hips -> head is "
-        f"{np.round(up, 3).tolist()})",
-    )
-
-
 def frame_rate(frame_time: float) -> float:
     """1 / frame_time, snapped to the nearest integer when within 0.05 % of it (files
     store e.g. 0.0083333 for 120 frames/s)."""
@@ -339,67 +296,45 @@ def frame_rate(frame_time: float) -> float:
     return float(round(fps)) if abs(fps - round(fps)) <= 5e-4 * fps else fps
 
 
-def read_bvh(
-    path: str | Path, vertex_ids: np.ndarray | None = None, frames: Frames | None = None
-) -> MeshSequence:
-    """Read a BVH file with a CMU-named skeleton and pose the anny body with it.
+def bvh_motion(path: str | Path) -> SkeletonMotion:
+    """Parse a BVH file into a :class:`~stmt.motion.SkeletonMotion` (file units and axes).
 
-    Args:
-        path: the ``.bvh`` file.
-        vertex_ids: (N,) ids into anny's full mesh to pose only those vertices.
-        frames: pose only these frames (see :func:`stmt.io.read_sequence`).
-
-    Returns:
-        A :class:`MeshSequence` (format "bvh", body "anny"), metres, Z up, with the
-        anny bone heads as ``joints``.
+    A joint with position channels takes them as its local translation on the axes they
+    name (as Blender and MotionBuilder read them: Bandai-Namco files animate every
+    joint's position, the CMU conversions only the root's); other joints keep their
+    ``OFFSET``. Units and the up axis are left to :mod:`stmt.retarget` to detect.
     """
-    from stmt.body.anny import Skeleton, bone_labels, pose_from_cmu, rest_mesh
-    from stmt.body.smpl import check_vertex_ids
-
     path = Path(path)
     bvh = parse_bvh(path)
-    rest = Skeleton(
-        tuple(bvh.names), tuple(bvh.parents), bvh.offsets, bvh.end_offsets
-    ).rest_positions()
-    tips = rest + bvh.end_offsets
-    up = skeleton_up_axis(bvh.names, rest, path)
-    axis = "yz".index(up) + 1
-    span = float(np.ptp(np.concatenate([rest[:, axis], tips[:, axis]])))
-    _, scale = detect_unit(span)
-    skeleton = Skeleton(
+    t = bvh.motion.shape[0]
+    translations = np.broadcast_to(bvh.offsets, (t,) + bvh.offsets.shape).copy()
+    col = 0
+    for j, chans in enumerate(bvh.channels):
+        for i, c in enumerate(chans):
+            if c.lower().endswith("position"):
+                translations[:, j, "xyz".index(c[0].lower())] = bvh.motion[:, col + i]
+        col += len(chans)
+    return SkeletonMotion(
         names=tuple(bvh.names),
         parents=tuple(bvh.parents),
-        offsets=bvh.offsets * scale,
-        end_offsets=bvh.end_offsets * scale,
-        up=up,
-    )
-    rest_vertices, faces = rest_mesh()
-    ids = check_vertex_ids(vertex_ids, len(rest_vertices), path)
-    from stmt.io import fill_frames, select_frames
-
-    rotations, root = bvh.rotations(), bvh.root_positions() * scale
-    total = len(rotations)
-    sel = select_frames(frames, total, frame_rate(bvh.frame_time))
-    if sel is not None:
-        rotations, root = rotations[sel], root[sel]
-    vertices, joints = pose_from_cmu(
-        skeleton,
-        rotations,
-        root,
-        world_up=up,
-        vertex_ids=ids,
-        source=path,
-    )
-    vertices, joints = fill_frames(vertices, sel, total), fill_frames(joints, sel, total)
-    return MeshSequence(
-        vertices=vertices,
-        faces=faces,
+        offsets=bvh.offsets,
+        end_offsets=bvh.end_offsets,
+        rotations=bvh.rotations(),
+        translations=translations,
         fps=frame_rate(bvh.frame_time),
-        body="anny",
         source=path,
         format="bvh",
-        joints=joints,
-        rest_vertices=rest_vertices,
-        vertex_ids=ids,
-        joint_names=list(bone_labels()),
     )
+
+
+def read_bvh(
+    path: str | Path,
+    vertex_ids: np.ndarray | None = None,
+    frames: Frames | None = None,
+    joint_map: dict[str, str] | None = None,
+) -> MeshSequence:
+    """Read a BVH file of any supported rig and pose the anny body with it (the
+    composition :func:`stmt.io.read_sequence` does for ``.bvh``)."""
+    from stmt.body import pose_motion
+
+    return pose_motion(bvh_motion(path), vertex_ids=vertex_ids, frames=frames, joint_map=joint_map)

@@ -1,0 +1,536 @@
+"""Rig retargeting: from a file's skeleton to the body's rig, whatever the rest pose.
+
+Two steps, both here and nowhere else:
+
+1. **Names.** :data:`RIGS` maps the joint names of the rigs found in the wild (CMU
+   BVH, Acclaim ASF as in CMU and HDM05, DAZ-style and 3ds-Max-style CMU conversions,
+   Reallusion iClone / Character Creator, Bandai-Namco, Mixamo) onto one set of
+   canonical joints, named as anny's ``cmu_mb`` bones (``Hips``, ``LeftUpLeg``, ...).
+   :func:`detect_rig` picks the rig from the names; ``--joint-map FILE`` (their name
+   -> ours, YAML or JSON) covers anything else. Twist and share bones, fingers and
+   props map to nothing: they move with their parent.
+
+2. **Rest-pose correction, by geometry.** Rotation channels mean something only
+   relative to the file's own rest pose, and real rigs have every kind (T-pose,
+   A-pose, Bandai's bones along +X with the orientation baked into the motion).
+   So nothing here reads a rotation as if the rest were upright: forward kinematics
+   gives each canonical joint's position in the world (plus ``End Site`` tips), and
+   :func:`bone_rotations` turns those positions into the target rig's bone rotations.
+   Each bone is swung from its parent's pose onto the source bone's direction, then
+   twisted about it so that an anatomical reference (the pelvis / shoulder line for
+   the spine, the knee / elbow bend plane and the foot for limbs) matches; where that
+   reference vanishes (a straight limb) the twist follows the parent. Applied to the
+   target rig's own rest joints it gives the identity, so a source standing in the
+   rig's rest pose poses the rig at rest, and the result does not depend on the
+   source's rest pose. Units (from the leg length) and the up axis (from the torso
+   over the motion) are detected unless the file states them.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from stmt.errors import InputError
+from stmt.motion import SkeletonMotion
+
+# ------------------------------------------------------------------------------ joints
+
+#: Canonical joints a skeleton must have to drive a body.
+REQUIRED = (
+    "Hips", "LeftUpLeg", "LeftLeg", "LeftFoot", "RightUpLeg", "RightLeg", "RightFoot",
+    "LeftArm", "LeftForeArm", "LeftHand", "RightArm", "RightForeArm", "RightHand", "Head",
+)  # fmt: skip
+
+#: Canonical joints used when present (spine, neck, clavicles, toes, hand tips).
+OPTIONAL = (
+    "LHipJoint", "RHipJoint", "LowerBack", "Spine", "Spine1", "Neck", "Neck1",
+    "LeftShoulder", "RightShoulder", "LeftToeBase", "RightToeBase",
+    "LeftFingerBase", "RightFingerBase", "LeftHandFinger1", "RightHandFinger1",
+    "LThumb", "RThumb",
+)  # fmt: skip
+
+CANONICAL = REQUIRED + OPTIONAL
+
+
+def _sided(table: dict[str, str]) -> dict[str, str]:
+    """Expand "{L}"/"{R}"-style patterns: key with ``{s}`` (source side) and value with
+    ``{S}`` (canonical side) for both sides."""
+    out: dict[str, str] = {}
+    for src, dst in table.items():
+        if "{" not in src:
+            out[src] = dst
+            continue
+        for s_short, s_long, s_up, canon, c_short in (
+            ("l", "left", "L", "Left", "L"),
+            ("r", "right", "R", "Right", "R"),
+        ):
+            key = src.format(s=s_short, side=s_long, S=s_up, Side=s_long.title())
+            out[key] = dst.format(Side=canon, C=c_short)
+    return out
+
+
+#: Rig name -> {source joint name: canonical joint}. Names match case-insensitively,
+#: after dropping a namespace prefix ("mixamorig:Hips" -> "Hips").
+RIGS: dict[str, dict[str, str]] = {
+    # CMU BVH conversions (cgspeed) and anny's own cmu_mb names.
+    "cmu": _sided({
+        "Hips": "Hips", "{S}HipJoint": "{C}HipJoint", "{Side}UpLeg": "{Side}UpLeg",
+        "{Side}Leg": "{Side}Leg", "{Side}Foot": "{Side}Foot", "{Side}ToeBase": "{Side}ToeBase",
+        "LowerBack": "LowerBack", "Spine": "Spine", "Spine1": "Spine1", "Neck": "Neck",
+        "Neck1": "Neck1", "Head": "Head", "{Side}Shoulder": "{Side}Shoulder",
+        "{Side}Arm": "{Side}Arm", "{Side}ForeArm": "{Side}ForeArm", "{Side}Hand": "{Side}Hand",
+        "{Side}FingerBase": "{Side}FingerBase", "{Side}HandIndex1": "{Side}HandFinger1",
+        "{Side}HandFinger1": "{Side}HandFinger1", "{S}Thumb": "{C}Thumb",
+    }),
+    # Acclaim ASF bone names (CMU database, HDM05); a joint sits at the start of its bone.
+    "acclaim": _sided({
+        "root": "Hips", "{s}hipjoint": "{C}HipJoint", "{s}femur": "{Side}UpLeg",
+        "{s}tibia": "{Side}Leg", "{s}foot": "{Side}Foot", "{s}toes": "{Side}ToeBase",
+        "lowerback": "LowerBack", "upperback": "Spine", "thorax": "Spine1",
+        "lowerneck": "Neck", "upperneck": "Neck1", "head": "Head",
+        "{s}clavicle": "{Side}Shoulder", "{s}humerus": "{Side}Arm",
+        "{s}radius": "{Side}ForeArm", "{s}wrist": "{Side}Hand", "{s}hand": "{Side}FingerBase",
+        "{s}fingers": "{Side}HandFinger1", "{s}thumb": "{C}Thumb",
+    }),
+    # CMU conversions with DAZ / Poser names.
+    "daz": _sided({
+        "hip": "Hips", "abdomen": "LowerBack", "chest": "Spine1", "neck": "Neck",
+        "head": "Head", "{s}Buttock": "{C}HipJoint", "{s}Thigh": "{Side}UpLeg",
+        "{s}Shin": "{Side}Leg", "{s}Foot": "{Side}Foot", "{s}Toe": "{Side}ToeBase",
+        "{s}Collar": "{Side}Shoulder", "{s}Shldr": "{Side}Arm", "{s}ForeArm": "{Side}ForeArm",
+        "{s}Hand": "{Side}Hand",
+    }),
+    # CMU conversions with 3ds Max biped-style names: here LeftShoulder is the upper arm.
+    "3dsmax": _sided({
+        "Hips": "Hips", "{S}HipJoint": "{C}HipJoint", "{Side}Hip": "{Side}UpLeg",
+        "{Side}Knee": "{Side}Leg", "{Side}Ankle": "{Side}Foot", "{Side}Toe": "{Side}ToeBase",
+        "lowerback": "LowerBack", "Chest": "Spine", "Chest2": "Spine1", "lowerneck": "Neck",
+        "Neck": "Neck1", "Head": "Head", "{Side}Collar": "{Side}Shoulder",
+        "{Side}Shoulder": "{Side}Arm", "{Side}Elbow": "{Side}ForeArm",
+        "{Side}Wrist": "{Side}Hand",
+    }),
+    # Reallusion iClone / Character Creator (twist and share bones map to nothing).
+    "iclone": _sided({
+        "CC_Base_Hip": "Hips", "CC_Base_Waist": "LowerBack", "CC_Base_Spine01": "Spine",
+        "CC_Base_Spine02": "Spine1", "CC_Base_NeckTwist01": "Neck",
+        "CC_Base_NeckTwist02": "Neck1", "CC_Base_Head": "Head",
+        "CC_Base_{S}_Thigh": "{Side}UpLeg", "CC_Base_{S}_Calf": "{Side}Leg",
+        "CC_Base_{S}_Foot": "{Side}Foot", "CC_Base_{S}_ToeBase": "{Side}ToeBase",
+        "CC_Base_{S}_Clavicle": "{Side}Shoulder", "CC_Base_{S}_Upperarm": "{Side}Arm",
+        "CC_Base_{S}_Forearm": "{Side}ForeArm", "CC_Base_{S}_Hand": "{Side}Hand",
+        "CC_Base_{S}_Mid1": "{Side}HandFinger1",
+    }),
+    # Bandai-Namco Research Motion Dataset (bones along +X in the rest pose).
+    "bandai": _sided({
+        "Hips": "Hips", "Spine": "Spine", "Chest": "Spine1", "Neck": "Neck", "Head": "Head",
+        "UpperLeg_{S}": "{Side}UpLeg", "LowerLeg_{S}": "{Side}Leg", "Foot_{S}": "{Side}Foot",
+        "Toes_{S}": "{Side}ToeBase", "Shoulder_{S}": "{Side}Shoulder",
+        "UpperArm_{S}": "{Side}Arm", "LowerArm_{S}": "{Side}ForeArm", "Hand_{S}": "{Side}Hand",
+    }),
+    # SMPL's 22 body joints (AMASS parameters posed on another body).
+    "smpl": _sided({
+        "pelvis": "Hips", "{side}_hip": "{Side}UpLeg", "{side}_knee": "{Side}Leg",
+        "{side}_ankle": "{Side}Foot", "{side}_foot": "{Side}ToeBase", "spine1": "LowerBack",
+        "spine2": "Spine", "spine3": "Spine1", "neck": "Neck", "head": "Head",
+        "{side}_collar": "{Side}Shoulder", "{side}_shoulder": "{Side}Arm",
+        "{side}_elbow": "{Side}ForeArm", "{side}_wrist": "{Side}Hand",
+    }),
+    # Mixamo (names carry a "mixamorig:" namespace, dropped before matching).
+    "mixamo": _sided({
+        "Hips": "Hips", "Spine": "LowerBack", "Spine1": "Spine", "Spine2": "Spine1",
+        "Neck": "Neck", "Head": "Head", "{Side}UpLeg": "{Side}UpLeg", "{Side}Leg": "{Side}Leg",
+        "{Side}Foot": "{Side}Foot", "{Side}ToeBase": "{Side}ToeBase",
+        "{Side}Shoulder": "{Side}Shoulder", "{Side}Arm": "{Side}Arm",
+        "{Side}ForeArm": "{Side}ForeArm", "{Side}Hand": "{Side}Hand",
+        "{Side}HandMiddle1": "{Side}HandFinger1",
+    }),
+}  # fmt: skip
+
+RIG_NOTES = {
+    "cmu": "CMU BVH names",
+    "acclaim": "Acclaim ASF bones (CMU, HDM05)",
+    "daz": "DAZ-style CMU BVH",
+    "3dsmax": "3ds-Max-style CMU BVH",
+    "iclone": "Reallusion iClone / Character Creator",
+    "bandai": "Bandai-Namco",
+    "mixamo": "Mixamo",
+    "smpl": "SMPL body joints",
+    "joint-map": "the --joint-map file",
+}
+
+
+def _key(name: str) -> str:
+    return name.rsplit(":", 1)[-1].strip().lower()
+
+
+@dataclass(frozen=True)
+class RigMatch:
+    """A skeleton's joints matched to the canonical joints."""
+
+    rig: str  # a key of RIGS, or "joint-map"
+    joints: dict[str, int]  # canonical name -> source joint index
+
+    def describe(self) -> str:
+        return f"{self.rig} ({RIG_NOTES.get(self.rig, self.rig)}; {len(self.joints)} joints mapped)"
+
+
+def _match(names: tuple[str, ...], table: dict[str, str]) -> dict[str, int]:
+    lowered = {_key(k): v for k, v in table.items()}
+    out: dict[str, int] = {}
+    for i, name in enumerate(names):
+        canon = lowered.get(_key(name))
+        if canon is not None and canon not in out:
+            out[canon] = i
+    return out
+
+
+def load_joint_map(path: str | Path) -> dict[str, str]:
+    """A ``--joint-map`` file: a YAML or JSON mapping {their joint name: canonical name}."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as e:
+        raise InputError(path, f"cannot read the joint map ({e.strerror})") from None
+    try:
+        if path.suffix.lower() == ".json":
+            data = json.loads(text)
+        else:
+            import yaml
+
+            data = yaml.safe_load(text)
+    except Exception as e:  # noqa: BLE001 - any parse error is the user's file
+        first = str(e).splitlines()[0] if str(e) else type(e).__name__
+        raise InputError(path, f"not a YAML/JSON joint map: {first}") from None
+    if not isinstance(data, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in data.items()
+    ):
+        raise InputError(path, "expected a mapping of joint names, {their name: our name}")
+    bad = sorted(v for v in data.values() if v not in CANONICAL)
+    if bad:
+        raise InputError(
+            path, f"unknown target joint(s) {', '.join(bad)}; ours are: {', '.join(CANONICAL)}"
+        )
+    return data
+
+
+def detect_rig(
+    names: tuple[str, ...] | list[str],
+    joint_map: dict[str, str] | None = None,
+    source: Path | None = None,
+) -> RigMatch:
+    """Match a skeleton's joint names to the canonical joints.
+
+    With ``joint_map`` that mapping is used (on top of nothing else). Otherwise every
+    rig of :data:`RIGS` is tried; the one that maps all :data:`REQUIRED` joints and the
+    most joints overall wins.
+
+    Raises:
+        InputError: no rig maps every required joint; the message lists the joints
+            needed and names ``--joint-map``.
+    """
+    names = tuple(names)
+    if joint_map is not None:
+        found = _match(names, joint_map)
+        missing = [j for j in REQUIRED if j not in found]
+        if missing:
+            raise InputError(
+                source,
+                f"the --joint-map leaves required joints unmapped: {', '.join(missing)} "
+                f"(the file's joints: {', '.join(names[:40])}{' ...' if len(names) > 40 else ''})",
+            )
+        return RigMatch("joint-map", found)
+    best: tuple[int, str, dict[str, int]] | None = None
+    for rig, table in RIGS.items():
+        found = _match(names, table)
+        if all(j in found for j in REQUIRED) and (best is None or len(found) > best[0]):
+            best = (len(found), rig, found)
+    if best is None:
+        shown = ", ".join(names[:25]) + (" ..." if len(names) > 25 else "")
+        raise InputError(
+            source,
+            f"unknown rig: cannot map its joints ({shown}) to the body's; pass --joint-map FILE "
+            f"(YAML/JSON, their name -> ours) covering at least {', '.join(REQUIRED)}",
+        )
+    return RigMatch(best[1], best[2])
+
+
+# ------------------------------------------------------------------ positions, units, up
+
+# Candidate length units (metres per file unit).
+UNITS = {
+    "m": 1.0,
+    "cm": 0.01,
+    "mm": 0.001,
+    "inch": 0.0254,
+    "foot": 0.3048,
+    "cmu": 0.0254 / 0.45,  # CMU ASF "length 0.45": one unit = 1/0.45 inch
+}
+_TYPICAL_LEG_M = 0.85  # hip -> knee -> ankle of an adult
+
+
+def _leg_length(pos: np.ndarray, joints: dict[str, int]) -> float:
+    """Median over frames of the mean hip->knee->ankle length of both legs, file units."""
+    total = []
+    for side in ("Left", "Right"):
+        a, b, c = (pos[:, joints[f"{side}{n}"]] for n in ("UpLeg", "Leg", "Foot"))
+        total.append(np.linalg.norm(b - a, axis=-1) + np.linalg.norm(c - b, axis=-1))
+    return float(np.median(0.5 * (total[0] + total[1])))
+
+
+def detect_unit(leg: float) -> tuple[str, float]:
+    """The unit making a leg of length ``leg`` (file units) human-sized."""
+    if not (np.isfinite(leg) and leg > 0):
+        return "m", 1.0
+    name = min(UNITS, key=lambda u: abs(np.log(leg * UNITS[u] / _TYPICAL_LEG_M)))
+    return name, UNITS[name]
+
+
+_AXES = {"x": 0, "y": 1, "z": 2}
+
+
+def world_to_z_up(up: str) -> np.ndarray:
+    """(3, 3) rotation taking a world whose up axis is ``up`` ("y", "-z", ...) to Z up."""
+    sign = -1.0 if up.startswith("-") else 1.0
+    axis = np.zeros(3)
+    axis[_AXES[up[-1]]] = sign
+    return _swing(axis[None], np.array([[0.0, 0.0, 1.0]]))[0]
+
+
+def detect_up(pos: np.ndarray, joints: dict[str, int]) -> str:
+    """The world axis the body stands along, from the hips -> shoulders vector over the
+    motion ("y" when the body is never upright enough to tell)."""
+    hips = 0.5 * (pos[:, joints["LeftUpLeg"]] + pos[:, joints["RightUpLeg"]])
+    top = 0.5 * (pos[:, joints["LeftArm"]] + pos[:, joints["RightArm"]])
+    torso = _unit(top - hips).mean(axis=0)
+    axis = int(np.argmax(np.abs(torso)))
+    if abs(torso[axis]) < 0.5:
+        return "y"
+    return ("-" if torso[axis] < 0 else "") + "xyz"[axis]
+
+
+@dataclass
+class CanonicalMotion:
+    """Canonical joint positions in metres, Z up: what :func:`bone_rotations` needs."""
+
+    positions: dict[str, np.ndarray]  # canonical name (or "<name>_end") -> (T, 3)
+    rig: RigMatch
+    unit: str
+    up: str
+
+
+def canonical_motion(
+    motion: SkeletonMotion, joint_map: dict[str, str] | None = None
+) -> CanonicalMotion:
+    """Forward kinematics of ``motion`` -> canonical joint (and tip) positions, metres, Z up."""
+    match = detect_rig(motion.names, joint_map, motion.source)
+    pos, glob = motion.forward_kinematics()  # (T, J, 3), (T, J, 3, 3), file units and axes
+    if motion.unit is not None:
+        unit_name, scale = "stated", float(motion.unit)
+    else:
+        unit_name, scale = detect_unit(_leg_length(pos, match.joints))
+    up = motion.up or detect_up(pos, match.joints)
+    world = world_to_z_up(up)
+    out: dict[str, np.ndarray] = {}
+    for canon, j in match.joints.items():
+        out[canon] = pos[:, j] @ world.T * scale
+        end = motion.end_offsets[j]
+        if np.linalg.norm(end) > 0:
+            tip = pos[:, j] + np.einsum("tij,j->ti", glob[:, j], end)
+            out[f"{canon}_end"] = tip @ world.T * scale
+    if not all(np.isfinite(v).all() for v in out.values()):
+        raise InputError(motion.source, "the skeleton's joint positions contain NaN or Inf")
+    return CanonicalMotion(out, match, unit_name, up)
+
+
+# ---------------------------------------------------------------------- rotation helpers
+
+
+def _unit(v: np.ndarray) -> np.ndarray:
+    n = np.linalg.norm(v, axis=-1, keepdims=True)
+    return v / np.maximum(n, 1e-12)
+
+
+def _rodrigues(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
+    """(..., 3) unit axes, (...) angles -> (..., 3, 3)."""
+    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
+    zero = np.zeros_like(x)
+    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(axis.shape[:-1] + (3, 3))
+    s, c = np.sin(angle)[..., None, None], np.cos(angle)[..., None, None]
+    return np.eye(3) + s * k + (1.0 - c) * (k @ k)
+
+
+def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """(T, 3) unit directions -> (T, 3, 3) rotations of smallest angle taking a onto b."""
+    axis = np.cross(a, b)
+    s = np.linalg.norm(axis, axis=-1)
+    c = np.einsum("ti,ti->t", a, b)
+    angle = np.arctan2(s, c)
+    # Opposite directions: a half turn about any axis perpendicular to a.
+    helper = np.where(np.abs(a[:, :1]) < 0.9, [[1.0, 0.0, 0.0]], [[0.0, 1.0, 0.0]])
+    perp = _unit(np.cross(a, helper))
+    axis = np.where((s > 1e-9)[:, None], axis / np.maximum(s, 1e-12)[:, None], perp)
+    angle = np.where((s > 1e-9) | (c < 0), angle, 0.0)
+    return _rodrigues(axis, angle)
+
+
+def _perp(v: np.ndarray, d: np.ndarray) -> np.ndarray:
+    """Component of ``v`` perpendicular to the unit direction ``d`` (both (T, 3))."""
+    return v - np.einsum("ti,ti->t", v, d)[:, None] * d
+
+
+# ------------------------------------------------------------------------ the bone solver
+
+# Target bone -> (tip candidates, twist reference, the reference in the rig's rest).
+# Tips are canonical joints ("X_end": the tip of X). A bone whose head or every tip is
+# missing in the source moves rigidly with its parent.
+_SPINE = ("Spine", "Spine1", "Neck", "Neck1", "Head")
+BONES: dict[str, tuple[tuple[str, ...], str]] = {
+    "LowerBack": (_SPINE, "left_pelvis"),
+    "Spine": (_SPINE[1:], "left_mid"),
+    "Spine1": (_SPINE[2:], "left_shoulders"),
+    "Neck": (_SPINE[3:], "left_shoulders"),
+    "Neck1": (_SPINE[4:], "left_shoulders"),
+    "Head": (("Head_end",), "left_shoulders"),
+    **{
+        f"{s}Shoulder": ((f"{s}Arm",), "torso_up") for s in ("Left", "Right")
+    },
+    **{f"{s}Arm": ((f"{s}ForeArm",), f"{s}:upper_arm") for s in ("Left", "Right")},
+    **{f"{s}ForeArm": ((f"{s}Hand",), f"{s}:forearm") for s in ("Left", "Right")},
+    **{
+        f"{s}Hand": ((f"{s}FingerBase", f"{s}HandFinger1", f"{s}Hand_end"), "none")
+        for s in ("Left", "Right")
+    },
+    **{f"{s}UpLeg": ((f"{s}Leg",), f"{s}:thigh") for s in ("Left", "Right")},
+    **{f"{s}Leg": ((f"{s}Foot",), f"{s}:shin") for s in ("Left", "Right")},
+    **{f"{s}Foot": ((f"{s}ToeBase", f"{s}Foot_end"), f"{s}:foot") for s in ("Left", "Right")},
+    **{f"{s}ToeBase": ((f"{s}ToeBase_end",), "none") for s in ("Left", "Right")},
+}
+
+_TWIST_FULL = 0.3  # |reference ⟂ bone| at and above which the twist follows it fully
+
+
+def _reference(rule: str, p: dict[str, np.ndarray], d: np.ndarray) -> np.ndarray | None:
+    """(T, 3) twist reference of a bone with direction ``d`` (unnormalised: its length
+    ⟂ ``d`` says how well defined the twist is), or None for "follow the parent".
+
+    Each reference names one anatomical direction so that source and rig agree:
+    left for the spine, up for the clavicles, anterior for the limbs, dorsal for the foot.
+    """
+    if rule == "none":
+        return None
+    left_pelvis = p["LeftUpLeg"] - p["RightUpLeg"]
+    left_shoulders = p["LeftArm"] - p["RightArm"]
+    if rule == "left_pelvis":
+        return _perp(_unit(left_pelvis), d)
+    if rule == "left_shoulders":
+        return _perp(_unit(left_shoulders), d)
+    if rule == "left_mid":
+        return _perp(_unit(_unit(left_pelvis) + _unit(left_shoulders)), d)
+    if rule == "torso_up":
+        hips = 0.5 * (p["LeftUpLeg"] + p["RightUpLeg"])
+        return _perp(_unit(0.5 * (p["LeftArm"] + p["RightArm"]) - hips), d)
+    side, part = rule.split(":")
+    if part in ("upper_arm", "forearm"):
+        upper = _unit(p[f"{side}ForeArm"] - p[f"{side}Arm"])
+        fore = _unit(p[f"{side}Hand"] - p[f"{side}ForeArm"])
+        # The elbow flexes anteriorly: the forearm leaves the upper arm towards the front
+        # of the upper arm, and the upper arm leaves the forearm towards its back.
+        return _perp(fore, d) if part == "upper_arm" else -_perp(upper, d)
+    thigh = _unit(p[f"{side}Leg"] - p[f"{side}UpLeg"])
+    shin = _unit(p[f"{side}Foot"] - p[f"{side}Leg"])
+    toe = p.get(f"{side}ToeBase", p.get(f"{side}Foot_end"))
+    foot = None if toe is None else _unit(toe - p[f"{side}Foot"])
+    if part == "foot":
+        return _perp(-shin, d)  # the top of the foot faces the shin
+    # The knee flexes posteriorly: the shin leaves the thigh towards its back, the thigh
+    # leaves the shin towards its front; the toes point to the front of both.
+    ref = -_perp(shin, d) if part == "thigh" else _perp(thigh, d)
+    return ref if foot is None else ref + _perp(foot, d)
+
+
+def _rest_positions(heads: np.ndarray, tails: np.ndarray, labels: tuple[str, ...]):
+    """The rig's rest joints under canonical names (bone heads; "X_end" = X's tail)."""
+    out = {name: heads[i][None].astype(np.float64) for i, name in enumerate(labels)}
+    out.update({f"{name}_end": tails[i][None].astype(np.float64) for i, name in enumerate(labels)})
+    return out
+
+
+def bone_rotations(
+    positions: dict[str, np.ndarray],
+    labels: tuple[str, ...],
+    parents: tuple[int, ...],
+    heads: np.ndarray,
+    tails: np.ndarray,
+) -> np.ndarray:
+    """Global rotation of each bone of a rig (names = canonical joints) that poses it
+    like the canonical joint ``positions``.
+
+    Args:
+        positions: canonical joint name -> (T, 3) position, metres, Z up (as from
+            :func:`canonical_motion`); must hold :data:`REQUIRED`.
+        labels, parents: the rig's bones (canonical names) and parent indices.
+        heads, tails: (B, 3) the rig's rest bone heads and tails, same frame (Z up).
+
+    Returns:
+        (T, B, 3, 3) float64 rotation of each bone about its head, relative to the rig's
+        rest pose (the identity when ``positions`` are the rig's rest joints).
+    """
+    rest = _rest_positions(heads, tails, labels)
+    t = next(iter(positions.values())).shape[0]
+    rot = np.empty((t, len(labels), 3, 3))
+
+    # The pelvis: a full frame from the hip line and the torso.
+    def pelvis_frame(p: dict[str, np.ndarray]) -> np.ndarray:
+        left = _unit(p["LeftUpLeg"] - p["RightUpLeg"])
+        up = 0.5 * (p["LeftArm"] + p["RightArm"]) - 0.5 * (p["LeftUpLeg"] + p["RightUpLeg"])
+        up = _unit(_perp(up, left))
+        return np.stack([left, up, np.cross(left, up)], axis=-1)  # (T, 3, 3) columns
+
+    root = pelvis_frame(positions) @ pelvis_frame(rest)[0].T  # (T, 3, 3)
+    for b, label in enumerate(labels):
+        parent = parents[b]
+        if parent < 0:
+            rot[:, b] = root
+            continue
+        spec = BONES.get(label)
+        tip = None
+        if spec is not None and label in positions:
+            tip = next((k for k in spec[0] if k in positions and k in rest), None)
+        if tip is None:  # not driven by the source: rigid with the parent
+            rot[:, b] = rot[:, parent]
+            continue
+        d = _unit(positions[tip] - positions[label])  # (T, 3) source bone direction
+        a = _unit(rest[tip] - rest[label])[0]  # (3,) rig rest bone direction
+        parent_rot = rot[:, parent]
+        swung = _swing(parent_rot @ a, d) @ parent_rot  # (T, 3, 3)
+        ref = _reference(spec[1], positions, d)
+        if ref is not None:
+            ref_rest = _reference(spec[1], rest, a[None])[0]  # (3,) in the rig's rest
+            now = _perp(np.einsum("tij,j->ti", swung, _unit(ref_rest)), d)
+            angle = np.arctan2(
+                np.einsum("ti,ti->t", d, np.cross(now, ref)), np.einsum("ti,ti->t", now, ref)
+            )
+            weight = np.clip(np.linalg.norm(ref, axis=-1) / _TWIST_FULL, 0.0, 1.0)
+            weight *= min(1.0, float(np.linalg.norm(ref_rest)) / _TWIST_FULL)
+            swung = _rodrigues(d, weight * angle) @ swung
+        rot[:, b] = swung
+    return rot
+
+
+def hip_scale(positions: dict[str, np.ndarray], heads: np.ndarray, labels: tuple[str, ...]):
+    """(mid-hip (T, 3) of the source, rig leg length / source leg length)."""
+    mid = 0.5 * (positions["LeftUpLeg"] + positions["RightUpLeg"])
+    rest = {n: heads[i] for i, n in enumerate(labels)}
+
+    def leg(p, side):
+        return np.linalg.norm(p[f"{side}Leg"] - p[f"{side}UpLeg"], axis=-1) + np.linalg.norm(
+            p[f"{side}Foot"] - p[f"{side}Leg"], axis=-1
+        )
+
+    src = float(np.median(leg(positions, "Left") + leg(positions, "Right")))
+    rig = float(leg(rest, "Left") + leg(rest, "Right"))
+    return mid, rig / max(src, 1e-9)

@@ -329,7 +329,8 @@ def canonical_motion(
     match = detect_rig(motion.names, joint_map, motion.source)
     pos, glob = motion.forward_kinematics()  # (T, J, 3), (T, J, 3, 3), file units and axes
     if motion.unit is not None:
-        unit_name, scale = "stated", float(motion.unit)
+        scale = float(motion.unit)
+        unit_name = f"{scale:.4g} m (stated)"
     else:
         unit_name, scale = detect_unit(_leg_length(pos, match.joints))
     up = motion.up or detect_up(pos, match.joints)

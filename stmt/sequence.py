@@ -38,6 +38,8 @@ class MeshSequence:
             topology gets the same vertex subset.
         vertex_ids: (N,) int64 ids into the full mesh when only a subset was posed.
         joint_names: names of ``joints``' rows, when known.
+        rig: for skeleton files, the rig :mod:`stmt.retarget` detected (with the unit
+            and up axis), e.g. "bandai (Bandai-Namco; 21 joints mapped), unit cm, up y".
     """
 
     vertices: np.ndarray
@@ -50,6 +52,7 @@ class MeshSequence:
     rest_vertices: np.ndarray | None = None
     vertex_ids: np.ndarray | None = None
     joint_names: list[str] | None = field(default=None)
+    rig: str | None = None
 
     def __post_init__(self) -> None:
         self.source = Path(self.source)

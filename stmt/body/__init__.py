@@ -102,15 +102,17 @@ def pose_motion(
 
 
 def _pose_skeleton(motion, vertex_ids, frames, joint_map):
-    from stmt.body.anny import bone_labels, pose_skeleton, rest_mesh
+    from stmt.body.anny import bone_labels, pose_positions, rest_mesh
     from stmt.body.smpl import check_vertex_ids
+    from stmt.retarget import canonical_motion
     from stmt.sequence import MeshSequence
 
     rest_vertices, faces = rest_mesh()
     ids = check_vertex_ids(vertex_ids, len(rest_vertices), motion.source)
     total = motion.num_frames
     sel = select_frames(frames, total, motion.fps)
-    vertices, joints = pose_skeleton(motion.take(sel), ids, joint_map)
+    canonical = canonical_motion(motion.take(sel), joint_map)
+    vertices, joints = pose_positions(canonical.positions, ids)
     return MeshSequence(
         vertices=fill_frames(vertices, sel, total),
         faces=faces,
@@ -122,4 +124,5 @@ def _pose_skeleton(motion, vertex_ids, frames, joint_map):
         rest_vertices=rest_vertices,
         vertex_ids=ids,
         joint_names=list(bone_labels()),
+        rig=f"{canonical.rig.describe()}, unit {canonical.unit}, up {canonical.up}",
     )

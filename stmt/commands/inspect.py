@@ -24,6 +24,25 @@ def add_body_arguments(p: argparse.ArgumentParser) -> None:
         help="folder with SMPL-family model files (smplh/SMPLH_MALE.npz or "
         "smplh/male/model.npz layouts); default: $STMT_BODY_MODELS",
     )
+    p.add_argument(
+        "--joint-map",
+        type=Path,
+        default=None,
+        metavar="FILE",
+        help="YAML or JSON {their joint name: ours} for a BVH/ASF rig stmt does not "
+        "recognise (ours: anny's CMU names, Hips, LeftUpLeg, LeftLeg, LeftFoot, ...; "
+        "see stmt.retarget.CANONICAL)",
+    )
+
+
+def joint_map_of(args: argparse.Namespace) -> dict[str, str] | None:
+    """The ``--joint-map`` file's mapping, or None (InputError for a bad file)."""
+    path = getattr(args, "joint_map", None)
+    if path is None:
+        return None
+    from stmt.retarget import load_joint_map
+
+    return load_joint_map(path)
 
 
 def add_files_argument(p: argparse.ArgumentParser) -> None:
@@ -50,10 +69,17 @@ def main(args: argparse.Namespace) -> int:
     from stmt.errors import InputError
     from stmt.io import read_sequence
 
+    try:
+        joint_map = joint_map_of(args)
+    except InputError as err:
+        print(f"stmt: error: {err}", file=sys.stderr)
+        return 2
     failed = 0
     for i, path in enumerate(args.files):
         try:
-            seq = read_sequence(path, body=args.body, body_models=args.body_models)
+            seq = read_sequence(
+                path, body=args.body, body_models=args.body_models, joint_map=joint_map
+            )
         except InputError as err:
             print(f"stmt: error: {err}", file=sys.stderr)
             failed += 1
@@ -76,6 +102,8 @@ def _describe(seq, as_json: bool) -> None:
         "joints": 0 if seq.joints is None else int(seq.joints.shape[1]),
         "body": seq.body,
     }
+    if seq.rig is not None:
+        info["rig"] = seq.rig
     lo, hi = seq.vertices.min(axis=(0, 1)), seq.vertices.max(axis=(0, 1))
     info["extent_m"] = [round(float(x), 3) for x in (hi - lo)]
     if as_json:

@@ -29,8 +29,9 @@ from stmt.model.stmt import STMT, build_model
 PRETRAINED_PREFIX = "model.encoder."
 
 
-def load_pretrained_encoder(model: STMT, path: str | Path) -> None:
-    """Load an STMTPretrainer checkpoint's encoder into ``model``, strictly.
+def load_pretrained_encoder(model: STMT, path: str | Path) -> int:
+    """Load an STMTPretrainer checkpoint's encoder into ``model``, strictly; returns
+    the number of tensors loaded.
 
     The only keys allowed to be missing are those of the classification head
     (``head.*``), which pretraining does not have; any other missing key, any
@@ -66,6 +67,7 @@ def load_pretrained_encoder(model: STMT, path: str | Path) -> None:
             f"wrong shape {len(wrong_shape)} ({few(wrong_shape)})",
         )
     model.load_state_dict(encoder, strict=False)  # exactly the head is left as initialised
+    return len(encoder)
 
 
 class STMTClassifier(pl.LightningModule):
@@ -151,7 +153,13 @@ class STMTClassifier(pl.LightningModule):
     def setup(self, stage: str) -> None:
         copy_geodesic(self)
         if stage == "fit" and self.hparams.pretrained:
-            load_pretrained_encoder(self.model, self.hparams.pretrained)
+            n = load_pretrained_encoder(self.model, self.hparams.pretrained)
+            if self._trainer is None or self._trainer.is_global_zero:
+                print(
+                    f"loaded pretrained encoder from {self.hparams.pretrained} "
+                    f"({n} tensors; the classification head starts new)",
+                    flush=True,
+                )
 
     def configure_optimizers(self):
         hp = self.hparams
@@ -206,7 +214,9 @@ class STMTClassifier(pl.LightningModule):
         self.test_confmat.reset()
         if self.trainer.is_global_zero:
             out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
-            save_confusion_matrix(matrix, self.hparams.class_names, out_dir)
+            # kept for the end-of-test summary (stmt.engine.reports.summary_after_test)
+            self.last_test_confusion = matrix.numpy()
+            self.last_test_files = save_confusion_matrix(matrix, self.hparams.class_names, out_dir)
 
 
 def save_confusion_matrix(

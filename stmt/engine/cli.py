@@ -30,6 +30,8 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
     import pytorch_lightning as pl
     from pytorch_lightning.cli import LightningCLI
 
+    from stmt.engine import reports
+
     # stmt hands LightningCLI its own argv explicitly; that is not a mistake here
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 
@@ -43,6 +45,19 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
                     f"data.{name}", f"model.init_args.{name}", apply_on="instantiate"
                 )
 
+        # what each run leaves behind, printed at its end (stmt.engine.reports)
+        def after_fit(self) -> None:
+            _print_lines(self.trainer, reports.summary_after_fit(self.trainer))
+
+        def after_test(self) -> None:
+            _print_lines(self.trainer, reports.summary_after_test(self.trainer, self.model))
+
+        def after_predict(self) -> None:
+            paths = save_predictions(self.trainer, self.model, self.datamodule)
+            if paths:
+                lines = [f"{'predictions:':<28} {reports.shown(p)}" for p in paths]
+                _print_lines(self.trainer, lines)
+
     return STMTCLI(
         pl.LightningModule,
         datamodule_class,
@@ -51,6 +66,43 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
         run=run,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": "stmt", "exit_on_error": False},
+    )
+
+
+def _print_lines(trainer, lines: list[str]) -> None:
+    if lines and trainer.is_global_zero:
+        print("\n".join(lines), flush=True)
+
+
+def save_predictions(trainer, model, datamodule) -> tuple:
+    """Write the predict loop's outputs as predictions.csv / .json in the log folder.
+
+    Expects ``predict_step`` to return ``{"probs": (B, C), "label": (B,)?}`` per batch
+    (as :class:`~stmt.engine.classifier.STMTClassifier` does); returns the two paths,
+    or ``()`` when there is nothing to write (another module, no predictions).
+    With several devices, each process writes the samples it saw (rank 0 only here).
+    """
+    import numpy as np
+
+    from stmt.engine import reports
+
+    outputs = getattr(trainer.predict_loop, "predictions", None) or []
+    if outputs and isinstance(outputs[0], list):  # several dataloaders: the first
+        outputs = outputs[0]
+    batches = [o for o in outputs if isinstance(o, dict) and "probs" in o]
+    if not batches or not trainer.is_global_zero:
+        return ()
+    probs = np.concatenate([b["probs"].float().cpu().numpy() for b in batches])  # (M, C)
+    labels = None
+    if all("label" in b for b in batches):
+        labels = np.concatenate([b["label"].cpu().numpy() for b in batches])
+    names = list(getattr(model.hparams, "class_names", []) or [])
+    names = names if len(names) == probs.shape[1] else [str(i) for i in range(probs.shape[1])]
+    samples = reports.sample_descriptions(datamodule, "predict", len(probs))
+    out_dir = trainer.log_dir or trainer.default_root_dir
+    ckpt = trainer.ckpt_path
+    return reports.write_predictions(
+        out_dir, names, probs, labels, samples, checkpoint=None if ckpt is None else str(ckpt)
     )
 
 

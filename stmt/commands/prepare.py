@@ -16,7 +16,7 @@ from pathlib import Path
 
 from stmt.commands.inspect import add_body_arguments
 
-DATASETS = ("synthetic", "babel60", "babel120", "kit")
+DATASETS = ("synthetic", "babel60", "babel120", "kit", "realmix")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -26,7 +26,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=Path,
         required=True,
         metavar="DIR",
-        help="AMASS root (the folder holding CMU/, KIT/, ...) or the `stmt synth` output",
+        help="AMASS root (the folder holding CMU/, KIT/, ...), the `stmt synth` output, or "
+        "for realmix a folder holding the Bandai-Namco and/or HDM05 clones",
+    )
+    p.add_argument(
+        "--synthetic",
+        type=Path,
+        default=None,
+        metavar="DIR",
+        help="realmix only: `stmt synth` output whose stand, t pose, jump, sit, stand up and "
+        "punch clips are mixed in",
     )
     p.add_argument(
         "--annotations",
@@ -52,6 +61,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--strict", action="store_true", help="stop at the first file that fails (exit 2)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument(
+        "--list-only",
+        action="store_true",
+        help="list the files and samples (realmix: its counts table), pose and write nothing",
+    )
 
 
 def main(args: argparse.Namespace) -> int:
@@ -74,6 +88,8 @@ def main(args: argparse.Namespace) -> int:
         strict=args.strict,
         chunk_s=args.chunk_s,
         progress=not args.quiet,
+        synthetic=args.synthetic,
+        list_only=args.list_only,
     )
     print(
         json.dumps(

@@ -10,6 +10,8 @@ Label sets (``LABEL_SETS``):
   ``balance`` is category 60, i.e. not one of the first 60, so the set has 57
   classes, not the paper's 56 (see datasets/kit/README.md).
 - ``synthetic``: the classes of ``stmt synth`` (:data:`stmt.data.synth.SYNTH_CLASSES`).
+- ``realmix``: the BABEL-60 categories of :mod:`stmt.data.realmix`'s mapping tables
+  (its files come from no annotations; :func:`sequence_jobs` does not list them).
 
 Samples (BABEL's own action-recognition protocol): every segment of a
 sequence's dense ``frame_ann`` (or its ``seq_ann`` when ``frame_ann`` is null)
@@ -62,7 +64,7 @@ KIT_REMOVED = ("sideways movement", "dance", "stumble", "balance")
 CHUNK_S = 5.0
 MIN_CHUNK_S = 0.25
 KIT_SPLIT = (0.8, 0.1, 0.1)  # train / val / test fractions of KIT sequences
-DATASETS = ("synthetic", "babel60", "babel120", "kit")
+DATASETS = ("synthetic", "babel60", "babel120", "kit", "realmix")
 
 
 def label_set(dataset: str) -> list[str]:
@@ -77,6 +79,10 @@ def label_set(dataset: str) -> list[str]:
         from stmt.data.synth import SYNTH_CLASSES
 
         return list(SYNTH_CLASSES)
+    if dataset == "realmix":
+        from stmt.data.realmix import realmix_classes
+
+        return realmix_classes()
     raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
 
 

@@ -15,6 +15,9 @@ uniform scale in [scale_min, scale_max], and per-point gaussian jitter
 (``jitter_std``, clipped at ``jitter_clip``, normalised units).
 
 Batches are dicts ``{"vertices": (B, T, N, 3) float32, "label": (B,) int64}``.
+Samples without a label (label ``UNLABELLED`` = -1, e.g. realmix's clips beyond
+its per-label cap) are left out of every stage unless ``with_unlabelled``
+(for :class:`~stmt.engine.pretrainer.STMTPretrainer`, which ignores labels).
 The template's geodesic matrix is an attribute (``.geodesic``), handed to the
 model once, not per sample.
 
@@ -37,6 +40,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from stmt.data.cache import load_index, open_arrays
+from stmt.data.prepare import UNLABELLED
 from stmt.data.template import Template
 from stmt.errors import InputError
 
@@ -224,6 +228,9 @@ class STMTDataModule(pl.LightningDataModule):
             class (at least one per class), the same subset for a given ``seed``
             (e.g. 0.1 for fine-tuning with 10 % labels).
         seed: seed of the labelled subset and of evaluation-time randomness.
+        with_unlabelled: keep the samples without a label (label -1) in every stage;
+            only for self-supervised pretraining (the classifier's loss and metrics
+            need labels). Off, they are left out.
         pin_memory: pin batches for faster host-to-GPU copies.
     """
 
@@ -250,6 +257,7 @@ class STMTDataModule(pl.LightningDataModule):
         predict_split: str = "test",
         train_fraction: float = 1.0,
         seed: int = 0,
+        with_unlabelled: bool = False,
         pin_memory: bool = False,
     ):
         super().__init__()
@@ -266,6 +274,7 @@ class STMTDataModule(pl.LightningDataModule):
         self.num_workers = num_workers
         self.train_fraction = train_fraction
         self.seed = seed
+        self.with_unlabelled = with_unlabelled
         self.pin_memory = pin_memory
         self.splits = {
             "fit": train_split,
@@ -312,16 +321,23 @@ class STMTDataModule(pl.LightningDataModule):
         return torch.from_numpy(self.template.geodesic)
 
     # ---- samples
-    def split_samples(self, split: str) -> np.ndarray:
-        """Sample indices of ``split``, falling back to val when it is empty."""
+    def _split_indices(self, split: str) -> np.ndarray:
         ids = self.index.split_indices(split)
+        if not self.with_unlabelled:
+            ids = ids[self.index.sample_label[ids] != UNLABELLED]
+        return ids
+
+    def split_samples(self, split: str) -> np.ndarray:
+        """Sample indices of ``split`` (labelled ones unless ``with_unlabelled``),
+        falling back to val when it is empty."""
+        ids = self._split_indices(split)
         if len(ids) == 0 and split != self.splits["validate"]:
             print(
                 f"stmt: warning: the cache has no '{split}' samples; using "
                 f"'{self.splits['validate']}'",
                 file=sys.stderr,
             )
-            ids = self.index.split_indices(self.splits["validate"])
+            ids = self._split_indices(self.splits["validate"])
         if len(ids) == 0:
             raise InputError(self.cache, f"the cache has no '{split}' samples")
         return ids

@@ -13,6 +13,13 @@ Steps (see :mod:`stmt.data.cache` for the layout):
    names, then rename),
    then ``index.json`` last. Shards are removed once consolidated.
 
+realmix (:mod:`stmt.data.realmix`): the files are found under ``data`` by their
+names instead of from annotations, each file is one whole-clip sample, and
+samples without a label get ``UNLABELLED`` (-1): the classifier's data module
+leaves them out, the pretrainer's keeps them (``with_unlabelled``). Its files are
+always posed on anny (BVH and ASF/AMC are anny-only; the synthetic clips mixed
+in must share the topology).
+
 Failures: a file that is missing is listed under ``missing`` (users rarely have
 all of AMASS; BABEL covers all of it) and does not change the exit status. A
 file that cannot be read or posed is reported at once, skipped, listed at the
@@ -25,6 +32,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import shutil
 import sys
@@ -37,6 +45,8 @@ from stmt.data.babel import CHUNK_S, DATASETS, label_set, load_annotations, sequ
 from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION, frame_bounds, load_index
 from stmt.errors import InputError
 from stmt.fileio import atomic_savez, atomic_text
+
+UNLABELLED = -1  # label of a sample for self-supervised pretraining only
 
 
 @dataclass
@@ -75,12 +85,21 @@ def shard_name(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
-
-
 def _split_centres(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(T, N, 3) float32 -> float16 offsets (T, N, 3) and float32 centres (T, 3)."""
     centres = frames.mean(axis=1).astype(np.float32)  # (T, 3)
     return (frames - centres[:, None, :]).astype(np.float16), centres
+
+
+def realmix_jobs(data: Path, synthetic, log) -> tuple[list, list[str], dict]:
+    """realmix's jobs (one whole-clip segment each), class names and counts; logs the counts."""
+    from stmt.data.realmix import list_realmix
+
+    listing = list_realmix(data, synthetic)
+    log(listing.summary())
+    if not listing.clips:
+        raise InputError(data, "no realmix clip of a known content or class was found")
+    return listing.jobs(), listing.classes, listing.counts()
 
 
 def prepare(
@@ -97,20 +116,26 @@ def prepare(
     template_cache: str | Path | None = None,
     progress: bool = True,
     log=None,
+    synthetic: str | Path | None = None,
+    list_only: bool = False,
 ) -> PrepareResult:
     """Build (or finish) the cache ``out`` for ``dataset``; see the module docstring.
 
     Args:
-        dataset: "synthetic", "babel60", "babel120" or "kit".
-        data: AMASS root (for synthetic: the ``stmt synth`` output folder).
+        dataset: "synthetic", "babel60", "babel120", "kit" or "realmix".
+        data: AMASS root (for synthetic: the ``stmt synth`` output folder; for
+            realmix: a folder holding the Bandai-Namco and/or HDM05 clones).
         out: cache folder.
         annotations: folder of BABEL ``train.json``/``val.json`` (default: ``data``).
         num_points: template vertices N.
         fps: frame rate of the cache.
         body, body_models: body model to pose parameter files with (as ``stmt inspect``).
         strict: stop at the first failure (InputError) instead of skipping.
-        chunk_s: longest sample (s); longer segments are cut.
+        chunk_s: longest sample (s); longer segments are cut (not realmix: one clip, one sample).
         template_cache: folder of cached templates (default ``$STMT_CACHE_DIR/templates``).
+        synthetic: realmix only: a ``stmt synth`` output whose clips of the classes the
+            recorded data lacks are mixed in (:data:`stmt.data.realmix.SYNTH_USED`).
+        list_only: list the files and samples (counted in the result), pose and write nothing.
     """
     from tqdm import tqdm
 
@@ -127,13 +152,27 @@ def prepare(
         raise InputError(
             data, "expected the folder of the MoCap files (AMASS root or synth output)"
         )
-    ann = load_annotations(annotations if annotations is not None else data)
-    jobs = sequence_jobs(dataset, ann, data, chunk_s)
-    if not jobs:
-        raise InputError(
-            annotations or data, f"the annotations hold no sample of the {dataset} classes"
-        )
-    classes = label_set(dataset)
+    summary = None
+    if dataset == "realmix":
+        if body not in ("auto", "anny"):
+            raise InputError(
+                None, f"realmix is posed on anny only (--body auto or anny), not {body}"
+            )
+        body = "anny"
+        jobs, classes, summary = realmix_jobs(data, synthetic, log)
+    else:
+        if synthetic is not None:
+            raise InputError(synthetic, "--synthetic is for --dataset realmix only")
+        ann = load_annotations(annotations if annotations is not None else data)
+        jobs = sequence_jobs(dataset, ann, data, chunk_s)
+        if not jobs:
+            raise InputError(
+                annotations or data, f"the annotations hold no sample of the {dataset} classes"
+            )
+        classes = label_set(dataset)
+    if list_only:
+        n = sum(len(j.segments) for j in jobs)
+        return PrepareResult(cache=out, sequences=len(jobs), samples=n)
 
     rest, faces, body_name = body_topology(body=body, body_models=body_models, fmt="amass-smplh")
     template = get_template(faces, rest, num_points, cache_dir=template_cache)
@@ -247,7 +286,7 @@ def prepare(
         n = done[j.key]
         for seg in j.segments:
             s = round(seg.start_t * fps)
-            e = min(round(seg.end_t * fps), n)
+            e = n if math.isinf(seg.end_t) else min(round(seg.end_t * fps), n)
             if e - s < 1:
                 continue
             samples["sequence"].append(si)
@@ -278,6 +317,8 @@ def prepare(
         "failed": result.failed,
         "missing": result.missing,
     }
+    if summary is not None:
+        index["listing"] = summary
     atomic_text(out / "index.json", json.dumps(index))
     shutil.rmtree(shards, ignore_errors=True)
 

@@ -1,0 +1,395 @@
+"""realmix: free recorded MoCap labelled with BABEL-60 category names.
+
+Sources (found under ``stmt prepare --data DIR`` by their file names, so DIR may be
+a folder holding both clones or either clone itself; see datasets/realmix/README.md):
+
+- Bandai-Namco Research Motion Dataset 1+2: ``dataset-{1,2}_<content>_<style>_<take>.bvh``
+  (30 fps). Labels from the content (:data:`BANDAI_LABELS`). No performer ids,
+  so the split is by style (:data:`BANDAI_HELD_OUT`): an unseen style is tested.
+- HDM05 cut clips: ``HDM_<performer>_<class>_<nnn>_120.amc`` (120 fps) with
+  ``HDM_<performer>.asf`` beside. Labels from the class (:data:`HDM05_LABELS`);
+  split by the ``train/`` or ``test/`` folder the clip lies in (performers bd,
+  bk, dg train; mm, tr test), by :data:`HDM05_PERFORMER_SPLIT` when neither.
+- Optionally the ``stmt synth`` output (``--synthetic DIR``): only the clips of
+  :data:`SYNTH_USED`, the classes the recorded data lacks (and punch, of which
+  Bandai has two clips), in the synthetic set's own subject split.
+
+Each file is one sample (a whole clip is one action). Content mapped to ``None``
+is unlabelled: its sample has label :data:`stmt.data.prepare.UNLABELLED` (-1),
+which the classifier never sees and the pretrainer uses
+(``STMTDataModule(with_unlabelled=True)``). Labelled Bandai training clips are
+capped at :data:`BANDAI_TRAIN_CAP` per label (:func:`spread_pick`); the clips
+beyond the cap stay in the cache unlabelled. Files whose content or class is in
+neither table are dropped.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import re
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from stmt.data.babel import BABEL_CATEGORIES, Segment, SequenceJob
+from stmt.data.prepare import UNLABELLED
+
+# Bandai content -> BABEL-60 category (None: unlabelled, pretraining only).
+BANDAI_LABELS: dict[str, str | None] = {
+    "walk": "walk",
+    "walk-back": "walk",
+    "walk-left": "walk",
+    "walk-right": "walk",
+    "walk-turn-left": "turn",
+    "walk-turn-right": "turn",
+    "run": "run",
+    "dash": "run",
+    "bow": "bend",
+    "bye": "wave",
+    "byebye": "wave",
+    "wave-both-hands": "wave",
+    "wave-left-hand": "wave",
+    "wave-right-hand": "wave",
+    "raise-up-both-hands": "raising body part",
+    "raise-up-left-hand": "raising body part",
+    "raise-up-right-hand": "raising body part",
+    "kick": "kick",
+    "punch": "punch",
+    "guide": None,
+    "call": None,
+    "respond": None,
+    "slash": None,
+    "dance-long": None,
+    "dance-short": None,
+}
+
+# HDM05 cut-clip class -> BABEL-60 category (None: unlabelled, pretraining only).
+HDM05_LABELS: dict[str, str | None] = {
+    "depositFloorR": "bend",
+    "elbowToKnee1RepsLelbowStart": "touching body part",
+    "grabHighR": "raising body part",
+    "hopBothLegs1hops": "hop",
+    "jogLeftCircle4StepsRstart": "run",
+    "kickLFront1Reps": "kick",
+    "rotateArmsBothBackward1Reps": "circular movement",
+    "sneak2StepsLStart": "walk",
+    "squat1Reps": "squat",
+    "throwBasketball": "throw",
+    "lieDownFloor": None,  # BABEL-60 has no lie class
+}
+
+# Synthetic classes mixed in: those the recorded data lacks, and punch (2 Bandai clips).
+SYNTH_USED = ("stand", "t pose", "jump", "sit", "stand up", "punch")
+
+# Bandai styles held out (by sub-dataset); every other style is train.
+BANDAI_HELD_OUT: dict[str, dict[str, str]] = {
+    "dataset-1": {"proud": "test", "sad": "val"},
+    "dataset-2": {"youthful": "test", "feminine": "val"},
+}
+HDM05_PERFORMER_SPLIT = {"bd": "train", "bk": "train", "dg": "train", "mm": "test", "tr": "test"}
+BANDAI_TRAIN_CAP = 150  # labelled Bandai training clips per label
+
+BANDAI_RE = re.compile(r"^(dataset-[12])_([^_]+)_([^_]+)_(\d+)\.bvh$", re.IGNORECASE)
+HDM05_RE = re.compile(r"^HDM_([A-Za-z]+)_([A-Za-z0-9]+)_(\d+)_120\.amc$")
+SOURCES = ("bandai", "hdm05", "synthetic")
+
+
+def realmix_classes() -> list[str]:
+    """Class names (index = label): every category the tables map to, in BABEL order."""
+    used = {v for v in BANDAI_LABELS.values() if v} | {v for v in HDM05_LABELS.values() if v}
+    used |= set(SYNTH_USED)
+    return [c for c in BABEL_CATEGORIES[:60] if c in used]
+
+
+@dataclass
+class Clip:
+    """One file of a source, with what the tables make of it."""
+
+    source: str  # "bandai" | "hdm05" | "synthetic"
+    key: str  # stable id in the cache: "<source>/<path from the source root>"
+    path: Path
+    content: str  # Bandai content, HDM05 class or synthetic label
+    group: str  # Bandai "<dataset>/<style>", HDM05 performer, synthetic subject
+    take: int
+    split: str
+    label: str | None  # category name; None: unlabelled
+    status: str = "labelled"  # "labelled" | "unlabelled" | "capped" (unlabelled beyond the cap)
+
+
+@dataclass
+class RealmixListing:
+    """Everything ``stmt prepare --dataset realmix`` will pose, before posing."""
+
+    clips: list[Clip]
+    roots: dict[str, list[str]]  # source -> folders its files were found in
+    dropped: Counter = field(default_factory=Counter)  # (source, content) -> files
+    classes: list[str] = field(default_factory=realmix_classes)
+
+    def jobs(self) -> list[SequenceJob]:
+        """One job per kept clip, one whole-clip segment each (label -1 when unlabelled)."""
+        index = {c: i for i, c in enumerate(self.classes)}
+        out = []
+        for c in self.clips:
+            labelled = c.label is not None and c.status == "labelled"
+            label = index[c.label] if labelled else UNLABELLED
+            out.append(
+                SequenceJob(
+                    key=c.key,
+                    path=c.path,
+                    split=c.split,
+                    subject=f"{c.source}/{c.group}",
+                    segments=[Segment(label, 0.0, math.inf)],
+                )
+            )
+        return out
+
+    def counts(self) -> dict:
+        """Clip counts: per source, split and status; labelled per label and split; dropped."""
+        by_status: Counter = Counter((c.source, c.split, c.status) for c in self.clips)
+        by_label: Counter = Counter(
+            (c.label, c.split) for c in self.clips if c.status == "labelled"
+        )
+        return {
+            "sources": {
+                s: {
+                    sp: {st: by_status[(s, sp, st)] for st in ("labelled", "unlabelled", "capped")}
+                    for sp in ("train", "val", "test")
+                }
+                for s in SOURCES
+                if s in self.roots
+            },
+            "labelled": {
+                c: {sp: by_label[(c, sp)] for sp in ("train", "val", "test")} for c in self.classes
+            },
+            "dropped": {f"{s}/{k}": n for (s, k), n in sorted(self.dropped.items())},
+            "missing_sources": [s for s in SOURCES[:2] if s not in self.roots],
+        }
+
+    def summary(self) -> str:
+        """The counts as a readable table (printed by ``stmt prepare``)."""
+        cnt = self.counts()
+        lines = ["realmix clips (labelled / unlabelled / beyond the cap -> unlabelled):"]
+        for s, splits in cnt["sources"].items():
+            cells = ", ".join(
+                f"{sp} {v['labelled']}/{v['unlabelled']}/{v['capped']}" for sp, v in splits.items()
+            )
+            lines.append(f"  {s:<9} {cells}   ({'; '.join(self.roots[s])})")
+        for s in cnt["missing_sources"]:
+            lines.append(f"  {s:<9} not found under --data (left out)")
+        lines.append("labelled clips per class (train / val / test):")
+        for c, v in cnt["labelled"].items():
+            lines.append(f"  {c:<20} {v['train']:>4} {v['val']:>4} {v['test']:>4}")
+        tot = {sp: sum(v[sp] for v in cnt["labelled"].values()) for sp in ("train", "val", "test")}
+        lines.append(f"  {'total':<20} {tot['train']:>4} {tot['val']:>4} {tot['test']:>4}")
+        if cnt["dropped"]:
+            shown = ", ".join(f"{k} {n}" for k, n in cnt["dropped"].items())
+            lines.append(
+                f"dropped (content in no table, or a synthetic class not mixed in): {shown}"
+            )
+        return "\n".join(lines)
+
+
+def _walk_files(root: Path):
+    """Every file under ``root`` (hidden folders such as .git skipped), sorted."""
+    for dirpath, dirnames, filenames in os.walk(root):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        for name in sorted(filenames):
+            yield Path(dirpath) / name
+
+
+def _bandai_clip(path: Path, m: re.Match) -> Clip | None:
+    ds, content, style, take = m.group(1).lower(), m.group(2), m.group(3), int(m.group(4))
+    if content not in BANDAI_LABELS:
+        return None
+    return Clip(
+        source="bandai",
+        key=f"bandai/{path.name}",
+        path=path,
+        content=content,
+        group=f"{ds}/{style}",
+        take=take,
+        split=BANDAI_HELD_OUT.get(ds, {}).get(style, "train"),
+        label=BANDAI_LABELS[content],
+    )
+
+
+def _hdm05_clip(path: Path, m: re.Match) -> tuple[Clip | None, Path]:
+    """The clip (None when its class is in no table) and the folder above its split folder."""
+    performer, cls, take = m.group(1), m.group(2), int(m.group(3))
+    parts = path.parts
+    at = next(
+        (i for i in range(len(parts) - 2, -1, -1) if parts[i].lower() in ("train", "test")), None
+    )
+    root = path.parent if at is None else Path(*parts[:at])
+    if cls not in HDM05_LABELS:
+        return None, root
+    split = (
+        parts[at].lower()
+        if at is not None
+        else HDM05_PERFORMER_SPLIT.get(performer.lower(), "train")
+    )
+    rel = "/".join(parts[at:]) if at is not None else path.name  # independent of --data
+    clip = Clip(
+        source="hdm05",
+        key=f"hdm05/{rel}",
+        path=path,
+        content=cls,
+        group=performer,
+        take=take,
+        split=split,
+        label=HDM05_LABELS[cls],
+    )
+    return clip, root
+
+
+def find_real_clips(data: str | Path) -> tuple[list[Clip], dict[str, list[str]], Counter]:
+    """Bandai BVH and HDM05 AMC files under ``data``, recognised by their names.
+
+    Returns the clips (sorted by key), the folders each source was found in, and the
+    dropped files per (source, content). ``.amc.mat`` and other files are ignored.
+    """
+    data = Path(data)
+    clips: list[Clip] = []
+    roots: dict[str, set[str]] = {}
+    dropped: Counter = Counter()
+    for path in _walk_files(data):
+        m = BANDAI_RE.match(path.name)
+        if m:
+            clip = _bandai_clip(path, m)
+            roots.setdefault("bandai", set()).add(str(path.parent))
+            if clip is None:
+                dropped[("bandai", m.group(2))] += 1
+            else:
+                clips.append(clip)
+            continue
+        m = HDM05_RE.match(path.name)
+        if m:
+            clip, root = _hdm05_clip(path, m)
+            roots.setdefault("hdm05", set()).add(str(root))
+            if clip is None:
+                dropped[("hdm05", m.group(2))] += 1
+            else:
+                clips.append(clip)
+    clips.sort(key=lambda c: c.key)
+    return clips, _summarise_roots(roots), dropped
+
+
+def _summarise_roots(roots: dict[str, set[str]]) -> dict[str, list[str]]:
+    out = {}
+    for s, dirs in roots.items():
+        dirs_sorted = sorted(dirs)
+        out[s] = dirs_sorted if len(dirs_sorted) <= 2 else [os.path.commonpath(dirs_sorted)]
+    return out
+
+
+def spread_pick(items: list[Clip], cap: int) -> list[Clip]:
+    """At most ``cap`` of ``items``, spread evenly over groups (styles) and takes.
+
+    Groups take turns (sorted by name), one clip each, until ``cap`` are chosen or
+    every group is exhausted; a group that gets q of its n clips (sorted by content,
+    then take) keeps those at positions floor((i + 0.5) * n / q). Deterministic.
+    """
+    if len(items) <= cap:
+        return list(items)
+    groups: dict[str, list[Clip]] = {}
+    for c in sorted(items, key=lambda c: (c.group, c.content, c.take, c.key)):
+        groups.setdefault(c.group, []).append(c)
+    quota = dict.fromkeys(groups, 0)
+    chosen = 0
+    while chosen < cap:
+        for g, members in groups.items():
+            if chosen < cap and quota[g] < len(members):
+                quota[g] += 1
+                chosen += 1
+    out = []
+    for g, members in groups.items():
+        n, q = len(members), quota[g]
+        out.extend(members[int((i + 0.5) * n / q)] for i in range(q))
+    return out
+
+
+def apply_cap(clips: list[Clip], cap: int = BANDAI_TRAIN_CAP) -> None:
+    """Mark labelled Bandai train clips beyond ``cap`` per label as "capped" (in place)."""
+    by_label: dict[str, list[Clip]] = {}
+    for c in clips:
+        if c.source == "bandai" and c.split == "train" and c.label is not None:
+            by_label.setdefault(c.label, []).append(c)
+    for members in by_label.values():
+        keep = {c.key for c in spread_pick(members, cap)}
+        for c in members:
+            c.status = "labelled" if c.key in keep else "capped"
+    for c in clips:
+        if c.label is None:
+            c.status = "unlabelled"
+
+
+def synthetic_clips(folder: str | Path) -> tuple[list[Clip], Counter]:
+    """The ``stmt synth`` clips of :data:`SYNTH_USED` in ``folder`` (its own split)."""
+    from stmt.data.babel import load_annotations, resolve_feat_p, segments_of
+    from stmt.data.synth import SYNTH_CLASSES
+
+    folder = Path(folder)
+    ann = load_annotations(folder)
+    index = {c: i for i, c in enumerate(SYNTH_CLASSES)}
+    clips, dropped = [], Counter()
+    seen = set()
+    for file_split in ("train", "val", "test"):
+        for seq in (ann.get(file_split) or {}).values():
+            feat_p = seq.get("feat_p")
+            segs = segments_of(seq, index) if isinstance(feat_p, str) else []
+            if not segs or feat_p in seen:
+                continue
+            seen.add(feat_p)
+            name = SYNTH_CLASSES[segs[0].label]
+            if name not in SYNTH_USED:
+                dropped[("synthetic", name)] += 1
+                continue
+            path = resolve_feat_p(feat_p, folder)
+            rel = path.relative_to(folder).as_posix() if folder in path.parents else feat_p
+            clips.append(
+                Clip(
+                    source="synthetic",
+                    key=f"synthetic/{rel}",
+                    path=path,
+                    content=name,
+                    group=str(seq.get("subject") or ""),
+                    take=0,
+                    split=str(seq.get("split") or file_split),
+                    label=name,
+                )
+            )
+    clips.sort(key=lambda c: c.key)
+    return clips, dropped
+
+
+def list_realmix(
+    data: str | Path, synthetic: str | Path | None = None, cap: int = BANDAI_TRAIN_CAP
+) -> RealmixListing:
+    """Find, label, split and cap every realmix clip (no file is read beyond its name).
+
+    Raises InputError when neither Bandai nor HDM05 files are under ``data``.
+    """
+    from stmt.errors import InputError
+
+    clips, roots, dropped = find_real_clips(data)
+    if not clips and not roots:
+        raise InputError(
+            data,
+            "found neither Bandai-Namco BVH files (dataset-1_<content>_<style>_<take>.bvh) "
+            "nor HDM05 clips (HDM_<performer>_<class>_<nnn>_120.amc); see "
+            "datasets/realmix/README.md",
+        )
+    if synthetic is not None:
+        syn, syn_dropped = synthetic_clips(synthetic)
+        clips += syn
+        dropped += syn_dropped
+        roots["synthetic"] = [str(synthetic)]
+    apply_cap(clips, cap)
+    return RealmixListing(clips=clips, roots=roots, dropped=dropped)
+
+
+def write_labels(path: str | Path) -> None:
+    """``datasets/realmix/labels.json``: :func:`realmix_classes`, one per line."""
+    Path(path).write_text(json.dumps(realmix_classes(), indent=1) + "\n")

@@ -1,0 +1,300 @@
+"""realmix: the label tables, finding the sources by name, splits, the Bandai cap,
+the synthetic mix, unlabelled samples in the data module, and a small end-to-end
+``stmt prepare --dataset realmix`` on real HDM05 clips."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from stmt.cli import main as cli
+from stmt.data import realmix as rm
+from stmt.data.babel import BABEL_CATEGORIES, label_set
+from stmt.data.cache import load_index, open_arrays
+from stmt.data.prepare import UNLABELLED, prepare
+from stmt.errors import InputError
+
+REPO = Path(__file__).resolve().parents[1]
+HDM05 = Path("/work/data/hdm05")
+
+
+def _touch(path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("")
+    return path
+
+
+def test_class_list_is_the_mapped_babel60_categories_in_order():
+    classes = rm.realmix_classes()
+    assert classes == label_set("realmix")
+    assert classes == json.loads((REPO / "datasets/realmix/labels.json").read_text())
+    assert classes == [c for c in BABEL_CATEGORIES[:60] if c in set(classes)]  # BABEL order
+    mapped = set(rm.BANDAI_LABELS.values()) | set(rm.HDM05_LABELS.values()) | set(rm.SYNTH_USED)
+    assert set(classes) == mapped - {None}
+    assert len(classes) == 18
+    # spot checks of the tables as the README states them
+    assert rm.BANDAI_LABELS["walk-turn-left"] == "turn"
+    assert rm.BANDAI_LABELS["dash"] == "run" and rm.BANDAI_LABELS["bow"] == "bend"
+    assert rm.BANDAI_LABELS["byebye"] == "wave" and rm.BANDAI_LABELS["guide"] is None
+    assert rm.HDM05_LABELS["rotateArmsBothBackward1Reps"] == "circular movement"
+    assert rm.HDM05_LABELS["lieDownFloor"] is None
+    readme = (REPO / "datasets/realmix/README.md").read_text()
+    for table in (rm.BANDAI_LABELS, rm.HDM05_LABELS):
+        for content in table:
+            assert f"`{content}`" in readme, content
+
+
+def _fixture_tree(root: Path) -> None:
+    """Empty files with the names of both clones (the listing reads names only)."""
+    bd = root / "bandai/dataset/Bandai-Namco-Research-Motiondataset-2/data"
+    for style in ("active", "normal", "youthful", "feminine"):
+        _touch(bd / f"dataset-2_wave-left-hand_{style}_001.bvh")
+        _touch(bd / f"dataset-2_wave-left-hand_{style}_001.json")  # ignored
+    b1 = root / "bandai/dataset/Bandai-Namco-Research-Motiondataset-1/data"
+    for style in ("proud", "sad", "happy"):
+        _touch(b1 / f"dataset-1_walk-back_{style}_001.bvh")
+    _touch(b1 / "dataset-1_guide_happy_001.bvh")  # unlabelled
+    _touch(b1 / "dataset-1_somersault_happy_001.bvh")  # in no table: dropped
+    hd = root / "hdm05"
+    _touch(hd / "train/4/HDM_bd_hopBothLegs1hops_001_120.amc")
+    _touch(hd / "train/4/HDM_bd_hopBothLegs1hops_001_120.amc.mat")  # ignored
+    _touch(hd / "train/4/HDM_bd.asf")
+    _touch(hd / "train/6/HDM_dg_lieDownFloor_002_120.amc")  # unlabelled
+    _touch(hd / "test/4/HDM_tr_hopBothLegs1hops_030_120.amc")
+    _touch(hd / "test/2/HDM_mm_cartwheelLHandStart1Reps_001_120.amc")  # dropped
+    _touch(root / "elsewhere/README.md")
+
+
+def test_listing_labels_splits_and_drops_by_file_name(tmp_path):
+    _fixture_tree(tmp_path)
+    listing = rm.list_realmix(tmp_path)
+    clips = {c.key: c for c in listing.clips}
+    assert len(clips) == 4 + 3 + 1 + 3
+    split = {k: c.split for k, c in clips.items()}
+    assert split["bandai/dataset-2_wave-left-hand_youthful_001.bvh"] == "test"
+    assert split["bandai/dataset-2_wave-left-hand_feminine_001.bvh"] == "val"
+    assert split["bandai/dataset-2_wave-left-hand_active_001.bvh"] == "train"
+    assert split["bandai/dataset-1_walk-back_proud_001.bvh"] == "test"
+    assert split["bandai/dataset-1_walk-back_sad_001.bvh"] == "val"
+    assert split["bandai/dataset-1_walk-back_happy_001.bvh"] == "train"
+    assert split["hdm05/train/4/HDM_bd_hopBothLegs1hops_001_120.amc"] == "train"
+    assert split["hdm05/test/4/HDM_tr_hopBothLegs1hops_030_120.amc"] == "test"
+    assert clips["bandai/dataset-1_guide_happy_001.bvh"].status == "unlabelled"
+    assert clips["hdm05/train/6/HDM_dg_lieDownFloor_002_120.amc"].status == "unlabelled"
+    assert listing.dropped == Counter(
+        {("bandai", "somersault"): 1, ("hdm05", "cartwheelLHandStart1Reps"): 1}
+    )
+    # jobs: one whole-clip segment each, -1 for the unlabelled
+    classes = listing.classes
+    jobs = {j.key: j for j in listing.jobs()}
+    hop = jobs["hdm05/train/4/HDM_bd_hopBothLegs1hops_001_120.amc"]
+    assert [s.label for s in hop.segments] == [classes.index("hop")]
+    assert hop.segments[0].start_t == 0 and hop.segments[0].end_t == float("inf")
+    assert hop.subject == "hdm05/bd"
+    assert jobs["bandai/dataset-1_guide_happy_001.bvh"].segments[0].label == UNLABELLED
+    assert jobs["bandai/dataset-1_walk-back_sad_001.bvh"].subject == "bandai/dataset-1/sad"
+    cnt = listing.counts()
+    assert cnt["labelled"]["wave"] == {"train": 2, "val": 1, "test": 1}
+    assert cnt["sources"]["hdm05"]["train"] == {"labelled": 1, "unlabelled": 1, "capped": 0}
+    assert cnt["missing_sources"] == []
+    # the same keys whether --data is the parent folder or a clone itself
+    alone = rm.list_realmix(tmp_path / "hdm05")
+    assert {c.key for c in alone.clips} == {k for k in clips if k.startswith("hdm05/")}
+    assert alone.counts()["missing_sources"] == ["bandai"]
+    assert "bandai    not found" in alone.summary()
+
+
+def test_no_source_under_data_is_a_clear_error(tmp_path):
+    _touch(tmp_path / "notes.txt")
+    with pytest.raises(InputError, match="neither Bandai-Namco"):
+        rm.list_realmix(tmp_path)
+
+
+def test_bandai_train_cap_is_spread_over_styles_and_takes(tmp_path):
+    d = tmp_path / "data"
+    sizes = {"active": 120, "normal": 90, "elderly": 12, "masculine": 60}
+    for style, n in sizes.items():
+        for t in range(1, n + 1):
+            _touch(d / f"dataset-2_raise-up-left-hand_{style}_{t:03d}.bvh")
+    for t in range(1, 201):  # val and test styles: never capped
+        _touch(d / f"dataset-2_raise-up-right-hand_feminine_{t:03d}.bvh")
+        _touch(d / f"dataset-2_raise-up-right-hand_youthful_{t:03d}.bvh")
+    for t in range(1, 41):  # below the cap: all kept
+        _touch(d / f"dataset-2_kick_active_{t:03d}.bvh")
+    listing = rm.list_realmix(d)
+    raise_train = [
+        c for c in listing.clips if c.label == "raising body part" and c.split == "train"
+    ]
+    kept = [c for c in raise_train if c.status == "labelled"]
+    assert len(kept) == rm.BANDAI_TRAIN_CAP == 150
+    assert sum(c.status == "capped" for c in raise_train) == sum(sizes.values()) - 150
+    per_style = Counter(c.group.split("/")[1] for c in kept)
+    assert per_style == {"elderly": 12, "active": 46, "masculine": 46, "normal": 46}
+    takes = sorted(c.take for c in kept if c.group.endswith("active"))
+    assert takes[0] <= 3 and takes[-1] >= 118  # spread over the takes, not the first 46
+    assert np.ptp(np.diff(takes)) <= 1  # evenly spaced
+    cnt = listing.counts()
+    assert cnt["labelled"]["raising body part"] == {"train": 150, "val": 200, "test": 200}
+    assert cnt["labelled"]["kick"]["train"] == 40
+    assert cnt["sources"]["bandai"]["train"]["capped"] == sum(sizes.values()) - 150
+    # capped clips stay in the cache, unlabelled
+    labels = {j.key: j.segments[0].label for j in listing.jobs()}
+    assert sorted(labels[c.key] for c in raise_train).count(UNLABELLED) == 132
+    # deterministic
+    again = rm.list_realmix(d)
+    assert [c.status for c in again.clips] == [c.status for c in listing.clips]
+
+
+def test_spread_pick_edge_cases():
+    mk = lambda g, t: rm.Clip("bandai", f"{g}{t}", Path("x"), "c", g, t, "train", "wave")
+    items = [mk("a", t) for t in range(10)] + [mk("b", t) for t in range(3)]
+    assert rm.spread_pick(items, 20) == items  # under the cap: all
+    picked = rm.spread_pick(items, 5)
+    assert Counter(c.group for c in picked) == {"a": 3, "b": 2}
+    assert [c.take for c in picked if c.group == "a"] == [1, 5, 8]
+
+
+def test_synthetic_clips_of_the_missing_classes_keep_their_split(tmp_path):
+    from stmt.data.synth import generate
+
+    syn = tmp_path / "syn"
+    generate(syn, per_class=2, seed=0, subjects=3, classes=["walk", "sit", "punch"], progress=False)
+    _touch(tmp_path / "hdm05/train/1/HDM_bd_squat1Reps_001_120.amc")
+    listing = rm.list_realmix(tmp_path / "hdm05", synthetic=syn)
+    syn_clips = [c for c in listing.clips if c.source == "synthetic"]
+    assert sorted(c.label for c in syn_clips) == ["punch", "punch", "sit", "sit"]
+    assert listing.dropped == Counter({("synthetic", "walk"): 2})
+    subjects = json.loads((syn / "subjects.json").read_text())
+    split_of = {k: v["split"] for k, v in subjects.items()}
+    for c in syn_clips:
+        assert c.split == split_of[c.group] and c.status == "labelled"
+        assert c.path.is_file() and c.key.startswith("synthetic/motions/")
+    assert "synthetic" in listing.counts()["sources"]
+
+
+def test_prepare_list_only_poses_nothing(tmp_path, capsys):
+    _fixture_tree(tmp_path / "data")
+    args = ["prepare", "--dataset", "realmix", "--data", str(tmp_path / "data")]
+    assert cli(args + ["--out", str(tmp_path / "c"), "--list-only"]) == 0
+    out, err = capsys.readouterr()
+    assert json.loads(out)["sequences"] == 11
+    assert "labelled clips per class" in err and "dropped (content in no table" in err
+    assert not (tmp_path / "c").exists()
+    assert cli(args + ["--out", str(tmp_path / "c"), "--body", "smplh"]) == 2
+    assert "anny only" in capsys.readouterr().err
+    with pytest.raises(InputError, match="realmix only"):
+        prepare("synthetic", tmp_path, tmp_path / "c", synthetic=tmp_path, list_only=True)
+
+
+# ---- end to end on real HDM05 clips (short ones: posing is ~1,000 frames/s)
+CLIPS = {
+    "train/4/HDM_bk_hopBothLegs1hops_020_120.amc": "train/4/HDM_bk_hopBothLegs1hops_020_120.amc",
+    "train/8/HDM_bd_rotateArmsBothBackward1Reps_003_120.amc": (
+        "train/8/HDM_bd_rotateArmsBothBackward1Reps_003_120.amc"
+    ),
+    "test/8/HDM_mm_rotateArmsBothBackward1Reps_013_120.amc": (
+        "test/8/HDM_mm_rotateArmsBothBackward1Reps_013_120.amc"
+    ),
+    # a real hop clip under a lieDownFloor name: an unlabelled training sample
+    "train/4/HDM_bd_hopBothLegs1hops_005_120.amc": "train/6/HDM_bd_lieDownFloor_005_120.amc",
+}
+
+
+@pytest.fixture(scope="module")
+def realmix_cache(tmp_path_factory):
+    if not HDM05.is_dir():
+        pytest.skip(f"no HDM05 clone at {HDM05}")
+    root = tmp_path_factory.mktemp("realmix")
+    clone = root / "data/JointLearning-HDM05"
+    for src, dst in CLIPS.items():
+        (clone / dst).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(HDM05 / src, clone / dst)
+        performer = Path(src).name.split("_")[1]
+        shutil.copy(HDM05 / Path(src).parent / f"HDM_{performer}.asf", (clone / dst).parent)
+    r = prepare(
+        "realmix",
+        root / "data",
+        root / "cache",
+        num_points=32,
+        template_cache=root / "templates",
+        progress=False,
+        log=lambda m: None,
+    )
+    return root, r
+
+
+def test_prepare_realmix_end_to_end_on_hdm05_clips(realmix_cache):
+    root, r = realmix_cache
+    assert r.exit_status == 0 and r.sequences == 4 and r.samples == 4
+    idx = load_index(root / "cache")
+    assert idx.meta["dataset"] == "realmix" and idx.meta["body"] == "anny"
+    assert idx.class_names == rm.realmix_classes() and idx.fps == 30.0
+    src = idx.meta["sequences"]["source"]
+    by_src = {s: i for i, s in enumerate(src)}
+    hop = by_src["hdm05/train/4/HDM_bk_hopBothLegs1hops_020_120.amc"]
+    lie = by_src["hdm05/train/6/HDM_bd_lieDownFloor_005_120.amc"]
+    rot = by_src["hdm05/test/8/HDM_mm_rotateArmsBothBackward1Reps_013_120.amc"]
+    rot_train = by_src["hdm05/train/8/HDM_bd_rotateArmsBothBackward1Reps_003_120.amc"]
+    label = dict(zip(idx.sample_seq.tolist(), idx.sample_label.tolist()))
+    split = dict(zip(idx.sample_seq.tolist(), idx.sample_split.tolist()))
+    assert label == {
+        hop: idx.class_names.index("hop"),
+        rot: idx.class_names.index("circular movement"),
+        rot_train: idx.class_names.index("circular movement"),
+        lie: UNLABELLED,
+    }
+    assert split == {hop: "train", rot: "test", rot_train: "train", lie: "train"}
+    # each file is one sample: the whole clip, resampled 120 -> 30 fps
+    assert np.array_equal(idx.sample_start, [0, 0, 0, 0])
+    assert np.array_equal(idx.sample_length, idx.seq_length[idx.sample_seq])
+    amc = (HDM05 / next(iter(CLIPS))).read_bytes().splitlines()
+    n_src = sum(1 for ln in amc if ln.strip().isdigit())  # frame-number lines
+    assert idx.seq_length[hop] == (n_src - 1) * 30 // 120 + 1
+    assert idx.seq_subject[hop] == "hdm05/bk"
+    assert idx.meta["listing"]["missing_sources"] == ["bandai"]
+    verts, centres, _ = open_arrays(root / "cache")
+    h = np.ptp(verts[0, :, 2].astype(np.float32) + centres[0, 2])
+    assert 1.3 < h < 2.1  # a posed, human-sized body
+
+
+def test_datamodule_leaves_unlabelled_out_unless_pretraining(realmix_cache):
+    from stmt.data.datamodule import STMTDataModule
+
+    root, _ = realmix_cache
+    cache = str(root / "cache")
+    idx = load_index(cache)
+    cls = STMTDataModule(cache, num_frames=8, num_workers=0, val_split="test")
+    fit = cls.dataset("fit")
+    assert len(fit) == 2 and (fit.label >= 0).all()  # the labelled hop and arm rotation
+    assert len(cls.dataset("test")) == 1
+    pre = STMTDataModule(cache, num_frames=8, num_workers=0, val_split="test", with_unlabelled=True)
+    fit_all = pre.dataset("fit")
+    assert sorted(fit_all.sample_ids) == sorted(idx.split_indices("train"))
+    assert UNLABELLED in fit_all.label.tolist()
+    clips, labels = fit_all.clips(np.arange(len(fit_all)))
+    assert clips.shape == (3, 8, 32, 3) and np.isfinite(clips.numpy()).all()
+    assert UNLABELLED in labels.tolist() and len(set(labels.tolist())) == 3
+    # the 10 %-label subset draws from labelled samples only
+    tenth = STMTDataModule(cache, num_frames=8, num_workers=0, train_fraction=0.1, val_split="test")
+    assert (tenth.dataset("fit").label >= 0).all()
+
+
+def test_realmix_configs_pretrain_then_fine_tune_on_10pct(realmix_cache, tmp_path, monkeypatch):
+    """The shipped configs run on the tiny cache: pretrain (with the unlabelled clip),
+    fine-tune from its checkpoint, and the from-scratch baseline."""
+    root, _ = realmix_cache
+    monkeypatch.chdir(tmp_path)  # the configs write runs/realmix/... relative to here
+    small = [f"--data.cache={root / 'cache'}", "--data.val_split=test", "--data.num_workers=0",
+             "--data.batch_size=4", "--trainer.enable_progress_bar=false"]  # fmt: skip
+    configs = REPO / "datasets/realmix"
+    steps = ["--trainer.max_steps=1", "--trainer.limit_val_batches=1"]
+    assert cli(["fit", "--config", str(configs / "pretrain.yaml"), *small, *steps]) == 0
+    assert (tmp_path / "runs/realmix/pretrain/checkpoints/last.ckpt").is_file()
+    for name in ("fit-10pct.yaml", "scratch-10pct.yaml", "finetune.yaml"):
+        argv = ["fit", "--config", str(configs / name), "--trainer.fast_dev_run=true", *small]
+        assert cli(argv) == 0, name

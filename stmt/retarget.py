@@ -73,8 +73,8 @@ def _sided(table: dict[str, str]) -> dict[str, str]:
     return out
 
 
-#: Rig name -> {source joint name: canonical joint}. Names match case-insensitively,
-#: after dropping a namespace prefix ("mixamorig:Hips" -> "Hips").
+#: Rig name -> {source joint name: canonical joint}. Names match ignoring case and the
+#: separators " _-." after dropping a namespace prefix ("mixamorig:Hips" -> "Hips").
 RIGS: dict[str, dict[str, str]] = {
     # CMU BVH conversions (cgspeed) and anny's own cmu_mb names.
     "cmu": _sided({
@@ -138,6 +138,30 @@ RIGS: dict[str, dict[str, str]] = {
         "spine2": "Spine", "spine3": "Spine1", "neck": "Neck", "head": "Head",
         "{side}_collar": "{Side}Shoulder", "{side}_shoulder": "{Side}Arm",
         "{side}_elbow": "{Side}ForeArm", "{side}_wrist": "{Side}Hand",
+        # the same joints as AMASS-to-BVH converters name them
+        "{S}_Hip": "{Side}UpLeg", "{S}_Knee": "{Side}Leg",
+        "{S}_Ankle": "{Side}Foot", "{S}_Foot": "{Side}ToeBase", "{S}_Collar": "{Side}Shoulder",
+        "{S}_Shoulder": "{Side}Arm", "{S}_Elbow": "{Side}ForeArm", "{S}_Wrist": "{Side}Hand",
+    }),
+    # Xsens MVN.
+    "xsens": _sided({
+        "Pelvis": "Hips", "L5": "LowerBack", "L3": "Spine", "T8": "Spine1", "Neck": "Neck",
+        "Head": "Head", "{Side}UpperLeg": "{Side}UpLeg", "{Side}LowerLeg": "{Side}Leg",
+        "{Side}Foot": "{Side}Foot", "{Side}Toe": "{Side}ToeBase",
+        "{Side}Shoulder": "{Side}Shoulder", "{Side}UpperArm": "{Side}Arm",
+        "{Side}ForeArm": "{Side}ForeArm", "{Side}Hand": "{Side}Hand",
+    }),
+    # 3ds Max Biped (Bip01_ / Bip001_ prefixes).
+    "biped": _sided({
+        f"{bip}_{part}": canon
+        for bip in ("Bip01", "Bip001")
+        for part, canon in {
+            "Pelvis": "Hips", "Spine": "LowerBack", "Spine1": "Spine", "Spine2": "Spine1",
+            "Neck": "Neck", "Head": "Head", "{S}_Thigh": "{Side}UpLeg",
+            "{S}_Calf": "{Side}Leg", "{S}_Foot": "{Side}Foot", "{S}_Toe0": "{Side}ToeBase",
+            "{S}_Clavicle": "{Side}Shoulder", "{S}_UpperArm": "{Side}Arm",
+            "{S}_Forearm": "{Side}ForeArm", "{S}_Hand": "{Side}Hand",
+        }.items()
     }),
     # Mixamo (names carry a "mixamorig:" namespace, dropped before matching).
     "mixamo": _sided({
@@ -159,12 +183,16 @@ RIG_NOTES = {
     "bandai": "Bandai-Namco",
     "mixamo": "Mixamo",
     "smpl": "SMPL body joints",
+    "xsens": "Xsens MVN",
+    "biped": "3ds Max Biped",
     "joint-map": "the --joint-map file",
 }
 
 
 def _key(name: str) -> str:
-    return name.rsplit(":", 1)[-1].strip().lower()
+    """Match key of a joint name: namespace prefix dropped, case and separators ignored."""
+    key = name.rsplit(":", 1)[-1].strip().lower()
+    return "".join(c for c in key if c not in " _-.")
 
 
 @dataclass(frozen=True)

@@ -68,6 +68,7 @@ def _fixture_tree(root: Path) -> None:
     _touch(hd / "test/4/HDM_tr_hopBothLegs1hops_030_120.amc")
     _touch(hd / "test/2/HDM_mm_cartwheelLHandStart1Reps_001_120.amc")  # dropped
     _touch(root / "elsewhere/README.md")
+    _touch(root / "copy/dataset-1_guide_happy_001.bvh")  # a second copy: kept once
 
 
 def test_listing_labels_splits_and_drops_by_file_name(tmp_path):
@@ -87,7 +88,11 @@ def test_listing_labels_splits_and_drops_by_file_name(tmp_path):
     assert clips["bandai/dataset-1_guide_happy_001.bvh"].status == "unlabelled"
     assert clips["hdm05/train/6/HDM_dg_lieDownFloor_002_120.amc"].status == "unlabelled"
     assert listing.dropped == Counter(
-        {("bandai", "somersault"): 1, ("hdm05", "cartwheelLHandStart1Reps"): 1}
+        {
+            ("bandai", "somersault"): 1,
+            ("hdm05", "cartwheelLHandStart1Reps"): 1,
+            ("bandai", "duplicate file"): 1,
+        }
     )
     # jobs: one whole-clip segment each, -1 for the unlabelled
     classes = listing.classes

@@ -248,7 +248,8 @@ def find_real_clips(data: str | Path) -> tuple[list[Clip], dict[str, list[str]],
     """Bandai BVH and HDM05 AMC files under ``data``, recognised by their names.
 
     Returns the clips (sorted by key), the folders each source was found in, and the
-    dropped files per (source, content). ``.amc.mat`` and other files are ignored.
+    dropped files per (source, content); a file found twice (same key) is kept once.
+    ``.amc.mat`` and other files are ignored.
     """
     data = Path(data)
     clips: list[Clip] = []
@@ -272,8 +273,13 @@ def find_real_clips(data: str | Path) -> tuple[list[Clip], dict[str, list[str]],
                 dropped[("hdm05", m.group(2))] += 1
             else:
                 clips.append(clip)
-    clips.sort(key=lambda c: c.key)
-    return clips, _summarise_roots(roots), dropped
+    unique: dict[str, Clip] = {}
+    for c in clips:  # the same file in two copies of a clone: keep the first found
+        if c.key in unique:
+            dropped[(c.source, "duplicate file")] += 1
+        else:
+            unique[c.key] = c
+    return sorted(unique.values(), key=lambda c: c.key), _summarise_roots(roots), dropped
 
 
 def _summarise_roots(roots: dict[str, set[str]]) -> dict[str, list[str]]:

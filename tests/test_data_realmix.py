@@ -1,6 +1,6 @@
 """realmix: the label tables, finding the sources by name, splits, the Bandai cap,
 the synthetic mix, unlabelled samples in the data module, and a small end-to-end
-``stmt prepare --dataset realmix`` on real HDM05 clips."""
+``stmt prepare --dataset realmix`` on real HDM05 and Bandai clips."""
 
 from __future__ import annotations
 
@@ -21,6 +21,8 @@ from stmt.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
 HDM05 = Path("/work/data/hdm05")
+BANDAI = Path("/work/data/bandai/dataset/Bandai-Namco-Research-Motiondataset-2/data")
+BANDAI_CLIP = "dataset-2_wave-left-hand_active_011.bvh"  # 19 frames at 30 fps
 
 
 def _touch(path: Path) -> Path:
@@ -196,7 +198,7 @@ def test_prepare_list_only_poses_nothing(tmp_path, capsys):
         prepare("synthetic", tmp_path, tmp_path / "c", synthetic=tmp_path, list_only=True)
 
 
-# ---- end to end on real HDM05 clips (short ones: posing is ~1,000 frames/s)
+# ---- end to end on real HDM05 and Bandai clips (short ones: posing is ~1,000 frames/s)
 CLIPS = {
     "train/4/HDM_bk_hopBothLegs1hops_020_120.amc": "train/4/HDM_bk_hopBothLegs1hops_020_120.amc",
     "train/8/HDM_bd_rotateArmsBothBackward1Reps_003_120.amc": (
@@ -212,8 +214,8 @@ CLIPS = {
 
 @pytest.fixture(scope="module")
 def realmix_cache(tmp_path_factory):
-    if not HDM05.is_dir():
-        pytest.skip(f"no HDM05 clone at {HDM05}")
+    if not HDM05.is_dir() or not (BANDAI / BANDAI_CLIP).is_file():
+        pytest.skip(f"no HDM05 clone at {HDM05} or Bandai clone at {BANDAI}")
     root = tmp_path_factory.mktemp("realmix")
     clone = root / "data/JointLearning-HDM05"
     for src, dst in CLIPS.items():
@@ -221,6 +223,9 @@ def realmix_cache(tmp_path_factory):
         shutil.copy(HDM05 / src, clone / dst)
         performer = Path(src).name.split("_")[1]
         shutil.copy(HDM05 / Path(src).parent / f"HDM_{performer}.asf", (clone / dst).parent)
+    bandai = root / "data/Bandai-Namco-Research-Motiondataset/dataset/dataset-2/data"
+    bandai.mkdir(parents=True)
+    shutil.copy(BANDAI / BANDAI_CLIP, bandai)
     r = prepare(
         "realmix",
         root / "data",
@@ -235,7 +240,7 @@ def realmix_cache(tmp_path_factory):
 
 def test_prepare_realmix_end_to_end_on_hdm05_clips(realmix_cache):
     root, r = realmix_cache
-    assert r.exit_status == 0 and r.sequences == 4 and r.samples == 4
+    assert r.exit_status == 0 and r.sequences == 5 and r.samples == 5
     idx = load_index(root / "cache")
     assert idx.meta["dataset"] == "realmix" and idx.meta["body"] == "anny"
     assert idx.class_names == rm.realmix_classes() and idx.fps == 30.0
@@ -245,6 +250,7 @@ def test_prepare_realmix_end_to_end_on_hdm05_clips(realmix_cache):
     lie = by_src["hdm05/train/6/HDM_bd_lieDownFloor_005_120.amc"]
     rot = by_src["hdm05/test/8/HDM_mm_rotateArmsBothBackward1Reps_013_120.amc"]
     rot_train = by_src["hdm05/train/8/HDM_bd_rotateArmsBothBackward1Reps_003_120.amc"]
+    wave = by_src[f"bandai/{BANDAI_CLIP}"]
     label = dict(zip(idx.sample_seq.tolist(), idx.sample_label.tolist()))
     split = dict(zip(idx.sample_seq.tolist(), idx.sample_split.tolist()))
     assert label == {
@@ -252,16 +258,19 @@ def test_prepare_realmix_end_to_end_on_hdm05_clips(realmix_cache):
         rot: idx.class_names.index("circular movement"),
         rot_train: idx.class_names.index("circular movement"),
         lie: UNLABELLED,
+        wave: idx.class_names.index("wave"),
     }
-    assert split == {hop: "train", rot: "test", rot_train: "train", lie: "train"}
+    assert split == {hop: "train", rot: "test", rot_train: "train", lie: "train", wave: "train"}
     # each file is one sample: the whole clip, resampled 120 -> 30 fps
-    assert np.array_equal(idx.sample_start, [0, 0, 0, 0])
+    assert np.array_equal(idx.sample_start, [0] * 5)
     assert np.array_equal(idx.sample_length, idx.seq_length[idx.sample_seq])
     amc = (HDM05 / next(iter(CLIPS))).read_bytes().splitlines()
     n_src = sum(1 for ln in amc if ln.strip().isdigit())  # frame-number lines
     assert idx.seq_length[hop] == (n_src - 1) * 30 // 120 + 1
+    assert idx.seq_length[wave] == 19  # Bandai is 30 fps already
     assert idx.seq_subject[hop] == "hdm05/bk"
-    assert idx.meta["listing"]["missing_sources"] == ["bandai"]
+    assert idx.seq_subject[wave] == "bandai/dataset-2/active"
+    assert idx.meta["listing"]["missing_sources"] == []
     verts, centres, _ = open_arrays(root / "cache")
     h = np.ptp(verts[0, :, 2].astype(np.float32) + centres[0, 2])
     assert 1.3 < h < 2.1  # a posed, human-sized body
@@ -275,15 +284,15 @@ def test_datamodule_leaves_unlabelled_out_unless_pretraining(realmix_cache):
     idx = load_index(cache)
     cls = STMTDataModule(cache, num_frames=8, num_workers=0, val_split="test")
     fit = cls.dataset("fit")
-    assert len(fit) == 2 and (fit.label >= 0).all()  # the labelled hop and arm rotation
+    assert len(fit) == 3 and (fit.label >= 0).all()  # hop, arm rotation, wave
     assert len(cls.dataset("test")) == 1
     pre = STMTDataModule(cache, num_frames=8, num_workers=0, val_split="test", with_unlabelled=True)
     fit_all = pre.dataset("fit")
     assert sorted(fit_all.sample_ids) == sorted(idx.split_indices("train"))
     assert UNLABELLED in fit_all.label.tolist()
     clips, labels = fit_all.clips(np.arange(len(fit_all)))
-    assert clips.shape == (3, 8, 32, 3) and np.isfinite(clips.numpy()).all()
-    assert UNLABELLED in labels.tolist() and len(set(labels.tolist())) == 3
+    assert clips.shape == (4, 8, 32, 3) and np.isfinite(clips.numpy()).all()
+    assert UNLABELLED in labels.tolist() and len(set(labels.tolist())) == 4
     # the 10 %-label subset draws from labelled samples only
     tenth = STMTDataModule(cache, num_frames=8, num_workers=0, train_fraction=0.1, val_split="test")
     assert (tenth.dataset("fit").label >= 0).all()

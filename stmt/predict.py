@@ -50,6 +50,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from stmt.checkpoint import REQUIRED_HPARAMS  # noqa: F401 - re-exported
 from stmt.errors import InputError
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -57,7 +58,6 @@ if TYPE_CHECKING:  # pragma: no cover
 
     from stmt.sequence import MeshSequence
 
-REQUIRED_HPARAMS = ("arch", "class_names", "num_frames", "num_points", "fps", "window_s")
 
 Ranked = list[tuple[str, float]]
 
@@ -211,44 +211,15 @@ def _rank(probs: np.ndarray, names: list[str], k: int) -> Ranked:
 
 # --------------------------------------------------------------------------- checkpoints
 def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint safely (``weights_only=True``) and check it is an stmt one.
+    """Read a classifier checkpoint safely and check it (see :mod:`stmt.checkpoint`).
 
-    Returns the checkpoint dict. Raises :class:`InputError` naming the file if it
-    is missing, not a torch file, holds pickled code or other objects that are
-    not plain data, or lacks the hyper-parameters an stmt checkpoint carries.
-    """
-    import pickle
+    Raises :class:`InputError` naming the file if it is missing, not a torch file,
+    holds pickled code, is a pretraining checkpoint, or lacks what an stmt
+    classifier checkpoint carries."""
+    from stmt import checkpoint
 
-    import torch
-
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint file not found")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        if "weights only" in str(err).lower() or "weights_only" in str(err).lower():
-            raise InputError(
-                path,
-                "refused to load: the checkpoint holds Python objects other than tensors "
-                "and plain data, which could run code (loaded with weights_only=True)",
-            ) from None
-        raise InputError(path, f"not a PyTorch checkpoint ({first})") from None
-    except Exception as err:  # noqa: BLE001 - torch.load raises many types on a non-torch file
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise InputError(path, f"not a PyTorch checkpoint ({first[:200]})") from None
-    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("hyper_parameters"), dict):
-        raise InputError(path, "not an stmt checkpoint: no 'hyper_parameters' dict")
-    hp = ckpt["hyper_parameters"]
-    missing = [k for k in REQUIRED_HPARAMS if k not in hp]
-    if missing:
-        raise InputError(path, f"not an stmt checkpoint: hyper_parameters lacks {missing}")
-    if not isinstance(ckpt.get("state_dict"), dict):
-        raise InputError(path, "not an stmt checkpoint: no 'state_dict'")
-    names = hp["class_names"]
-    if not (isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names)):
-        raise InputError(path, "not an stmt checkpoint: class_names is not a list of strings")
+    ckpt = checkpoint.read(path)
+    checkpoint.check_classifier(ckpt, path)
     return ckpt
 
 
@@ -286,39 +257,13 @@ class Classifier:
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Classifier:
-        """Rebuild the bare model from an stmt Lightning checkpoint (no Lightning import)."""
+        """Rebuild the bare model from an stmt checkpoint (:func:`stmt.checkpoint.load_classifier`)."""
         import torch
 
-        from stmt.model.stmt import build_model
+        from stmt.checkpoint import load_classifier
 
         path = Path(path)
-        ckpt = load_checkpoint(path)
-        hp = ckpt["hyper_parameters"]
-        model_args = dict(hp.get("model_args") or {})
-        # the builders take these three; fill them from the hyper-parameters if absent
-        model_args.setdefault("num_classes", int(hp.get("num_classes", len(hp["class_names"]))))
-        model_args.setdefault("num_frames", int(hp["num_frames"]))
-        model_args.setdefault("num_points", int(hp["num_points"]))
-        try:
-            model = build_model(str(hp["arch"]), **model_args)
-        except (KeyError, ValueError, TypeError) as err:
-            raise InputError(path, f"cannot build model {hp['arch']!r}: {err}") from None
-        state = {
-            k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")
-        }
-        if not state:
-            raise InputError(path, "not an stmt checkpoint: state_dict has no 'model.*' weights")
-        try:
-            model.load_state_dict(state)
-        except RuntimeError as err:
-            first = str(err).strip().splitlines()[0]
-            raise InputError(path, f"weights do not fit arch {hp['arch']!r}: {first}") from None
-        geodesic = ckpt["state_dict"].get("geodesic")
-        if "num_classes" in hp and int(hp["num_classes"]) != len(hp["class_names"]):
-            raise InputError(
-                path,
-                f"num_classes {hp['num_classes']} != {len(hp['class_names'])} class names",
-            )
+        model, hp, geodesic = load_classifier(path)
         return cls(
             model.to(device),
             class_names=list(hp["class_names"]),

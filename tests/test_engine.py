@@ -17,6 +17,7 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from stmt import checkpoint
 from stmt.engine.classifier import STMTClassifier, load_pretrained_encoder
 from stmt.engine.cli import build_cli, lightning_main
 from stmt.engine.pretrainer import STMTPretrainer
@@ -101,7 +102,9 @@ def test_checkpoint_round_trip_without_lightning(tmp_path):
     assert hp["arch"] == "stmt_tiny" and hp["class_names"] == dm.class_names
     assert (hp["num_classes"], hp["num_frames"], hp["num_points"]) == (3, 4, 32)
     assert (hp["fps"], hp["window_s"]) == (dm.fps, dm.window_s)
-    model = build_model(hp["arch"], **hp["model_args"])
+    assert hp["model_args"] == TINY  # the sizes are stored once, at the top level
+    assert ckpt["stmt_format"] == checkpoint.FORMAT_VERSION
+    model = build_model(hp["arch"], **checkpoint.model_args(hp))
     state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     model.load_state_dict(state)  # strict
     geodesic = ckpt["state_dict"]["geodesic"]
@@ -157,7 +160,8 @@ def test_pretrain_to_finetune_transfer(tmp_path):
     for name, value in fine.model.state_dict().items():
         if not name.startswith("head."):
             assert torch.equal(value, encoder[name]), name
-    assert torch.load(path, weights_only=True)["hyper_parameters"]["model_args"]["num_points"] == 32
+    saved = torch.load(path, weights_only=True)["hyper_parameters"]
+    assert saved["num_points"] == 32 and saved["model_args"] == TINY
 
     # a different architecture is an error naming the mismatch, never a partial load
     other = build_model(

@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from stmt import checkpoint
 from stmt.cli import main as stmt_main
 from stmt.model import build_model
 
@@ -43,7 +44,7 @@ def test_fit_then_test_real_checkpoint(cache, tmp_path, monkeypatch, capsys):
     hp = ckpt["hyper_parameters"]
     assert {"walk", "sit", "stand up"} <= set(hp["class_names"]) and hp["num_points"] == 64
     assert hp["window_s"] > 0 and hp["fps"] == 30.0
-    model = build_model(hp["arch"], **hp["model_args"])
+    model = build_model(hp["arch"], **checkpoint.model_args(hp))
     model.load_state_dict(
         {k[6:]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
     )

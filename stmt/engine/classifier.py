@@ -1,11 +1,10 @@
 """STMTClassifier: supervised training and evaluation of an STMT model.
 
-The checkpoint alone rebuilds the model: ``hyper_parameters`` hold only
-plain data (``arch``, ``model_args`` -- complete, ``build_model(arch,
-**model_args)`` rebuilds the bare model -- ``num_classes``, ``num_frames``,
-``num_points``, ``class_names``, ``fps``, ``window_s`` and the optimiser
-settings), the state dict holds ``model.*`` and the training template's
-``geodesic`` buffer, and it loads with ``torch.load(path, weights_only=True)``.
+The checkpoint alone rebuilds the model; its layout is written and read by
+:mod:`stmt.checkpoint` (hyper-parameters once, as plain data; ``model.*``
+weights; the training template's ``geodesic`` buffer). A checkpoint that does
+not fit the data module (another ``num_points``, ``num_frames`` or class list)
+is refused in one line before its weights load.
 """
 
 from __future__ import annotations
@@ -21,12 +20,10 @@ import torch.nn.functional as F
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
-from stmt.engine.common import adamw_warmup_cosine, copy_geodesic, plain, total_steps
+from stmt import checkpoint
+from stmt.engine.common import adamw_warmup_cosine, copy_geodesic, total_steps
 from stmt.errors import InputError
 from stmt.model.stmt import STMT, build_model
-
-# Checkpoint prefix of the backbone in an STMTPretrainer checkpoint.
-PRETRAINED_PREFIX = "model.encoder."
 
 
 def load_pretrained_encoder(model: STMT, path: str | Path) -> int:
@@ -38,19 +35,7 @@ def load_pretrained_encoder(model: STMT, path: str | Path) -> int:
     unexpected key or any shape mismatch is an :class:`InputError`.
     """
     path = Path(path)
-    if not path.is_file():
-        raise InputError(
-            path, "pretrained checkpoint not found (expected an STMTPretrainer .ckpt file)"
-        )
-    ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    state = ckpt.get("state_dict", {})
-    encoder = {
-        k[len(PRETRAINED_PREFIX) :]: v for k, v in state.items() if k.startswith(PRETRAINED_PREFIX)
-    }
-    if not encoder:
-        raise InputError(
-            path, f"no '{PRETRAINED_PREFIX}*' weights: not an STMTPretrainer checkpoint"
-        )
+    encoder = checkpoint.encoder_weights(path)
     own = model.state_dict()
     missing = sorted(k for k in own if k not in encoder and not k.startswith("head."))
     unexpected = sorted(k for k in encoder if k not in own)
@@ -108,34 +93,25 @@ class STMTClassifier(pl.LightningModule):
         class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         if len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
-        full_args = {
-            **plain(dict(model_args or {})),
-            "num_classes": num_classes,
-            "num_frames": num_frames,
-            "num_points": num_points,
-        }
         self.save_hyperparameters(
-            plain(
-                {
-                    # LightningCLI reads the class from here for `--ckpt_path`
-                    "_class_path": f"{__name__}.STMTClassifier",
-                    "arch": arch,
-                    "model_args": full_args,
-                    "num_classes": num_classes,
-                    "num_frames": num_frames,
-                    "num_points": num_points,
-                    "class_names": class_names,
-                    "fps": float(fps),
-                    "window_s": float(window_s),
-                    "lr": lr,
-                    "weight_decay": weight_decay,
-                    "warmup_fraction": warmup_fraction,
-                    "label_smoothing": label_smoothing,
-                    "pretrained": None if pretrained is None else str(pretrained),
-                }
+            checkpoint.hyper_parameters(
+                STMTClassifier,
+                arch=arch,
+                model_args=model_args,
+                num_classes=num_classes,
+                num_frames=num_frames,
+                num_points=num_points,
+                class_names=class_names,
+                fps=float(fps),
+                window_s=float(window_s),
+                lr=lr,
+                weight_decay=weight_decay,
+                warmup_fraction=warmup_fraction,
+                label_smoothing=label_smoothing,
+                pretrained=None if pretrained is None else str(pretrained),
             )
         )
-        self.model = build_model(arch, **full_args)
+        self.model = build_model(arch, **checkpoint.model_args(dict(self.hparams)))
         self.register_buffer("geodesic", torch.zeros(num_points, num_points))
         top5 = min(5, num_classes)
         for split in ("val", "test"):
@@ -160,6 +136,19 @@ class STMTClassifier(pl.LightningModule):
                     f"({n} tensors; the classification head starts new)",
                     flush=True,
                 )
+
+    def on_save_checkpoint(self, ckpt: dict[str, Any]) -> None:
+        checkpoint.mark(ckpt)
+
+    def on_load_checkpoint(self, ckpt: dict[str, Any]) -> None:
+        """Before the weights load: say plainly when the checkpoint does not fit the data."""
+        trainer = self._trainer
+        checkpoint.check_fits_data(
+            ckpt.get("hyper_parameters") or {},
+            dict(self.hparams),
+            getattr(trainer, "ckpt_path", None),
+            getattr(getattr(trainer, "datamodule", None), "cache", None),
+        )
 
     def configure_optimizers(self):
         hp = self.hparams

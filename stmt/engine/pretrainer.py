@@ -15,7 +15,8 @@ import pytorch_lightning as pl
 import torch
 from torch import Tensor
 
-from stmt.engine.common import adamw_warmup_cosine, copy_geodesic, plain, total_steps
+from stmt import checkpoint
+from stmt.engine.common import adamw_warmup_cosine, copy_geodesic, total_steps
 from stmt.model.stmt_mae import STMTMAE
 
 
@@ -44,37 +45,36 @@ class STMTPretrainer(pl.LightningModule):
         warmup_fraction: float = 0.05,
     ):
         super().__init__()
+        self.save_hyperparameters(
+            checkpoint.hyper_parameters(
+                STMTPretrainer,
+                arch=arch,
+                model_args=model_args,
+                num_frames=num_frames,
+                num_points=num_points,
+                num_classes=num_classes,
+                class_names=list(class_names or []),
+                fps=float(fps),
+                window_s=float(window_s),
+                patch_size=patch_size,
+                mask_ratio=mask_ratio,
+                masking=masking,
+                decoder_width=decoder_width,
+                decoder_depth=decoder_depth,
+                decoder_heads=decoder_heads,
+                ffp_weight=ffp_weight,
+                lr=lr,
+                weight_decay=weight_decay,
+                warmup_fraction=warmup_fraction,
+            )
+        )
+        # the encoder takes the frame and point counts, not the class count
         encoder_args = {
-            **plain(dict(model_args or {})),
+            **checkpoint.model_args(dict(self.hparams)),
             "num_frames": num_frames,
             "num_points": num_points,
         }
-        self.save_hyperparameters(
-            plain(
-                {
-                    # LightningCLI reads the class from here for `--ckpt_path`
-                    "_class_path": f"{__name__}.STMTPretrainer",
-                    "arch": arch,
-                    "model_args": encoder_args,
-                    "num_frames": num_frames,
-                    "num_points": num_points,
-                    "num_classes": num_classes,
-                    "class_names": list(class_names or []),
-                    "fps": float(fps),
-                    "window_s": float(window_s),
-                    "patch_size": patch_size,
-                    "mask_ratio": mask_ratio,
-                    "masking": masking,
-                    "decoder_width": decoder_width,
-                    "decoder_depth": decoder_depth,
-                    "decoder_heads": decoder_heads,
-                    "ffp_weight": ffp_weight,
-                    "lr": lr,
-                    "weight_decay": weight_decay,
-                    "warmup_fraction": warmup_fraction,
-                }
-            )
-        )
+        encoder_args.pop("num_classes", None)
         self.model = STMTMAE(
             arch,
             encoder_args,
@@ -89,6 +89,9 @@ class STMTPretrainer(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         copy_geodesic(self)
+
+    def on_save_checkpoint(self, ckpt: dict[str, Any]) -> None:
+        checkpoint.mark(ckpt)
 
     def configure_optimizers(self):
         hp = self.hparams

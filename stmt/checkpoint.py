@@ -1,0 +1,247 @@
+"""The stmt checkpoint format, written and read in one place.
+
+A checkpoint is the dict a Lightning ``Trainer`` saves for
+:class:`~stmt.engine.classifier.STMTClassifier` or
+:class:`~stmt.engine.pretrainer.STMTPretrainer`, holding only tensors and plain
+data, so that ``torch.load(path, weights_only=True)`` reads it:
+
+- ``hyper_parameters``: the module's constructor arguments, each once, as plain
+  data (:func:`hyper_parameters`): ``arch``, ``model_args`` (the overrides of
+  the arch's defaults), ``num_classes``, ``num_frames``, ``num_points``,
+  ``class_names``, ``fps``, ``window_s``, the optimiser settings, and
+  ``_class_path`` (which module wrote it; LightningCLI's ``--ckpt_path`` reads
+  it). :func:`model_args` completes ``model_args`` with the three sizes, so
+  ``build_model(arch, **model_args(hp))`` rebuilds the bare model. Checkpoints
+  written before ``stmt_format`` 2 repeat the sizes inside ``model_args``; they
+  load the same.
+- ``state_dict``: ``model.*`` (the model; a pretraining checkpoint holds
+  ``model.encoder.*`` and ``model.decoder*``) and ``geodesic``, the (N, N)
+  geodesic matrix of the training template (the template's other half, its
+  vertex ids, is recomputed deterministically from the rest mesh).
+- ``stmt_format``: 2 (absent before).
+
+Errors a user can cause (a pretraining checkpoint where a classifier is needed,
+a checkpoint that does not fit the cache, a class list that does not fit the
+head) are :class:`~stmt.errors.InputError` with one line that says what to do.
+Nothing here imports Lightning.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from stmt.errors import InputError
+
+FORMAT_VERSION = 2
+REQUIRED_HPARAMS = ("arch", "class_names", "num_frames", "num_points", "fps", "window_s")
+# the sizes every builder takes, stored once at the top level of the hyper-parameters
+SIZES = ("num_classes", "num_frames", "num_points")
+PRETRAINER = "STMTPretrainer"
+FINETUNE_HINT = (
+    "fine-tune it first: set model.init_args.pretrained to this file in a fit config "
+    "(see datasets/synthetic/finetune.yaml) and run `stmt fit`"
+)
+
+
+# --------------------------------------------------------------------------- writing
+def hyper_parameters(module_class: type, **values: Any) -> dict[str, Any]:
+    """The ``hyper_parameters`` a module saves: its constructor arguments as plain data.
+
+    ``model_args`` keeps only the user's overrides (the sizes live at the top level).
+    """
+    from stmt.engine.common import plain
+
+    values = dict(values)
+    overrides = {k: v for k, v in dict(values.get("model_args") or {}).items() if k not in SIZES}
+    values["model_args"] = overrides
+    return plain(
+        {"_class_path": f"{module_class.__module__}.{module_class.__qualname__}", **values}
+    )
+
+
+def mark(checkpoint: dict[str, Any]) -> None:
+    """Stamp a checkpoint being saved with the format version (``on_save_checkpoint``)."""
+    checkpoint["stmt_format"] = FORMAT_VERSION
+
+
+# --------------------------------------------------------------------------- reading
+def read(path: str | Path) -> dict[str, Any]:
+    """Read a checkpoint safely (``weights_only=True``); checks only that it is a dict
+    with ``hyper_parameters``. Raises :class:`InputError` naming the file if it is
+    missing, not a torch file, or holds pickled code or other non-plain objects."""
+    import pickle
+
+    import torch
+
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(path, "checkpoint file not found")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        if "weights only" in str(err).lower() or "weights_only" in str(err).lower():
+            raise InputError(
+                path,
+                "refused to load: the checkpoint holds Python objects other than tensors "
+                "and plain data, which could run code (loaded with weights_only=True)",
+            ) from None
+        raise InputError(path, f"not a PyTorch checkpoint ({first})") from None
+    except Exception as err:  # noqa: BLE001 - torch.load raises many types on a non-torch file
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise InputError(path, f"not a PyTorch checkpoint ({first[:200]})") from None
+    if not isinstance(ckpt, dict) or not isinstance(ckpt.get("hyper_parameters"), dict):
+        raise InputError(path, "not an stmt checkpoint: no 'hyper_parameters' dict")
+    return ckpt
+
+
+def is_pretraining(ckpt: dict[str, Any]) -> bool:
+    """True for an STMTPretrainer checkpoint (an encoder without a classification head)."""
+    hp = ckpt.get("hyper_parameters") or {}
+    if str(hp.get("_class_path", "")).endswith(PRETRAINER):
+        return True
+    state = ckpt.get("state_dict") or {}
+    return any(str(k).startswith("model.encoder.") for k in state)
+
+
+def model_args(hp: dict[str, Any]) -> dict[str, Any]:
+    """``build_model(hp["arch"], **model_args(hp))`` arguments: the overrides plus the sizes.
+
+    Old checkpoints repeat the sizes inside ``model_args``; a copy that disagrees
+    with the top level is an error (ValueError)."""
+    args = dict(hp.get("model_args") or {})
+    for key in SIZES:
+        if key not in hp:
+            continue
+        if key in args and int(args[key]) != int(hp[key]):
+            raise ValueError(f"model_args {key}={args[key]} disagrees with {key}={hp[key]}")
+        args[key] = int(hp[key])
+    return args
+
+
+def model_weights(ckpt: dict[str, Any], prefix: str = "model.") -> dict[str, Any]:
+    """The state dict under ``prefix`` with the prefix removed."""
+    state = ckpt.get("state_dict") or {}
+    return {k[len(prefix) :]: v for k, v in state.items() if k.startswith(prefix)}
+
+
+def head_outputs(weights: dict[str, Any]) -> int | None:
+    """Number of outputs of the classification head (its last layer's bias), if any."""
+    layers = []
+    for key, value in weights.items():
+        m = re.fullmatch(r"head\.(\d+)\.bias", key)
+        if m and getattr(value, "ndim", 0) == 1:
+            layers.append((int(m.group(1)), int(value.shape[0])))
+    return max(layers)[1] if layers else None
+
+
+def check_classifier(ckpt: dict[str, Any], path: str | Path) -> None:
+    """Check that ``ckpt`` is a trained classifier whose class list fits its head."""
+    path = Path(path)
+    if is_pretraining(ckpt):
+        raise InputError(
+            path, f"this is a pretraining checkpoint (no classification head); {FINETUNE_HINT}"
+        )
+    hp = ckpt["hyper_parameters"]
+    missing = [k for k in REQUIRED_HPARAMS if k not in hp]
+    if missing:
+        raise InputError(path, f"not an stmt checkpoint: hyper_parameters lacks {missing}")
+    if not isinstance(ckpt.get("state_dict"), dict):
+        raise InputError(path, "not an stmt checkpoint: no 'state_dict'")
+    names = hp["class_names"]
+    if not (isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names)):
+        raise InputError(path, "not an stmt checkpoint: class_names is not a list of strings")
+    if "num_classes" in hp and int(hp["num_classes"]) != len(names):
+        raise InputError(
+            path,
+            f"the class list has {len(names)} names but num_classes is {hp['num_classes']}: "
+            "the class list does not fit the head",
+        )
+    outputs = head_outputs(model_weights(ckpt))
+    if outputs is not None and outputs != len(names):
+        raise InputError(
+            path,
+            f"the class list has {len(names)} names but the head has {outputs} outputs: "
+            "the class list does not fit the head",
+        )
+
+
+def load_classifier(path: str | Path):
+    """Rebuild the bare trained model of a classifier checkpoint (no Lightning import).
+
+    Returns ``(model in eval mode, hyper_parameters, geodesic (N, N) tensor or None)``.
+    """
+    from stmt.model.stmt import build_model
+
+    path = Path(path)
+    ckpt = read(path)
+    check_classifier(ckpt, path)
+    hp = ckpt["hyper_parameters"]
+    try:
+        model = build_model(str(hp["arch"]), **model_args(hp))
+    except (KeyError, ValueError, TypeError) as err:
+        raise InputError(path, f"cannot build model {hp['arch']!r}: {err}") from None
+    weights = model_weights(ckpt)
+    if not weights:
+        raise InputError(path, "not an stmt checkpoint: state_dict has no 'model.*' weights")
+    try:
+        model.load_state_dict(weights)
+    except RuntimeError as err:
+        first = str(err).strip().splitlines()[0]
+        raise InputError(path, f"weights do not fit arch {hp['arch']!r}: {first}") from None
+    return model.eval(), hp, ckpt["state_dict"].get("geodesic")
+
+
+def encoder_weights(path: str | Path) -> dict[str, Any]:
+    """The ``model.encoder.*`` weights of a pretraining checkpoint, prefix removed."""
+    path = Path(path)
+    if not path.is_file():
+        raise InputError(
+            path, "pretrained checkpoint not found (expected an STMTPretrainer .ckpt file)"
+        )
+    ckpt = read(path)
+    encoder = model_weights(ckpt, "model.encoder.")
+    if not encoder:
+        raise InputError(path, "no 'model.encoder.*' weights: not an STMTPretrainer checkpoint")
+    return encoder
+
+
+# --------------------------------------------------------------------------- checkpoint vs data
+def check_fits_data(
+    saved: dict[str, Any], current: dict[str, Any], path: str | Path | None, cache: Any = None
+) -> None:
+    """Check a checkpoint's hyper-parameters against the model built for the data.
+
+    ``saved`` are the checkpoint's hyper-parameters, ``current`` those the data
+    module linked into the model (``num_points``, ``num_frames``, ``class_names``).
+    Raises InputError saying how to make them agree.
+    """
+    where = f"the cache {cache}" if cache is not None else "the data"
+    n_ck, n_data = saved.get("num_points"), current.get("num_points")
+    if n_ck is not None and n_data is not None and int(n_ck) != int(n_data):
+        raise InputError(
+            path,
+            f"{where} has N={n_data}, the checkpoint N={n_ck}: "
+            f"rerun `stmt prepare` with --num-points {n_ck}",
+        )
+    t_ck, t_data = saved.get("num_frames"), current.get("num_frames")
+    if t_ck is not None and t_data is not None and int(t_ck) != int(t_data):
+        raise InputError(
+            path,
+            f"the data module cuts clips of T={t_data} frames, the checkpoint T={t_ck}: "
+            f"set data.num_frames to {t_ck}",
+        )
+    c_ck, c_data = list(saved.get("class_names") or []), list(current.get("class_names") or [])
+    if c_ck and c_data and c_ck != c_data:
+        if len(c_ck) != len(c_data):
+            detail = f"{len(c_data)} classes, the checkpoint {len(c_ck)}"
+        else:
+            i = next(i for i, (a, b) in enumerate(zip(c_ck, c_data)) if a != b)
+            detail = f"class {i} {c_data[i]!r}, the checkpoint {c_ck[i]!r}"
+        raise InputError(
+            path,
+            f"{where} has {detail}: the class list does not fit the head; "
+            "prepare the cache with the checkpoint's labels",
+        )

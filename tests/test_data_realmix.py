@@ -188,10 +188,11 @@ def test_prepare_list_only_poses_nothing(tmp_path, capsys):
     _fixture_tree(tmp_path / "data")
     args = ["prepare", "--dataset", "realmix", "--data", str(tmp_path / "data")]
     assert cli(args + ["--out", str(tmp_path / "c"), "--list-only"]) == 0
-    out, err = capsys.readouterr()
-    assert json.loads(out)["sequences"] == 11
+    err = capsys.readouterr().err
     assert "labelled clips per class" in err and "dropped (content in no table" in err
     assert not (tmp_path / "c").exists()
+    r = prepare("realmix", tmp_path / "data", tmp_path / "c", list_only=True, log=lambda m: None)
+    assert (r.sequences, r.samples, r.posed) == (11, 11, 0)
     assert cli(args + ["--out", str(tmp_path / "c"), "--body", "smplh"]) == 2
     assert "anny only" in capsys.readouterr().err
     with pytest.raises(InputError, match="realmix only"):

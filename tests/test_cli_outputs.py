@@ -148,3 +148,27 @@ def test_finetune_says_where_the_encoder_came_from(run_dir):
     assert code == 0
     assert re.search(rf"^loaded pretrained encoder from {re.escape(pretrained)} \(\d+ tensors", out,
                      re.MULTILINE)  # fmt: skip
+
+
+def test_synth_and_prepare_print_a_summary_or_json(tmp_path, capsys):
+    raw, cache = tmp_path / "raw", tmp_path / "cache"
+    assert stmt_main(["synth", "--out", str(raw), "--per-class", "1", "--subjects", "3",
+                      "--classes", "walk,sit", "--quiet"]) == 0  # fmt: skip
+    out = capsys.readouterr().out
+    assert out.splitlines()[0] == f"wrote 2 clips of 2 classes by 3 subjects to {raw}"
+    assert f"next: stmt prepare --dataset synthetic --data {raw} --out CACHE" in out
+    prep = ["prepare", "--dataset", "synthetic", "--data", str(raw), "--out", str(cache),
+            "--num-points", "32", "--quiet"]  # fmt: skip
+    assert stmt_main(prep) == 0
+    lines = capsys.readouterr().out.splitlines()
+    frames = json.loads((cache / "index.json").read_text())["num_frames_total"]
+    assert lines == [f"cache      {cache}", "sequences  2 (2 posed now, 0 reused)",
+                     f"samples    2 ({frames} frames)"]  # fmt: skip
+    assert stmt_main([*prep, "--json"]) == 0  # the old JSON object; a rerun reuses the poses
+    info = json.loads(capsys.readouterr().out)
+    assert info == {"cache": str(cache), "sequences": 2, "samples": 2, "frames": info["frames"],
+                    "posed_now": 0, "failed": 0, "missing": 0}  # fmt: skip
+    assert stmt_main(["synth", "--out", str(raw), "--per-class", "1", "--subjects", "3",
+                      "--classes", "walk,sit", "--quiet", "--json"]) == 0  # fmt: skip
+    info = json.loads(capsys.readouterr().out)
+    assert info["out"] == str(raw) and info["clips"] == 2 and info["classes"] == 2

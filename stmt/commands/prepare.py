@@ -61,6 +61,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--strict", action="store_true", help="stop at the first file that fails (exit 2)"
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument(
         "--list-only",
         action="store_true",
@@ -91,17 +92,28 @@ def main(args: argparse.Namespace) -> int:
         synthetic=args.synthetic,
         list_only=args.list_only,
     )
-    print(
-        json.dumps(
-            {
-                "cache": str(result.cache),
-                "sequences": result.sequences,
-                "samples": result.samples,
-                "frames": result.frames,
-                "posed_now": result.posed,
-                "failed": len(result.failed),
-                "missing": len(result.missing),
-            }
-        )
-    )
+    print_summary(result, args.json)
     return result.exit_status
+
+
+def print_summary(result, as_json: bool = False) -> None:
+    """What was written: a few readable lines, or with ``as_json`` one JSON object
+    (keys cache, sequences, samples, frames, posed_now, failed, missing)."""
+    summary = {
+        "cache": str(result.cache),
+        "sequences": result.sequences,
+        "samples": result.samples,
+        "frames": result.frames,
+        "posed_now": result.posed,
+        "failed": len(result.failed),
+        "missing": len(result.missing),
+    }
+    if as_json:
+        print(json.dumps(summary))
+        return
+    print(f"cache      {summary['cache']}")
+    reused = summary["sequences"] - summary["posed_now"]
+    print(f"sequences  {summary['sequences']} ({summary['posed_now']} posed now, {reused} reused)")
+    print(f"samples    {summary['samples']} ({summary['frames']} frames)")
+    if summary["failed"] or summary["missing"]:
+        print(f"problems   {summary['failed']} failed, {summary['missing']} missing (see above)")

@@ -37,6 +37,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="comma-separated subset of the classes (default: all; see datasets/synthetic)",
     )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument(
         "--samples",
         action="store_true",
@@ -53,7 +54,12 @@ def main(args: argparse.Namespace) -> int:
         from stmt.data.samples import write_samples
 
         paths = write_samples(args.out, seed=args.seed)
-        print(json.dumps({"out": str(args.out), "files": [p.name for p in paths]}))
+        if args.json:
+            print(json.dumps({"out": str(args.out), "files": [p.name for p in paths]}))
+        else:
+            print(
+                f"wrote {len(paths)} sample files to {args.out}: {', '.join(p.name for p in paths)}"
+            )
         return 0
     classes = None
     if args.classes:
@@ -73,5 +79,21 @@ def main(args: argparse.Namespace) -> int:
         classes=classes,
         progress=not args.quiet,
     )
-    print(json.dumps({"out": str(args.out), **summary}))
+    print_summary({"out": str(args.out), **summary}, args.json)
     return 0
+
+
+def print_summary(summary: dict, as_json: bool = False) -> None:
+    """What was generated: readable lines, or with ``as_json`` one JSON object
+    (keys out, clips, classes, subjects, per_split)."""
+    if as_json:
+        print(json.dumps(summary))
+        return
+    splits = ", ".join(f"{n} {name}" for name, n in summary.get("per_split", {}).items())
+    print(
+        f"wrote {summary['clips']} clips of {summary['classes']} classes by "
+        f"{summary['subjects']} subjects to {summary['out']}"
+    )
+    if splits:
+        print(f"splits: {splits}")
+    print(f"next: stmt prepare --dataset synthetic --data {summary['out']} --out CACHE")

@@ -12,7 +12,7 @@ import torch
 from stmt.cli import main as cli
 from stmt.data import prepare as prep
 from stmt.data.cache import gather_frames, load_index, open_arrays
-from stmt.data.datamodule import STMTDataModule, frame_indices
+from stmt.data.datamodule import CacheClips, STMTDataModule, frame_indices
 from stmt.data.synth import generate
 from stmt.data.transforms import normalize_clip
 from tests.helpers.smpl_model import write_smplh_model
@@ -283,3 +283,22 @@ def test_eval_clips_are_deterministic_and_augmentation_switches(synth_data, tmp_
     c, _ = jit.clips([0])
     noise = (c - b).numpy()
     assert noise.std() == pytest.approx(0.007, rel=0.1) and np.abs(noise).max() <= 0.04 + 1e-6
+
+
+def test_class_balance_draws_small_classes_as_often_as_large_ones(synth_data, tmp_path):
+    _prepare(synth_data, tmp_path / "c")
+    labels = np.repeat(np.arange(3), [90, 9, 1])  # 90 : 9 : 1
+    ds = CacheClips(tmp_path / "c", np.arange(100), np.zeros(100), np.ones(100), labels, 4, True)
+    counts = {}
+    for b in (0.0, 1.0):
+        dm = STMTDataModule(str(tmp_path / "c"), num_workers=0, class_balance=b)
+        sampler = dm._balanced_sampler(ds) if b > 0 else None
+        if sampler is None:
+            assert dm._loader("fit", shuffle=True).sampler.__class__.__name__ == "RandomSampler"
+            continue
+        drawn = np.concatenate([labels[list(sampler)] for _ in range(40)])  # 4,000 draws
+        counts[b] = np.bincount(drawn, minlength=3) / len(drawn)
+        assert len(list(sampler)) == 100  # an epoch is as long as the data
+    np.testing.assert_allclose(counts[1.0], [1 / 3] * 3, atol=0.04)
+    with pytest.raises(ValueError, match="class_balance"):
+        STMTDataModule(str(tmp_path / "c"), num_workers=0, class_balance=2.0)

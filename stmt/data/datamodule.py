@@ -231,6 +231,10 @@ class STMTDataModule(pl.LightningDataModule):
         with_unlabelled: keep the samples without a label (label -1) in every stage;
             only for self-supervised pretraining (the classifier's loss and metrics
             need labels). Off, they are left out.
+        class_balance: training draws each sample with weight ``count(class)**-b``
+            (with replacement, as many draws per epoch as samples): 0 keeps the plain
+            shuffle, 1 sees every class equally often. For mixed sets whose classes
+            differ in size by 10x or more (realmix).
         pin_memory: pin batches for faster host-to-GPU copies.
     """
 
@@ -258,6 +262,7 @@ class STMTDataModule(pl.LightningDataModule):
         train_fraction: float = 1.0,
         seed: int = 0,
         with_unlabelled: bool = False,
+        class_balance: float = 0.0,
         pin_memory: bool = False,
     ):
         super().__init__()
@@ -265,6 +270,8 @@ class STMTDataModule(pl.LightningDataModule):
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         if not 0.0 < train_fraction <= 1.0:
             raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
+        if not 0.0 <= class_balance <= 1.0:
+            raise ValueError(f"class_balance must be in [0, 1], got {class_balance}")
         self.save_hyperparameters()
         self.cache = Path(cache)
         self.index = load_index(self.cache)
@@ -275,6 +282,7 @@ class STMTDataModule(pl.LightningDataModule):
         self.train_fraction = train_fraction
         self.seed = seed
         self.with_unlabelled = with_unlabelled
+        self.class_balance = float(class_balance)
         self.pin_memory = pin_memory
         self.splits = {
             "fit": train_split,
@@ -378,13 +386,26 @@ class STMTDataModule(pl.LightningDataModule):
         for s in stages:
             self.dataset(s)
 
+    def _balanced_sampler(self, ds: CacheClips) -> torch.utils.data.Sampler:
+        """Draws with weight count(class)**-class_balance (see the class docstring)."""
+        _, inverse, counts = np.unique(ds.label, return_inverse=True, return_counts=True)
+        weights = counts[inverse].astype(np.float64) ** -self.class_balance
+        gen = torch.Generator().manual_seed(self.seed)
+        return torch.utils.data.WeightedRandomSampler(
+            torch.from_numpy(weights), num_samples=len(ds), replacement=True, generator=gen
+        )
+
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         ds = self.dataset(stage)
+        sampler = None
+        if shuffle and self.class_balance > 0:
+            sampler, shuffle = self._balanced_sampler(ds), False
         return DataLoader(
             ds,
             batch_size=self.batch_size,
             shuffle=shuffle,
-            drop_last=shuffle and len(ds) > self.batch_size,
+            sampler=sampler,
+            drop_last=(shuffle or sampler is not None) and len(ds) > self.batch_size,
             num_workers=self.num_workers,
             persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,

@@ -77,6 +77,7 @@ def test_synth_prepare_batch_end_to_end_on_anny(tmp_path, monkeypatch, capsys):
                 "--num-points",
                 "32",
                 "--quiet",
+                "--json",
             ]
         )
         == 0
@@ -142,6 +143,7 @@ def test_corrupt_file_is_skipped_reported_and_strict_stops(synth_data, tmp_path,
         "--body-models",
         str(models),
         "--quiet",
+        "--json",
     ]
     assert cli(args + ["--out", str(tmp_path / "c")]) == 1
     out, err = capsys.readouterr()

@@ -184,6 +184,7 @@ def test_synth_command(tmp_path, capsys):
             "--classes",
             "sit,stand up",
             "--quiet",
+            "--json",
         ]
     )
     assert rc == 0

@@ -69,7 +69,12 @@ import json
 import sys
 from pathlib import Path
 
-from stmt.commands.inspect import add_body_arguments, add_files_argument
+from stmt.commands.inspect import (
+    add_body_arguments,
+    add_files_argument,
+    add_max_frames_argument,
+    apply_max_frames,
+)
 
 MOCAP_SUFFIXES = (".npz", ".bvh", ".amc")
 
@@ -115,6 +120,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--device", default="auto", help="torch device: auto (cuda when there is one), cpu, cuda:0"
     )
     add_body_arguments(p)
+    add_max_frames_argument(p)
 
 
 def format_table(pred, show_timeline: bool = True) -> str:
@@ -227,17 +233,21 @@ def predictions_csv(records: list[dict], top_k: int) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
+    from stmt import limits
     from stmt.errors import InputError
     from stmt.fileio import atomic_text
     from stmt.predict import Classifier, resolve_device
 
+    apply_max_frames(args)
     device = resolve_device(args.device)  # before anything loads
-    if args.top_k < 1:
-        raise InputError(None, f"--top-k must be at least 1, got {args.top_k}")
+    if not 1 <= args.top_k <= 10_000:
+        raise InputError(None, f"--top-k must be 1 to 10000, got {args.top_k}")
+    if not 1 <= args.batch_size <= 65_536:
+        raise InputError(None, f"--batch-size must be 1 to 65536, got {args.batch_size}")
     for name in ("window", "stride"):
         value = getattr(args, name)
-        if value is not None and value <= 0:
-            raise InputError(None, f"--{name} must be positive, got {value}")
+        if value is not None:
+            setattr(args, name, limits.positive_number(name, value, high=limits.max_duration_s()))
     if args.window is not None and args.stride is not None and args.stride > args.window:
         raise InputError(
             None, f"--stride {args.stride} must not exceed --window {args.window} (gaps)"

@@ -56,10 +56,39 @@ def add_files_argument(p: argparse.ArgumentParser) -> None:
     )
 
 
+def add_max_frames_argument(p: argparse.ArgumentParser) -> None:
+    """``--max-frames``: raise the frame cap of :mod:`stmt.limits` for a long take."""
+    from stmt.limits import DEFAULT_MAX_FRAMES
+
+    p.add_argument(
+        "--max-frames",
+        type=int,
+        default=None,
+        metavar="N",
+        help=f"refuse files of more than N frames (default: {DEFAULT_MAX_FRAMES:,}, or "
+        "$STMT_MAX_FRAMES); raise it for a take that is really that long",
+    )
+
+
+def apply_max_frames(args: argparse.Namespace) -> None:
+    """Install ``--max-frames`` as this process's cap (InputError if not >= 1)."""
+    from stmt import limits
+
+    value = getattr(args, "max_frames", None)
+    if value is not None:
+        limits.set_max_frames(value)
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     add_files_argument(p)
     add_body_arguments(p)
-    p.add_argument("--json", action="store_true", help="print one JSON object per file (JSON Lines)")
+    add_max_frames_argument(p)
+    p.add_argument(
+        "--json", action="store_true", help="print one JSON object per file (JSON Lines)"
+    )
+
+
+CHUNK = 256  # frames posed at a time: memory stays that of CHUNK frames, whatever the take
 
 
 def main(args: argparse.Namespace) -> int:
@@ -67,9 +96,9 @@ def main(args: argparse.Namespace) -> int:
     import sys
 
     from stmt.errors import InputError
-    from stmt.io import read_sequence
 
     try:
+        apply_max_frames(args)
         joint_map = joint_map_of(args)
     except InputError as err:
         print(f"stmt: error: {err}", file=sys.stderr)
@@ -77,26 +106,63 @@ def main(args: argparse.Namespace) -> int:
     failed = 0
     for i, path in enumerate(args.files):
         try:
-            seq = read_sequence(
-                path, body=args.body, body_models=args.body_models, joint_map=joint_map
-            )
+            info = describe(path, args.body, args.body_models, joint_map)
         except InputError as err:
             print(f"stmt: error: {err}", file=sys.stderr)
             failed += 1
             continue
         if i and not args.json:
             print()
-        _describe(seq, args.json)
+        _print(info, args.json)
     return 2 if failed else 0
 
 
-def _describe(seq, as_json: bool) -> None:
+def describe(path: Path, body: str = "auto", body_models=None, joint_map=None) -> dict:
+    """What ``stmt inspect`` prints about one file.
+
+    Parameter files (BVH, ASF/AMC, AMASS) are posed ``CHUNK`` frames at a time and
+    only the extent is kept, so memory does not grow with the length of the take."""
+    import numpy as np
+
+    from stmt.io import detect_format, read_motion, read_sequence
+
+    fmt = detect_format(path)
+    if fmt in ("mesh-npz", "mesh-folder") or (
+        fmt in ("bvh", "asf-amc") and body not in ("auto", "anny")
+    ):  # mesh sequences are their own vertices; the rest is read_sequence's error
+        seq = read_sequence(path, body=body, body_models=body_models, joint_map=joint_map)
+        return _info(seq, seq.num_frames, seq.fps, seq.vertices.min(axis=(0, 1)),
+                     seq.vertices.max(axis=(0, 1)))  # fmt: skip
+    from dataclasses import replace
+
+    from stmt.body import pose_motion
+
+    motion = read_motion(path, fmt)
+    total = motion.poses.shape[0] if hasattr(motion, "poses") else motion.num_frames
+    lo = hi = first = None
+    for start in range(0, total, CHUNK):
+        idx = np.arange(start, min(total, start + CHUNK))
+        if hasattr(motion, "poses"):
+            part = replace(motion, poses=motion.poses[idx], trans=motion.trans[idx])
+        else:
+            part = motion.take(idx)
+        seq = pose_motion(part, body=body, body_models=body_models, joint_map=joint_map)
+        v_lo, v_hi = seq.vertices.min(axis=(0, 1)), seq.vertices.max(axis=(0, 1))
+        lo = v_lo if lo is None else np.minimum(lo, v_lo)
+        hi = v_hi if hi is None else np.maximum(hi, v_hi)
+        if first is None:
+            first = seq
+        del seq
+    return _info(first, total, float(motion.fps), lo, hi)
+
+
+def _info(seq, frames: int, fps: float, lo, hi) -> dict:
     info = {
         "file": str(seq.source),
         "format": seq.format,
-        "frames": seq.num_frames,
-        "fps": round(float(seq.fps), 3),
-        "duration_s": round(seq.duration, 3),
+        "frames": int(frames),
+        "fps": round(float(fps), 3),
+        "duration_s": round(frames / fps, 3),
         "vertices": seq.num_vertices,
         "faces": 0 if seq.faces is None else len(seq.faces),
         "joints": 0 if seq.joints is None else int(seq.joints.shape[1]),
@@ -104,8 +170,11 @@ def _describe(seq, as_json: bool) -> None:
     }
     if seq.rig is not None:
         info["rig"] = seq.rig
-    lo, hi = seq.vertices.min(axis=(0, 1)), seq.vertices.max(axis=(0, 1))
     info["extent_m"] = [round(float(x), 3) for x in (hi - lo)]
+    return info
+
+
+def _print(info: dict, as_json: bool) -> None:
     if as_json:
         print(json.dumps(info))
         return

@@ -14,7 +14,7 @@ import argparse
 import json
 from pathlib import Path
 
-from stmt.commands.inspect import add_body_arguments
+from stmt.commands.inspect import add_body_arguments, add_max_frames_argument, apply_max_frames
 
 DATASETS = ("synthetic", "babel60", "babel120", "kit", "realmix")
 
@@ -57,6 +57,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="longest sample in seconds; longer segments are cut (default 5)",
     )
     add_body_arguments(p)
+    add_max_frames_argument(p)
     p.add_argument(
         "--strict", action="store_true", help="stop at the first file that fails (exit 2)"
     )
@@ -70,13 +71,16 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
+    from stmt import limits
     from stmt.data.prepare import prepare
     from stmt.errors import InputError
 
-    if args.num_points < 1:
-        raise InputError(None, f"--num-points must be >= 1, got {args.num_points}")
-    if not args.fps > 0:
-        raise InputError(None, f"--fps must be positive, got {args.fps}")
+    apply_max_frames(args)
+    if not 1 <= args.num_points <= 100_000:
+        raise InputError(None, f"--num-points must be 1 to 100000, got {args.num_points}")
+    args.fps = limits.check_fps(None, args.fps, "--fps")
+    args.chunk_s = limits.positive_number("chunk-s", args.chunk_s)
+    limits.check_frames(None, args.chunk_s * args.fps, what="--chunk-s at --fps")
     result = prepare(
         args.dataset,
         args.data,

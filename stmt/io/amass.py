@@ -29,8 +29,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stmt import limits
 from stmt.errors import InputError
-from stmt.io.detect import npz_array, open_npz
+from stmt.io.detect import npz_array, npz_header, open_npz
 from stmt.sequence import MeshSequence
 
 if TYPE_CHECKING:
@@ -79,8 +80,8 @@ class AmassMotion:
 
 
 def _numeric(path: Path, key: str, x: np.ndarray) -> np.ndarray:
-    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool):
-        raise InputError(path, f"'{key}' holds {x.dtype} values; expected numbers")
+    if not (np.issubdtype(x.dtype, np.number) or x.dtype == bool) or x.dtype.kind == "c":
+        raise InputError(path, f"'{key}' holds {x.dtype} values; expected real numbers")
     x = np.asarray(x, dtype=np.float64)
     if not np.isfinite(x).all():
         bad = np.argwhere(~np.isfinite(x))[0]
@@ -109,6 +110,23 @@ def load_amass(path: str | Path, fmt: str) -> AmassMotion:
     kind = _KIND[fmt]
     npz = open_npz(path)
     keys = set(npz.files)
+    rate_key = next((k for k in ("mocap_framerate", "mocap_frame_rate") if k in keys), None)
+    if rate_key is None:
+        raise InputError(
+            path, "missing key 'mocap_framerate' (or 'mocap_frame_rate'): the frame rate"
+        )
+    rate = npz_array(npz, path, rate_key)
+    if rate.size != 1:
+        raise InputError(path, f"'{rate_key}' has shape {rate.shape}; expected one number")
+    fps = float(_numeric(path, rate_key, rate).reshape(-1)[0])
+    fps = limits.check_fps(path, fps, f"'{rate_key}'")
+
+    # the frame count and duration, from the array headers, before anything unpacks
+    for key in ["poses"] if "poses" in keys else [k for k, _ in _PARTS[kind]][:1]:
+        if key in keys:
+            shape, _ = npz_header(npz, path, key)
+            if shape:
+                limits.check_frames(path, shape[0], fps)
     if "poses" in keys:
         poses = npz_array(npz, path, "poses")
     else:  # per-part keys only
@@ -139,18 +157,6 @@ def load_amass(path: str | Path, fmt: str) -> AmassMotion:
             f"trans has {trans.shape[0]} frames but poses has {poses.shape[0]}; they must match",
         )
     trans = _numeric(path, "trans", trans)
-
-    rate_key = next((k for k in ("mocap_framerate", "mocap_frame_rate") if k in keys), None)
-    if rate_key is None:
-        raise InputError(
-            path, "missing key 'mocap_framerate' (or 'mocap_frame_rate'): the frame rate"
-        )
-    rate = npz_array(npz, path, rate_key)
-    if rate.size != 1:
-        raise InputError(path, f"'{rate_key}' has shape {rate.shape}; expected one number")
-    fps = float(_numeric(path, rate_key, rate).reshape(-1)[0])
-    if fps <= 0:
-        raise InputError(path, f"'{rate_key}' is {fps}; expected a positive frame rate")
 
     betas = None
     if "betas" in keys:
@@ -234,7 +240,9 @@ def pose_amass(
     name, root = resolve_body(body, body_models, fmt, path)
     total = len(motion.poses)
     sel = select_frames(frames, total, motion.fps)
-    poses, trans = (motion.poses, motion.trans) if sel is None else (motion.poses[sel], motion.trans[sel])
+    poses, trans = (
+        (motion.poses, motion.trans) if sel is None else (motion.poses[sel], motion.trans[sel])
+    )
     if name == "anny":
         from stmt.body.anny import bone_labels, pose_from_smpl, rest_mesh
 

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stmt import limits
 from stmt.errors import InputError
 from stmt.motion import SkeletonMotion
 from stmt.sequence import MeshSequence
@@ -89,10 +90,14 @@ class ASF:
     def order(self) -> list[tuple[str, str | None]]:
         """(bone, parent) pairs, the root first, parents before children."""
         out: list[tuple[str, str | None]] = [("root", None)]
+        seen = {"root"}
         i = 0
         while i < len(out):
             name = out[i][0]
-            out.extend((c, name) for c in self.children.get(name, []))
+            for c in self.children.get(name, []):
+                if c not in seen:  # parse_asf refuses cycles; this only keeps order() finite
+                    seen.add(c)
+                    out.append((c, name))
             i += 1
         return out
 
@@ -116,17 +121,25 @@ def _floats(path: Path, n: int, parts: list[str], count: int, what: str) -> np.n
 def parse_asf(path: str | Path) -> ASF:
     """Read an ASF skeleton. Raises InputError naming the line on malformed input."""
     path = Path(path)
+    limits.check_text_size(path)
     try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
+        with path.open(encoding="utf-8", errors="replace") as f:
+            return _parse_asf(f, path)
     except OSError as e:
         raise InputError(path, f"cannot read the ASF skeleton ({e.strerror})") from None
+
+
+def _parse_asf(f, path: Path) -> ASF:
+    from stmt.io.bvh import read_lines
+
     length, degrees = 1.0, True
     root_order = ["TX", "TY", "TZ", "RX", "RY", "RZ"]
     root_axis, root_pos, root_orient = "XYZ", np.zeros(3), np.zeros(3)
     bones: dict[str, Bone] = {}
     children: dict[str, list[str]] = {}
+    parent_of: dict[str, tuple[str, int]] = {}  # bone -> (its parent, the :hierarchy line)
     section, bone, in_limits = None, None, False
-    for n, raw in enumerate(lines, start=1):
+    for n, raw in read_lines(f, path):
         line = raw.split("#", 1)[0].strip()
         if not line:
             continue
@@ -162,6 +175,7 @@ def parse_asf(path: str | Path) -> ASF:
                 if bone is None or not bone.name:
                     raise _error(path, n, "bone block without a name")
                 bones[bone.name] = bone
+                limits.check_joints(path, len(bones) + 1)
                 bone, in_limits = None, False
             elif bone is None:
                 raise _error(path, n, f"expected 'begin' in :bonedata, found {parts[0]!r}")
@@ -186,6 +200,18 @@ def parse_asf(path: str | Path) -> ASF:
         elif section == ":hierarchy":
             if key in ("begin", "end"):
                 continue
+            for kid in parts[1:]:
+                if kid == "root":
+                    raise _error(path, n, f"bone 'root' listed as a child of {parts[0]!r}")
+                if kid in parent_of:
+                    first, at = parent_of[kid]
+                    raise _error(
+                        path,
+                        n,
+                        f"bone {kid!r} has two parents in :hierarchy, {first!r} (line {at}) "
+                        f"and {parts[0]!r}",
+                    )
+                parent_of[kid] = (parts[0], n)
             children.setdefault(parts[0], []).extend(parts[1:])
     if not bones:
         raise InputError(path, "no :bonedata bones found (not an ASF skeleton file?)")
@@ -204,50 +230,87 @@ def parse_asf(path: str | Path) -> ASF:
         bones=bones,
         children=children,
     )
-    if len(asf.order()) != len(bones) + 1:
-        reached = {b for b, _ in asf.order()}
-        lost = sorted(set(bones) - reached)
+    reached = {b for b, _ in asf.order()}
+    lost = sorted(set(bones) - reached)
+    for name in lost:  # each bone has one parent at most: a lost bone may sit on a cycle
+        walk, b = [], name
+        while b in parent_of and b not in walk:
+            walk.append(b)
+            b = parent_of[b][0]
+        if b in walk:
+            loop = walk[walk.index(b) :] + [b]
+            raise InputError(
+                path,
+                f"line {parent_of[b][1]}: :hierarchy has a cycle through bone {b!r} "
+                f"({' -> '.join(reversed(loop))})",
+            )
+    if lost:
         raise InputError(path, f":hierarchy does not connect bones {', '.join(lost)} to the root")
     return asf
 
 
-def parse_amc(path: str | Path, asf: ASF) -> dict[str, np.ndarray]:
-    """Read AMC frames: bone name -> (T, number of values) in file units and angles."""
+def parse_amc(path: str | Path, asf: ASF, fps: float = CMU_FPS) -> dict[str, np.ndarray]:
+    """Read AMC frames: bone name -> (T, number of values) in file units and angles.
+
+    Read line by line into compact buffers; the frame count is held to
+    :mod:`stmt.limits` (at ``fps``) as the frames come in."""
+    from array import array
+
+    from stmt.io.bvh import read_lines
+
     path = Path(path)
-    try:
-        lines = path.read_text(encoding="utf-8", errors="replace").splitlines()
-    except OSError as e:
-        raise InputError(path, f"cannot read the AMC motion ({e.strerror})") from None
+    limits.check_text_size(path)
     width = {name: len(b.dof) for name, b in asf.bones.items()}
     width["root"] = len(asf.root_order)
-    frames: list[dict[str, np.ndarray]] = []
-    for n, raw in enumerate(lines, start=1):
-        line = raw.strip()
-        if not line or line.startswith(("#", ":")):
-            continue
-        parts = line.split()
-        if len(parts) == 1 and parts[0].isdigit():
-            if int(parts[0]) != len(frames) + 1:
-                raise _error(path, n, f"expected frame {len(frames) + 1}, found {parts[0]}")
-            frames.append({})
-            continue
-        if not frames:
-            raise _error(path, n, f"expected a frame number, found {parts[0]!r}")
-        name = parts[0]
-        if name not in width:
-            raise _error(path, n, f"bone {name!r} is not in the ASF skeleton")
-        frames[-1][name] = _floats(path, n, parts[1:], width[name], f"bone {name}")
+    cap = limits.max_frames()
+    values = {name: array("d") for name, w in width.items() if w}
+    frames = 0
+    in_frame: set[str] = set()
+
+    def close_frame(n: int) -> None:
+        for name, w in width.items():
+            if w and name not in in_frame:
+                raise InputError(path, f"frame {frames} lacks bone {name!r}")
+
+    try:
+        with path.open(encoding="utf-8", errors="replace") as f:
+            for n, raw in read_lines(f, path):
+                line = raw.strip()
+                if not line or line.startswith(("#", ":")):
+                    continue
+                parts = line.split()
+                if len(parts) == 1 and parts[0].isdigit():
+                    if int(parts[0]) != frames + 1:
+                        raise _error(path, n, f"expected frame {frames + 1}, found {parts[0]}")
+                    if frames:
+                        close_frame(n)
+                    frames += 1
+                    if frames > cap:
+                        limits.check_frames(path, frames)
+                    if frames / fps > limits.max_duration_s():
+                        limits.check_frames(path, frames, fps)
+                    in_frame.clear()
+                    continue
+                if not frames:
+                    raise _error(path, n, f"expected a frame number, found {parts[0]!r}")
+                name = parts[0]
+                if name not in width:
+                    raise _error(path, n, f"bone {name!r} is not in the ASF skeleton")
+                if name in in_frame:
+                    raise _error(path, n, f"bone {name!r} appears twice in frame {frames}")
+                in_frame.add(name)
+                row = _floats(path, n, parts[1:], width[name], f"bone {name}")
+                if width[name]:
+                    values[name].extend(row)
+    except OSError as e:
+        raise InputError(path, f"cannot read the AMC motion ({e.strerror})") from None
     if not frames:
         raise InputError(path, "no frames found (not an AMC motion file?)")
-    out = {}
-    for name, w in width.items():
-        if w == 0:
-            continue
-        missing = [i + 1 for i, f in enumerate(frames) if name not in f]
-        if missing:
-            raise InputError(path, f"frame {missing[0]} lacks bone {name!r}")
-        out[name] = np.stack([f[name] for f in frames])  # (T, w)
-    return out
+    close_frame(0)
+    return {
+        name: np.frombuffer(buf, dtype=np.float64).reshape(frames, width[name])  # (T, w)
+        for name, buf in values.items()
+    }
 
 
 def find_asf(amc_path: Path) -> Path:
@@ -312,8 +375,9 @@ def amc_motion(
     asf_file = Path(asf_path) if asf_path is not None else find_asf(path)
     if not asf_file.is_file():
         raise InputError(path, f"its ASF skeleton {asf_file} does not exist")
+    fps = limits.check_fps(path, fps, "fps")
     asf = parse_asf(asf_file)
-    values = parse_amc(path, asf)
+    values = parse_amc(path, asf, fps)
     order = asf.order()
     names = [b for b, _ in order]
     index = {b: i for i, b in enumerate(names)}

@@ -20,12 +20,14 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from stmt import limits
 from stmt.errors import InputError
 from stmt.motion import SkeletonMotion
 from stmt.sequence import MeshSequence
 
 if TYPE_CHECKING:
     from stmt.body import Frames
+
 
 @dataclass
 class BVH:
@@ -96,13 +98,32 @@ def euler_matrices(angles: np.ndarray, axes: str, degrees: bool = True) -> np.nd
 # ---------------------------------------------------------------------------------- parsing
 
 
+MAX_LINE = 1 << 20  # characters in one line of a text MoCap file
+
+
+def read_lines(f, path: Path, first: int = 1):
+    """Yield ``(line number, line)`` from an open text file, refusing a line over
+    :data:`MAX_LINE` characters instead of reading it whole."""
+    n = first
+    while True:
+        line = f.readline(MAX_LINE + 1)
+        if not line:
+            return
+        if len(line) > MAX_LINE:
+            raise InputError(
+                path, f"line {n} is longer than {MAX_LINE} characters; not a MoCap text file"
+            )
+        yield n, line
+        n += 1
+
+
 class _Tokens:
     """Whitespace-separated tokens with their line numbers (braces split off)."""
 
-    def __init__(self, lines: list[str], path: Path):
+    def __init__(self, lines: list[tuple[int, str]], path: Path):
         self.path = path
         self.items: list[tuple[str, int]] = []
-        for n, line in enumerate(lines, start=1):
+        for n, line in lines:
             for tok in line.replace("{", " { ").replace("}", " } ").split():
                 self.items.append((tok, n))
         self.pos = 0
@@ -144,35 +165,109 @@ class _Tokens:
         return self.items[self.pos][0] if self.pos < len(self.items) else None
 
 
+_MAX_HEADER_LINES = 100 * limits.MAX_JOINTS  # a joint takes a handful of lines
+
+
 def parse_bvh(path: str | Path) -> BVH:
-    """Read a BVH file as it is (no unit or axis change). Raises InputError with a line."""
+    """Read a BVH file as it is (no unit or axis change). Raises InputError with a line.
+
+    The file is read line by line: the frame count and joint count are checked
+    against :mod:`stmt.limits` before the motion array is allocated, and the
+    hierarchy is parsed with an explicit stack (no recursion on nesting depth)."""
     path = Path(path)
+    limits.check_text_size(path)
     try:
-        text = path.read_text(encoding="utf-8", errors="replace")
+        with path.open(encoding="utf-8", errors="replace") as f:
+            return _parse_bvh(f, path)
     except OSError as e:
         raise InputError(path, f"cannot read the file ({e.strerror})") from None
-    lines = text.splitlines()
-    motion_at = next((i for i, s in enumerate(lines) if s.strip().upper() == "MOTION"), None)
+    except UnicodeError as e:
+        raise InputError(path, f"cannot be decoded as text ({e})") from None
+
+
+def _parse_bvh(f, path: Path) -> BVH:
+    lines = read_lines(f, path)
+    header: list[tuple[int, str]] = []
+    motion_at = None
+    for n, line in lines:
+        if line.strip().upper() == "MOTION":
+            motion_at = n
+            break
+        header.append((n, line))
+        if len(header) > _MAX_HEADER_LINES:
+            raise InputError(
+                path, f"no MOTION line in the first {_MAX_HEADER_LINES} lines (not a BVH file?)"
+            )
     if motion_at is None:
         raise InputError(path, "not a BVH file: no MOTION line after the HIERARCHY")
-    tokens = _Tokens(lines[:motion_at], path)
+    tokens = _Tokens(header, path)
     if tokens.peek() is None or tokens.peek().upper() != "HIERARCHY":
         raise InputError(path, "line 1: expected 'HIERARCHY' (not a BVH file)")
     tokens.next("HIERARCHY")
     tokens.expect("ROOT")
+    names, parents, offsets, ends, channels = _hierarchy(tokens, path)
+    if tokens.peek() is not None:
+        raise tokens.error(f"unexpected {tokens.peek()!r} after the root joint's closing brace")
 
+    frames, frame_time = _motion_header(lines, motion_at, path)
+    width = sum(len(c) for c in channels)
+    limits.check_fps(path, 1.0 / frame_time, f"the frame rate (Frame Time {frame_time:g} s)")
+    fps = frame_rate(frame_time)
+    limits.check_frames(path, frames, fps)
+    if frames == 0:
+        raise InputError(path, "the motion has zero frames")
+    motion = np.empty((frames, width), dtype=np.float64)
+    count = 0
+    for n, line in lines:
+        parts = line.split()
+        if not parts:
+            continue
+        if count == frames:
+            raise InputError(path, f"line {n}: more frame lines than 'Frames: {frames}'")
+        if len(parts) != width:
+            raise InputError(path, f"line {n}: expected {width} channel values, found {len(parts)}")
+        try:
+            row = [float(x) for x in parts]
+        except ValueError:
+            bad = next(x for x in parts if not _is_float(x))
+            raise InputError(path, f"line {n}: non-numeric value {bad!r}") from None
+        if not np.isfinite(row).all():
+            raise InputError(path, f"line {n}: NaN or Inf among the channel values")
+        motion[count] = row
+        count += 1
+    if count != frames:
+        raise InputError(path, f"'Frames: {frames}' but {count} frame lines follow")
+    return BVH(
+        names=names,
+        parents=parents,
+        offsets=np.asarray(offsets, dtype=np.float64),
+        end_offsets=np.asarray(ends, dtype=np.float64),
+        channels=channels,
+        frame_time=frame_time,
+        motion=motion,
+    )
+
+
+def _hierarchy(tokens: _Tokens, path: Path):
+    """The joints after ``ROOT``: names, parents, offsets, end offsets, channels.
+
+    An explicit stack of open joints replaces recursion, so nesting depth is bounded
+    only by :data:`stmt.limits.MAX_JOINTS`."""
     names: list[str] = []
+    seen: set[str] = set()
     parents: list[int] = []
     offsets: list[list[float]] = []
     ends: list[list[float]] = []
     channels: list[list[str]] = []
 
-    def joint(parent: int) -> None:
+    def open_joint(parent: int) -> int:
         name = tokens.next("a joint name")
-        if name in names:
+        if name in seen:
             raise tokens.error(f"joint {name!r} appears twice")
         index = len(names)
+        limits.check_joints(path, index + 1)
         names.append(name)
+        seen.add(name)
         parents.append(parent)
         ends.append([0.0, 0.0, 0.0])
         tokens.expect("{")
@@ -191,59 +286,27 @@ def parse_bvh(path: str | Path) -> BVH:
                     raise tokens.error(f"{name}: unknown channel {c!r}")
                 chans.append(c)
         channels.append(chans)
-        while True:
-            tok = tokens.next("JOINT, End Site or '}'")
-            kind = tok.upper()
-            if kind == "}":
-                return
-            if kind == "JOINT":
-                joint(index)
-            elif kind == "END":
-                tokens.expect("Site")
-                tokens.expect("{")
-                tokens.expect("OFFSET")
-                ends[index] = [tokens.number(f"{name} End Site OFFSET") for _ in range(3)]
-                tokens.expect("}")
-            else:
-                tokens.pos -= 1
-                raise tokens.error(f"expected JOINT, End Site or '}}', found {tok!r}")
+        return index
 
-    joint(-1)
-    if tokens.peek() is not None:
-        raise tokens.error(f"unexpected {tokens.peek()!r} after the root joint's closing brace")
-
-    frames, frame_time, first = _motion_header(lines, motion_at, path)
-    width = sum(len(c) for c in channels)
-    rows = []
-    for n in range(first, len(lines)):
-        parts = lines[n].split()
-        if not parts:
-            continue
-        if len(parts) != width:
-            raise InputError(
-                path, f"line {n + 1}: expected {width} channel values, found {len(parts)}"
-            )
-        try:
-            row = [float(x) for x in parts]
-        except ValueError:
-            bad = next(x for x in parts if not _is_float(x))
-            raise InputError(path, f"line {n + 1}: non-numeric value {bad!r}") from None
-        if not np.isfinite(row).all():
-            raise InputError(path, f"line {n + 1}: NaN or Inf among the channel values")
-        rows.append(row)
-    if len(rows) != frames:
-        raise InputError(path, f"'Frames: {frames}' but {len(rows)} frame lines follow")
-    if frames == 0:
-        raise InputError(path, "the motion has zero frames")
-    return BVH(
-        names=names,
-        parents=parents,
-        offsets=np.asarray(offsets, dtype=np.float64),
-        end_offsets=np.asarray(ends, dtype=np.float64),
-        channels=channels,
-        frame_time=frame_time,
-        motion=np.asarray(rows, dtype=np.float64).reshape(frames, width),
-    )
+    stack = [open_joint(-1)]
+    while stack:
+        index = stack[-1]
+        tok = tokens.next("JOINT, End Site or '}'")
+        kind = tok.upper()
+        if kind == "}":
+            stack.pop()
+        elif kind == "JOINT":
+            stack.append(open_joint(index))
+        elif kind == "END":
+            tokens.expect("Site")
+            tokens.expect("{")
+            tokens.expect("OFFSET")
+            ends[index] = [tokens.number(f"{names[index]} End Site OFFSET") for _ in range(3)]
+            tokens.expect("}")
+        else:
+            tokens.pos -= 1
+            raise tokens.error(f"expected JOINT, End Site or '}}', found {tok!r}")
+    return names, parents, offsets, ends, channels
 
 
 _CHANNELS = {f"{axis}{kind}" for axis in "xyz" for kind in ("position", "rotation")}  # lower case
@@ -257,23 +320,26 @@ def _is_float(s: str) -> bool:
         return False
 
 
-def _motion_header(lines: list[str], motion_at: int, path: Path) -> tuple[int, float, int]:
-    """(frame count, frame time, index of the first frame line) after the MOTION line."""
+def _motion_header(lines, motion_at: int, path: Path) -> tuple[int, float]:
+    """(frame count, frame time) from the lines after the MOTION line (consumed)."""
     values: dict[str, str] = {}
-    n = motion_at + 1
+    n = motion_at
     for key in ("frames:", "frame time:"):
-        while n < len(lines) and not lines[n].strip():
+        line = ""
+        for n, raw in lines:
+            line = raw.strip()
+            if line:
+                break
+        else:
             n += 1
-        line = lines[n].strip() if n < len(lines) else ""
         if not line.lower().startswith(key):
-            raise InputError(path, f"line {n + 1}: expected '{key[:-1].title()}: ...'")
+            raise InputError(path, f"line {n}: expected '{key[:-1].title()}: ...'")
         values[key] = line[len(key) :].strip()
-        n += 1
     try:
         frames = int(values["frames:"])
     except ValueError:
         raise InputError(
-            path, f"line {motion_at + 2}: bad frame count {values['frames:']!r}"
+            path, f"line {motion_at + 1}: bad frame count {values['frames:']!r}"
         ) from None
     try:
         frame_time = float(values["frame time:"])
@@ -283,7 +349,7 @@ def _motion_header(lines: list[str], motion_at: int, path: Path) -> tuple[int, f
         raise InputError(path, f"negative frame count {frames}")
     if not (np.isfinite(frame_time) and frame_time > 0):
         raise InputError(path, f"expected a positive Frame Time, found {values['frame time:']}")
-    return frames, frame_time, n
+    return frames, frame_time
 
 
 # ---------------------------------------------------------------------------------- reading

@@ -59,6 +59,16 @@ def npz_array(npz, path: Path, key: str, what: str = "") -> np.ndarray:
         raise InputError(
             path, f"missing key '{key}'{' (' + what + ')' if what else ''}; keys found: {found}"
         )
+    shape, dtype = npz_header(npz, path, key)
+    from stmt import limits
+
+    size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
+    if size > limits.MAX_ARRAY_BYTES:
+        raise InputError(
+            path,
+            f"'{key}' would unpack to {size / 1024**3:.1f} GB (shape {shape}); "
+            f"the limit for one array is {limits.MAX_ARRAY_BYTES / 1024**3:.0f} GB",
+        )
     try:
         return npz[key]
     except ValueError as err:
@@ -71,6 +81,31 @@ def npz_array(npz, path: Path, key: str, what: str = "") -> np.ndarray:
         raise InputError(
             path, f"'{key}' could not be read, file truncated or corrupt ({err})"
         ) from None
+
+
+def npz_header(npz, path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
+    """The shape and dtype ``npz[key]`` would have, read from the member's ``.npy``
+    header without decompressing the data (so a limit can be checked first)."""
+    from numpy.lib import format as npy
+
+    try:
+        with npz.zip.open(f"{key}.npy") as f:
+            version = npy.read_magic(f)
+            if version == (1, 0):
+                shape, _, dtype = npy.read_array_header_1_0(f)
+            else:
+                shape, _, dtype = npy.read_array_header_2_0(f)
+    except ValueError as err:
+        if "pickle" in str(err) or "object" in str(err):
+            raise InputError(path, f"'{key}' is a pickled object; expected a plain array") from None
+        raise InputError(
+            path, f"'{key}' could not be read, file truncated or corrupt ({err})"
+        ) from None
+    except Exception as err:  # noqa: BLE001 (BadZipFile, zlib.error, EOFError, ...)
+        raise InputError(
+            path, f"'{key}' could not be read, file truncated or corrupt ({err})"
+        ) from None
+    return tuple(int(d) for d in shape), np.dtype(dtype)
 
 
 def _npz_format(path: Path) -> str:

@@ -23,9 +23,10 @@ from pathlib import Path
 
 import numpy as np
 
+from stmt import limits
 from stmt.body.smpl import check_vertex_ids  # numpy only at import
 from stmt.errors import InputError
-from stmt.io.detect import MESH_SUFFIXES, npz_array, open_npz
+from stmt.io.detect import MESH_SUFFIXES, npz_array, npz_header, open_npz
 from stmt.sequence import MeshSequence
 
 DEFAULT_FPS = 30.0
@@ -39,7 +40,7 @@ def _fps_value(path: Path, raw) -> float:
         fps = float("nan")
     if not (np.isfinite(fps) and fps > 0):
         raise InputError(path, f"fps must be one positive number, got {np.asarray(raw).tolist()!r}")
-    return fps
+    return limits.check_fps(path, fps, "fps")
 
 
 def _sequence(vertices, faces, fps, source, fmt, vertex_ids) -> MeshSequence:
@@ -70,6 +71,11 @@ def read_mesh_npz(path: str | Path, vertex_ids: np.ndarray | None = None) -> Mes
     """Read a mesh-sequence ``.npz`` (see the module docstring)."""
     path = Path(path)
     npz = open_npz(path)
+    fps = _fps_value(path, npz_array(npz, path, "fps")) if "fps" in npz.files else DEFAULT_FPS
+    if "vertices" in npz.files:  # the frame count, from the header, before it unpacks
+        shape, _ = npz_header(npz, path, "vertices")
+        if shape:
+            limits.check_frames(path, shape[0], fps)
     vertices = npz_array(npz, path, "vertices", "(T, V, 3) metres")
     if vertices.ndim != 3 or vertices.shape[2] != 3 or vertices.dtype.kind not in "fiu":
         raise InputError(
@@ -77,7 +83,6 @@ def read_mesh_npz(path: str | Path, vertex_ids: np.ndarray | None = None) -> Mes
             f"vertices has shape {vertices.shape} ({vertices.dtype}); expected (T, V, 3) numbers",
         )
     faces = npz_array(npz, path, "faces") if "faces" in npz.files else None
-    fps = _fps_value(path, npz_array(npz, path, "fps")) if "fps" in npz.files else DEFAULT_FPS
     return _sequence(vertices, faces, fps, path, "mesh-npz", vertex_ids)
 
 
@@ -125,7 +130,11 @@ def _folder_fps(folder: Path) -> float:
     if not fps_file.is_file():
         return DEFAULT_FPS
     try:
-        return _fps_value(fps_file, float(fps_file.read_text().strip()))
+        with fps_file.open(encoding="utf-8", errors="replace") as f:
+            text = f.read(256)
+        return _fps_value(fps_file, float(text.strip()))
+    except OSError as e:
+        raise InputError(fps_file, f"cannot read the file ({e.strerror})") from None
     except ValueError:
         raise InputError(fps_file, "expected one positive number (frames per second)") from None
 
@@ -135,6 +144,7 @@ def read_mesh_folder(path: str | Path, vertex_ids: np.ndarray | None = None) -> 
     folder = Path(path)
     files = frame_files(folder)
     fps = _folder_fps(folder)
+    limits.check_frames(folder, len(files), fps)
     first, faces = _load_mesh(files[0])
     vertices = np.empty((len(files), len(first), 3), dtype=np.float32)
     vertices[0] = first

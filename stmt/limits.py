@@ -1,0 +1,134 @@
+"""The limits every input is held to, in one place.
+
+A number in a file or on the command line never decides alone how much memory
+is used: readers and commands check it against these limits *before* they
+allocate, and refuse it with an :class:`~stmt.errors.InputError` (one line
+naming the file or option). The frame cap can be raised for long takes with
+``--max-frames`` (``classify``, ``inspect``, ``prepare``) or the
+``STMT_MAX_FRAMES`` environment variable; the others are fixed.
+
+- joints in a skeleton (BVH, ASF): at most :data:`MAX_JOINTS`;
+- frames in one file, and frames a window, a stride or an fps implies: at most
+  :func:`max_frames` (default :data:`DEFAULT_MAX_FRAMES`, 2.3 h at 120 fps);
+- frame rate of a file or ``--fps``: between :data:`MIN_FPS` and :data:`MAX_FPS`;
+- duration of one file: at most :func:`max_duration_s` (the length that resampled
+  at 30 frames/s would reach the frame cap: 9.3 h by default);
+- one text file (BVH, ASF, AMC): at most :data:`MAX_TEXT_BYTES`; one array of an
+  ``.npz``, once unpacked: at most :data:`MAX_ARRAY_BYTES` (read from the array's
+  header before it is decompressed).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+from stmt.errors import InputError
+
+MAX_JOINTS = 1000
+DEFAULT_MAX_FRAMES = 1_000_000
+MIN_FPS = 1.0
+MAX_FPS = 1000.0
+MAX_ARRAY_BYTES = 2 * 1024**3  # one array of an .npz, once unpacked
+MAX_TEXT_BYTES = 2 * 1024**3  # a 2 GB BVH is ~1M frames of a 300-channel rig
+RESAMPLE_FPS = 30.0  # the rate the duration cap is measured in
+
+_max_frames: int | None = None
+
+
+def max_frames() -> int:
+    """The frame cap: :func:`set_max_frames`, else ``$STMT_MAX_FRAMES``, else the default."""
+    if _max_frames is not None:
+        return _max_frames
+    env = os.environ.get("STMT_MAX_FRAMES")
+    if env:
+        try:
+            value = int(env)
+        except ValueError:
+            raise InputError(None, f"STMT_MAX_FRAMES must be a whole number, got {env!r}") from None
+        if value < 1:
+            raise InputError(None, f"STMT_MAX_FRAMES must be at least 1, got {value}")
+        return value
+    return DEFAULT_MAX_FRAMES
+
+
+def set_max_frames(value: int | None) -> None:
+    """Raise (or lower) the frame cap for this process; None restores the default."""
+    global _max_frames
+    if value is not None and (not isinstance(value, int) or value < 1):
+        raise InputError(None, f"--max-frames must be a whole number >= 1, got {value!r}")
+    _max_frames = value
+
+
+def max_duration_s() -> float:
+    return max_frames() / RESAMPLE_FPS
+
+
+def check_joints(path: str | Path | None, count: int) -> None:
+    if count > MAX_JOINTS:
+        raise InputError(path, f"more than {MAX_JOINTS} joints ({count}); not a body skeleton")
+
+
+def check_fps(path: str | Path | None, fps: float, what: str = "the frame rate") -> float:
+    """``fps`` as a float, if finite and within [MIN_FPS, MAX_FPS]."""
+    try:
+        value = float(fps)
+    except (TypeError, ValueError):
+        raise InputError(path, f"{what} must be a number, got {fps!r}") from None
+    if not (math.isfinite(value) and MIN_FPS <= value <= MAX_FPS):
+        raise InputError(
+            path, f"{what} is {fps!r}; expected {MIN_FPS:g} to {MAX_FPS:g} frames per second"
+        )
+    return value
+
+
+def check_frames(
+    path: str | Path | None, frames: float, fps: float | None = None, what: str = ""
+) -> None:
+    """Refuse a frame count (or the frames something implies) over the cap, and, given
+    ``fps``, a duration over :func:`max_duration_s`."""
+    cap = max_frames()
+    label = what or "the file"
+    if not math.isfinite(frames) or frames > cap:
+        raise InputError(
+            path,
+            f"{label} has {frames:.0f} frames, more than the limit of {cap}; "
+            "raise it with --max-frames N (or STMT_MAX_FRAMES) if this is a real take",
+        )
+    if fps is not None and frames / fps > max_duration_s():
+        raise InputError(
+            path,
+            f"{label} lasts {frames / fps:.0f} s, more than the limit of {max_duration_s():.0f} s; "
+            "raise it with --max-frames N (or STMT_MAX_FRAMES) if this is a real take",
+        )
+
+
+def check_text_size(path: Path) -> None:
+    try:
+        size = path.stat().st_size
+    except OSError:
+        return  # the reader's own open() reports it
+    if size > MAX_TEXT_BYTES:
+        raise InputError(
+            path,
+            f"is {size / 1024**3:.1f} GB, more than the {MAX_TEXT_BYTES / 1024**3:.0f} GB "
+            "a MoCap text file may be",
+        )
+
+
+def positive_number(
+    name: str, value, low: float = 0.0, high: float = math.inf, low_inclusive: bool = False
+) -> float:
+    """A command-line number, finite and in range, else an InputError naming ``--name``."""
+    try:
+        x = float(value)
+    except (TypeError, ValueError):
+        raise InputError(None, f"--{name} must be a number, got {value!r}") from None
+    ok = math.isfinite(x) and (x >= low if low_inclusive else x > low) and x <= high
+    if not ok:
+        bound = f"{'at least' if low_inclusive else 'more than'} {low:g}"
+        if math.isfinite(high):
+            bound += f" and at most {high:g}"
+        raise InputError(None, f"--{name} must be a finite number {bound}, got {value}")
+    return x

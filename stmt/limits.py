@@ -127,8 +127,10 @@ def positive_number(
         raise InputError(None, f"--{name} must be a number, got {value!r}") from None
     ok = math.isfinite(x) and (x >= low if low_inclusive else x > low) and x <= high
     if not ok:
-        bound = f"{'at least' if low_inclusive else 'more than'} {low:g}"
-        if math.isfinite(high):
-            bound += f" and at most {high:g}"
-        raise InputError(None, f"--{name} must be a finite number {bound}, got {value}")
+        if low == 0 and not low_inclusive:
+            bound = "positive"
+        else:
+            bound = f"{'at least' if low_inclusive else 'more than'} {low:g}"
+        bound += f", finite and at most {high:g}" if math.isfinite(high) else " and finite"
+        raise InputError(None, f"--{name} must be {bound}, got {value}")
     return x

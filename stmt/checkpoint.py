@@ -28,6 +28,7 @@ Nothing here imports Lightning.
 
 from __future__ import annotations
 
+import math
 import re
 from pathlib import Path
 from typing import Any
@@ -168,6 +169,75 @@ def check_classifier(ckpt: dict[str, Any], path: str | Path) -> None:
         )
 
 
+MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights
+
+
+def check_hparams(hp: dict[str, Any], path: str | Path) -> None:
+    """Refuse hyper-parameters no trained stmt model has, with one line naming the field:
+    sizes that are not whole numbers in range, a NaN or non-positive window or fps."""
+    from stmt import limits
+
+    ranges = {"num_frames": (1, 10_000), "num_points": (1, 100_000), "num_classes": (1, 100_000)}
+    for key, (lo, hi) in ranges.items():
+        if key not in hp:
+            continue
+        value = hp[key]
+        if (
+            isinstance(value, bool)
+            or not isinstance(value, (int, float))
+            or value != int(value)
+            or not lo <= value <= hi
+        ):
+            raise InputError(
+                path, f"bad checkpoint: {key} is {value!r}; expected a whole number {lo} to {hi}"
+            )
+    for key, hi in (("window_s", limits.max_duration_s()), ("fps", limits.MAX_FPS)):
+        if key not in hp:
+            continue
+        value = hp[key]
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+        if not (ok and math.isfinite(value) and 0 < value <= hi):
+            raise InputError(
+                path, f"bad checkpoint: {key} is {value!r}; expected a positive number up to {hi:g}"
+            )
+    for key, value in (hp.get("model_args") or {}).items():
+        if isinstance(value, float) and not math.isfinite(value):
+            raise InputError(path, f"bad checkpoint: model_args {key} is {value!r}")
+
+
+def _check_size(arch: str, args: dict[str, Any], path: Path) -> None:
+    """Count the parameters the model would have on the meta device (no memory) and
+    refuse more than :data:`MAX_PARAMETERS`."""
+    import torch
+
+    from stmt.model.stmt import build_model
+
+    try:
+        with torch.device("meta"):
+            model = build_model(arch, **args)
+    except (KeyError, ValueError, TypeError) as err:
+        raise InputError(path, f"cannot build model {arch!r}: {err}") from None
+    except Exception:  # noqa: BLE001 - a model that cannot be built on meta is checked when built
+        return
+    count = sum(p.numel() for p in model.parameters())
+    if count > MAX_PARAMETERS:
+        raise InputError(
+            path,
+            f"bad checkpoint: its hyper-parameters build a model of {count:,} parameters "
+            f"(more than {MAX_PARAMETERS:,})",
+        )
+
+
+def check_finite(weights: dict[str, Any], path: str | Path) -> None:
+    """Refuse weights holding NaN or Inf (a model that would label everything 'nan')."""
+    import torch
+
+    for key, value in weights.items():
+        floating = isinstance(value, torch.Tensor) and value.is_floating_point()
+        if floating and not bool(torch.isfinite(value).all()):
+            raise InputError(path, f"bad checkpoint: weight {key!r} holds NaN or Inf")
+
+
 def load_classifier(path: str | Path):
     """Rebuild the bare trained model of a classifier checkpoint (no Lightning import).
 
@@ -179,6 +249,11 @@ def load_classifier(path: str | Path):
     ckpt = read(path)
     check_classifier(ckpt, path)
     hp = ckpt["hyper_parameters"]
+    check_hparams(hp, path)
+    try:
+        _check_size(str(hp["arch"]), model_args(hp), path)
+    except ValueError as err:
+        raise InputError(path, f"cannot build model {hp['arch']!r}: {err}") from None
     try:
         model = build_model(str(hp["arch"]), **model_args(hp))
     except (KeyError, ValueError, TypeError) as err:
@@ -186,6 +261,7 @@ def load_classifier(path: str | Path):
     weights = model_weights(ckpt)
     if not weights:
         raise InputError(path, "not an stmt checkpoint: state_dict has no 'model.*' weights")
+    check_finite(weights, path)
     try:
         model.load_state_dict(weights)
     except RuntimeError as err:

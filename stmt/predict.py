@@ -43,6 +43,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -331,6 +332,7 @@ class Classifier:
         def window_frames_of(num_frames: int, fps: float) -> np.ndarray:
             if num_frames <= 0:
                 return np.zeros(0, np.int64)  # the reader reports the empty file
+            self._check_windows(num_frames, fps, window, stride, Path(path))
             posed.append(
                 np.unique(window_frames(num_frames, fps, window, stride, self.num_frames)[1])
             )
@@ -364,11 +366,31 @@ class Classifier:
     ) -> tuple[float, float]:
         window = self.window_s if window is None else float(window)
         stride = window / 2 if stride is None else float(stride)
-        if window <= 0 or stride <= 0 or stride > window:
+        if not (math.isfinite(window) and math.isfinite(stride)) or (
+            window <= 0 or stride <= 0 or stride > window
+        ):
             raise InputError(
                 source, f"need 0 < stride <= window, got window {window} s, stride {stride} s"
             )
         return window, stride
+
+    def _check_windows(
+        self, num_frames: int, fps: float, window: float, stride: float, source: Path | None
+    ) -> None:
+        """Refuse windows whose clips would pass the limits of :mod:`stmt.limits`
+        (counted before any is cut)."""
+        from stmt import limits
+
+        duration = num_frames / fps
+        count = 1 if duration <= window else math.ceil((duration - window) / stride) + 1
+        clip_bytes = count * self.num_frames * self.num_points * 3 * 4
+        if count * self.num_frames > limits.max_frames() or clip_bytes > limits.MAX_ARRAY_BYTES:
+            raise InputError(
+                source,
+                f"{count} windows of {window:g} s every {stride:g} s over {duration:.1f} s "
+                f"({count * self.num_frames} clip frames, {clip_bytes / 1024**3:.1f} GB) pass the "
+                "limits; use a larger --stride",
+            )
 
     def _template_of(self, seq: MeshSequence):
         rest = seq.rest_vertices if seq.rest_vertices is not None else seq.vertices[0]
@@ -400,6 +422,7 @@ class Classifier:
         from stmt.data.transforms import normalize_clip
 
         window, stride = self._window_stride(window, stride, sequence.source)
+        self._check_windows(sequence.num_frames, sequence.fps, window, stride, sequence.source)
         spans, frames = window_frames(
             sequence.num_frames, sequence.fps, window, stride, self.num_frames
         )  # frames: (W, T)
@@ -428,9 +451,16 @@ class Classifier:
             for i in range(0, len(clips), max(1, int(batch_size))):
                 x = torch.as_tensor(clips[i : i + batch_size], device=self.device)
                 out.append(torch.softmax(self.model(x, geo).float(), dim=-1).cpu().numpy())
-        return (
+        probs = (
             np.concatenate(out, axis=0) if out else np.zeros((0, len(self.class_names)), np.float32)
         )
+        if not np.isfinite(probs).all():
+            raise InputError(
+                self.source,
+                "the model's outputs are NaN or Inf (broken weights, or an input it cannot "
+                "take); no label is given",
+            )
+        return probs
 
     def prediction(
         self,

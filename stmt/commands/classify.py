@@ -277,6 +277,7 @@ def main(args: argparse.Namespace) -> int:
     failed = len(folder_errors)
     pending: list[tuple] = []  # (sequence, spans, geodesic, clips) waiting for the model
     pending_windows = 0
+    failed_files: list[str] = []
 
     def flush() -> None:
         nonlocal pending_windows
@@ -293,7 +294,17 @@ def main(args: argparse.Namespace) -> int:
                 groups.append([item])
         for group in groups:
             clips = np.concatenate([it[3] for it in group], axis=0)  # (sum W, T, N, 3)
-            probs = clf.probabilities(clips, group[0][2], batch)
+            try:
+                probs = clf.probabilities(clips, group[0][2], batch)
+            except InputError as err:  # non-finite outputs: find the files that cause them
+                if len(group) > 1:
+                    groups.extend([it] for it in group)
+                    continue
+                failed_files.append(f"{group[0][0].source}: {err.message}")
+                print(
+                    f"stmt: error: {group[0][0].source}: {err.message}", file=sys.stderr, flush=True
+                )
+                continue
             at = 0
             for seq, spans, _geo, c in group:
                 pred = clf.prediction(seq, spans, probs[at : at + len(c)], args.top_k)
@@ -328,6 +339,7 @@ def main(args: argparse.Namespace) -> int:
         if pending_windows >= batch:
             flush()
     flush()
+    failed += len(failed_files)
     if args.json:
         print(json.dumps(records, indent=2))
     if args.out is not None:

@@ -16,6 +16,7 @@ Without ``--ckpt`` the motion plays plainly (no labels, no attention).
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import shutil
 import subprocess
@@ -36,7 +37,68 @@ def _size(text: str) -> tuple[int, int]:
         ) from None
     if w < 16 or h < 16:
         raise argparse.ArgumentTypeError(f"size too small: {text!r}")
+    if w > MAX_SIDE or h > MAX_SIDE:
+        raise argparse.ArgumentTypeError(
+            f"size too large: {text!r} (at most {MAX_SIDE}x{MAX_SIDE})"
+        )
     return w, h
+
+
+MAX_SIDE = 4096  # pixels on a side of a render
+MAX_RENDER_BYTES = 2 * 1024**3  # the rendered frames are held in memory before writing
+RENDER_SUFFIXES = (".gif", ".mp4", ".png")
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every number and path of ``stmt view`` checked before anything is read or
+    rendered: one InputError line naming the option."""
+    from stmt import limits
+    from stmt.errors import InputError
+
+    if args.fps is not None:
+        args.fps = limits.check_fps(None, args.fps, "--fps")
+    if args.at is not None:
+        args.at = limits.positive_number("at", args.at, low_inclusive=True)
+    for name in ("window", "stride"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(args, name, limits.positive_number(name, value, high=limits.max_duration_s()))
+    if args.window is not None and args.stride is not None and args.stride > args.window:
+        raise InputError(
+            None, f"--stride {args.stride} must not exceed --window {args.window} (gaps)"
+        )
+    if args.render is not None:
+        out = args.render
+        if out.suffix and out.suffix.lower() not in RENDER_SUFFIXES:
+            raise InputError(
+                out, f"unknown render format {out.suffix!r}; use .gif, .mp4, .png or a folder name"
+            )
+        if out.exists() and out.is_dir() and out.suffix:
+            raise InputError(out, "is a folder; --render names the file to write")
+        for parent in out.parents:
+            if parent.exists():
+                if not parent.is_dir():
+                    raise InputError(out, f"cannot be written: {parent} is a file, not a folder")
+                if not os.access(parent, os.W_OK):
+                    raise InputError(out, f"cannot be written: no permission to write in {parent}")
+                break
+    if args.ckpt is not None:
+        from stmt.predict import resolve_device
+
+        resolve_device(args.device)
+
+
+def check_render_size(args: argparse.Namespace, num_frames: int, width: int, height: int) -> None:
+    """Refuse a render whose frames would not fit :data:`MAX_RENDER_BYTES` in memory."""
+    from stmt.errors import InputError
+
+    size = num_frames * width * height * 3
+    if size > MAX_RENDER_BYTES:
+        raise InputError(
+            None,
+            f"rendering {num_frames} frames of {width}x{height} needs {size / 1024**3:.1f} GB "
+            f"(more than {MAX_RENDER_BYTES / 1024**3:.0f} GB); use a lower --fps or --size",
+        )
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -106,17 +168,23 @@ def _rerun_under_xvfb(args: argparse.Namespace) -> int:
             "install it (apt-get install xvfb) or set DISPLAY",
         )
     env = dict(os.environ, **{_UNDER_XVFB: "1"})
+    made = None
     if not env.get("XDG_RUNTIME_DIR"):
         import tempfile
 
-        env["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="stmt-xdg-")
+        made = env["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="stmt-xdg-")
     cmd = [xvfb, "-a", "-s", "-screen 0 1280x1024x24", sys.executable, "-m", "stmt", *_argv(args)]
-    return subprocess.call(cmd, env=env)
+    try:
+        return subprocess.call(cmd, env=env)
+    finally:
+        if made is not None:
+            shutil.rmtree(made, ignore_errors=True)
 
 
 def main(args: argparse.Namespace) -> int:
     from stmt.errors import InputError
 
+    check_options(args)
     if not os.environ.get("DISPLAY"):
         if args.render is None:
             raise InputError(
@@ -149,7 +217,12 @@ def main(args: argparse.Namespace) -> int:
     frames = None
     if args.render.suffix.lower() == ".png":
         at = scene.duration / 2 if args.at is None else args.at
+        if at > scene.duration:
+            raise InputError(
+                args.file, f"--at {at:g} s is past the end of the sequence ({scene.duration:.2f} s)"
+            )
         frames = [min(max(int(at * scene.fps), 0), scene.num_frames - 1)]
+    check_render_size(args, 1 if frames else math.ceil(scene.duration * fps) + 1, width, height)
     images = render_frames(
         scene, fps=fps, width=width, height=height, attention=not args.no_attention, frames=frames
     )

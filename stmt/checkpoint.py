@@ -80,6 +80,13 @@ def read(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise InputError(path, "checkpoint file not found")
     try:
+        with path.open("rb") as f:
+            head = f.read(4)
+    except OSError as e:
+        raise InputError(path, f"cannot read the checkpoint ({e.strerror})") from None
+    if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch zip, legacy pickle
+        raise InputError(path, "not a PyTorch checkpoint (neither a torch zip file nor a pickle)")
+    try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__

@@ -32,6 +32,8 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
 
     from stmt.engine import reports
 
+    FiniteBatches = _finite_batches()
+
     # stmt hands LightningCLI its own argv explicitly; that is not a mistake here
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
 
@@ -44,6 +46,21 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
                 parser.link_arguments(
                     f"data.{name}", f"model.init_args.{name}", apply_on="instantiate"
                 )
+
+        # one error path: a bad checkpoint or non-finite data is an InputError (one line)
+        def _before(self) -> None:
+            path = self.config_init[self.subcommand].get("ckpt_path")
+            check_ckpt_path(path, self.model)
+            if not any(isinstance(cb, FiniteBatches) for cb in self.trainer.callbacks):
+                self.trainer.callbacks.append(FiniteBatches(self.datamodule))
+
+        before_fit = before_validate = before_test = before_predict = _before
+
+        def _parse_ckpt_path(self) -> None:  # LightningCLI reads its hyper-parameters first
+            sub = self.config.get("subcommand")
+            if sub:
+                check_ckpt_file(self.config[sub].get("ckpt_path"))
+            super()._parse_ckpt_path()
 
         # what each run leaves behind, printed at its end (stmt.engine.reports)
         def after_fit(self) -> None:
@@ -67,6 +84,117 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": "stmt", "exit_on_error": False},
     )
+
+
+LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")  # resolved by Lightning itself
+
+
+def check_ckpt_file(path) -> dict | None:
+    """Read ``--ckpt_path`` the safe way before Lightning does: a missing, truncated,
+    malicious or foreign file, or NaN weights are one InputError line (Lightning
+    would give a traceback). Returns the checkpoint (None for Lightning's names)."""
+    if path is None or str(path) in LIGHTNING_CKPT_NAMES or str(path).startswith("registry"):
+        return None
+    from stmt import checkpoint
+    from stmt.errors import InputError
+
+    ckpt = checkpoint.read(path)
+    state = ckpt.get("state_dict")
+    if not isinstance(state, dict) or not state:
+        raise InputError(path, "not a checkpoint to resume or evaluate: no 'state_dict'")
+    checkpoint.check_hparams(ckpt["hyper_parameters"], path)
+    checkpoint.check_finite(state, path)
+    return ckpt
+
+
+def check_ckpt_path(path, model) -> None:
+    """:func:`check_ckpt_file`, then the weights' shapes against the model of the config."""
+    from stmt.errors import InputError
+
+    ckpt = check_ckpt_file(path)
+    if ckpt is None:
+        return
+    state = ckpt["state_dict"]
+    mine = model.state_dict()
+    shared = [k for k in mine if k in state]
+    if not shared:
+        raise InputError(
+            path, f"its weights are not those of {type(model).__name__} (no key in common)"
+        )
+    for key in shared:
+        have, want = tuple(getattr(state[key], "shape", ())), tuple(mine[key].shape)
+        if have != want:
+            raise InputError(
+                path,
+                f"its weight {key!r} has shape {have}, the model of this config {want}: "
+                "a checkpoint of another arch or model_args",
+            )
+
+
+def _finite_batches_class():
+    import pytorch_lightning as pl
+
+    class FiniteBatches(pl.Callback):
+        """Stop at the first batch whose vertices hold NaN or Inf, or a training loss
+        that is not finite, with one InputError line (never ``loss=nan``, exit 0)."""
+
+        def __init__(self, datamodule=None):
+            self.source = getattr(datamodule, "cache", None)
+
+        def _check(self, batch, stage: str, batch_idx: int) -> None:
+            import torch
+
+            from stmt.errors import InputError
+
+            x = batch.get("vertices") if isinstance(batch, dict) else None
+            if (
+                isinstance(x, torch.Tensor)
+                and x.is_floating_point()
+                and not bool(torch.isfinite(x).all())
+            ):
+                raise InputError(
+                    self.source,
+                    f"{stage} batch {batch_idx} holds NaN or Inf vertices; the cache is damaged: "
+                    "check it with `stmt prepare ... --verify` and rebuild it",
+                )
+
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            self._check(batch, "training", batch_idx)
+
+        def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+            self._check(batch, "validation", batch_idx)
+
+        def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+            self._check(batch, "test", batch_idx)
+
+        def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+            self._check(batch, "predict", batch_idx)
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            import torch
+
+            from stmt.errors import InputError
+
+            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+            if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss).all()):
+                raise InputError(
+                    self.source,
+                    f"the training loss is {float(loss)} at batch {batch_idx}; stopped "
+                    "(lower the learning rate, or check the data with `stmt prepare ... --verify`)",
+                )
+
+    return FiniteBatches
+
+
+_FINITE = []
+
+
+def _finite_batches():
+    """The FiniteBatches callback class, built once on first use (pytorch_lightning is
+    heavy to import at module level)."""
+    if not _FINITE:
+        _FINITE.append(_finite_batches_class())
+    return _FINITE[0]
 
 
 def _print_lines(trainer, lines: list[str]) -> None:
@@ -120,7 +248,7 @@ def _one_line(message: str) -> str:
     return f"{'.'.join(keys)}: {detail}"
 
 
-def lightning_main(argv: list[str]) -> int:
+def lightning_main(argv: list[str], datamodule_class=None) -> int:
     """Run ``stmt fit|validate|test|predict ...``; returns the exit status.
 
     A config error (unknown key, wrong type, missing file) is one line on
@@ -130,7 +258,7 @@ def lightning_main(argv: list[str]) -> int:
     from jsonargparse import ArgumentError
 
     try:
-        build_cli(list(argv))
+        build_cli(list(argv), datamodule_class=datamodule_class)
     except ArgumentError as err:
         print(f"stmt: error: {_one_line(str(err))} (see `stmt {argv[0]} --help`)", file=sys.stderr)
         return 2

@@ -6,6 +6,11 @@ or posed (they are skipped, listed at the end and recorded in the cache's
 index.json; the cache holds the rest); 2 on a user error, or at the first
 failure with ``--strict``. Rerunning the same command resumes an interrupted
 run and only poses what is not in the cache yet.
+
+The cache becomes visible in one atomic step when complete (a kill leaves the
+previous cache); a second ``stmt prepare`` on the same ``--out`` while one runs
+exits 2 naming the holder. ``stmt prepare --out CACHE --verify`` checks every
+file of a cache against the shapes, sizes and sha256 its index.json records.
 """
 
 from __future__ import annotations
@@ -20,14 +25,16 @@ DATASETS = ("synthetic", "babel60", "babel120", "kit", "realmix")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--dataset", choices=DATASETS, required=True, help="label set and split rules")
+    p.add_argument(
+        "--dataset", choices=DATASETS, default=None, help="label set and split rules (required)"
+    )
     p.add_argument(
         "--data",
         type=Path,
-        required=True,
+        default=None,
         metavar="DIR",
         help="AMASS root (the folder holding CMU/, KIT/, ...), the `stmt synth` output, or "
-        "for realmix a folder holding the Bandai-Namco and/or HDM05 clones",
+        "for realmix a folder holding the Bandai-Namco and/or HDM05 clones (required)",
     )
     p.add_argument(
         "--synthetic",
@@ -64,6 +71,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument(
+        "--verify",
+        action="store_true",
+        help="check the cache --out against its index.json (shapes, sizes, sha256 of every "
+        "file) and exit: 0 when it matches, 2 with the first mismatch; needs only --out",
+    )
+    p.add_argument(
         "--list-only",
         action="store_true",
         help="list the files and samples (realmix: its counts table), pose and write nothing",
@@ -75,6 +88,18 @@ def main(args: argparse.Namespace) -> int:
     from stmt.data.prepare import prepare
     from stmt.errors import InputError
 
+    if args.verify:
+        from stmt.data.cache import verify_cache
+
+        index = verify_cache(args.out)
+        print(
+            f"{args.out}: ok ({len(index.seq_offset)} sequences, {len(index.sample_seq)} samples, "
+            f"{index.meta['num_frames_total']} frames; every file matches index.json)"
+        )
+        return 0
+    missing = [f"--{k}" for k in ("dataset", "data") if getattr(args, k) is None]
+    if missing:
+        raise InputError(None, f"stmt prepare needs {' and '.join(missing)} (or --verify)")
     apply_max_frames(args)
     if not 1 <= args.num_points <= 100_000:
         raise InputError(None, f"--num-points must be 1 to 100000, got {args.num_points}")

@@ -9,9 +9,15 @@ Steps (see :mod:`stmt.data.cache` for the layout):
    ``fps``, write ``shards/<sha>.npz`` (float16 offsets, float32 centres) atomically.
    A file already in a shard, or in the cache of a previous run with the same
    template and fps, is not posed again; so a killed run resumes where it stopped.
-3. Consolidate: ``vertices.npy`` / ``centres.npy`` / ``bounds.npy`` (temporary
-   names, then rename),
-   then ``index.json`` last. Shards are removed once consolidated.
+3. Consolidate into a new version folder (``vertices.npy`` / ``centres.npy`` /
+   ``bounds.npy``, ``template.npz``, then ``index.json`` with each file's shape,
+   dtype, size and sha256), rename it into place and switch the ``current``
+   symlink: one atomic step publishes the whole cache (see :mod:`stmt.data.cache`).
+   Shards are removed once consolidated. A previous cache is reused only when its
+   files match their checksums.
+
+The run holds an exclusive lock on ``out/.lock``: a second ``stmt prepare`` on
+the same folder stops at once with one line naming the holder.
 
 realmix (:mod:`stmt.data.realmix`): the files are found under ``data`` by their
 names instead of from annotations, each file is one whole-clip sample, and
@@ -30,6 +36,7 @@ stops the run with an InputError (CLI exit status 2); finished shards are kept.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -42,7 +49,18 @@ from pathlib import Path
 import numpy as np
 
 from stmt.data.babel import CHUNK_S, DATASETS, label_set, load_annotations, sequence_jobs
-from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION, frame_bounds, load_index
+from stmt.data.cache import (
+    ARRAYS,
+    CACHE_FORMAT,
+    CACHE_VERSION,
+    CURRENT,
+    INDEX,
+    TEMPLATE,
+    check_files,
+    describe_files,
+    frame_bounds,
+    load_index,
+)
 from stmt.errors import InputError
 from stmt.fileio import atomic_savez, atomic_text
 
@@ -174,163 +192,331 @@ def prepare(
         n = sum(len(j.segments) for j in jobs)
         return PrepareResult(cache=out, sequences=len(jobs), samples=n)
 
-    rest, faces, body_name = body_topology(body=body, body_models=body_models, fmt="amass-smplh")
-    template = get_template(faces, rest, num_points, cache_dir=template_cache)
     out.mkdir(parents=True, exist_ok=True)
-    settings = {"template_key": template.key, "fps": float(fps), "body": body_name}
-    shards = out / "shards"
-    stamp = shards / "settings.json"
-    if shards.exists() and (not stamp.exists() or json.loads(stamp.read_text()) != settings):
-        shutil.rmtree(shards)  # shards of another template / fps / body: unusable
-    shards.mkdir(exist_ok=True)
-    atomic_text(stamp, json.dumps(settings))
-    template.save(out / "template.npz")
+    with cache_lock(out):
+        _recover(out)
+        rest, faces, body_name = body_topology(
+            body=body, body_models=body_models, fmt="amass-smplh"
+        )
+        template = get_template(faces, rest, num_points, cache_dir=template_cache)
+        settings = {"template_key": template.key, "fps": float(fps), "body": body_name}
+        shards = out / "shards"
+        stamp = shards / "settings.json"
+        if shards.exists() and (not stamp.exists() or json.loads(stamp.read_text()) != settings):
+            shutil.rmtree(shards)  # shards of another template / fps / body: unusable
+        shards.mkdir(exist_ok=True)
+        atomic_text(stamp, json.dumps(settings))
 
-    # sequences already in a previous cache with the same settings
-    previous: dict[str, tuple[int, int]] = {}
-    old_verts = old_centres = old_bounds = None
-    if (out / "index.json").exists():
-        try:
-            old = load_index(out)
-            if all(old.meta.get(k) == v for k, v in settings.items()):
-                srcs = old.meta["sequences"]["source"]
-                previous = {
-                    s: (int(o), int(n)) for s, o, n in zip(srcs, old.seq_offset, old.seq_length)
-                }
-                old_verts = np.load(out / "vertices.npy", mmap_mode="r")
-                old_centres = np.load(out / "centres.npy", mmap_mode="r")
-                old_bounds = np.load(out / "bounds.npy", mmap_mode="r")
-        except (InputError, OSError, ValueError, KeyError):
-            previous = {}
-
-    result = PrepareResult(cache=out)
-    done: dict[str, int] = {}  # job key -> frames at the cache fps
-    bar = tqdm(jobs, desc=f"prepare {dataset}", unit="file", disable=not progress)
-    for job in bar:
-        shard = shards / f"{shard_name(job.key)}.npz"
-        if job.key in previous:
-            done[job.key] = previous[job.key][1]
-            continue
-        if shard.exists():
+        # sequences already in a previous cache with the same settings, if it is intact
+        previous: dict[str, tuple[int, int]] = {}
+        old_verts = old_centres = old_bounds = None
+        if (out / INDEX).exists():
             try:
-                with np.load(shard) as z:
-                    done[job.key] = int(z["centres"].shape[0])
+                old = load_index(out)
+                if all(old.meta.get(k) == v for k, v in settings.items()):
+                    check_files(out, old.meta, full=True)
+                    srcs = old.meta["sequences"]["source"]
+                    previous = {
+                        s: (int(o), int(n)) for s, o, n in zip(srcs, old.seq_offset, old.seq_length)
+                    }
+                    old_verts = np.load(out / "vertices.npy", mmap_mode="r")
+                    old_centres = np.load(out / "centres.npy", mmap_mode="r")
+                    old_bounds = np.load(out / "bounds.npy", mmap_mode="r")
+            except (InputError, OSError, ValueError, KeyError) as err:
+                log(
+                    f"stmt prepare: the existing cache cannot be reused ({err}); posing every file again"
+                )
+                previous = {}
+
+        result = PrepareResult(cache=out)
+        done: dict[str, int] = {}  # job key -> frames at the cache fps
+        bar = tqdm(jobs, desc=f"prepare {dataset}", unit="file", disable=not progress)
+        for job in bar:
+            shard = shards / f"{shard_name(job.key)}.npz"
+            if job.key in previous:
+                done[job.key] = previous[job.key][1]
                 continue
-            except (OSError, ValueError, KeyError):
-                shard.unlink()  # a damaged shard: pose the file again
-        if not job.path.is_file():
-            if strict:
-                raise InputError(job.path, "file listed in the annotations is missing")
-            result.missing.append(str(job.key))
-            continue
-        try:
-            seq = read_sequence(
-                job.path, body=body, body_models=body_models, vertex_ids=template.vertex_ids
+            if shard.exists():
+                try:
+                    with np.load(shard) as z:
+                        done[job.key] = int(z["centres"].shape[0])
+                    continue
+                except (OSError, ValueError, KeyError):
+                    shard.unlink()  # a damaged shard: pose the file again
+            if not job.path.is_file():
+                if strict:
+                    raise InputError(job.path, "file listed in the annotations is missing")
+                result.missing.append(str(job.key))
+                continue
+            try:
+                seq = read_sequence(
+                    job.path, body=body, body_models=body_models, vertex_ids=template.vertex_ids
+                )
+                frames = resample(seq.vertices, float(seq.fps), fps)
+            except Exception as err:
+                msg = str(err) if isinstance(err, InputError) else f"{type(err).__name__}: {err}"
+                if strict:
+                    if isinstance(err, InputError):
+                        raise
+                    raise InputError(job.path, msg) from err
+                bar.write(f"stmt prepare: skipped {job.path}: {msg}", file=sys.stderr)
+                result.failed.append({"source": job.key, "path": str(job.path), "error": msg})
+                continue
+            offsets, centres = _split_centres(frames)
+            atomic_savez(shard, offsets=offsets, centres=centres)
+            _step("shard")
+            done[job.key] = len(frames)
+            result.posed += 1
+            result.posed_frames += seq.num_frames
+
+        # ---- consolidate
+        kept = [j for j in jobs if j.key in done]
+        if not kept:
+            raise InputError(data, "no file of the dataset could be prepared")
+        n_pts = template.num_points
+        seq_offset, total = [], 0
+        for j in kept:
+            seq_offset.append(total)
+            total += done[j.key]
+        same = [j.key for j in kept] == list(previous) and old_verts is not None
+        version = _new_version(out)
+        if same:  # the arrays do not change: the new version links the old files
+            for name in ARRAYS:
+                _link_or_copy(out / name, version / name)
+        else:
+            verts = np.lib.format.open_memmap(
+                version / "vertices.npy", mode="w+", dtype=np.float16, shape=(total, n_pts, 3)
             )
-            frames = resample(seq.vertices, float(seq.fps), fps)
-        except Exception as err:
-            msg = str(err) if isinstance(err, InputError) else f"{type(err).__name__}: {err}"
-            if strict:
-                if isinstance(err, InputError):
-                    raise
-                raise InputError(job.path, msg) from err
-            bar.write(f"stmt prepare: skipped {job.path}: {msg}", file=sys.stderr)
-            result.failed.append({"source": job.key, "path": str(job.path), "error": msg})
-            continue
-        offsets, centres = _split_centres(frames)
-        atomic_savez(shard, offsets=offsets, centres=centres)
-        done[job.key] = len(frames)
-        result.posed += 1
-        result.posed_frames += seq.num_frames
+            cents = np.lib.format.open_memmap(
+                version / "centres.npy", mode="w+", dtype=np.float32, shape=(total, 3)
+            )
+            bnds = np.lib.format.open_memmap(
+                version / "bounds.npy", mode="w+", dtype=np.float32, shape=(total, 2, 3)
+            )
+            for j, off in zip(kept, seq_offset):
+                n = done[j.key]
+                if j.key in previous:
+                    o = previous[j.key][0]
+                    verts[off : off + n] = old_verts[o : o + n]
+                    cents[off : off + n] = old_centres[o : o + n]
+                    bnds[off : off + n] = old_bounds[o : o + n]
+                else:
+                    with np.load(shards / f"{shard_name(j.key)}.npz") as z:
+                        if not (
+                            np.isfinite(z["offsets"]).all() and np.isfinite(z["centres"]).all()
+                        ):
+                            raise InputError(j.path, "posed to NaN or Inf vertices; not cached")
+                        verts[off : off + n] = z["offsets"]
+                        cents[off : off + n] = z["centres"]
+                        bnds[off : off + n] = frame_bounds(z["offsets"], z["centres"])
+                _step("arrays")
+            for arr in (verts, cents, bnds):
+                arr.flush()
+            del verts, cents, bnds
+        _step("arrays-written")
+        template.save(version / TEMPLATE)
+        _step("template")
 
-    # ---- consolidate
-    kept = [j for j in jobs if j.key in done]
-    if not kept:
-        raise InputError(data, "no file of the dataset could be prepared")
-    n_pts = template.num_points
-    seq_offset, total = [], 0
-    for j in kept:
-        seq_offset.append(total)
-        total += done[j.key]
-    same = [j.key for j in kept] == list(previous) and old_verts is not None
-    if not same:
-        tmp_v = out / ".vertices.npy.tmp"
-        tmp_c = out / ".centres.npy.tmp"
-        tmp_b = out / ".bounds.npy.tmp"
-        verts = np.lib.format.open_memmap(
-            tmp_v, mode="w+", dtype=np.float16, shape=(total, n_pts, 3)
-        )
-        cents = np.lib.format.open_memmap(tmp_c, mode="w+", dtype=np.float32, shape=(total, 3))
-        bnds = np.lib.format.open_memmap(tmp_b, mode="w+", dtype=np.float32, shape=(total, 2, 3))
-        for j, off in zip(kept, seq_offset):
+        samples = {"sequence": [], "start": [], "length": [], "label": [], "split": []}
+        for si, j in enumerate(kept):
             n = done[j.key]
-            if j.key in previous:
-                o = previous[j.key][0]
-                verts[off : off + n] = old_verts[o : o + n]
-                cents[off : off + n] = old_centres[o : o + n]
-                bnds[off : off + n] = old_bounds[o : o + n]
-            else:
-                with np.load(shards / f"{shard_name(j.key)}.npz") as z:
-                    verts[off : off + n] = z["offsets"]
-                    cents[off : off + n] = z["centres"]
-                    bnds[off : off + n] = frame_bounds(z["offsets"], z["centres"])
-        for arr in (verts, cents, bnds):
-            arr.flush()
-        del verts, cents, bnds
-        os.replace(tmp_v, out / "vertices.npy")
-        os.replace(tmp_c, out / "centres.npy")
-        os.replace(tmp_b, out / "bounds.npy")
+            for seg in j.segments:
+                s = round(seg.start_t * fps)
+                e = n if math.isinf(seg.end_t) else min(round(seg.end_t * fps), n)
+                if e - s < 1:
+                    continue
+                samples["sequence"].append(si)
+                samples["start"].append(s)
+                samples["length"].append(e - s)
+                samples["label"].append(seg.label)
+                samples["split"].append(j.split)
+        lengths = np.asarray(samples["length"]) / fps
+        window_s = float(min(chunk_s, np.round(np.median(lengths), 1))) if len(lengths) else chunk_s
+        index = {
+            "format": CACHE_FORMAT,
+            "version": CACHE_VERSION,
+            "dataset": dataset,
+            "class_names": classes,
+            **settings,
+            "num_points": n_pts,
+            "window_s": window_s,
+            "chunk_s": float(chunk_s),
+            "num_frames_total": total,
+            "sequences": {
+                "source": [j.key for j in kept],
+                "offset": seq_offset,
+                "length": [done[j.key] for j in kept],
+                "split": [j.split for j in kept],
+                "subject": [j.subject for j in kept],
+            },
+            "samples": samples,
+            "failed": result.failed,
+            "missing": result.missing,
+        }
+        if summary is not None:
+            index["listing"] = summary
+        index["data"] = str(data)
+        index["files"] = describe_files(version)
+        atomic_text(version / INDEX, json.dumps(index))
+        _step("index")
+        _commit(out, version)
+        shutil.rmtree(shards, ignore_errors=True)
 
-    samples = {"sequence": [], "start": [], "length": [], "label": [], "split": []}
-    for si, j in enumerate(kept):
-        n = done[j.key]
-        for seg in j.segments:
-            s = round(seg.start_t * fps)
-            e = n if math.isinf(seg.end_t) else min(round(seg.end_t * fps), n)
-            if e - s < 1:
-                continue
-            samples["sequence"].append(si)
-            samples["start"].append(s)
-            samples["length"].append(e - s)
-            samples["label"].append(seg.label)
-            samples["split"].append(j.split)
-    lengths = np.asarray(samples["length"]) / fps
-    window_s = float(min(chunk_s, np.round(np.median(lengths), 1))) if len(lengths) else chunk_s
-    index = {
-        "format": CACHE_FORMAT,
-        "version": CACHE_VERSION,
-        "dataset": dataset,
-        "class_names": classes,
-        **settings,
-        "num_points": n_pts,
-        "window_s": window_s,
-        "chunk_s": float(chunk_s),
-        "num_frames_total": total,
-        "sequences": {
-            "source": [j.key for j in kept],
-            "offset": seq_offset,
-            "length": [done[j.key] for j in kept],
-            "split": [j.split for j in kept],
-            "subject": [j.subject for j in kept],
-        },
-        "samples": samples,
-        "failed": result.failed,
-        "missing": result.missing,
-    }
-    if summary is not None:
-        index["listing"] = summary
-    atomic_text(out / "index.json", json.dumps(index))
-    shutil.rmtree(shards, ignore_errors=True)
+        result.sequences, result.samples, result.frames = len(kept), len(samples["label"]), total
+        if result.missing:
+            shown = ", ".join(result.missing[:5]) + (" ..." if len(result.missing) > 5 else "")
+            log(
+                f"stmt prepare: warning: {len(result.missing)} annotated files are not under "
+                f"{data} and were left out: {shown}"
+            )
+        if result.failed:
+            log(f"stmt prepare: warning: {len(result.failed)} files failed and were skipped:")
+            for f in result.failed:
+                log(f"  {f['path']}: {f['error']}")
+        return result
 
-    result.sequences, result.samples, result.frames = len(kept), len(samples["label"]), total
-    if result.missing:
-        shown = ", ".join(result.missing[:5]) + (" ..." if len(result.missing) > 5 else "")
-        log(
-            f"stmt prepare: warning: {len(result.missing)} annotated files are not under "
-            f"{data} and were left out: {shown}"
+
+# --------------------------------------------------------------------------- transaction
+FAULT_HOOK = None  # tests: called with each write step's name (e.g. to kill the process)
+
+
+def _step(name: str) -> None:
+    if FAULT_HOOK is not None:
+        FAULT_HOOK(name)
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _versions(out: Path) -> list[Path]:
+    return sorted(p for p in out.glob("v-[0-9]*") if p.is_dir())
+
+
+def _new_version(out: Path) -> Path:
+    """An empty folder for the next version (``v-NNNNNN.tmp``, renamed by :func:`_commit`)."""
+    last = _versions(out)
+    n = int(last[-1].name[2:]) + 1 if last else 1
+    tmp = out / f"v-{n:06d}.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    return tmp
+
+
+def _link_or_copy(src: Path, dst: Path) -> None:
+    src = Path(os.path.realpath(src))
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _commit(out: Path, tmp: Path) -> None:
+    """Make the complete version ``tmp`` the cache: rename it into place, switch the
+    ``current`` symlink (the one atomic step that publishes it), then make sure the
+    top-level names point through ``current`` and drop all but the last two versions."""
+    for name in os.listdir(tmp):
+        fd = os.open(tmp / name, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    _fsync_dir(tmp)
+    final = tmp.with_name(tmp.name[: -len(".tmp")])
+    os.rename(tmp, final)
+    _fsync_dir(out)
+    _step("version")
+    link = out / f".{CURRENT}.tmp"
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    os.symlink(final.name, link)
+    os.replace(link, out / CURRENT)  # the switch
+    _fsync_dir(out)
+    _step("switch")
+    _link_names(out)
+    _step("links")
+    keep = {final.name, *(p.name for p in _versions(out)[-2:])}
+    for p in _versions(out):
+        if p.name not in keep:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _link_names(out: Path) -> None:
+    """Top-level ``index.json``, arrays and template as symlinks through ``current``.
+    A cache from before versions has plain files there: its index goes first (so a
+    kill half-way leaves an incomplete cache, never a mix), then the rest, the index last."""
+    index = out / INDEX
+    if index.exists() and not index.is_symlink():
+        index.unlink()
+        _fsync_dir(out)
+        _step("legacy-index")
+    for name in (*ARRAYS, TEMPLATE, INDEX):  # index last
+        target = f"{CURRENT}/{name}"
+        path = out / name
+        if path.is_symlink() and os.readlink(path) == target:
+            continue
+        tmp = out / f".{name}.link.tmp"
+        if tmp.is_symlink() or tmp.exists():
+            tmp.unlink()
+        os.symlink(target, tmp)
+        os.replace(tmp, path)
+        _step("link")
+    _fsync_dir(out)
+
+
+def _recover(out: Path) -> None:
+    """Finish what a killed run left: half-built versions go, and a switched
+    ``current`` whose top-level links were not all made gets them."""
+    for p in out.glob("v-*.tmp"):
+        shutil.rmtree(p, ignore_errors=True)
+    if (out / CURRENT).is_dir() and (out / CURRENT / INDEX).is_file():
+        _link_names(out)
+
+
+class CacheLocked(InputError):
+    pass
+
+
+@contextlib.contextmanager
+def cache_lock(out: Path):
+    """Hold an exclusive ``fcntl.flock`` on ``out/.lock`` while writing the cache; a
+    second writer gets one line saying who holds it."""
+    import fcntl
+    import socket
+    import time
+
+    path = out / ".lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        try:
+            holder = json.loads(os.pread(fd, 4096, 0).decode() or "{}")
+        except (ValueError, OSError):
+            holder = {}
+        os.close(fd)
+        who = (
+            f"pid {holder.get('pid')} on {holder.get('host')}, started {holder.get('started')}"
+            if holder
+            else "another process"
         )
-    if result.failed:
-        log(f"stmt prepare: warning: {len(result.failed)} files failed and were skipped:")
-        for f in result.failed:
-            log(f"  {f['path']}: {f['error']}")
-    return result
+        raise CacheLocked(
+            out, f"another `stmt prepare` is writing this cache ({who}); wait for it to finish"
+        ) from None
+    try:
+        info = {
+            "pid": os.getpid(),
+            "host": socket.gethostname(),
+            "started": time.strftime("%Y-%m-%d %H:%M:%S"),
+            "command": " ".join(sys.argv),
+        }
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, json.dumps(info).encode(), 0)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)

@@ -161,6 +161,24 @@ def test_asf_root_as_a_child_is_refused(tmp_path):
         parse_asf(path)
 
 
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ("order TX TY TZ RX RY RZ", "order TX TY TQ RX RY RZ", "root order 'TX TY TQ RX RY RZ'"),
+        ("order TX TY TZ RX RY RZ", "order TX TX TZ RX RY RZ", "expected distinct channels"),
+        ("axis XYZ", "axis XQZ", "axis order 'XQZ' of 'root'"),
+    ],
+)
+def test_asf_axis_and_channel_names_are_checked(tmp_path, old, new, message):
+    """Found by the fuzz tests: these were ValueError('substring not found')."""
+    text = (HDM / "HDM_bd.asf").read_text()
+    assert old in text
+    path = tmp_path / "bad.asf"
+    path.write_text(text.replace(old, new, 1))
+    with pytest.raises(InputError, match=message):
+        parse_asf(path)
+
+
 def _npz_claiming(path: Path, arrays: dict[str, np.ndarray], claimed: dict[str, tuple]) -> None:
     """An .npz whose members' headers claim ``claimed`` shapes over little data."""
     with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as z:

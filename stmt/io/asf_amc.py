@@ -118,6 +118,17 @@ def _floats(path: Path, n: int, parts: list[str], count: int, what: str) -> np.n
     return out
 
 
+_ROOT_CHANNELS = ("TX", "TY", "TZ", "RX", "RY", "RZ")
+
+
+def _axis_order(path: Path, n: int, text: str, bone: str) -> str:
+    """An Euler axis order such as ``XYZ``: one to three distinct letters X, Y, Z."""
+    order = text.upper()
+    if not (1 <= len(order) <= 3 and set(order) <= set("XYZ") and len(set(order)) == len(order)):
+        raise _error(path, n, f"axis order {text!r} of {bone!r}: expected e.g. XYZ")
+    return order
+
+
 def parse_asf(path: str | Path) -> ASF:
     """Read an ASF skeleton. Raises InputError naming the line on malformed input."""
     path = Path(path)
@@ -162,8 +173,12 @@ def _parse_asf(f, path: Path) -> ASF:
         elif section == ":root":
             if key == "order":
                 root_order = [p.upper() for p in parts[1:]]
+                bad = [p for p in root_order if p not in _ROOT_CHANNELS]
+                if bad or len(set(root_order)) != len(root_order):
+                    raise _error(path, n, f"root order {' '.join(parts[1:])!r}: expected distinct "
+                                 "channels among TX TY TZ RX RY RZ")  # fmt: skip
             elif key == "axis" and len(parts) == 2:
-                root_axis = parts[1].upper()
+                root_axis = _axis_order(path, n, parts[1], "root")
             elif key == "position":
                 root_pos = _floats(path, n, parts[1:], 3, "root position")
             elif key == "orientation":
@@ -189,7 +204,9 @@ def _parse_asf(f, path: Path) -> ASF:
                 bone.length = float(_floats(path, n, parts[1:], 1, "length")[0])
             elif key == "axis":
                 bone.axis = _floats(path, n, parts[1:4], 3, "axis")
-                bone.axis_order = parts[4].upper() if len(parts) > 4 else "XYZ"
+                bone.axis_order = (
+                    _axis_order(path, n, parts[4], bone.name) if len(parts) > 4 else "XYZ"
+                )
             elif key == "dof":
                 bone.dof = [p.lower() for p in parts[1:]]
                 bad = [d for d in bone.dof if d not in ("rx", "ry", "rz", "tx", "ty", "tz", "l")]

@@ -122,6 +122,10 @@ def _load_mesh(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
         ) from None
     if vertices.ndim != 2 or len(vertices) == 0:
         raise InputError(path, "holds no vertices; expected a mesh")
+    if vertices.shape[1] != 3:
+        raise InputError(path, f"has {vertices.shape[1]}-D vertices; expected x y z")
+    if not np.isfinite(vertices).all():
+        raise InputError(path, "holds NaN or Inf vertex coordinates")
     return vertices, faces
 
 

@@ -185,7 +185,7 @@ array_ops = st.lists(
                 "huge_header",
                 "object",
             ]
-        ),  # fmt: skip
+        ),
         st.integers(0, 10),
         st.sampled_from(["float16", "float64", "int8", "complex64", "bool", "U3", "uint64"]),
     ),

@@ -40,7 +40,7 @@ def _write_ckpt(path: Path, nan_weights: bool = False, **hp_changes) -> Path:
             hp[key] = value
     state = {f"model.{k}": v.clone() for k, v in model.state_dict().items()}
     if nan_weights:
-        for k, v in state.items():
+        for v in state.values():
             if v.is_floating_point():
                 v.fill_(float("nan"))
     state["geodesic"] = torch.zeros(64, 64)

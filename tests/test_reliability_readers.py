@@ -305,7 +305,9 @@ def test_cli_bad_files_under_4gb_address_space(tmp_path):
         *[str(tmp_path / b) for b in bad],
         str(good),
     ]
-    run = subprocess.run(cmd, capture_output=True, text=True, preexec_fn=_limit_memory, timeout=300)
+    run = subprocess.run(
+        cmd, capture_output=True, text=True, preexec_fn=_limit_memory, timeout=300, check=False
+    )
     assert run.returncode == 2, run.stderr
     errors = run.stderr.strip().splitlines()
     assert len(errors) == len(bad), run.stderr
@@ -318,9 +320,13 @@ def test_cli_max_frames_option(tmp_path):
     good = tmp_path / "good.bvh"
     good.write_text(_bandai_with())
     base = [sys.executable, "-m", "stmt", "inspect", "--json", str(good)]
-    run = subprocess.run([*base, "--max-frames", "10"], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [*base, "--max-frames", "10"], capture_output=True, text=True, timeout=300, check=False
+    )
     assert run.returncode == 2 and run.stderr.count("\n") == 1 and "--max-frames" in run.stderr
-    run = subprocess.run([*base, "--max-frames", "0"], capture_output=True, text=True, timeout=300)
+    run = subprocess.run(
+        [*base, "--max-frames", "0"], capture_output=True, text=True, timeout=300, check=False
+    )
     assert run.returncode == 2 and run.stderr.strip() == (
         "stmt: error: --max-frames must be a whole number >= 1, got 0"
     )

@@ -330,3 +330,16 @@ def test_cli_max_frames_option(tmp_path):
     assert run.returncode == 2 and run.stderr.strip() == (
         "stmt: error: --max-frames must be a whole number >= 1, got 0"
     )
+
+
+def test_symbolic_link_loop_and_broken_link_say_so(tmp_path):
+    from stmt.io import detect_format
+
+    loop = tmp_path / "loop.bvh"
+    loop.symlink_to(loop)
+    with pytest.raises(InputError, match="loops back on itself"):
+        detect_format(loop)
+    broken = tmp_path / "broken.bvh"
+    broken.symlink_to(tmp_path / "nowhere.bvh")
+    with pytest.raises(InputError, match="broken symbolic link"):
+        detect_format(broken)

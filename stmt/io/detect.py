@@ -20,6 +20,8 @@ archive) is an :class:`~stmt.errors.InputError`, not a guess.
 
 from __future__ import annotations
 
+import errno
+import os
 from pathlib import Path
 
 import numpy as np
@@ -145,6 +147,20 @@ def detect_format(path: str | Path) -> str:
     if path.is_dir():
         return "mesh-folder"
     if not path.exists():
+        if path.is_symlink():
+            try:
+                path.resolve(strict=True)
+                why = "a broken symbolic link"
+            except RuntimeError:  # Python < 3.13: a loop
+                why = "a symbolic link that loops back on itself"
+            except OSError as err:
+                loop = err.errno == errno.ELOOP
+                why = (
+                    "a symbolic link that loops back on itself"
+                    if loop
+                    else (f"a broken symbolic link (to {os.readlink(path)})")
+                )
+            raise InputError(path, f"is {why}")
         raise InputError(path, "no such file or folder")
     if not path.is_file():
         raise InputError(path, f"not a regular file; {_SUPPORTED}")

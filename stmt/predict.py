@@ -311,6 +311,7 @@ class Classifier:
         only_windows: bool = False,
         window: float | None = None,
         stride: float | None = None,
+        joint_map: dict[str, str] | None = None,
     ):
         """Read a MoCap file, posing only the template vertices when the format allows.
 
@@ -320,6 +321,8 @@ class Classifier:
         no window uses repeat a posed frame, so it is only fit for :meth:`clips` /
         :meth:`predict` (which read again if asked for other windows). Mesh files are
         always read whole.
+
+        ``joint_map`` ({their joint: ours}) is for a skeleton of a rig stmt does not know.
 
         Returns ``(sequence, template)``; the sequence holds the template vertices.
         """
@@ -345,18 +348,21 @@ class Classifier:
             rest, faces = topo
             tpl = self.template(faces, rest, Path(path))
             seq = stmt_io.read_sequence(
-                path, body=body, body_models=body_models, vertex_ids=tpl.vertex_ids, frames=frames
-            )
+                path, body=body, body_models=body_models, vertex_ids=tpl.vertex_ids, frames=frames,
+                joint_map=joint_map,
+            )  # fmt: skip
             if seq.vertex_ids is None or not np.array_equal(seq.vertex_ids, tpl.vertex_ids):
                 tpl = self._template_of(seq)
                 seq = self._template_vertices_seq(seq, tpl)
         else:
-            seq = stmt_io.read_sequence(path, body=body, body_models=body_models)
+            seq = stmt_io.read_sequence(
+                path, body=body, body_models=body_models, joint_map=joint_map
+            )
             tpl = self._template_of(seq)
             seq = self._template_vertices_seq(seq, tpl)
         if posed and len(posed[-1]) < seq.num_frames:
             key = id(seq)
-            args = {"path": path, "body": body, "body_models": body_models}
+            args = {"path": path, "body": body, "body_models": body_models, "joint_map": joint_map}
             self._partial[key] = (weakref.ref(seq), posed[-1], args)
             weakref.finalize(seq, self._partial.pop, key, None)
         return seq, tpl

@@ -132,3 +132,18 @@ def test_rig_tables_have_no_two_names_with_one_key():
     for rig, table in RIGS.items():
         keys = [_key(k) for k in table]
         assert len(keys) == len(set(keys)), rig
+
+
+def test_classify_takes_the_joint_map_too(tmp_path):
+    clip, theirs, path = _unknown_rig(tmp_path)
+    ours = {theirs[n]: RIGS["cmu"][n] for n in clip.names if n in RIGS["cmu"]}
+    map_file = tmp_path / "map.json"
+    map_file.write_text(json.dumps(ours))
+    ckpt = "checkpoints/stmt-tiny-synthetic.ckpt"
+    run = [sys.executable, "-m", "stmt", "classify", str(path), "--ckpt", ckpt, "--json"]
+    without = subprocess.run(run, capture_output=True, text=True, check=False)
+    assert without.returncode == 2 and "--joint-map" in without.stderr
+    with_map = subprocess.run(run + ["--joint-map", str(map_file)], capture_output=True,
+                              text=True, check=False)  # fmt: skip
+    assert with_map.returncode == 0, with_map.stderr
+    assert json.loads(with_map.stdout)[0]["overall"][0]["label"]

@@ -129,11 +129,12 @@ def load_scene(
     window: float | None = None,
     stride: float | None = None,
     device: str = "cpu",
+    joint_map: dict[str, str] | None = None,
 ) -> Scene:
     """Read ``path`` (full mesh) and, with a checkpoint, label it and compute attention."""
     from stmt.io import read_sequence
 
-    seq = read_sequence(path, body=body, body_models=body_models)
+    seq = read_sequence(path, body=body, body_models=body_models, joint_map=joint_map)
     return scene_from_sequence(seq, ckpt, window=window, stride=stride, device=device)
 
 

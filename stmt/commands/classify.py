@@ -74,6 +74,7 @@ from stmt.commands.inspect import (
     add_files_argument,
     add_max_frames_argument,
     apply_max_frames,
+    joint_map_of,
 )
 
 MOCAP_SUFFIXES = (".npz", ".bvh", ".amc")
@@ -240,6 +241,7 @@ def main(args: argparse.Namespace) -> int:
 
     apply_max_frames(args)
     device = resolve_device(args.device)  # before anything loads
+    joint_map = joint_map_of(args)
     if not 1 <= args.top_k <= 10_000:
         raise InputError(None, f"--top-k must be 1 to 10000, got {args.top_k}")
     if not 1 <= args.batch_size <= 65_536:
@@ -328,6 +330,7 @@ def main(args: argparse.Namespace) -> int:
                 only_windows=True,
                 window=args.window,
                 stride=args.stride,
+                joint_map=joint_map,
             )
             clips, spans, tpl = clf.clips(seq, args.window, args.stride)
         except InputError as err:

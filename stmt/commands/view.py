@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stmt.commands.inspect import add_body_arguments
+from stmt.commands.inspect import add_body_arguments, joint_map_of
 
 _UNDER_XVFB = "STMT_VIEW_UNDER_XVFB"
 
@@ -148,7 +148,7 @@ def _argv(args: argparse.Namespace) -> list[str]:
         "--device",
         args.device,
     ]
-    for name in ("ckpt", "render", "fps", "at", "window", "stride", "body_models"):
+    for name in ("ckpt", "render", "fps", "at", "window", "stride", "body_models", "joint_map"):
         value = getattr(args, name)
         if value is not None:
             argv += [f"--{name.replace('_', '-')}", str(value)]
@@ -203,6 +203,7 @@ def main(args: argparse.Namespace) -> int:
         args.ckpt,
         body=args.body,
         body_models=args.body_models,
+        joint_map=joint_map_of(args),
         window=args.window,
         stride=args.stride,
         device=args.device,

@@ -313,19 +313,3 @@ def test_realmix_configs_pretrain_then_fine_tune_on_10pct(realmix_cache, tmp_pat
     for name in ("fit-10pct.yaml", "scratch-10pct.yaml", "finetune.yaml"):
         argv = ["fit", "--config", str(configs / name), "--trainer.fast_dev_run=true", *small]
         assert cli(argv) == 0, name
-
-
-def test_whole_clips_are_cut_into_equal_samples_no_longer_than_chunk_s():
-    import math
-
-    from stmt.data.babel import Segment
-    from stmt.data.prepare import _sample_spans
-
-    whole = Segment(3, 0.0, math.inf)
-    # 7.5 s at 30 fps, chunks of at most 2.5 s: three equal samples covering every frame
-    assert _sample_spans(whole, 225, 30.0, 2.5) == [(0, 75), (75, 150), (150, 225)]
-    # 2.6 s: two halves, not 2.5 s + a 0.1 s stub
-    assert _sample_spans(whole, 78, 30.0, 2.5) == [(0, 39), (39, 78)]
-    assert _sample_spans(whole, 40, 30.0, 2.5) == [(0, 40)]  # short clip: one sample
-    # a segment with an end (BABEL) stays one sample, clipped to the sequence
-    assert _sample_spans(Segment(1, 1.0, 3.0), 75, 30.0, 2.5) == [(30, 75)]

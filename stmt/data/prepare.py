@@ -83,27 +83,6 @@ class PrepareResult:
         return 1 if self.failed else 0
 
 
-def _sample_spans(seg, n: int, fps: float, chunk_s: float) -> list[tuple[int, int]]:
-    """Frame spans [start, end) of the samples of one segment of a sequence of ``n`` frames.
-
-    A segment with an end (BABEL, cut to ``chunk_s`` by :mod:`stmt.data.babel`) is one
-    sample. A whole clip (end ``inf``: realmix, one action per file) is cut into the
-    fewest equal parts of at most ``chunk_s`` seconds, so that a sample is as long as
-    the window the model is later applied with (24 frames over a 7 s wave would see
-    the hand only every 0.3 s, too coarse to tell waving from a raised hand).
-    """
-    s = round(seg.start_t * fps)
-    if not math.isinf(seg.end_t):
-        e = min(round(seg.end_t * fps), n)
-        return [(s, e)] if e - s >= 1 else []
-    total = n - s
-    if total < 1:
-        return []
-    parts = max(1, math.ceil(total / max(chunk_s * fps, 1.0) - 1e-9))
-    edges = [s + round(k * total / parts) for k in range(parts + 1)]
-    return [(a, b) for a, b in zip(edges[:-1], edges[1:]) if b > a]
-
-
 def resample(vertices: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
     """(T, N, 3) at ``src_fps`` -> (T', N, 3) at ``dst_fps`` by linear interpolation.
 
@@ -170,7 +149,7 @@ def prepare(
         fps: frame rate of the cache.
         body, body_models: body model to pose parameter files with (as ``stmt inspect``).
         strict: stop at the first failure (InputError) instead of skipping.
-        chunk_s: longest sample (s); longer segments are cut (realmix: each clip into equal parts).
+        chunk_s: longest sample (s); longer segments are cut (not realmix: one clip, one sample).
         template_cache: folder of cached templates (default ``$STMT_CACHE_DIR/templates``).
         synthetic: realmix only: a ``stmt synth`` output whose clips of the classes the
             recorded data lacks are mixed in (:data:`stmt.data.realmix.SYNTH_USED`).
@@ -342,12 +321,15 @@ def prepare(
         for si, j in enumerate(kept):
             n = done[j.key]
             for seg in j.segments:
-                for s, e in _sample_spans(seg, n, fps, chunk_s):
-                    samples["sequence"].append(si)
-                    samples["start"].append(s)
-                    samples["length"].append(e - s)
-                    samples["label"].append(seg.label)
-                    samples["split"].append(j.split)
+                s = round(seg.start_t * fps)
+                e = n if math.isinf(seg.end_t) else min(round(seg.end_t * fps), n)
+                if e - s < 1:
+                    continue
+                samples["sequence"].append(si)
+                samples["start"].append(s)
+                samples["length"].append(e - s)
+                samples["label"].append(seg.label)
+                samples["split"].append(j.split)
         lengths = np.asarray(samples["length"]) / fps
         window_s = float(min(chunk_s, np.round(np.median(lengths), 1))) if len(lengths) else chunk_s
         index = {

@@ -50,7 +50,7 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
         # one error path: a bad checkpoint or non-finite data is an InputError (one line)
         def _before(self) -> None:
             path = self.config_init[self.subcommand].get("ckpt_path")
-            check_ckpt_path(path, self.model)
+            check_ckpt_path(path, self.model, getattr(self.datamodule, "cache", None))
             if not any(isinstance(cb, FiniteBatches) for cb in self.trainer.callbacks):
                 self.trainer.callbacks.append(FiniteBatches(self.datamodule))
 
@@ -107,13 +107,18 @@ def check_ckpt_file(path) -> dict | None:
     return ckpt
 
 
-def check_ckpt_path(path, model) -> None:
-    """:func:`check_ckpt_file`, then the weights' shapes against the model of the config."""
+def check_ckpt_path(path, model, cache=None) -> None:
+    """:func:`check_ckpt_file`, then the checkpoint against the data (points, frames,
+    classes: what to rerun), then the weights' shapes against the model of the config."""
+    from stmt import checkpoint
     from stmt.errors import InputError
 
     ckpt = check_ckpt_file(path)
     if ckpt is None:
         return
+    hparams = getattr(model, "hparams", None)
+    if hparams is not None and "class_names" in hparams:  # a classifier: its data must fit
+        checkpoint.check_fits_data(ckpt.get("hyper_parameters") or {}, dict(hparams), path, cache)
     state = ckpt["state_dict"]
     mine = model.state_dict()
     shared = [k for k in mine if k in state]

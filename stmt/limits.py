@@ -134,3 +134,16 @@ def positive_number(
         bound += f", finite and at most {high:g}" if math.isfinite(high) else " and finite"
         raise InputError(None, f"--{name} must be {bound}, got {value}")
     return x
+
+
+def check_window_stride(args) -> None:
+    """``args.window`` / ``args.stride`` (seconds, None = the default): finite, positive,
+    at most the longest duration, and no stride longer than the window (gaps)."""
+    for name in ("window", "stride"):
+        value = getattr(args, name)
+        if value is not None:
+            setattr(args, name, positive_number(name, value, high=max_duration_s()))
+    if args.window is not None and args.stride is not None and args.stride > args.window:
+        raise InputError(
+            None, f"--stride {args.stride} must not exceed --window {args.window} (gaps)"
+        )

@@ -246,14 +246,7 @@ def main(args: argparse.Namespace) -> int:
         raise InputError(None, f"--top-k must be 1 to 10000, got {args.top_k}")
     if not 1 <= args.batch_size <= 65_536:
         raise InputError(None, f"--batch-size must be 1 to 65536, got {args.batch_size}")
-    for name in ("window", "stride"):
-        value = getattr(args, name)
-        if value is not None:
-            setattr(args, name, limits.positive_number(name, value, high=limits.max_duration_s()))
-    if args.window is not None and args.stride is not None and args.stride > args.window:
-        raise InputError(
-            None, f"--stride {args.stride} must not exceed --window {args.window} (gaps)"
-        )
+    limits.check_window_stride(args)
     if args.out is not None and args.out.suffix.lower() not in (".csv", ".json"):
         raise InputError(args.out, "--out must end in .csv or .json")
     inputs, folder_errors = expand_inputs(list(args.files), args.recursive)

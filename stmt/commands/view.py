@@ -59,14 +59,7 @@ def check_options(args: argparse.Namespace) -> None:
         args.fps = limits.check_fps(None, args.fps, "--fps")
     if args.at is not None:
         args.at = limits.positive_number("at", args.at, low_inclusive=True)
-    for name in ("window", "stride"):
-        value = getattr(args, name)
-        if value is not None:
-            setattr(args, name, limits.positive_number(name, value, high=limits.max_duration_s()))
-    if args.window is not None and args.stride is not None and args.stride > args.window:
-        raise InputError(
-            None, f"--stride {args.stride} must not exceed --window {args.window} (gaps)"
-        )
+    limits.check_window_stride(args)
     if args.render is not None:
         out = args.render
         if out.suffix and out.suffix.lower() not in RENDER_SUFFIXES:

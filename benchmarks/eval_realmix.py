@@ -30,7 +30,7 @@ def source_of(path: str) -> str:
     name = Path(path).name
     if name.startswith("HDM_"):
         return "hdm05"
-    if name.startswith("dataset-1_") or name.startswith("dataset-2_"):
+    if name.startswith(("dataset-1_", "dataset-2_")):
         return "bandai"
     return "synthetic"
 
@@ -44,7 +44,7 @@ def metrics(true: np.ndarray, probs: np.ndarray, n_classes: int) -> dict:
     hit5 = (top[:, :5] == true[:, None]).any(axis=1)
     per_class = [hit1[true == c].mean() for c in range(n_classes) if (true == c).any()]
     return {
-        "clips": int(len(true)),
+        "clips": len(true),
         "known": int(known.sum()),
         "top1_all": float(hit1.mean()),
         "top1": float(hit1[known].mean()) if known.any() else float("nan"),
@@ -113,7 +113,9 @@ def main() -> None:
                 clips, _ = ds.clips(np.arange(start, min(start + 64, len(ds))))
                 probs.append(clf.probabilities(clips.numpy(), geodesic, batch_size=64))
         probs = np.concatenate(probs)  # (S, C_ckpt)
-        to_ckpt = {i: clf.class_names.index(n) for i, n in enumerate(cache_names) if n in clf.class_names}
+        to_ckpt = {
+            i: clf.class_names.index(n) for i, n in enumerate(cache_names) if n in clf.class_names
+        }
         true = np.array([to_ckpt.get(int(c), -1) for c in ds.label])
         pred = probs.argmax(1)
         row = {}

@@ -66,7 +66,9 @@ class SkeletonMotion:
             return self
         from dataclasses import replace
 
-        return replace(self, rotations=self.rotations[frames], translations=self.translations[frames])
+        return replace(
+            self, rotations=self.rotations[frames], translations=self.translations[frames]
+        )
 
     def forward_kinematics(self) -> tuple[np.ndarray, np.ndarray]:
         """(positions (T, J, 3), global rotations (T, J, 3, 3)) in the file's world."""

@@ -424,9 +424,7 @@ BONES: dict[str, tuple[tuple[str, ...], str]] = {
     "Neck": (_SPINE[3:], "left_shoulders"),
     "Neck1": (_SPINE[4:], "left_shoulders"),
     "Head": (("Head_end",), "left_shoulders"),
-    **{
-        f"{s}Shoulder": ((f"{s}Arm",), "torso_up") for s in ("Left", "Right")
-    },
+    **{f"{s}Shoulder": ((f"{s}Arm",), "torso_up") for s in ("Left", "Right")},
     **{f"{s}Arm": ((f"{s}ForeArm",), f"{s}:upper_arm") for s in ("Left", "Right")},
     **{f"{s}ForeArm": ((f"{s}Hand",), f"{s}:forearm") for s in ("Left", "Right")},
     **{

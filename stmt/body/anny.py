@@ -48,7 +48,6 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stmt.errors import InputError
 from stmt.motion import SkeletonMotion
 
 if TYPE_CHECKING:  # heavy imports stay inside functions

@@ -82,3 +82,24 @@ class SkeletonMotion:
                 glob[:, j] = glob[:, p] @ rot[:, j]
                 pos[:, j] = pos[:, p] + np.einsum("tij,tj->ti", glob[:, p], self.translations[:, j])
         return pos, glob
+
+
+def axis_angle_to_matrix(rotvec: np.ndarray, eps: float = 0.0) -> np.ndarray:
+    """Rodrigues: (..., 3) axis-angle (radians) -> (..., 3, 3) float64 rotation matrices,
+    ``I + sin(a) K + (1 - cos(a)) K^2`` with K the cross-product matrix of the unit axis.
+
+    ``eps`` > 0 takes the angle as ``|rotvec + eps|`` and the axis as ``rotvec / angle``,
+    smplx's convention (its ``batch_rodrigues`` uses 1e-8), for results that match it.
+    """
+    r = np.asarray(rotvec, dtype=np.float64)
+    if eps > 0:
+        angle = np.linalg.norm(r + eps, axis=-1, keepdims=True)  # (..., 1)
+        axis = r / angle
+    else:
+        angle = np.linalg.norm(r, axis=-1, keepdims=True)
+        axis = r / np.where(angle > 1e-12, angle, 1.0)
+    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
+    zero = np.zeros_like(x)
+    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(r.shape[:-1] + (3, 3))
+    s, c = np.sin(angle)[..., None], np.cos(angle)[..., None]
+    return np.eye(3) + s * k + (1.0 - c) * (k @ k)

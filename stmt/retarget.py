@@ -35,7 +35,7 @@ from pathlib import Path
 import numpy as np
 
 from stmt.errors import InputError
-from stmt.motion import SkeletonMotion
+from stmt.motion import SkeletonMotion, axis_angle_to_matrix
 
 # ------------------------------------------------------------------------------ joints
 
@@ -383,15 +383,6 @@ def _unit(v: np.ndarray) -> np.ndarray:
     return v / np.maximum(n, 1e-12)
 
 
-def _rodrigues(axis: np.ndarray, angle: np.ndarray) -> np.ndarray:
-    """(..., 3) unit axes, (...) angles -> (..., 3, 3)."""
-    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
-    zero = np.zeros_like(x)
-    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(axis.shape[:-1] + (3, 3))
-    s, c = np.sin(angle)[..., None, None], np.cos(angle)[..., None, None]
-    return np.eye(3) + s * k + (1.0 - c) * (k @ k)
-
-
 def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """(T, 3) unit directions -> (T, 3, 3) rotations of smallest angle taking a onto b."""
     axis = np.cross(a, b)
@@ -403,7 +394,7 @@ def _swing(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     perp = _unit(np.cross(a, helper))
     axis = np.where((s > 1e-9)[:, None], axis / np.maximum(s, 1e-12)[:, None], perp)
     angle = np.where((s > 1e-9) | (c < 0), angle, 0.0)
-    return _rodrigues(axis, angle)
+    return axis_angle_to_matrix(axis * angle[:, None])
 
 
 def _perp(v: np.ndarray, d: np.ndarray) -> np.ndarray:
@@ -543,7 +534,7 @@ def bone_rotations(
             )
             weight = np.clip(np.linalg.norm(ref, axis=-1) / _TWIST_FULL, 0.0, 1.0)
             weight *= min(1.0, float(np.linalg.norm(ref_rest)) / _TWIST_FULL)
-            swung = _rodrigues(d, weight * angle) @ swung
+            swung = axis_angle_to_matrix(d * (weight * angle)[..., None]) @ swung
         rot[:, b] = swung
     return rot
 

@@ -48,7 +48,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from stmt.motion import SkeletonMotion
+from stmt.body.smpl import BODY_JOINT_NAMES as SMPL_JOINT_NAMES
+from stmt.body.smpl import BODY_PARENTS as SMPL_PARENTS
+from stmt.motion import SkeletonMotion, axis_angle_to_matrix
 
 if TYPE_CHECKING:  # heavy imports stay inside functions
     import torch
@@ -61,13 +63,6 @@ _CHUNK = 64
 
 # ----------------------------------------------------------------------------- SMPL source
 
-SMPL_JOINT_NAMES = (
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
-    "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-)  # fmt: skip
-SMPL_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
 
 # Approximate joint offsets from the parent of SMPL's mean shape, in its T-pose rest frame
 # (metres, Y up, facing +Z, left = +X). Used only for rest bone directions, the leg length
@@ -305,19 +300,6 @@ def rest_mesh() -> tuple[np.ndarray, np.ndarray]:
     return rig.vertices.copy(), rig.faces.copy()
 
 
-# ------------------------------------------------------------------------------- rotations
-
-
-def axis_angle_to_matrix(rotvec: np.ndarray) -> np.ndarray:
-    """Rodrigues: (..., 3) axis-angle (radians) -> (..., 3, 3) rotation matrices."""
-    r = np.asarray(rotvec, dtype=np.float64)
-    angle = np.linalg.norm(r, axis=-1, keepdims=True)  # (..., 1)
-    axis = r / np.where(angle > 1e-12, angle, 1.0)
-    x, y, z = axis[..., 0], axis[..., 1], axis[..., 2]
-    zero = np.zeros_like(x)
-    k = np.stack([zero, -z, y, z, zero, -x, -y, x, zero], -1).reshape(r.shape[:-1] + (3, 3))
-    s, c = np.sin(angle)[..., None], np.cos(angle)[..., None]
-    return np.eye(3) + s * k + (1.0 - c) * (k @ k)
 
 
 # ---------------------------------------------------------------------------------- posing

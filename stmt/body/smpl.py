@@ -43,24 +43,28 @@ from pathlib import Path
 import numpy as np
 
 from stmt.errors import InputError
+from stmt.motion import axis_angle_to_matrix
 
 GENDERS = ("neutral", "male", "female")
 NUM_JOINTS = {"smplh": 52, "smplx": 55}
 # Pose-vector width of an AMASS file for each body: 3 values per joint.
 POSE_WIDTH = {"smplh": 156, "smplx": 165}
 
-_BODY_JOINTS = [
+#: SMPL's 22 body joints, AMASS order (the first 22 of every SMPL-family model), and
+#: their parents: the one table of them.
+BODY_JOINT_NAMES = (
     "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
     "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
     "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
     "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-]  # fmt: skip
+)  # fmt: skip
+BODY_PARENTS = (-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19)
 _HAND = [
     f"{finger}{i}" for finger in ("index", "middle", "pinky", "ring", "thumb") for i in (1, 2, 3)
 ]
 JOINT_NAMES = {
-    "smplh": _BODY_JOINTS + [f"left_{h}" for h in _HAND] + [f"right_{h}" for h in _HAND],
-    "smplx": _BODY_JOINTS
+    "smplh": [*BODY_JOINT_NAMES] + [f"left_{h}" for h in _HAND] + [f"right_{h}" for h in _HAND],
+    "smplx": [*BODY_JOINT_NAMES]
     + ["jaw", "left_eye", "right_eye"]
     + [f"left_{h}" for h in _HAND]
     + [f"right_{h}" for h in _HAND],
@@ -256,23 +260,6 @@ def _load_model_cached(path_str: str, body: str, mtime: int) -> SMPLModel:
 
 
 # ---------------------------------------------------------------- posing
-def _rodrigues(rotvec: np.ndarray) -> np.ndarray:
-    """(..., 3) axis-angle -> (..., 3, 3) rotation matrices, float64.
-
-    R = cos(a) I + sin(a) K + (1 - cos(a)) u u^T, with the angle a = |rotvec + 1e-8|
-    as smplx computes it (so a zero rotation gives exactly I).
-    """
-    angle = np.sqrt(((rotvec + 1e-8) ** 2).sum(-1))  # (...,)
-    x, y, z = np.moveaxis(rotvec / angle[..., None], -1, 0)  # unit axis u, each (...,)
-    s, c = np.sin(angle), np.cos(angle)
-    C = 1 - c
-    R = np.empty((*rotvec.shape[:-1], 3, 3))
-    R[..., 0, 0], R[..., 0, 1], R[..., 0, 2] = c + C * x * x, C * x * y - s * z, C * x * z + s * y
-    R[..., 1, 0], R[..., 1, 1], R[..., 1, 2] = C * x * y + s * z, c + C * y * y, C * y * z - s * x
-    R[..., 2, 0], R[..., 2, 1], R[..., 2, 2] = C * x * z - s * y, C * y * z + s * x, c + C * z * z
-    return R
-
-
 def joint_transforms(
     parents: np.ndarray, poses: np.ndarray, j_rest: np.ndarray
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -290,9 +277,9 @@ def joint_transforms(
     """
     J = len(parents)
     T = poses.shape[0]
-    R_local = _rodrigues(
-        poses.reshape(T, J, 3).transpose(1, 0, 2).astype(np.float64)
-    )  # (J, T, 3, 3)
+    R_local = axis_angle_to_matrix(
+        poses.reshape(T, J, 3).transpose(1, 0, 2), eps=1e-8
+    )  # (J, T, 3, 3), as smplx computes it
     rel = j_rest.copy()
     rel[1:] -= j_rest[parents[1:]]  # (J, 3) offset of each joint from its parent
     R = np.empty_like(R_local)

@@ -193,7 +193,8 @@ def smpl_to_cmu(poses: np.ndarray, trans: np.ndarray) -> tuple[np.ndarray, np.nd
         local: (T, J, 3, 3) local rotations in :func:`cmu_skeleton`'s joint order.
         root: (T, 3) the Hips position in the Y-up BVH world, metres.
     """
-    from stmt.body.anny import SMPL_JOINT_NAMES, axis_angle_to_matrix, smpl_skeleton
+    from stmt.body.anny import SMPL_JOINT_NAMES, smpl_skeleton
+    from stmt.motion import axis_angle_to_matrix
 
     t = poses.shape[0]
     smpl_local = axis_angle_to_matrix(np.asarray(poses, np.float64)[:, :66].reshape(t, 22, 3))

@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stmt.body.smpl import BODY_PARENTS
 from stmt.fileio import atomic_savez, atomic_text
 
 FPS = 30.0
@@ -58,14 +59,7 @@ SYNTH_CLASSES: list[str] = [
     "stand up", "kick", "wave", "punch", "squat", "hop",
 ]  # fmt: skip
 
-# SMPL body joints 0..21 (AMASS order) and their parents.
-SMPL_JOINT_NAMES: list[str] = [
-    "pelvis", "left_hip", "right_hip", "spine1", "left_knee", "right_knee", "spine2",
-    "left_ankle", "right_ankle", "spine3", "left_foot", "right_foot", "neck",
-    "left_collar", "right_collar", "head", "left_shoulder", "right_shoulder",
-    "left_elbow", "right_elbow", "left_wrist", "right_wrist",
-]  # fmt: skip
-SMPL_PARENTS = np.array([-1, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 9, 9, 12, 13, 14, 16, 17, 18, 19])
+SMPL_PARENTS = np.array(BODY_PARENTS)  # SMPL body joints 0..21, AMASS order
 # Approximate SMPL mean-shape rest joint positions (metres, body frame: x left, y up,
 # z forward), enough for floor contact and foot anchoring.
 SMPL_REST_JOINTS = np.array([

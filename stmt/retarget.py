@@ -186,6 +186,7 @@ RIG_NOTES = {
     "xsens": "Xsens MVN",
     "biped": "3ds Max Biped",
     "joint-map": "the --joint-map file",
+    "inferred": "no known rig; joints inferred from side names and the joint tree",
 }
 
 
@@ -249,12 +250,14 @@ def detect_rig(
     names: tuple[str, ...] | list[str],
     joint_map: dict[str, str] | None = None,
     source: Path | None = None,
+    parents: tuple[int, ...] | list[int] | None = None,
 ) -> RigMatch:
     """Match a skeleton's joint names to the canonical joints.
 
     With ``joint_map`` that mapping is used (on top of nothing else). Otherwise every
     rig of :data:`RIGS` is tried; the one that maps all :data:`REQUIRED` joints and the
-    most joints overall wins.
+    most joints overall wins. If none does and ``parents`` is given, the joints are
+    inferred from the tree (:func:`infer_joints`): rigs nobody listed load too.
 
     Raises:
         InputError: no rig maps every required joint; the message lists the joints
@@ -276,14 +279,169 @@ def detect_rig(
         found = _match(names, table)
         if all(j in found for j in REQUIRED) and (best is None or len(found) > best[0]):
             best = (len(found), rig, found)
-    if best is None:
-        shown = ", ".join(names[:25]) + (" ..." if len(names) > 25 else "")
-        raise InputError(
-            source,
-            f"unknown rig: cannot map its joints ({shown}) to the body's; pass --joint-map FILE "
-            f"(YAML/JSON, their name -> ours) covering at least {', '.join(REQUIRED)}",
+    if best is not None:
+        return RigMatch(best[1], best[2])
+    inferred = infer_joints(names, parents) if parents is not None else None
+    if inferred is not None:
+        return RigMatch("inferred", inferred)
+    shown = ", ".join(names[:25]) + (" ..." if len(names) > 25 else "")
+    raise InputError(
+        source,
+        f"unknown rig: cannot map its joints ({shown}) to the body's; pass --joint-map FILE "
+        f"(YAML/JSON, their name -> ours) covering at least {', '.join(REQUIRED)}",
+    )
+
+
+# Words of joint names, for rigs no table lists. Only the side, the hands, feet and head
+# are found by name; everything between is found by walking the tree.
+_SIDE_WORDS = {"l": "Left", "left": "Left", "r": "Right", "right": "Right"}
+_HAND_WORDS = ("wrist", "hand")  # a rig with both: the wrist is the hand joint
+_FOOT_WORDS = ("ankle", "foot")
+_NOT_HAND = ("index", "middle", "ring", "pinky", "little", "thumb", "finger", "carpal")
+_NOT_FOOT = ("toe", "ball")
+_HELPER = ("twist", "roll", "share", "helper", "adjust", "corrective", "nub", "end", "ik")
+_PREFIX = r"^(cc_base_|bip0*1[ _]|def[-_.]|org[-_.]|mch[-_.]|rl_)"
+_CLAVICLE = ("clavicle", "collar", "shoulder", "scapula")
+
+
+def _words(name: str) -> tuple[str | None, tuple[str, ...]]:
+    """(side "Left"/"Right"/None, lowercase words without the side) of a joint name.
+
+    Sides as rigs write them: ``LeftArm``, ``lThigh``, ``LUArm``, ``L_Thigh``,
+    ``thigh_l``, ``thigh.L``, ``ShoulderLeft``, ``CC_Base_L_Thigh``, ``Bip01 L Thigh``.
+    """
+    import re
+
+    raw = name.rsplit(":", 1)[-1].rsplit("|", 1)[-1].strip()
+    raw = re.sub(_PREFIX, "", raw, flags=re.IGNORECASE)
+    side = None
+    m = re.match(r"^([LlRr])(?=[A-Z])", raw)
+    if m:  # lThigh, LUArm, RHipJoint (not "LowerBack": a lowercase letter follows)
+        side, raw = _SIDE_WORDS[m.group(1).lower()], raw[1:]
+    words = [
+        w.lower()
+        for part in re.split(r"[\s_.\-]+", raw)
+        for w in re.findall(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|\d+", part)
+    ]
+    if side is None:
+        for i in (0, len(words) - 1, *range(1, len(words) - 1)):
+            if 0 <= i < len(words) and words[i] in _SIDE_WORDS and len(words) > 1:
+                side = _SIDE_WORDS[words.pop(i)]
+                break
+    return side, tuple(w for w in words if not w.isdigit())
+
+
+def _has(words: tuple[str, ...], vocab: tuple[str, ...]) -> bool:
+    return any(v in w for w in words for v in vocab)
+
+
+def infer_joints(
+    names: tuple[str, ...], parents: tuple[int, ...] | list[int]
+) -> dict[str, int] | None:
+    """Canonical joints of a humanoid skeleton no table lists, or None if it is not one.
+
+    By name only: each side's hand (the joint nearest the root named hand/wrist and no
+    finger), foot (ankle/foot, no toe) and the head. By the tree: the forearm and upper
+    arm are the hand's next two ancestors that are not helper bones (twist, roll,
+    share ...), a clavicle the upper arm's parent if it is on the same side and named
+    like one; the leg and thigh likewise above the foot (the thigh's sided parent is a
+    hip joint); the hips the common ancestor of the thighs, the chest that of the
+    hands; the spine and neck joints are the path between hips, chest and head.
+    """
+    parents = list(parents)
+    n = len(names)
+    info = [_words(nm) for nm in names]
+
+    def ancestors(j: int) -> list[int]:
+        out = []
+        while parents[j] >= 0:
+            j = parents[j]
+            out.append(j)
+        return out
+
+    depth = [len(ancestors(j)) for j in range(n)]
+
+    def helper(j: int) -> bool:
+        return any(
+            w in _HELPER or w.startswith(_HELPER[:2]) or w.endswith(_HELPER[:2]) for w in info[j][1]
         )
-    return RigMatch(best[1], best[2])
+
+    def first(side: str | None, vocab: tuple[str, ...], avoid: tuple[str, ...]) -> int | None:
+        hits = [
+            j for j in range(n)
+            if info[j][0] == side and any(w in vocab for w in info[j][1])
+            and not _has(info[j][1], avoid) and not helper(j)
+        ]  # fmt: skip
+        return (
+            min(
+                hits,
+                key=lambda j: (depth[j], vocab.index(next(w for w in info[j][1] if w in vocab))),
+            )
+            if hits
+            else None
+        )
+
+    def up(j: int) -> int | None:
+        """The nearest ancestor that is no helper bone; of a bone cut in segments
+        (``upperarm01.L``, ``upperarm02.L``), the first segment."""
+        a = next((a for a in ancestors(j) if not helper(a)), None)
+        while a is not None and parents[a] >= 0 and info[parents[a]] == info[a]:
+            a = parents[a]
+        return a
+
+    out: dict[str, int] = {}
+    for side in ("Left", "Right"):
+        hand = first(side, _HAND_WORDS, _NOT_HAND)
+        foot = first(side, _FOOT_WORDS, _NOT_FOOT)
+        if hand is None or foot is None:
+            return None
+        fore = up(hand)
+        arm = up(fore) if fore is not None else None
+        leg = up(foot)
+        upleg = up(leg) if leg is not None else None
+        if None in (fore, arm, leg, upleg):
+            return None
+        out.update({f"{side}Hand": hand, f"{side}ForeArm": fore, f"{side}Arm": arm,
+                    f"{side}Foot": foot, f"{side}Leg": leg, f"{side}UpLeg": upleg})  # fmt: skip
+        clav = parents[arm]
+        if clav >= 0 and info[clav][0] == side and _has(info[clav][1], _CLAVICLE):
+            out[f"{side}Shoulder"] = clav
+        hipj = parents[upleg]
+        if hipj >= 0 and info[hipj][0] == side:
+            out[f"{side[0]}HipJoint"] = hipj
+        toes = [c for c in range(n) if parents[c] == foot and not helper(c)]
+        if len(toes) == 1 or any(_has(info[c][1], _NOT_FOOT) for c in toes):
+            out[f"{side}ToeBase"] = next((c for c in toes if _has(info[c][1], _NOT_FOOT)), toes[0])
+
+    def common(a: int, b: int) -> int:
+        chain = [a, *ancestors(a)]
+        return next(x for x in [b, *ancestors(b)] if x in chain)
+
+    hips = common(out["LeftUpLeg"], out["RightUpLeg"])
+    heads = [j for j in range(n) if info[j][0] is None and info[j][1] == ("head",)]
+    heads = [j for j in heads if hips in ancestors(j)]
+    if not heads:
+        return None
+    head = min(heads, key=lambda j: depth[j])
+    out["Hips"], out["Head"] = hips, head
+    path = ancestors(head)[::-1]  # root ... head's parent
+    path = [j for j in path[path.index(hips) + 1 :] if not helper(j)]  # hips .. head, exclusive
+    chest = common(out["LeftHand"], out["RightHand"])
+    if chest in path:
+        k = path.index(chest)
+        out["Spine1"] = chest
+        below, above = path[:k], path[k + 1 :]
+        if below:
+            out["LowerBack"] = below[0]
+        if len(below) >= 2:
+            out["Spine"] = below[len(below) // 2] if len(below) > 2 else below[1]
+        if above:
+            out["Neck"] = above[0]
+        if len(above) >= 2:
+            out["Neck1"] = above[1]
+    if len(set(out.values())) != len(out):
+        return None  # one joint in two roles: not a skeleton we understand
+    return out
 
 
 # ------------------------------------------------------------------ positions, units, up
@@ -354,7 +512,7 @@ def canonical_motion(
     motion: SkeletonMotion, joint_map: dict[str, str] | None = None
 ) -> CanonicalMotion:
     """Forward kinematics of ``motion`` -> canonical joint (and tip) positions, metres, Z up."""
-    match = detect_rig(motion.names, joint_map, motion.source)
+    match = detect_rig(motion.names, joint_map, motion.source, motion.parents)
     pos, glob = motion.forward_kinematics()  # (T, J, 3), (T, J, 3, 3), file units and axes
     if motion.unit is not None:
         scale = float(motion.unit)

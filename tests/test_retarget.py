@@ -80,7 +80,9 @@ def _unknown_rig(tmp_path):
     theirs = {n: f"bone{i:02d}" for i, n in enumerate(clip.names)}
     from dataclasses import replace
 
-    path = rigs.to_bvh(replace(clip, names=tuple(theirs[n] for n in clip.names)), tmp_path / "x.bvh")
+    path = rigs.to_bvh(
+        replace(clip, names=tuple(theirs[n] for n in clip.names)), tmp_path / "x.bvh"
+    )
     return clip, theirs, path
 
 
@@ -147,3 +149,56 @@ def test_classify_takes_the_joint_map_too(tmp_path):
                               text=True, check=False)  # fmt: skip
     assert with_map.returncode == 0, with_map.stderr
     assert json.loads(with_map.stdout)[0]["overall"][0]["label"]
+
+
+@pytest.mark.parametrize(
+    ("name", "side", "words"),
+    [
+        ("LeftUpLeg", "Left", ("up", "leg")), ("lThigh", "Left", ("thigh",)),
+        ("LUArm", "Left", ("u", "arm")), ("thigh_l", "Left", ("thigh",)),
+        ("upperarm.R", "Right", ("upperarm",)), ("ShoulderRight", "Right", ("shoulder",)),
+        ("CC_Base_L_Thigh", "Left", ("thigh",)), ("Bip01 R Calf", "Right", ("calf",)),
+        ("mixamorig:RightHand", "Right", ("hand",)), ("LowerBack", None, ("lower", "back")),
+        ("spine_01", None, ("spine",)), ("lForearmTwist", "Left", ("forearm", "twist")),
+    ],
+)  # fmt: skip
+def test_joint_name_words_and_side(name, side, words):
+    from stmt.retarget import _words
+
+    assert _words(name) == (side, words)
+
+
+@pytest.mark.parametrize("rig", sorted(rigs.UNLISTED_RIGS))
+def test_a_rig_no_table_lists_is_inferred_and_poses_the_same_body(rig, tmp_path):
+    """Unreal, OptiTrack Motive, Kinect-style and MakeHuman names (one with bones cut in
+    segments), random rest pose: every joint the CMU table maps (fingers aside) is found
+    under its own name, and the body is the CMU-named clip's within SAME_BODY_M."""
+    from dataclasses import replace
+
+    clip = rigs.cmu_clip()
+    alt_motion = rigs.unlisted(clip, rig, seed=4)
+    match = detect_rig(alt_motion.names, parents=alt_motion.parents)
+    assert match.rig == "inferred"
+    table = rigs.UNLISTED_RIGS[rig]
+    expected = {
+        canon: rigs._expand(table, clip.names[j])
+        for canon, j in detect_rig(clip.names).joints.items()
+        if "Finger" not in canon and "Thumb" not in canon
+    }
+    assert {c: alt_motion.names[j] for c, j in match.joints.items()} == expected
+
+    fingers = {n for n in clip.names if "Finger" in n or "Thumb" in n or "Index" in n}
+    ref_motion = replace(clip, names=tuple(f"Extra_{n}" if n in fingers else n for n in clip.names))
+    ref = read_sequence(rigs.to_bvh(ref_motion, tmp_path / "ref.bvh"))
+    alt = read_sequence(rigs.to_bvh(alt_motion, tmp_path / f"{rig}.bvh"))
+    assert alt.rig.startswith("inferred")
+    err = np.abs(alt.vertices - ref.vertices).max()
+    assert err < SAME_BODY_M, f"{rig}: {err * 1000:.2f} mm"
+
+
+def test_names_without_sides_are_not_guessed(tmp_path):
+    """A tree of anonymous bones is not a humanoid the inference can read: the error
+    naming --joint-map, not a body posed from a guess."""
+    clip, _, _ = _unknown_rig(tmp_path)
+    with pytest.raises(InputError, match="--joint-map"):
+        detect_rig(tuple(f"bone{i:02d}" for i in range(len(clip.names))), parents=clip.parents)

@@ -62,7 +62,8 @@ def restricted_to(rig: str, motion: SkeletonMotion) -> SkeletonMotion:
     both drive the same joints of the body."""
     theirs = names_in(rig, motion.names)
     return replace(
-        motion, names=tuple(t if t.startswith("Extra_") else n for n, t in zip(motion.names, theirs))
+        motion,
+        names=tuple(t if t.startswith("Extra_") else n for n, t in zip(motion.names, theirs)),
     )
 
 
@@ -107,3 +108,107 @@ def to_bvh(motion: SkeletonMotion, path: Path) -> Path:
         path, list(motion.names), list(motion.parents), motion.offsets, motion.end_offsets,
         motion.rotations, motion.translations[:, 0], motion.fps,
     )  # fmt: skip
+
+
+# Rigs that no table of stmt.retarget lists, as such files name their joints (CMU name ->
+# theirs, "{s}" / "{S}" / "{Side}" the side as l / L / Left). Loading these exercises
+# the inference from side names and the joint tree (stmt.retarget.infer_joints).
+UNLISTED_RIGS: dict[str, dict[str, str]] = {
+    # Unreal Engine mannequin (no hip joint bones there: named here as a rig would)
+    "unreal": {
+        "Hips": "pelvis", "{S}HipJoint": "hip_joint_{s}", "{Side}UpLeg": "thigh_{s}",
+        "{Side}Leg": "calf_{s}", "{Side}Foot": "foot_{s}", "{Side}ToeBase": "ball_{s}",
+        "LowerBack": "spine_01", "Spine": "spine_02", "Spine1": "spine_03",
+        "Neck": "neck_01", "Neck1": "neck_02", "Head": "head",
+        "{Side}Shoulder": "clavicle_{s}", "{Side}Arm": "upperarm_{s}",
+        "{Side}ForeArm": "lowerarm_{s}", "{Side}Hand": "hand_{s}",
+        "{Side}FingerBase": "index_metacarpal_{s}", "{Side}HandIndex1": "index_01_{s}",
+        "{S}Thumb": "thumb_01_{s}",
+    },
+    # OptiTrack Motive
+    "motive": {
+        "Hips": "Hip", "{S}HipJoint": "{S}Pelvis", "{Side}UpLeg": "{S}Thigh",
+        "{Side}Leg": "{S}Shin", "{Side}Foot": "{S}Foot", "{Side}ToeBase": "{S}Toe",
+        "LowerBack": "Ab", "Spine": "Spine", "Spine1": "Chest", "Neck": "Neck",
+        "Neck1": "Neck2", "Head": "Head", "{Side}Shoulder": "{S}Shoulder",
+        "{Side}Arm": "{S}UArm", "{Side}ForeArm": "{S}FArm", "{Side}Hand": "{S}Hand",
+        "{Side}FingerBase": "{S}Index1", "{Side}HandIndex1": "{S}Index2", "{S}Thumb": "{S}Thumb1",
+    },
+    # Kinect-style names, the side last (here ShoulderLeft is the upper arm, HandLeft a
+    # finger joint below WristLeft)
+    "kinect": {
+        "Hips": "SpineBase", "{S}HipJoint": "PelvisSide{Side}", "{Side}UpLeg": "Hip{Side}",
+        "{Side}Leg": "Knee{Side}", "{Side}Foot": "Ankle{Side}", "{Side}ToeBase": "Foot{Side}",
+        "LowerBack": "SpineLow", "Spine": "SpineMid", "Spine1": "SpineShoulder",
+        "Neck": "Neck", "Neck1": "NeckUpper", "Head": "Head",
+        "{Side}Shoulder": "Clavicle{Side}", "{Side}Arm": "Shoulder{Side}",
+        "{Side}ForeArm": "Elbow{Side}", "{Side}Hand": "Wrist{Side}",
+        "{Side}FingerBase": "Hand{Side}", "{Side}HandIndex1": "HandTip{Side}",
+        "{S}Thumb": "Thumb{Side}",
+    },
+    # MakeHuman / Blender (".L" suffixes); the forearm is cut in two segments below
+    "makehuman": {
+        "Hips": "root", "{S}HipJoint": "pelvis.{S}", "{Side}UpLeg": "upperleg01.{S}",
+        "{Side}Leg": "lowerleg01.{S}", "{Side}Foot": "foot.{S}", "{Side}ToeBase": "toe1-1.{S}",
+        "LowerBack": "spine05", "Spine": "spine04", "Spine1": "spine03", "Neck": "neck01",
+        "Neck1": "neck02", "Head": "head", "{Side}Shoulder": "clavicle.{S}",
+        "{Side}Arm": "upperarm01.{S}", "{Side}ForeArm": "lowerarm01.{S}",
+        "{Side}Hand": "wrist.{S}", "{Side}FingerBase": "metacarpal2.{S}",
+        "{Side}HandIndex1": "finger2-1.{S}", "{S}Thumb": "finger1-1.{S}",
+    },
+}  # fmt: skip
+# Bones of UNLISTED_RIGS cut in two: (rig, the first segment's CMU name, second's name)
+UNLISTED_SEGMENTS = {"makehuman": [("LeftForeArm", "lowerarm02.L"), ("RightUpLeg", "upperleg02.R")]}
+
+
+def _expand(table: dict[str, str], name: str) -> str | None:
+    for src, dst in table.items():
+        for s, side in (("l", "Left"), ("r", "Right")):
+            if src.format(S=s.upper(), Side=side) == name:
+                return dst.format(s=s, S=s.upper(), Side=side)
+        if "{" not in src and src == name:
+            return dst
+    return None
+
+
+def split_bone(motion: SkeletonMotion, joint: str, name: str) -> SkeletonMotion:
+    """``motion`` with a joint ``name`` inserted halfway along ``joint``'s bone to its
+    child, as rigs that cut a bone in segments have. The new joint turns with ``joint``
+    (identity local rotation), so every other joint stays where it was."""
+    j = motion.names.index(joint)
+    child = next(c for c, p in enumerate(motion.parents) if p == j)
+    half = motion.offsets[child] / 2
+    k = len(motion.names)
+    names, parents = [*motion.names, name], list(motion.parents) + [j]
+    parents[child] = k
+    offsets = np.vstack([motion.offsets, half])
+    offsets[child] = half
+    t = motion.rotations.shape[0]
+    rot = np.concatenate([motion.rotations, np.broadcast_to(np.eye(3), (t, 1, 3, 3))], axis=1)
+    trans = np.concatenate([motion.translations, np.broadcast_to(half, (t, 1, 3))], axis=1)
+    trans[:, child] = half
+    ends = np.vstack([motion.end_offsets, np.zeros((1, 3))])
+    # the writer wants parents before children: move the new joint before its child
+    order = [i for i in range(k + 1) if i != k]
+    order.insert(order.index(child), k)
+    inv = {old: new for new, old in enumerate(order)}
+    return replace(
+        motion, names=tuple(names[i] for i in order),
+        parents=tuple(inv[parents[i]] if parents[i] >= 0 else -1 for i in order),
+        offsets=offsets[order], end_offsets=ends[order], rotations=rot[:, order],
+        translations=trans[:, order],
+    )  # fmt: skip
+
+
+def unlisted(motion: SkeletonMotion, rig: str, seed: int = 0) -> SkeletonMotion:
+    """The CMU-named ``motion`` renamed into an unlisted rig, its bones cut where that rig
+    cuts them, with a random rest pose."""
+    table = UNLISTED_RIGS[rig]
+    for first, second in UNLISTED_SEGMENTS.get(rig, []):
+        motion = split_bone(motion, first, f"Extra_{second}")
+    moved = reexpress(motion, "cmu", seed=seed)  # CMU names kept, rest pose moved
+    names = tuple(
+        n.replace("Extra_", "") if n.startswith("Extra_") else _expand(table, n) or f"Extra_{n}"
+        for n in moved.names
+    )  # fmt: skip
+    return replace(moved, names=names)

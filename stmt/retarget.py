@@ -200,11 +200,17 @@ def _key(name: str) -> str:
 class RigMatch:
     """A skeleton's joints matched to the canonical joints."""
 
-    rig: str  # a key of RIGS, or "joint-map"
+    rig: str  # a key of RIGS, "joint-map" or "inferred"
     joints: dict[str, int]  # canonical name -> source joint index
+    names: tuple[str, ...] = ()  # the skeleton's joint names (shown for an inferred rig)
 
     def describe(self) -> str:
-        return f"{self.rig} ({RIG_NOTES.get(self.rig, self.rig)}; {len(self.joints)} joints mapped)"
+        text = f"{self.rig} ({RIG_NOTES.get(self.rig, self.rig)}; {len(self.joints)} joints mapped"
+        if self.rig == "inferred" and self.names:
+            # what was guessed, in --joint-map's terms, so that a wrong guess can be fixed
+            pairs = ", ".join(f"{self.names[j]}: {c}" for c, j in self.joints.items())
+            text += f"; as a --joint-map: {{{pairs}}}"
+        return text + ")"
 
 
 def _match(names: tuple[str, ...], table: dict[str, str]) -> dict[str, int]:
@@ -283,7 +289,7 @@ def detect_rig(
         return RigMatch(best[1], best[2])
     inferred = infer_joints(names, parents) if parents is not None else None
     if inferred is not None:
-        return RigMatch("inferred", inferred)
+        return RigMatch("inferred", inferred, names)
     shown = ", ".join(names[:25]) + (" ..." if len(names) > 25 else "")
     raise InputError(
         source,

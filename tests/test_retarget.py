@@ -192,6 +192,7 @@ def test_a_rig_no_table_lists_is_inferred_and_poses_the_same_body(rig, tmp_path)
     ref = read_sequence(rigs.to_bvh(ref_motion, tmp_path / "ref.bvh"))
     alt = read_sequence(rigs.to_bvh(alt_motion, tmp_path / f"{rig}.bvh"))
     assert alt.rig.startswith("inferred")
+    assert f"{expected['Hips']}: Hips" in alt.rig, "the guess is shown, in --joint-map's terms"
     err = np.abs(alt.vertices - ref.vertices).max()
     assert err < SAME_BODY_M, f"{rig}: {err * 1000:.2f} mm"
 

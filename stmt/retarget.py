@@ -305,7 +305,8 @@ _HAND_WORDS = ("wrist", "hand")  # a rig with both: the wrist is the hand joint
 _FOOT_WORDS = ("ankle", "foot")
 _NOT_HAND = ("index", "middle", "ring", "pinky", "little", "thumb", "finger", "carpal")
 _NOT_FOOT = ("toe", "ball")
-_HELPER = ("twist", "roll", "share", "helper", "adjust", "corrective", "nub", "end", "ik")
+_HELPER = ("twist", "roll", "share", "part", "helper", "adjust", "corrective", "nub", "end", "ik")
+_MIDDLE = ("m", "c", "mid", "center", "centre")  # Head_M, Spine1_M: a middle marker
 _PREFIX = r"^(cc_base_|bip0*1[ _]|def[-_.]|org[-_.]|mch[-_.]|rl_)"
 _CLAVICLE = ("clavicle", "collar", "shoulder", "scapula")
 
@@ -334,7 +335,10 @@ def _words(name: str) -> tuple[str | None, tuple[str, ...]]:
             if 0 <= i < len(words) and words[i] in _SIDE_WORDS and len(words) > 1:
                 side = _SIDE_WORDS[words.pop(i)]
                 break
-    return side, tuple(w for w in words if not w.isdigit())
+    words = [w for w in words if not w.isdigit()]
+    if side is None and len(words) > 1 and words[-1] in _MIDDLE:
+        words.pop()
+    return side, tuple(words)
 
 
 def _has(words: tuple[str, ...], vocab: tuple[str, ...]) -> bool:
@@ -424,7 +428,8 @@ def infer_joints(
         return next(x for x in [b, *ancestors(b)] if x in chain)
 
     hips = common(out["LeftUpLeg"], out["RightUpLeg"])
-    heads = [j for j in range(n) if info[j][0] is None and info[j][1] == ("head",)]
+    # "Head", "head", "Head_M", and "torso_head" (bones named parent_child)
+    heads = [j for j in range(n) if info[j][0] is None and info[j][1][-1:] == ("head",)]
     heads = [j for j in heads if hips in ancestors(j)]
     if not heads:
         return None

@@ -160,6 +160,7 @@ def test_classify_takes_the_joint_map_too(tmp_path):
         ("CC_Base_L_Thigh", "Left", ("thigh",)), ("Bip01 R Calf", "Right", ("calf",)),
         ("mixamorig:RightHand", "Right", ("hand",)), ("LowerBack", None, ("lower", "back")),
         ("spine_01", None, ("spine",)), ("lForearmTwist", "Left", ("forearm", "twist")),
+        ("Head_M", None, ("head",)), ("lTorso_Clavicle", "Left", ("torso", "clavicle")),
     ],
 )  # fmt: skip
 def test_joint_name_words_and_side(name, side, words):
@@ -170,8 +171,8 @@ def test_joint_name_words_and_side(name, side, words):
 
 @pytest.mark.parametrize("rig", sorted(rigs.UNLISTED_RIGS))
 def test_a_rig_no_table_lists_is_inferred_and_poses_the_same_body(rig, tmp_path):
-    """Unreal, OptiTrack Motive, Kinect-style and MakeHuman names (one with bones cut in
-    segments), random rest pose: every joint the CMU table maps (fingers aside) is found
+    """Unreal, OptiTrack Motive, Kinect-style, MakeHuman, "parent_child" and Maya Advanced
+    Skeleton names (two with bones cut in segments), random rest pose: every joint the CMU table maps (fingers aside) is found
     under its own name, and the body is the CMU-named clip's within SAME_BODY_M."""
     from dataclasses import replace
 
@@ -195,6 +196,18 @@ def test_a_rig_no_table_lists_is_inferred_and_poses_the_same_body(rig, tmp_path)
     assert f"{expected['Hips']}: Hips" in alt.rig, "the guess is shown, in --joint-map's terms"
     err = np.abs(alt.vertices - ref.vertices).max()
     assert err < SAME_BODY_M, f"{rig}: {err * 1000:.2f} mm"
+
+
+def test_a_real_file_of_a_rig_no_table_lists_loads():
+    """The classic Biovision sample (LeftUpArm/LeftLowArm/LeftLowLeg, from the wild)."""
+    seq = read_sequence(rigs.DATA / "wild" / "biovision_example.bvh")
+    assert seq.rig.startswith("inferred") and "LeftLowArm: LeftForeArm" in seq.rig
+    v = seq.vertices
+    height = v[:, :, 2].max(axis=1) - v[:, :, 2].min(axis=1)
+    assert np.all((height > 1.4) & (height < 2.0)), height
+    head = seq.joints[:, seq.joint_names.index("Head"), 2]
+    hips = seq.joints[:, seq.joint_names.index("Hips"), 2]
+    assert np.all(head > hips + 0.4)
 
 
 def test_names_without_sides_are_not_guessed(tmp_path):

@@ -156,9 +156,37 @@ UNLISTED_RIGS: dict[str, dict[str, str]] = {
         "{Side}Hand": "wrist.{S}", "{Side}FingerBase": "metacarpal2.{S}",
         "{Side}HandIndex1": "finger2-1.{S}", "{S}Thumb": "finger1-1.{S}",
     },
+    # bones named "parent_child", l/r prefixes (a games-industry rig seen in research code)
+    "games": {
+        "Hips": "RootJoint", "{S}HipJoint": "{s}Pelvis", "{Side}UpLeg": "{s}Hip",
+        "{Side}Leg": "{s}Knee", "{Side}Foot": "{s}Ankle", "{Side}ToeBase": "{s}ToeJoint",
+        "LowerBack": "pelvis_lowerback", "Spine": "lowerback_midback",
+        "Spine1": "lowerback_torso", "Neck": "torso_neck", "Neck1": "neck_upperneck",
+        "Head": "torso_head", "{Side}Shoulder": "{s}Torso_Clavicle",
+        "{Side}Arm": "{s}Shoulder", "{Side}ForeArm": "{s}Elbow", "{Side}Hand": "{s}Wrist",
+        "{Side}FingerBase": "{s}Finger_Base", "{Side}HandIndex1": "{s}Finger_Tip",
+        "{S}Thumb": "{s}Thumb",
+    },
+    # Maya Advanced Skeleton: _M/_L/_R suffixes, limbs cut by "Part" joints (below)
+    "advancedskeleton": {
+        "Hips": "Root_M", "{S}HipJoint": "Pelvis_{S}", "{Side}UpLeg": "Hip_{S}",
+        "{Side}Leg": "Knee_{S}", "{Side}Foot": "Ankle_{S}", "{Side}ToeBase": "Toes_{S}",
+        "LowerBack": "Spine1_M", "Spine": "Spine2_M", "Spine1": "Chest_M", "Neck": "Neck_M",
+        "Neck1": "NeckUpper_M", "Head": "Head_M", "{Side}Shoulder": "Scapula_{S}",
+        "{Side}Arm": "Shoulder_{S}", "{Side}ForeArm": "Elbow_{S}", "{Side}Hand": "Wrist_{S}",
+        "{Side}FingerBase": "MiddleFinger1_{S}", "{Side}HandIndex1": "MiddleFinger2_{S}",
+        "{S}Thumb": "ThumbFinger1_{S}",
+    },
 }  # fmt: skip
-# Bones of UNLISTED_RIGS cut in two: (rig, the first segment's CMU name, second's name)
-UNLISTED_SEGMENTS = {"makehuman": [("LeftForeArm", "lowerarm02.L"), ("RightUpLeg", "upperleg02.R")]}
+# Bones of UNLISTED_RIGS cut in segments: (the CMU joint whose bone is cut, the new
+# joint's name), applied in order (cutting a new joint's bone cuts it again).
+UNLISTED_SEGMENTS = {
+    "makehuman": [("LeftForeArm", "lowerarm02.L"), ("RightUpLeg", "upperleg02.R")],
+    "advancedskeleton": [
+        ("LeftForeArm", "ElbowPart1_L"), ("Extra_ElbowPart1_L", "ElbowPart2_L"),
+        ("RightArm", "ShoulderPart1_R"), ("RightUpLeg", "HipPart1_R"),
+    ],
+}  # fmt: skip
 
 
 def _expand(table: dict[str, str], name: str) -> str | None:

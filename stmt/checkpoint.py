@@ -8,7 +8,10 @@ data, so that ``torch.load(path, weights_only=True)`` reads it:
 - ``hyper_parameters``: the module's constructor arguments, each once, as plain
   data (:func:`hyper_parameters`): ``arch``, ``model_args`` (the overrides of
   the arch's defaults), ``num_classes``, ``num_frames``, ``num_points``,
-  ``class_names``, ``fps``, ``window_s``, the optimiser settings, and
+  ``class_names``, ``fps``, ``window_s``, optionally ``clip_s`` (the longest
+  labelled training sample in seconds, ``STMTDataModule.clip_s``: inference
+  takes a file no longer than that as one whole clip; checkpoints without it
+  are always cut into windows of ``window_s``), the optimiser settings, and
   ``_class_path`` (which module wrote it; LightningCLI's ``--ckpt_path`` reads
   it). :func:`model_args` completes ``model_args`` with the three sizes, so
   ``build_model(arch, **model_args(hp))`` rebuilds the bare model. Checkpoints
@@ -198,8 +201,12 @@ def check_hparams(hp: dict[str, Any], path: str | Path) -> None:
             raise InputError(
                 path, f"bad checkpoint: {key} is {value!r}; expected a whole number {lo} to {hi}"
             )
-    for key, hi in (("window_s", limits.max_duration_s()), ("fps", limits.MAX_FPS)):
-        if key not in hp:
+    for key, hi in (
+        ("window_s", limits.max_duration_s()),
+        ("clip_s", limits.max_duration_s()),
+        ("fps", limits.MAX_FPS),
+    ):
+        if key not in hp or (key == "clip_s" and hp[key] is None):  # clip_s: optional
             continue
         value = hp[key]
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)

@@ -5,34 +5,31 @@
 >>> clf.predict(read_sequence("walk.npz")).overall[:3]     # doctest: +SKIP
 [('walk', 0.81), ('run', 0.07), ('stand', 0.03)]
 
-How a sequence becomes a label:
+The classifier keeps no state about the sequences it sees. Like an
+inferencer (MMAction2's), it runs in three steps, each a method:
 
-1. The template of the sequence's body topology (farthest point sample of
-   ``num_points`` vertices of the canonical rest mesh, with their geodesic
-   distances; computed once per topology and cached on disk by
-   :func:`stmt.data.template.get_template`) picks the vertices the model sees.
-2. The sequence is cut into windows of ``window`` seconds (default: the
-   duration one training sample covered, ``window_s`` in the checkpoint) every
-   ``stride`` seconds (default ``window / 2``). The windows cover the whole
-   sequence: the last one is aligned to the end; a sequence shorter than one
-   window is one window spanning all of it.
-3. Each window becomes ``num_frames`` frames taken at the centres of
-   ``num_frames`` equal time bins. Frame k of the sequence covers the time
-   [k / fps, (k + 1) / fps), so this is the same as resampling to the
-   checkpoint's frame rate with nearest-frame lookup and then taking the bin
-   centres, without posing frames nobody looks at: :meth:`Classifier.read`
-   asks the readers (their ``frames`` argument) to pose only the frames the
-   windows use (216 of 1200 for a 10 s clip at 120 fps with 2 s windows every
-   second) when called with ``only_windows=True``; the sequence keeps its true
-   length and fps, the frames in between repeat a posed one. If
-   :meth:`Classifier.clips` is then asked for other windows than
-   :meth:`Classifier.read` was, it reads the file again. The clip
-   is normalised with :func:`stmt.data.transforms.normalize_clip`, exactly as
-   in training.
-4. The windows go through the model in batches; softmax gives per-window
-   class probabilities. The **overall** probabilities are the mean of the
-   window probabilities (every window weighs the same; overlapping windows
-   make the middle of a sequence count a little more than its ends).
+1. :meth:`Classifier.preprocess`: a sequence -> :class:`Inputs`, the model
+   input of each of its windows, made by :mod:`stmt.clip` exactly as training
+   made its clips (the same grid at the checkpoint's fps, bin-centre frames,
+   float16 offsets, normalisation). Without ``window``, a sequence no longer
+   than the checkpoint's ``clip_s`` (its longest training sample) is one
+   whole-clip window, as training saw such a clip; a longer one is cut into
+   windows of ``window_s`` (the checkpoint's median training sample) every
+   ``stride`` seconds (default: half a window) covering it, the last aligned
+   to the end. A checkpoint from before ``clip_s`` was recorded is always cut
+   into windows (a file no longer than one window is one window).
+2. :meth:`Classifier.forward`: the windows of several files through the model
+   in batches (files of one body topology share a model call).
+3. :meth:`Classifier.postprocess`: softmax probabilities -> a
+   :class:`Prediction`: per window, and **overall** as the mean of the window
+   probabilities (every window weighs the same).
+
+Only the template vertices are posed (the template: a farthest point sample of
+``num_points`` vertices of the topology's rest mesh, cached on disk by
+:func:`stmt.data.template.get_template`). :meth:`Classifier.read` with
+``only_windows=True`` also poses only the frames the windows need; the
+sequence it returns says which (``MeshSequence.posed``), and
+:meth:`Classifier.preprocess` refuses windows that need other frames.
 
 Checkpoints are read with ``torch.load(..., weights_only=True)``: a checkpoint
 from the internet cannot run code when it is loaded. Only the bare model is
@@ -44,13 +41,13 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-import weakref
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from stmt import clip
 from stmt.checkpoint import REQUIRED_HPARAMS  # noqa: F401 - re-exported
 from stmt.errors import InputError
 
@@ -124,57 +121,6 @@ class Attention:
     window_of_frame: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int64))
 
 
-# --------------------------------------------------------------------------- windows
-def window_spans(duration: float, window: float, stride: float) -> list[tuple[float, float]]:
-    """Windows of ``window`` s every ``stride`` s covering [0, duration] exactly.
-
-    The last window is aligned to the end of the sequence; a sequence no longer
-    than one window is a single window [0, duration].
-    """
-    if window <= 0 or stride <= 0:
-        raise ValueError(f"window and stride must be positive, got {window}, {stride}")
-    if stride > window:
-        raise ValueError(
-            f"stride {stride} s is longer than the window {window} s: windows would leave gaps"
-        )
-    if duration <= window:
-        return [(0.0, float(duration))]
-    spans = []
-    start = 0.0
-    eps = 1e-9
-    while start + window < duration - eps:
-        spans.append((start, start + window))
-        start += stride
-    last = (float(duration) - window, float(duration))
-    if not spans or abs(spans[-1][0] - last[0]) > eps:
-        spans.append(last)
-    return spans
-
-
-def bin_centre_frames(
-    start: float, end: float, num_frames: int, fps: float, total: int
-) -> np.ndarray:
-    """Indices of the sequence frames at the centres of ``num_frames`` bins of [start, end].
-
-    Frame k covers [k / fps, (k + 1) / fps); a window shorter than ``num_frames``
-    frames repeats frames.
-    """
-    centres = start + (np.arange(num_frames) + 0.5) * (end - start) / num_frames
-    return np.clip(np.floor(centres * fps).astype(np.int64), 0, total - 1)
-
-
-def window_frames(
-    num_frames: int, fps: float, window: float, stride: float, num_bins: int
-) -> tuple[list[tuple[float, float]], np.ndarray]:
-    """Windows of a sequence of ``num_frames`` frames at ``fps`` and the frames each uses.
-
-    Returns ``(spans [(start_s, end_s)] * W, frames (W, num_bins) int64)``.
-    """
-    spans = window_spans(num_frames / fps, window, stride)
-    frames = np.stack([bin_centre_frames(s, e, num_bins, fps, num_frames) for s, e in spans])
-    return spans, frames  # frames: (W, num_bins)
-
-
 def resolve_device(name: str) -> str:
     """``auto`` -> ``cuda`` when torch sees a GPU, else ``cpu``; other names are checked.
 
@@ -225,8 +171,37 @@ def load_checkpoint(path: str | Path) -> dict[str, Any]:
 
 
 # --------------------------------------------------------------------------- classifier
+@dataclass
+class Inputs:
+    """One sequence made ready for the model (:meth:`Classifier.preprocess`).
+
+    Attributes:
+        source: the sequence's file.
+        duration_s: seconds the sequence covers.
+        fps: the sequence's own frame rate.
+        windows: how it was cut (:class:`stmt.clip.Windows`).
+        clips: (W, T, N, 3) float32 normalised model inputs, one per window.
+        template: the template of its body topology (its ``geodesic`` goes to the model).
+    """
+
+    source: Path
+    duration_s: float
+    fps: float
+    windows: clip.Windows
+    clips: np.ndarray
+    template: Any
+
+    @property
+    def spans(self) -> list[tuple[float, float]]:
+        return self.windows.spans
+
+
 class Classifier:
-    """A trained STMT model ready to label mesh sequences (see the module docstring)."""
+    """A trained STMT model ready to label mesh sequences (see the module docstring).
+
+    ``clip_s``: the longest training sample in seconds (a sequence no longer than it
+    is one whole-clip window); None for checkpoints that do not record it.
+    """
 
     def __init__(
         self,
@@ -240,6 +215,7 @@ class Classifier:
         geodesic: torch.Tensor | None = None,
         device: str = "cpu",
         source: Path | None = None,
+        clip_s: float | None = None,
     ):
         self.model = model.eval()
         self.class_names = list(class_names)
@@ -247,14 +223,12 @@ class Classifier:
         self.num_points = int(num_points)
         self.fps = float(fps)
         self.window_s = float(window_s)
+        self.clip_s = None if clip_s is None else float(clip_s)
         self.arch = arch
         self.train_geodesic = geodesic  # (N, N) of the training template, or None
         self.device = device
         self.source = source
-        self._templates: dict[str, Any] = {}
-        # id(sequence) -> (weak ref, frames posed, read arguments) of the sequences
-        # :meth:`read` posed only in part; entries go when the sequence does.
-        self._partial: dict[int, tuple[weakref.ref, np.ndarray, dict[str, Any]]] = {}
+        self._templates: dict[str, Any] = {}  # memo of templates per topology (not per sequence)
 
     @classmethod
     def from_checkpoint(cls, path: str | Path, device: str = "cpu") -> Classifier:
@@ -276,6 +250,7 @@ class Classifier:
             geodesic=None if geodesic is None else torch.as_tensor(geodesic, dtype=torch.float32),
             device=device,
             source=path,
+            clip_s=None if hp.get("clip_s") is None else float(hp["clip_s"]),
         )
 
     # ----------------------------------------------------------------- template
@@ -302,102 +277,6 @@ class Classifier:
             self._templates[key] = get_template(faces, rest, num_points=self.num_points)
         return self._templates[key]
 
-    def read(
-        self,
-        path: str | Path,
-        body: str = "auto",
-        body_models: str | Path | None = None,
-        *,
-        only_windows: bool = False,
-        window: float | None = None,
-        stride: float | None = None,
-        joint_map: dict[str, str] | None = None,
-    ):
-        """Read a MoCap file, posing only the template vertices when the format allows.
-
-        With ``only_windows``, parameter files (AMASS, BVH, ASF/AMC) pose only the
-        frames that the windows of ``window`` / ``stride`` s (defaults as in
-        :meth:`clips`) use; the sequence keeps its true length and fps, and the frames
-        no window uses repeat a posed frame, so it is only fit for :meth:`clips` /
-        :meth:`predict` (which read again if asked for other windows). Mesh files are
-        always read whole.
-
-        ``joint_map`` ({their joint: ours}) is for a skeleton of a rig stmt does not know.
-
-        Returns ``(sequence, template)``; the sequence holds the template vertices.
-        """
-        from stmt import io as stmt_io
-
-        if only_windows:
-            window, stride = self._window_stride(window, stride, Path(path))
-        posed: list[np.ndarray] = []
-
-        def window_frames_of(num_frames: int, fps: float) -> np.ndarray:
-            if num_frames <= 0:
-                return np.zeros(0, np.int64)  # the reader reports the empty file
-            self._check_windows(num_frames, fps, window, stride, Path(path))
-            posed.append(
-                np.unique(window_frames(num_frames, fps, window, stride, self.num_frames)[1])
-            )
-            return posed[-1]
-
-        frames = window_frames_of if only_windows else None
-
-        topo = _topology_without_reading(Path(path), body, body_models)
-        if topo is not None:
-            rest, faces = topo
-            tpl = self.template(faces, rest, Path(path))
-            seq = stmt_io.read_sequence(
-                path, body=body, body_models=body_models, vertex_ids=tpl.vertex_ids, frames=frames,
-                joint_map=joint_map,
-            )  # fmt: skip
-            if seq.vertex_ids is None or not np.array_equal(seq.vertex_ids, tpl.vertex_ids):
-                tpl = self._template_of(seq)
-                seq = self._template_vertices_seq(seq, tpl)
-        else:
-            seq = stmt_io.read_sequence(
-                path, body=body, body_models=body_models, joint_map=joint_map
-            )
-            tpl = self._template_of(seq)
-            seq = self._template_vertices_seq(seq, tpl)
-        if posed and len(posed[-1]) < seq.num_frames:
-            key = id(seq)
-            args = {"path": path, "body": body, "body_models": body_models, "joint_map": joint_map}
-            self._partial[key] = (weakref.ref(seq), posed[-1], args)
-            weakref.finalize(seq, self._partial.pop, key, None)
-        return seq, tpl
-
-    def _window_stride(
-        self, window: float | None, stride: float | None, source: Path | None
-    ) -> tuple[float, float]:
-        window = self.window_s if window is None else float(window)
-        stride = window / 2 if stride is None else float(stride)
-        if not (math.isfinite(window) and math.isfinite(stride)) or (
-            window <= 0 or stride <= 0 or stride > window
-        ):
-            raise InputError(
-                source, f"need 0 < stride <= window, got window {window} s, stride {stride} s"
-            )
-        return window, stride
-
-    def _check_windows(
-        self, num_frames: int, fps: float, window: float, stride: float, source: Path | None
-    ) -> None:
-        """Refuse windows whose clips would pass the limits of :mod:`stmt.limits`
-        (counted before any is cut)."""
-        from stmt import limits
-
-        duration = num_frames / fps
-        count = 1 if duration <= window else math.ceil((duration - window) / stride) + 1
-        clip_bytes = count * self.num_frames * self.num_points * 3 * 4
-        if count * self.num_frames > limits.max_frames() or clip_bytes > limits.MAX_ARRAY_BYTES:
-            raise InputError(
-                source,
-                f"{count} windows of {window:g} s every {stride:g} s over {duration:.1f} s "
-                f"({count * self.num_frames} clip frames, {clip_bytes / 1024**3:.1f} GB) pass the "
-                "limits; use a larger --stride",
-            )
-
     def _template_of(self, seq: MeshSequence):
         rest = seq.rest_vertices if seq.rest_vertices is not None else seq.vertices[0]
         return self.template(seq.faces, rest, seq.source)
@@ -417,72 +296,168 @@ class Classifier:
             ) from None
         return dataclasses.replace(seq, vertices=seq.vertices[:, idx], vertex_ids=tpl.vertex_ids)
 
-    # ----------------------------------------------------------------- clips
-    def clips(
-        self, sequence: MeshSequence, window: float | None = None, stride: float | None = None
-    ) -> tuple[np.ndarray, list[tuple[float, float]], Any]:
-        """Cut a sequence into normalised model inputs.
+    # ----------------------------------------------------------------- windows
+    def windows(
+        self,
+        num_frames: int,
+        fps: float,
+        window: float | None = None,
+        stride: float | None = None,
+        source: Path | None = None,
+    ) -> clip.Windows:
+        """How a sequence of ``num_frames`` at ``fps`` is cut (module docstring, step 1).
 
-        Returns ``(clips (W, T, N, 3) float32, spans [(start_s, end_s)] * W, template)``.
+        Raises :class:`InputError` for a bad window/stride, or windows whose clips would
+        pass the limits of :mod:`stmt.limits` (counted before any is cut)."""
+        from stmt import limits
+
+        whole = self.clip_s if window is None else None
+        window = self.window_s if window is None else float(window)
+        stride = window / 2 if stride is None else float(stride)
+        if not (math.isfinite(window) and math.isfinite(stride)) or (
+            window <= 0 or stride <= 0 or stride > window
+        ):
+            raise InputError(
+                source, f"need 0 < stride <= window, got window {window} s, stride {stride} s"
+            )
+        total = clip.grid_length(num_frames, fps, self.fps)
+        length, step = clip.window_lengths(self.fps, window, stride)
+        count = clip.count_windows(total, length, step)
+        if whole is not None and total <= round(whole * self.fps):
+            count = 1
+        clip_bytes = count * self.num_frames * self.num_points * 3 * 4
+        if count * self.num_frames > limits.max_frames() or clip_bytes > limits.MAX_ARRAY_BYTES:
+            raise InputError(
+                source,
+                f"{count} windows of {window:g} s every {stride:g} s over {num_frames / fps:.1f} s "
+                f"({count * self.num_frames} clip frames, {clip_bytes / 1024**3:.1f} GB) pass the "
+                "limits; use a larger --stride",
+            )
+        return clip.plan_windows(
+            num_frames, fps, self.fps, clip_s=whole, window=window, stride=stride
+        )
+
+    def frames_needed(
+        self, num_frames: int, fps: float, window: float | None = None, stride: float | None = None
+    ) -> np.ndarray:
+        """Sorted source frames the windows of a sequence of ``num_frames`` at ``fps`` use."""
+        grid = self.windows(num_frames, fps, window, stride).grid_frames(self.num_frames)
+        return clip.source_frames(grid, fps, self.fps, num_frames)
+
+    # ----------------------------------------------------------------- reading
+    def read(
+        self,
+        path: str | Path,
+        body: str = "auto",
+        body_models: str | Path | None = None,
+        *,
+        only_windows: bool = False,
+        window: float | None = None,
+        stride: float | None = None,
+        joint_map: dict[str, str] | None = None,
+    ):
+        """Read a MoCap file, posing only the template vertices when the format allows.
+
+        With ``only_windows``, parameter files (AMASS, BVH, ASF/AMC) pose only the
+        frames that the windows of ``window`` / ``stride`` (as in :meth:`preprocess`)
+        use; the sequence keeps its true length and fps and lists those frames in
+        ``posed``, and :meth:`preprocess` refuses other windows. Mesh files are read whole.
+
+        ``joint_map`` ({their joint: ours}) is for a skeleton of a rig stmt does not know.
+
+        Returns ``(sequence, template)``; the sequence holds the template vertices.
         """
-        from stmt.data.transforms import normalize_clip
+        from stmt import io as stmt_io
 
-        window, stride = self._window_stride(window, stride, sequence.source)
-        self._check_windows(sequence.num_frames, sequence.fps, window, stride, sequence.source)
-        spans, frames = window_frames(
-            sequence.num_frames, sequence.fps, window, stride, self.num_frames
-        )  # frames: (W, T)
-        partial = self._partial.get(id(sequence))
-        if (
-            partial is not None
-            and partial[0]() is sequence
-            and not np.isin(frames, partial[1]).all()
-        ):  # read() posed the frames of other windows: read again for these
-            sequence, _ = self.read(**partial[2], only_windows=True, window=window, stride=stride)
+        path = Path(path)
+        posed: list[np.ndarray] = []
+
+        def needed(num_frames: int, fps: float) -> np.ndarray:
+            if num_frames <= 0:
+                return np.zeros(0, np.int64)  # the reader reports the empty file
+            posed.append(self.frames_needed(num_frames, fps, window, stride))
+            return posed[-1]
+
+        frames = needed if only_windows else None
+        topo = _topology_without_reading(path, body, body_models)
+        if topo is not None:
+            rest, faces = topo
+            tpl = self.template(faces, rest, path)
+            seq = stmt_io.read_sequence(
+                path, body=body, body_models=body_models, vertex_ids=tpl.vertex_ids, frames=frames,
+                joint_map=joint_map,
+            )  # fmt: skip
+        else:
+            seq = stmt_io.read_sequence(
+                path, body=body, body_models=body_models, joint_map=joint_map
+            )
+        tpl = self._template_of(seq)
+        seq = self._template_vertices_seq(seq, tpl)
+        if posed and len(posed[-1]) < seq.num_frames:
+            seq = dataclasses.replace(seq, posed=posed[-1])
+        return seq, tpl
+
+    # ----------------------------------------------------------------- the three steps
+    def preprocess(
+        self, sequence: MeshSequence, window: float | None = None, stride: float | None = None
+    ) -> Inputs:
+        """Cut a sequence into normalised model inputs (module docstring, step 1)."""
+        windows = self.windows(sequence.num_frames, sequence.fps, window, stride, sequence.source)
+        grid = windows.grid_frames(self.num_frames)  # (W, T) grid frames
+        if sequence.posed is not None:
+            need = clip.source_frames(grid, sequence.fps, self.fps, sequence.num_frames)
+            if not np.isin(need, sequence.posed).all():
+                raise InputError(
+                    sequence.source,
+                    f"the sequence was posed at {len(sequence.posed)} of its "
+                    f"{sequence.num_frames} frames only, not at all the frames these windows "
+                    "use; read it with the same window and stride, or whole",
+                )
         tpl = self._template_of(sequence)
         seq = self._template_vertices_seq(sequence, tpl)
-        clips = seq.vertices[frames]  # (W, T, N, 3)
-        clips = np.asarray(normalize_clip(clips), dtype=np.float32)
-        return clips, spans, tpl
-
-    def probabilities(
-        self, clips: np.ndarray, geodesic: np.ndarray, batch_size: int = 16
-    ) -> np.ndarray:
-        """Softmax class probabilities (W, C) of clips (W, T, N, 3), ``batch_size`` at a time."""
-        import torch
-
-        geo = torch.as_tensor(np.asarray(geodesic, dtype=np.float32), device=self.device)
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(clips), max(1, int(batch_size))):
-                x = torch.as_tensor(clips[i : i + batch_size], device=self.device)
-                out.append(torch.softmax(self.model(x, geo).float(), dim=-1).cpu().numpy())
-        probs = (
-            np.concatenate(out, axis=0) if out else np.zeros((0, len(self.class_names)), np.float32)
+        return Inputs(
+            source=Path(sequence.source),
+            duration_s=float(sequence.duration),
+            fps=float(sequence.fps),
+            windows=windows,
+            clips=clip.clip_inputs(seq.vertices, seq.fps, self.fps, grid),
+            template=tpl,
         )
+
+    def forward(self, items: list[Inputs], batch_size: int = 16) -> list[np.ndarray]:
+        """Softmax probabilities (W_i, C) of each item's windows; the windows of items of
+        one topology go through the model together, ``batch_size`` at a time. Not checked
+        for NaN/Inf here (:meth:`postprocess` does, per item)."""
+        out: list[np.ndarray | None] = [None] * len(items)
+        groups: dict[str, list[int]] = {}
+        for i, item in enumerate(items):
+            groups.setdefault(item.template.key, []).append(i)
+        for members in groups.values():
+            clips = np.concatenate([items[i].clips for i in members], axis=0)  # (sum W, T, N, 3)
+            probs = self._softmax(clips, items[members[0]].template.geodesic, batch_size)
+            at = 0
+            for i in members:
+                out[i] = probs[at : at + len(items[i].clips)]
+                at += len(items[i].clips)
+        return out
+
+    def postprocess(self, item: Inputs, probs: np.ndarray, top_k: int = 5) -> Prediction:
+        """A :class:`Prediction` of one item's window probabilities (W, C).
+
+        Raises :class:`InputError` naming the file when they are NaN or Inf."""
         if not np.isfinite(probs).all():
             raise InputError(
-                self.source,
+                item.source,
                 "the model's outputs are NaN or Inf (broken weights, or an input it cannot "
                 "take); no label is given",
             )
-        return probs
-
-    def prediction(
-        self,
-        sequence: MeshSequence,
-        spans: list[tuple[float, float]],
-        probs: np.ndarray,
-        top_k: int = 5,
-    ) -> Prediction:
-        """Assemble a :class:`Prediction` from window spans and their probabilities (W, C)."""
         k = max(1, min(int(top_k), len(self.class_names)))
         return Prediction(
-            file=Path(sequence.source),
-            windows=[(s, e, _rank(p, self.class_names, k)) for (s, e), p in zip(spans, probs)],
+            file=item.source,
+            windows=[(s, e, _rank(p, self.class_names, k)) for (s, e), p in zip(item.spans, probs)],
             overall=_rank(probs.mean(axis=0), self.class_names, k),
-            duration_s=float(sequence.duration),
-            fps=float(sequence.fps),
+            duration_s=item.duration_s,
+            fps=item.fps,
         )
 
     def predict(
@@ -493,10 +468,36 @@ class Classifier:
         top_k: int = 5,
         batch_size: int = 16,
     ) -> Prediction:
-        """Label a sequence per window and overall (the mean of the window probabilities)."""
-        clips, spans, tpl = self.clips(sequence, window, stride)
-        probs = self.probabilities(clips, tpl.geodesic, batch_size)
-        return self.prediction(sequence, spans, probs, top_k)
+        """Label a sequence per window and overall: preprocess -> forward -> postprocess."""
+        item = self.preprocess(sequence, window, stride)
+        return self.postprocess(item, self.forward([item], batch_size)[0], top_k)
+
+    def _softmax(self, clips: np.ndarray, geodesic: np.ndarray, batch_size: int) -> np.ndarray:
+        import torch
+
+        geo = torch.as_tensor(np.asarray(geodesic, dtype=np.float32), device=self.device)
+        out = []
+        with torch.inference_mode():
+            for i in range(0, len(clips), max(1, int(batch_size))):
+                x = torch.as_tensor(clips[i : i + batch_size], device=self.device)
+                out.append(torch.softmax(self.model(x, geo).float(), dim=-1).cpu().numpy())
+        if not out:
+            return np.zeros((0, len(self.class_names)), np.float32)
+        return np.concatenate(out, axis=0)
+
+    def probabilities(
+        self, clips: np.ndarray, geodesic: np.ndarray, batch_size: int = 16
+    ) -> np.ndarray:
+        """Softmax class probabilities (W, C) of clips (W, T, N, 3), ``batch_size`` at a time;
+        :class:`InputError` when they are NaN or Inf."""
+        probs = self._softmax(clips, geodesic, batch_size)
+        if not np.isfinite(probs).all():
+            raise InputError(
+                self.source,
+                "the model's outputs are NaN or Inf (broken weights, or an input it cannot "
+                "take); no label is given",
+            )
+        return probs
 
     # ----------------------------------------------------------------- attention
     def attention(
@@ -509,18 +510,18 @@ class Classifier:
         """Per-frame, per-patch attention-rollout relevance (see :class:`Attention`)."""
         import torch
 
-        clips, spans, tpl = self.clips(sequence, window, stride)
+        item = self.preprocess(sequence, window, stride)
+        tpl, spans = item.template, item.spans
         geo = torch.as_tensor(np.asarray(tpl.geodesic, dtype=np.float32), device=self.device)
         rolls = []
         with torch.inference_mode():
-            for i in range(0, len(clips), batch_size):
-                x = torch.as_tensor(clips[i : i + batch_size], device=self.device)
+            for i in range(0, len(item.clips), batch_size):
+                x = torch.as_tensor(item.clips[i : i + batch_size], device=self.device)
                 rolls.append(self.model.attention_rollout(x, geo).float().cpu().numpy())
         roll = np.concatenate(rolls, axis=0)  # (W, T, P2)
         p2 = roll.shape[-1]
         times = (np.arange(sequence.num_frames) + 0.5) / sequence.fps  # (T_seq,)
-        centres = np.array([(s + e) / 2 for s, e in spans])  # (W,)
-        win = np.argmin(np.abs(times[:, None] - centres[None, :]), axis=1)  # (T_seq,)
+        win = clip.nearest_window(times, spans)  # (T_seq,)
         starts = np.array([s for s, _ in spans])[win]
         lengths = np.array([max(e - s, 1e-9) for s, e in spans])[win]
         bins = np.clip(
@@ -534,7 +535,7 @@ class Classifier:
             vertex_ids=np.asarray(tpl.vertex_ids, dtype=np.int64),
             patch_of_point=patch_of_point,
             windows=spans,
-            window_of_frame=win.astype(np.int64),
+            window_of_frame=win,
         )
 
 

@@ -40,6 +40,10 @@ class MeshSequence:
         joint_names: names of ``joints``' rows, when known.
         rig: for skeleton files, the rig :mod:`stmt.retarget` detected (with the unit
             and up axis), e.g. "bandai (Bandai-Namco; 21 joints mapped), unit cm, up y".
+        posed: (K,) sorted int64 frame indices when only those frames were posed
+            (``frames`` of the readers, :func:`stmt.body.select_frames`): the other
+            frames repeat a posed neighbour and show no motion of their own. None:
+            every frame is real.
     """
 
     vertices: np.ndarray
@@ -53,6 +57,7 @@ class MeshSequence:
     vertex_ids: np.ndarray | None = None
     joint_names: list[str] | None = field(default=None)
     rig: str | None = None
+    posed: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.source = Path(self.source)
@@ -105,6 +110,13 @@ class MeshSequence:
                     self.source, f"vertex_ids must have shape ({v.shape[1]},), got {ids.shape}"
                 )
             self.vertex_ids = ids
+        if self.posed is not None:
+            p = np.asarray(self.posed, dtype=np.int64).reshape(-1)
+            if p.size == 0 or p[0] < 0 or p[-1] >= v.shape[0] or np.any(np.diff(p) <= 0):
+                raise InputError(
+                    self.source, f"posed frames must be sorted, unique and in [0, {v.shape[0]})"
+                )
+            self.posed = p
 
     # --------------------------------------------------------------- derived
     @property

@@ -3,18 +3,16 @@ errors, and one file of each supported format."""
 
 from __future__ import annotations
 
-import itertools
 import json
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
+from stmt import clip as clip_rules
 from stmt.cli import main as stmt_main
-from stmt.predict import Classifier, Prediction, bin_centre_frames, window_spans
+from stmt.predict import Classifier, Prediction
 from stmt.sequence import MeshSequence
 
 CLASSES = ["walk", "jump", "sit", "wave"]
@@ -128,47 +126,25 @@ def assert_covers(spans, duration, tol=1e-9):
 
 
 # --------------------------------------------------------------------------- windows
-@settings(max_examples=200, deadline=None)
-@given(
-    duration=st.floats(0.05, 60.0),
-    window=st.floats(0.1, 10.0),
-    stride_frac=st.floats(0.05, 1.0),
-)
-def test_windows_cover_the_whole_sequence(duration, window, stride_frac):
-    stride = window * stride_frac
-    spans = window_spans(duration, window, stride)
-    assert_covers(spans, duration, tol=1e-6)
-    if duration <= window:
-        assert spans == [(0.0, duration)]
-    else:
-        assert all(abs((e - s) - window) < 1e-6 for s, e in spans)
-        starts = [s for s, _ in spans]
-        assert starts == sorted(starts) and len(set(starts)) == len(starts)
-        assert all(b - a <= stride + 1e-6 for a, b in itertools.pairwise(starts))
-
-
-def test_window_examples():
-    assert window_spans(10.0, 2.0, 1.0)[:2] == [(0.0, 2.0), (1.0, 3.0)]
-    assert window_spans(10.0, 2.0, 1.0)[-1] == (8.0, 10.0)
-    assert len(window_spans(10.0, 2.0, 1.0)) == 9
-    assert window_spans(2.5, 2.0, 1.0) == [(0.0, 2.0), (0.5, 2.5)]
-    assert window_spans(1.5, 2.0, 1.0) == [(0.0, 1.5)]
-
-
+# (the window and frame rules themselves are tested in tests/test_clip.py)
 def test_stride_longer_than_window_is_refused(clf):
-    with pytest.raises(ValueError, match="gaps"):
-        window_spans(10.0, 1.0, 1.5)
     from stmt.errors import InputError
 
     with pytest.raises(InputError, match="stride <= window"):
         clf.predict(sequence(3.0), window=1.0, stride=2.0)
 
 
-def test_bin_centre_frames():
-    # 1 s at 30 fps in 3 bins: centres at 1/6, 1/2, 5/6 s -> frames 5, 15, 25
-    assert bin_centre_frames(0.0, 1.0, 3, 30.0, 300).tolist() == [5, 15, 25]
-    # a window longer than the sequence repeats its frames, never runs past the end
-    assert bin_centre_frames(0.0, 1.0, 8, 4.0, 4).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]
+def test_whole_clip_up_to_clip_s_then_windows(ckpt):
+    """A checkpoint that records clip_s (its longest training sample) takes a file no
+    longer than that as one whole clip; a longer file, or an explicit window, is cut."""
+    base = Classifier.from_checkpoint(ckpt)
+    assert base.clip_s is None  # not recorded: always windows
+    assert len(base.predict(sequence(2.0)).windows) == 3
+    whole = Classifier(base.model, CLASSES, 8, 64, 30.0, window_s=1.0, clip_s=2.5)
+    pred = whole.predict(sequence(2.0))
+    assert [(s, e) for s, e, _ in pred.windows] == [(0.0, pytest.approx(2.0))]
+    assert len(whole.predict(sequence(3.0)).windows) == 5  # 1 s windows every 0.5 s
+    assert len(whole.predict(sequence(2.0), window=1.0).windows) == 3
 
 
 # --------------------------------------------------------------------------- Python API
@@ -177,14 +153,17 @@ def test_predict_windows_and_overall(clf):
     pred = clf.predict(seq, top_k=3)
     assert isinstance(pred, Prediction)
     assert pred.duration_s == pytest.approx(3.2, abs=1 / 30)
-    assert [(s, e) for s, e, _ in pred.windows] == window_spans(seq.duration, 1.0, 0.5)
+    plan = clip_rules.plan_windows(seq.num_frames, 30.0, 30.0, clip_s=None, window=1.0, stride=0.5)
+    assert [(s, e) for s, e, _ in pred.windows] == plan.spans
     assert all(len(top) == 3 for _, _, top in pred.windows)
 
     # overall is the mean of the full window probabilities
-    clips, spans, tpl = clf.clips(seq)
+    item = clf.preprocess(seq)
+    clips, spans, tpl = item.clips, item.spans, item.template
     assert clips.shape == (len(spans), 8, 64, 3)
     probs = clf.probabilities(clips, tpl.geodesic, batch_size=3)
     assert probs.shape == (len(spans), 4)
+    np.testing.assert_allclose(clf.forward([item, item], batch_size=5)[1], probs, atol=1e-5)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     mean = probs.mean(0)
     assert [a for a, _ in pred.overall] == [CLASSES[i] for i in np.argsort(-mean)[:3]]
@@ -388,8 +367,10 @@ def test_format_amass_on_anny(ckpt, tmp_path, capsys, monkeypatch):
 
 
 def test_read_poses_only_the_frames_the_windows_use(clf, tmp_path):
-    """Classifier.read poses just the frames its windows use; the sequence keeps its true
-    length and fps and gives the clips of a full read, for other windows too."""
+    """Classifier.read poses just the frames its windows use and says so (``posed``);
+    the sequence keeps its true length and fps and gives the clips of a full read;
+    windows that need other frames are refused, not quietly read again."""
+    from stmt.errors import InputError
     from stmt.io import read_sequence
     from tests.helpers import write_amass_npz, write_smplh_model
 
@@ -397,15 +378,21 @@ def test_read_poses_only_the_frames_the_windows_use(clf, tmp_path):
     clip = write_amass_npz(tmp_path / "a.npz", T=90, fps=30.0)
     seq, tpl = clf.read(clip, body="smplh", body_models=models, only_windows=True)
     assert seq.num_frames == 90 and seq.fps == 30.0 and seq.duration == pytest.approx(3.0)
-    posed = clf._partial[id(seq)][1]
-    assert 0 < len(posed) < 90  # 5 windows of 8 frames
+    assert seq.posed is not None and 0 < len(seq.posed) < 90  # 5 windows of 8 frames
     full = read_sequence(clip, body="smplh", body_models=models, vertex_ids=tpl.vertex_ids)
-    np.testing.assert_allclose(seq.vertices[posed], full.vertices[posed], atol=1e-6, rtol=0)
-    for window, stride in ((None, None), (0.6, 0.2), (2.5, 0.5)):  # the last two: read again
-        got, spans, _ = clf.clips(seq, window, stride)
-        want, want_spans, _ = clf.clips(full, window, stride)
-        assert spans == want_spans
-        np.testing.assert_allclose(got, want, atol=1e-6, rtol=0)
+    assert full.posed is None
+    np.testing.assert_allclose(seq.vertices[seq.posed], full.vertices[seq.posed], atol=1e-6, rtol=0)
+    got, want = clf.preprocess(seq), clf.preprocess(full)
+    assert got.spans == want.spans
+    np.testing.assert_allclose(got.clips, want.clips, atol=1e-6, rtol=0)
+    with pytest.raises(InputError, match="posed at .* frames only"):
+        clf.preprocess(seq, 0.6, 0.2)
+    again, _ = clf.read(
+        clip, body="smplh", body_models=models, only_windows=True, window=0.6, stride=0.2
+    )
+    np.testing.assert_allclose(
+        clf.preprocess(again, 0.6, 0.2).clips, clf.preprocess(full, 0.6, 0.2).clips, atol=1e-6
+    )
 
 
 @pytest.mark.parametrize("fmt", ["bvh", "asf-amc"])
@@ -443,9 +430,14 @@ def test_readers_pose_only_the_listed_frames(tmp_path, fmt):
 
 # --------------------------------------------------------------------------- keeping predictions
 def test_cli_out_json_records_how_it_was_made(ckpt, tmp_path, capsys):
-    files = [write_mesh_npz(tmp_path / "a.npz", 2.5), write_mesh_npz(tmp_path / "b.npz", 1.0, seed=1)]
+    files = [
+        write_mesh_npz(tmp_path / "a.npz", 2.5),
+        write_mesh_npz(tmp_path / "b.npz", 1.0, seed=1),
+    ]
     out = tmp_path / "preds" / "run.json"  # the folder is created
-    code, stdout, err = run_cli([*files, "--ckpt", ckpt, "--json", "--top-k", "3", "--out", out], capsys)
+    code, stdout, err = run_cli(
+        [*files, "--ckpt", ckpt, "--json", "--top-k", "3", "--out", out], capsys
+    )
     assert code == 0, err
     assert f"wrote 2 predictions to {out}" in err  # stdout keeps only the JSON
     doc = json.loads(out.read_text())
@@ -461,7 +453,10 @@ def test_cli_out_json_records_how_it_was_made(ckpt, tmp_path, capsys):
 def test_cli_out_csv_one_row_per_file(ckpt, tmp_path, capsys):
     import csv
 
-    files = [write_mesh_npz(tmp_path / "a.npz", 2.5), write_mesh_npz(tmp_path / "b.npz", 1.0, seed=1)]
+    files = [
+        write_mesh_npz(tmp_path / "a.npz", 2.5),
+        write_mesh_npz(tmp_path / "b.npz", 1.0, seed=1),
+    ]
     out = tmp_path / "run.csv"
     code, stdout, err = run_cli(
         [*files, "--ckpt", ckpt, "--top-k", "3", "--window", "1", "--stride", "0.25", "--out", out],
@@ -476,7 +471,9 @@ def test_cli_out_csv_one_row_per_file(ckpt, tmp_path, capsys):
                         "--json"], capsys)  # fmt: skip
     for row, rec in zip(rows, json.loads(js), strict=True):
         assert row["file"] == rec["file"]
-        assert [row["label"], row["label_2"], row["label_3"]] == [x["label"] for x in rec["overall"]]
+        assert [row["label"], row["label_2"], row["label_3"]] == [
+            x["label"] for x in rec["overall"]
+        ]
         assert float(row["prob"]) == pytest.approx(rec["overall"][0]["prob"], abs=1e-6)
         assert int(row["windows"]) == len(rec["windows"])
     assert int(rows[0]["windows"]) == 7  # 2.5 s, 1 s windows every 0.25 s
@@ -511,8 +508,10 @@ def test_cli_folder_recursive(ckpt, tmp_path, capsys):
     code, out, err = run_cli([root, root / "sub" / "frames", "--ckpt", ckpt, "--json"], capsys)
     assert code == 2
     assert [r["file"] for r in json.loads(out)] == [str(root / "sub" / "frames")]
-    assert err.strip() == f"stmt: error: {root}: a folder of files, not a mesh sequence; add " \
+    assert (
+        err.strip() == f"stmt: error: {root}: a folder of files, not a mesh sequence; add "
         "--recursive to classify the MoCap files under it"
+    )
 
     empty = tmp_path / "empty"
     empty.mkdir()
@@ -535,7 +534,7 @@ def test_cli_help_shows_defaults(capsys):
     assert exit_.value.code == 0
     text = " ".join(capsys.readouterr().out.split())
     for expected in ("(default: 5)", "(default: 16)", "(default: auto)",
-                     "(default: the checkpoint's training window)"):  # fmt: skip
+                     "(default: a file no longer than the checkpoint's longest training clip is one clip"):  # fmt: skip
         assert expected in text
 
 
@@ -546,3 +545,19 @@ def test_cli_device_is_checked_before_loading(tmp_path, capsys):
     if not torch.cuda.is_available():
         code, _, err = run_cli([tmp_path / "a.npz", "--ckpt", missing, "--device", "cuda"], capsys)
         assert code == 2 and "torch sees no CUDA GPU here; use --device cpu" in err
+
+
+def test_checkpoint_clip_s_is_read_and_checked(ckpt, tmp_path, capsys):
+    """clip_s in the hyper-parameters reaches the Classifier; a bad one is one line, exit 2."""
+    raw = torch.load(ckpt, weights_only=True)
+    raw["hyper_parameters"]["clip_s"] = 2.5
+    good = tmp_path / "clip.ckpt"
+    torch.save(raw, good)
+    assert Classifier.from_checkpoint(good).clip_s == 2.5
+    raw["hyper_parameters"]["clip_s"] = float("nan")
+    bad = tmp_path / "bad.ckpt"
+    torch.save(raw, bad)
+    code, out, err = run_cli([write_mesh_npz(tmp_path / "s.npz", 1.0), "--ckpt", bad], capsys)
+    assert code == 2 and out == ""
+    assert err.strip().splitlines() == [f"stmt: error: {bad}: bad checkpoint: clip_s is nan; "
+                                        "expected a positive number up to 33333.3"]  # fmt: skip

@@ -1,10 +1,13 @@
 """``stmt classify FILE [FILE ...] --ckpt CKPT``: label the actions in MoCap files.
 
-Each file is read (any format ``stmt inspect`` reads), cut into windows of
-``--window`` seconds every ``--stride`` seconds that cover the whole sequence
-(the last window is aligned to the end; a file shorter than a window is one
-window), and each window is labelled by the checkpoint. The overall label is
-the mean of the window probabilities. See :mod:`stmt.predict` for the details.
+Each file is read (any format ``stmt inspect`` reads) and labelled the way the
+checkpoint was trained (:mod:`stmt.clip`): a file no longer than the longest
+training sample (the checkpoint's ``clip_s``) is one whole clip; a longer one,
+or any file when ``--window`` is given, is cut into windows of ``--window``
+seconds (default: the checkpoint's ``window_s``) every ``--stride`` seconds
+that cover the whole sequence (the last window is aligned to the end; a file
+shorter than a window is one window), and each window is labelled. The overall
+label is the mean of the window probabilities. See :mod:`stmt.predict`.
 
 Output: a table per file (overall top-k, then a timeline of per-window top-1
 labels when there is more than one window). With ``--json`` stdout holds only
@@ -38,8 +41,9 @@ also says how they were made::
     {
       "checkpoint": "checkpoints/stmt-tiny-synthetic.ckpt",
       "arch": "stmt_tiny",
-      "window_s": 0.8,                 # the window and stride actually used
-      "stride_s": 0.4,
+      "clip_s": 16.0,                  # files up to this long were whole clips (null: none)
+      "window_s": 3.7,                 # the window and stride longer files were cut into
+      "stride_s": 1.85,
       "classes": ["walk", ...],        # the checkpoint's class list, in head order
       "top_k": 5,
       "files": [ ...one record per file, as above... ]
@@ -104,7 +108,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="S",
-        help="window length in seconds (default: the checkpoint's training window)",
+        help="cut every file into windows of S seconds (default: a file no longer than the "
+        "checkpoint's longest training clip is one clip, longer files are cut into windows "
+        "of its median training clip)",
     )
     p.add_argument(
         "--stride",
@@ -198,11 +204,14 @@ def expand_inputs(paths: list[Path], recursive: bool) -> tuple[list[Path], list[
     return inputs, errors
 
 
-def predictions_document(clf, window: float, stride: float, top_k: int, records: list) -> dict:
+def predictions_document(
+    clf, window: float, stride: float, clip_s: float | None, top_k: int, records: list
+) -> dict:
     """The ``--out FILE.json`` document (schema in the module docstring)."""
     return {
         "checkpoint": str(clf.source),
         "arch": clf.arch,
+        "clip_s": None if clip_s is None else float(clip_s),
         "window_s": float(window),
         "stride_s": float(stride),
         "classes": list(clf.class_names),
@@ -233,6 +242,21 @@ def predictions_csv(records: list[dict], top_k: int) -> str:
     return buf.getvalue()
 
 
+def label_batch(clf, items: list, batch_size: int, top_k: int) -> list:
+    """Run :class:`stmt.predict.Inputs` of several files through the model together;
+    one :class:`~stmt.predict.Prediction`, or the :class:`~stmt.errors.InputError` that
+    file ends in (NaN/Inf outputs), per item, in order."""
+    from stmt.errors import InputError
+
+    results: list = []
+    for item, probs in zip(items, clf.forward(items, batch_size)):
+        try:
+            results.append(clf.postprocess(item, probs, top_k))
+        except InputError as err:
+            results.append(err)
+    return results
+
+
 def main(args: argparse.Namespace) -> int:
     from stmt import limits
     from stmt.errors import InputError
@@ -257,6 +281,7 @@ def main(args: argparse.Namespace) -> int:
         )
     window = clf.window_s if args.window is None else float(args.window)
     stride = window / 2 if args.stride is None else float(args.stride)
+    whole_clip_s = clf.clip_s if args.window is None else None
     if abs(window - clf.window_s) > 1e-6:
         print(
             f"stmt: warning: --window {window:g} s is not the {clf.window_s:g} s the checkpoint "
@@ -270,53 +295,10 @@ def main(args: argparse.Namespace) -> int:
 
     records: list[dict] = []
     failed = len(folder_errors)
-    pending: list[tuple] = []  # (sequence, spans, geodesic, clips) waiting for the model
-    pending_windows = 0
-    failed_files: list[str] = []
-
-    def flush() -> None:
-        nonlocal pending_windows
-        if not pending:
-            return
-        import numpy as np
-
-        # one geodesic per model call: group consecutive files of one topology
-        groups: list[list[tuple]] = []
-        for item in pending:
-            if groups and groups[-1][0][2] is item[2]:
-                groups[-1].append(item)
-            else:
-                groups.append([item])
-        for group in groups:
-            clips = np.concatenate([it[3] for it in group], axis=0)  # (sum W, T, N, 3)
-            try:
-                probs = clf.probabilities(clips, group[0][2], batch)
-            except InputError as err:  # non-finite outputs: find the files that cause them
-                if len(group) > 1:
-                    groups.extend([it] for it in group)
-                    continue
-                failed_files.append(f"{group[0][0].source}: {err.message}")
-                print(
-                    f"stmt: error: {group[0][0].source}: {err.message}", file=sys.stderr, flush=True
-                )
-                continue
-            at = 0
-            for seq, spans, _geo, c in group:
-                pred = clf.prediction(seq, spans, probs[at : at + len(c)], args.top_k)
-                at += len(c)
-                emit(pred)
-        pending.clear()
-        pending_windows = 0
-
-    def emit(pred) -> None:
-        records.append(pred.to_json())
-        if not args.json:
-            print(format_table(pred), flush=True)
-            print()
-
-    for path in inputs:
+    pending: list = []  # stmt.predict.Inputs waiting for the model, across files
+    for n, path in enumerate(inputs, 1):
         try:
-            seq, tpl = clf.read(
+            seq, _ = clf.read(
                 path,
                 body=args.body,
                 body_models=args.body_models,
@@ -325,22 +307,26 @@ def main(args: argparse.Namespace) -> int:
                 stride=args.stride,
                 joint_map=joint_map,
             )
-            clips, spans, tpl = clf.clips(seq, args.window, args.stride)
+            pending.append(clf.preprocess(seq, args.window, args.stride))
         except InputError as err:
             failed += 1
             print(f"stmt: error: {err}", file=sys.stderr, flush=True)
-            continue
-        pending.append((seq, spans, tpl.geodesic, clips))
-        pending_windows += len(clips)
-        if pending_windows >= batch:
-            flush()
-    flush()
-    failed += len(failed_files)
+        if pending and (sum(len(it.clips) for it in pending) >= batch or n == len(inputs)):
+            for result in label_batch(clf, pending, batch, args.top_k):
+                if isinstance(result, InputError):
+                    failed += 1
+                    print(f"stmt: error: {result}", file=sys.stderr, flush=True)
+                    continue
+                records.append(result.to_json())
+                if not args.json:
+                    print(format_table(result), flush=True)
+                    print()
+            pending = []
     if args.json:
         print(json.dumps(records, indent=2))
     if args.out is not None:
         if args.out.suffix.lower() == ".json":
-            doc = predictions_document(clf, window, stride, top_k, records)
+            doc = predictions_document(clf, window, stride, whole_clip_s, top_k, records)
             atomic_text(args.out, json.dumps(doc, indent=2) + "\n")
         else:
             atomic_text(args.out, predictions_csv(records, top_k))

@@ -1,15 +1,15 @@
 """``STMTDataModule``: training clips from a prepared cache (``stmt prepare``).
 
-A clip is T frames of one sample (a labelled span of a sequence):
+A clip is T frames of one sample (a labelled span of a sequence), made by
+:mod:`stmt.clip`, the pipeline ``stmt classify`` uses too:
 
 - training: the sample's frames are split into T equal bins and one frame is
   drawn uniformly at random in each bin (a sample shorter than T frames repeats
   frames);
 - evaluation (val/test/predict): the frame at the centre of each bin.
 
-Every clip is normalised as :func:`stmt.data.transforms.normalize_clip` does, then,
-for training with ``augment=True``, each enabled augmentation is applied in this
-order: rotation about the vertical axis by U(-rotate_range, rotate_range) rad,
+Every clip is normalised by :func:`stmt.clip.normalise`, then, for training with
+``augment=True``, each enabled augmentation is applied in this order: rotation about the vertical axis by U(-rotate_range, rotate_range) rad,
 a tilt of U(-tilt_deg, tilt_deg) degrees about a random horizontal axis, a
 uniform scale in [scale_min, scale_max], and per-point gaussian jitter
 (``jitter_std``, clipped at ``jitter_clip``, normalised units).
@@ -22,8 +22,8 @@ The template's geodesic matrix is an attribute (``.geodesic``), handed to the
 model once, not per sample.
 
 The cache's index and template are read in ``__init__`` (small files), so
-``num_classes``, ``class_names``, ``num_points``, ``fps``, ``window_s`` and
-``geodesic`` are available before ``setup`` (LightningCLI links them into the
+``num_classes``, ``class_names``, ``num_points``, ``fps``, ``window_s``, ``clip_s``
+and ``geodesic`` are available before ``setup`` (LightningCLI links them into the
 model at instantiation). The big arrays are memory-mapped lazily, once per
 DataLoader worker.
 """
@@ -39,33 +39,21 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from stmt.clip import bin_frames, normalise
 from stmt.data.cache import load_index, open_arrays
 from stmt.data.prepare import UNLABELLED
 from stmt.data.template import Template
+from stmt.data.transforms import augment_matrices
 from stmt.errors import InputError
-
-
-def frame_indices(
-    length: np.ndarray, num_frames: int, rng: np.random.Generator | None
-) -> np.ndarray:
-    """(B, T) frame indices within samples of ``length`` (B,) frames.
-
-    ``rng`` given: one uniform draw in each of T equal bins (training); None: bin centres.
-    """
-    length = np.asarray(length, dtype=np.float64)[:, None]  # (B, 1)
-    edges = np.arange(num_frames, dtype=np.float64)[None, :]  # (1, T)
-    u = 0.5 if rng is None else rng.random((length.shape[0], num_frames))
-    pos = (edges + u) * length / num_frames  # (B, T) in [0, length)
-    return np.minimum(pos.astype(np.int64), length.astype(np.int64) - 1)
 
 
 class CacheClips(Dataset):
     """Clips of some samples of a cache; batched fetch through ``__getitems__``.
 
-    The normalisation of :func:`normalize_clip` and the augmentation's rotation
-    and scale are one affine map per clip, applied with a single matmul; the clip's
-    bounding box and height come from the cache's per-frame bounds, so no reduction
-    over the points is needed. Jitter is read from a per-process bank of 2**21
+    The normalisation (:func:`stmt.clip.normalise`) and the augmentation's rotation,
+    tilt and scale are one affine map per clip, applied with a single matmul; the
+    clip's bounding box and height come from the cache's per-frame bounds, so no
+    reduction over the points is needed. Jitter is read from a per-process bank of 2**21
     clipped gaussian values at a random offset per clip (drawing T*N*3 fresh
     normals per clip would cost more than everything else together).
     """
@@ -130,35 +118,23 @@ class CacheClips(Dataset):
         items = np.asarray(items, dtype=np.int64)
         B, T = len(items), self.num_frames
         rng = self._rng if self.train else None
-        frames = frame_indices(self.length[items], T, rng) + self.frame_start[items][:, None]
+        frames = bin_frames(self.length[items], T, rng) + self.frame_start[items][:, None]
         flat = frames.reshape(-1)  # (B*T,)
-        off = torch.from_numpy(verts[flat]).float()  # (B*T, N, 3)
-        N = off.shape[1]
-        cen = torch.from_numpy(centres[flat]).reshape(B, T, 3)
-        bnd = torch.from_numpy(bounds[flat]).reshape(B, T, 2, 3)
-        # normalize_clip: origin = bbox centre in x, y and the floor in z; scale = height
-        lo, hi = bnd[:, :, 0].amin(dim=1), bnd[:, :, 1].amax(dim=1)  # (B, 3)
-        origin = torch.stack([(lo[:, 0] + hi[:, 0]) / 2, (lo[:, 1] + hi[:, 1]) / 2, lo[:, 2]], -1)
-        height = (bnd[:, :, 1, 2] - bnd[:, :, 0, 2]).amax(dim=1).clamp_min(1e-6)  # (B,)
-        m = torch.eye(3).expand(B, 3, 3) / height[:, None, None]  # (B, 3, 3), rows: x_row @ m
+        off = torch.from_numpy(verts[flat])  # (B*T, N, 3) float16
+        rot = None
         if self.train and self.augment:
-            rot = torch.from_numpy(
-                augment_matrices(
-                    B,
-                    self._rng,
-                    **{
-                        k: v
-                        for k, v in self.augment.items()
-                        if k not in ("jitter_std", "jitter_clip")
-                    },
-                )
-            )
-            m = m @ rot.transpose(1, 2)  # (B, 3, 3)
-        shift = (cen - origin[:, None, :]) @ m  # (B, T, 3)
-        out = torch.bmm(off.reshape(B, T * N, 3), m).reshape(B, T, N, 3)
-        out.add_(shift[:, :, None, :])
+            shape_args = {
+                k: v for k, v in self.augment.items() if k not in ("jitter_std", "jitter_clip")
+            }
+            rot = augment_matrices(B, self._rng, **shape_args)  # (B, 3, 3)
+        out = normalise(
+            off.reshape(B, T, *off.shape[1:]),
+            centres[flat].reshape(B, T, 3),
+            bounds[flat].reshape(B, T, 2, 3),
+            rot,
+        )
         if self.train and self.augment.get("jitter_std", 0) > 0:
-            out.add_(self._jitter(B, T * N * 3).reshape(B, T, N, 3))
+            out.add_(self._jitter(B, out[0].numel()).reshape(out.shape))
         return out, torch.from_numpy(self.label[items])
 
     def __getitems__(self, items: list[int]) -> dict:
@@ -172,35 +148,6 @@ class CacheClips(Dataset):
 
 def _identity_collate(batch):
     return batch
-
-
-def augment_matrices(
-    B: int,
-    rng: np.random.Generator,
-    rotate_range: float = 0.0,
-    tilt_deg: float = 0.0,
-    scale_min: float = 1.0,
-    scale_max: float = 1.0,
-) -> np.ndarray:
-    """(B, 3, 3) float32: random yaw, then tilt, then scale (column vectors: v' = M v)."""
-    mats = np.broadcast_to(np.eye(3), (B, 3, 3)).copy()
-    if rotate_range > 0:
-        a = rng.uniform(-rotate_range, rotate_range, B)
-        c, s = np.cos(a), np.sin(a)
-        rz = np.zeros((B, 3, 3))
-        rz[:, 0, 0], rz[:, 0, 1], rz[:, 1, 0], rz[:, 1, 1], rz[:, 2, 2] = c, -s, s, c, 1
-        mats = rz @ mats
-    if tilt_deg > 0:
-        t = np.radians(rng.uniform(-tilt_deg, tilt_deg, B))
-        phi = rng.uniform(0, 2 * math.pi, B)
-        k = np.zeros((B, 3, 3))  # cross-product matrix of the axis (cos phi, sin phi, 0)
-        k[:, 0, 2], k[:, 1, 2] = np.sin(phi), -np.cos(phi)
-        k[:, 2, 0], k[:, 2, 1] = -np.sin(phi), np.cos(phi)
-        rt = np.eye(3) + np.sin(t)[:, None, None] * k + (1 - np.cos(t))[:, None, None] * (k @ k)
-        mats = rt @ mats
-    if scale_max > scale_min or scale_min != 1.0:
-        mats = mats * rng.uniform(scale_min, scale_max, B)[:, None, None]
-    return mats.astype(np.float32)
 
 
 class STMTDataModule(pl.LightningDataModule):
@@ -322,6 +269,16 @@ class STMTDataModule(pl.LightningDataModule):
     @property
     def window_s(self) -> float:
         return self.index.window_s
+
+    @property
+    def clip_s(self) -> float:
+        """Seconds of the longest labelled training sample: ``stmt classify`` takes a
+        file no longer than this as one whole clip, as training did."""
+        ids = self.index.split_indices(self.splits["fit"])
+        ids = ids[self.index.sample_label[ids] != UNLABELLED]
+        if len(ids) == 0:
+            return self.window_s
+        return float(np.max(self.index.sample_length[ids])) / self.fps
 
     @property
     def geodesic(self) -> torch.Tensor:

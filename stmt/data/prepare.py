@@ -48,6 +48,7 @@ from pathlib import Path
 
 import numpy as np
 
+from stmt.clip import resample, to_cache_form
 from stmt.data.babel import CHUNK_S, DATASETS, label_set, load_annotations, sequence_jobs
 from stmt.data.cache import (
     ARRAYS,
@@ -83,30 +84,8 @@ class PrepareResult:
         return 1 if self.failed else 0
 
 
-def resample(vertices: np.ndarray, src_fps: float, dst_fps: float) -> np.ndarray:
-    """(T, N, 3) at ``src_fps`` -> (T', N, 3) at ``dst_fps`` by linear interpolation.
-
-    Frame k of the output is at time k / dst_fps; T' = floor((T - 1) * dst / src) + 1.
-    """
-    if abs(src_fps - dst_fps) < 1e-6:
-        return vertices
-    T = vertices.shape[0]
-    n_out = int(np.floor((T - 1) * dst_fps / src_fps + 1e-9)) + 1
-    pos = np.arange(n_out) * (src_fps / dst_fps)  # source frame positions
-    lo = np.clip(np.floor(pos).astype(np.int64), 0, T - 1)
-    hi = np.minimum(lo + 1, T - 1)
-    w = (pos - lo).astype(np.float32)[:, None, None]  # (T', 1, 1)
-    return (vertices[lo] * (1 - w) + vertices[hi] * w).astype(np.float32)
-
-
 def shard_name(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:20]
-
-
-def _split_centres(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(T, N, 3) float32 -> float16 offsets (T, N, 3) and float32 centres (T, 3)."""
-    centres = frames.mean(axis=1).astype(np.float32)  # (T, 3)
-    return (frames - centres[:, None, :]).astype(np.float16), centres
 
 
 def realmix_jobs(data: Path, synthetic, log) -> tuple[list, list[str], dict]:
@@ -262,7 +241,7 @@ def prepare(
                 bar.write(f"stmt prepare: skipped {job.path}: {msg}", file=sys.stderr)
                 result.failed.append({"source": job.key, "path": str(job.path), "error": msg})
                 continue
-            offsets, centres = _split_centres(frames)
+            offsets, centres = to_cache_form(frames)
             atomic_savez(shard, offsets=offsets, centres=centres)
             _step("shard")
             done[job.key] = len(frames)

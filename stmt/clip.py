@@ -1,0 +1,251 @@
+"""The one clip pipeline: sequence -> windows -> frame indices -> normalised model input.
+
+Training (:class:`stmt.data.datamodule.STMTDataModule`), inference
+(:class:`stmt.predict.Classifier`) and the viewer use these functions and no
+copies of them, so a clip ``stmt classify`` shows the model is made the way
+the clips it was trained on were.
+
+1. **Grid.** Clips are cut on a grid of the checkpoint's (the cache's) frame
+   rate ``fps``: grid frame k is the file at time k / fps, linearly
+   interpolated between its own two nearest frames (:func:`grid_sources`);
+   ``stmt prepare`` resamples every file with :func:`resample`. A grid frame
+   is kept as float16 offsets from its mean point plus a float32 centre
+   (:func:`to_cache_form`), as the cache stores it.
+2. **Windows.** A training sample is a span of grid frames (a whole realmix
+   clip, or a labelled segment of at most ``chunk_s``). At inference
+   (:func:`plan_windows`), without an explicit window a file no longer than
+   ``clip_s`` (the longest training sample) is one window spanning all of
+   it, as training saw such a clip; a longer file, or any file when a window
+   is asked for, is cut into windows of ``window`` seconds every ``stride``
+   seconds that cover it (the last aligned to the end).
+3. **Frames.** A span of L grid frames gives T clip frames: the centres of T
+   equal bins (evaluation and inference), or one uniform draw in each bin
+   (training) (:func:`bin_frames`); a span shorter than T repeats frames.
+4. **Normalisation** (:func:`normalise`): subtract the centre of the clip's
+   bounding box in x and y and its lowest z (the floor goes to z = 0), divide
+   by the body height (the largest per-frame vertical extent over the clip,
+   so a squat is not scaled up to standing size), then apply an optional
+   augmentation matrix; all of it one affine map per clip, computed from
+   per-frame bounds (:func:`frame_bounds`) without a reduction over points.
+5. **Which window a time belongs to** (:func:`nearest_window`): the one whose
+   centre is nearest, for per-frame labels and attention in the viewer.
+
+Nothing here imports torch at module level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from stmt.data.cache import frame_bounds
+
+EPS_HEIGHT = 1e-6  # lower bound on the body height a clip is divided by
+
+
+# --------------------------------------------------------------------------- 1. grid
+def grid_length(num_frames: int, src_fps: float, fps: float) -> int:
+    """Grid frames of a file of ``num_frames`` at ``src_fps`` resampled to ``fps``:
+    floor((num_frames - 1) * fps / src_fps) + 1 (all of them at the same rate)."""
+    if abs(src_fps - fps) < 1e-6:
+        return int(num_frames)
+    return int(np.floor((num_frames - 1) * fps / src_fps + 1e-9)) + 1
+
+
+def grid_sources(
+    grid: np.ndarray, src_fps: float, fps: float, num_frames: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The source frames grid frames are interpolated from.
+
+    Returns ``(lo, hi, w)`` of ``grid``'s shape: grid frame g is
+    ``source[lo] * (1 - w) + source[hi] * w`` (w float32)."""
+    grid = np.asarray(grid, dtype=np.int64)
+    if abs(src_fps - fps) < 1e-6:
+        return grid, grid, np.zeros(grid.shape, np.float32)
+    pos = grid * (src_fps / fps)  # source frame positions
+    lo = np.clip(np.floor(pos).astype(np.int64), 0, num_frames - 1)
+    hi = np.minimum(lo + 1, num_frames - 1)
+    return lo, hi, (pos - lo).astype(np.float32)
+
+
+def source_frames(grid: np.ndarray, src_fps: float, fps: float, num_frames: int) -> np.ndarray:
+    """Sorted unique source frames that ``grid`` frames need (what to pose)."""
+    lo, hi, _ = grid_sources(grid, src_fps, fps, num_frames)
+    return np.union1d(lo.reshape(-1), hi.reshape(-1))
+
+
+def frames_at(vertices: np.ndarray, grid: np.ndarray, src_fps: float, fps: float) -> np.ndarray:
+    """Grid frames ``grid (K,)`` of ``vertices (T_src, N, 3)`` at ``src_fps``: (K, N, 3) float32."""
+    lo, hi, w = grid_sources(grid, src_fps, fps, len(vertices))
+    if abs(src_fps - fps) < 1e-6:
+        return np.asarray(vertices[lo], dtype=np.float32)
+    w = w[:, None, None]  # (K, 1, 1)
+    return (vertices[lo] * (1 - w) + vertices[hi] * w).astype(np.float32)
+
+
+def resample(vertices: np.ndarray, src_fps: float, fps: float) -> np.ndarray:
+    """(T, N, 3) at ``src_fps`` -> every grid frame (T', N, 3) at ``fps`` (the same
+    array when the rates agree)."""
+    if abs(src_fps - fps) < 1e-6:
+        return vertices
+    n = grid_length(len(vertices), src_fps, fps)
+    return frames_at(vertices, np.arange(n), src_fps, fps)
+
+
+def to_cache_form(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(K, N, 3) float32 -> float16 offsets (K, N, 3) from the frame's mean point and
+    float32 centres (K, 3): how the cache keeps frames, and so how clips are made."""
+    centres = frames.mean(axis=1).astype(np.float32)  # (K, 3)
+    return (frames - centres[:, None, :]).astype(np.float16), centres
+
+
+# --------------------------------------------------------------------------- 2. windows
+@dataclass(frozen=True)
+class Windows:
+    """Spans of grid frames a sequence is cut into.
+
+    Attributes:
+        start: (W,) int64 first grid frame of each window.
+        length: (W,) int64 grid frames in each window.
+        fps: the grid's frame rate.
+        duration: seconds the sequence covers (the last window ends there).
+    """
+
+    start: np.ndarray
+    length: np.ndarray
+    fps: float
+    duration: float
+
+    def __len__(self) -> int:
+        return len(self.start)
+
+    @property
+    def spans(self) -> list[tuple[float, float]]:
+        """[(start_s, end_s)] per window; the last ends at ``duration``."""
+        ends = np.minimum((self.start + self.length) / self.fps, self.duration)
+        ends[-1] = self.duration
+        return [(float(s / self.fps), float(e)) for s, e in zip(self.start, ends)]
+
+    def grid_frames(self, num_frames: int) -> np.ndarray:
+        """(W, num_frames) grid frames of each window's clip: bin centres."""
+        return bin_frames(self.length, num_frames) + self.start[:, None]
+
+
+def window_starts(total: int, length: int, stride: int) -> np.ndarray:
+    """Starts of windows of ``length`` frames every ``stride`` frames covering ``total``
+    frames; the last one aligned to the end; one window when ``total <= length``."""
+    if total <= length:
+        return np.zeros(1, np.int64)
+    starts = list(range(0, total - length, stride))
+    if starts[-1] != total - length:
+        starts.append(total - length)
+    return np.asarray(starts, dtype=np.int64)
+
+
+def count_windows(total: int, length: int, stride: int) -> int:
+    """``len(window_starts(total, length, stride))`` without building them."""
+    if total <= length:
+        return 1
+    return -(-(total - length) // stride) + 1
+
+
+def window_lengths(fps: float, window: float, stride: float) -> tuple[int, int]:
+    """Grid frames of a window and of a stride of ``window`` / ``stride`` seconds (>= 1)."""
+    return max(1, round(window * fps)), max(1, round(stride * fps))
+
+
+def plan_windows(
+    num_frames: int,
+    src_fps: float,
+    fps: float,
+    *,
+    clip_s: float | None,
+    window: float,
+    stride: float,
+) -> Windows:
+    """How a sequence of ``num_frames`` at ``src_fps`` is cut (module docstring, step 2).
+
+    ``clip_s`` None: always windows of ``window`` s every ``stride`` s; else a sequence
+    whose grid is no longer than ``clip_s`` seconds is one whole-clip window.
+    """
+    n = grid_length(num_frames, src_fps, fps)
+    duration = num_frames / src_fps
+    if clip_s is not None and n <= round(clip_s * fps):
+        return Windows(np.zeros(1, np.int64), np.array([n]), fps, duration)
+    length, step = window_lengths(fps, window, stride)
+    starts = window_starts(n, length, step)
+    return Windows(starts, np.full(len(starts), min(length, n), np.int64), fps, duration)
+
+
+# --------------------------------------------------------------------------- 3. frames
+def bin_frames(
+    length: np.ndarray, num_frames: int, rng: np.random.Generator | None = None
+) -> np.ndarray:
+    """(B, T) frame indices within spans of ``length`` (B,) frames.
+
+    ``rng`` None: the centre of each of T equal bins; given: one uniform draw in each.
+    """
+    length = np.asarray(length, dtype=np.float64)[:, None]  # (B, 1)
+    edges = np.arange(num_frames, dtype=np.float64)[None, :]  # (1, T)
+    u = 0.5 if rng is None else rng.random((length.shape[0], num_frames))
+    pos = (edges + u) * length / num_frames  # (B, T) in [0, length)
+    return np.minimum(pos.astype(np.int64), length.astype(np.int64) - 1)
+
+
+# --------------------------------------------------------------------------- 4. normalisation
+def normalise(offsets, centres, bounds, matrices=None):
+    """Normalised model input (B, T, N, 3) float32 torch tensor (module docstring, step 4).
+
+    Args:
+        offsets: (B, T, N, 3) points minus their frame's centre (tensor, any float dtype).
+        centres: (B, T, 3) frame centres (tensor or array).
+        bounds: (B, T, 2, 3) per-frame min and max of the points (tensor or array).
+        matrices: optional (B, 3, 3) augmentation (column vectors: v' = M v), applied
+            after the normalisation.
+    """
+    import torch
+
+    cen = torch.as_tensor(centres, dtype=torch.float32)
+    bnd = torch.as_tensor(bounds, dtype=torch.float32)
+    B, T = cen.shape[:2]
+    lo, hi = bnd[:, :, 0].amin(dim=1), bnd[:, :, 1].amax(dim=1)  # (B, 3)
+    origin = torch.stack([(lo[:, 0] + hi[:, 0]) / 2, (lo[:, 1] + hi[:, 1]) / 2, lo[:, 2]], -1)
+    height = (bnd[:, :, 1, 2] - bnd[:, :, 0, 2]).amax(dim=1).clamp_min(EPS_HEIGHT)  # (B,)
+    m = torch.eye(3).expand(B, 3, 3) / height[:, None, None]  # (B, 3, 3), rows: x_row @ m
+    if matrices is not None:
+        m = m @ torch.as_tensor(matrices, dtype=torch.float32).transpose(1, 2)
+    shift = (cen - origin[:, None, :]) @ m  # (B, T, 3)
+    off = offsets.float() if hasattr(offsets, "float") else torch.from_numpy(offsets).float()
+    N = off.shape[-2]
+    out = torch.bmm(off.reshape(B, T * N, 3), m).reshape(B, T, N, 3)
+    return out.add_(shift[:, :, None, :])
+
+
+def clip_inputs(vertices: np.ndarray, src_fps: float, fps: float, grid: np.ndarray) -> np.ndarray:
+    """Model inputs (W, T, N, 3) float32 of a sequence's ``vertices (T_src, N, 3)`` at
+    the grid frames ``grid (W, T)``: made as a training clip of a cache is."""
+    W, T = grid.shape
+    frames = frames_at(vertices, grid.reshape(-1), src_fps, fps)  # (W*T, N, 3)
+    offsets, centres = to_cache_form(frames)
+    bounds = frame_bounds(offsets, centres)  # (W*T, 2, 3)
+    N = offsets.shape[1]
+    out = normalise(
+        offsets.reshape(W, T, N, 3), centres.reshape(W, T, 3), bounds.reshape(W, T, 2, 3)
+    )
+    return out.numpy()
+
+
+# --------------------------------------------------------------------------- 5. per-time windows
+def window_cuts(spans: list[tuple[float, float]], duration: float) -> np.ndarray:
+    """(W + 1,) times splitting [0, duration] among windows: each instant goes to the
+    window whose centre is nearest (cuts halfway between consecutive centres)."""
+    centres = np.array([(s + e) / 2 for s, e in spans], dtype=np.float64)
+    return np.concatenate([[0.0], (centres[:-1] + centres[1:]) / 2, [float(duration)]])
+
+
+def nearest_window(times: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
+    """(K,) int64 index of the window whose centre is nearest to each time (the earlier
+    one on a tie)."""
+    inner = window_cuts(spans, 0.0)[1:-1]
+    return np.searchsorted(inner, np.asarray(times, dtype=np.float64), side="left").astype(np.int64)

@@ -7,6 +7,7 @@ small (320x240) and few.
 
 from __future__ import annotations
 
+import itertools
 import os
 import select
 import shutil
@@ -22,7 +23,7 @@ from stmt.errors import InputError
 from stmt.predict import Classifier
 from stmt.sequence import MeshSequence
 from viz.overlay import PLAIN_COLOR, colormap, draw_overlay
-from viz.scene import nearest_point, partition, scene_from_sequence, vertex_patches
+from viz.scene import Scene, nearest_point, scene_from_sequence, vertex_patches
 
 CLASSES = ["walk", "jump", "sit"]
 ARGS = {"num_classes": 3, "num_frames": 8, "num_points": 64, "centers1": 16, "centers2": 8}
@@ -125,9 +126,13 @@ def test_nearest_point_and_vertex_patches():
     np.testing.assert_array_equal(vp[ids], patch_of_point)  # template vertices keep their patch
 
 
-def test_partition_follows_nearest_window_centre():
-    parts = partition([(0.0, 2.0), (1.0, 3.0), (2.0, 4.0)], 4.0)
-    assert parts == [(0.0, 1.5), (1.5, 2.5), (2.5, 4.0)]
+def test_timeline_follows_nearest_window_centre():
+    from stmt.predict import Prediction
+
+    windows = [(0.0, 2.0, [("a", 0.9)]), (1.0, 3.0, [("b", 0.8)]), (2.0, 4.0, [("c", 0.7)])]
+    pred = Prediction(file=Path("x"), windows=windows, overall=[("a", 0.5)], duration_s=4.0)
+    scene = Scene(np.zeros((40, 3, 3), np.float32), None, 10.0, Path("x"), prediction=pred)
+    assert scene.timeline() == [(0.0, 1.5, "a"), (1.5, 2.5, "b"), (2.5, 4.0, "c")]
 
 
 def test_scene_colours_and_labels(scenes):
@@ -320,3 +325,128 @@ def test_view_without_display_or_render_is_a_clear_error(tmp_path, monkeypatch, 
     code = main(["view", str(_mesh_npz(tmp_path / "c.npz"))])
     assert code == 2
     assert "no display" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- colours, legend, camera
+def test_every_class_has_its_own_colour_readable_on_white():
+    from viz.overlay import label_color
+
+    colours = [label_color(i) for i in range(120)]  # BABEL-120
+    assert len(set(colours)) == 120
+    assert all(sum(c) < 3 * 235 for c in colours)  # none close to the white background
+    # neighbours in the class list differ clearly (index mod 10 made jump and hop alike)
+    for a, b in itertools.pairwise(colours):
+        assert sum(abs(x - y) for x, y in zip(a, b)) > 60
+
+
+def test_timeline_legend_shows_each_label_in_its_class_colour():
+    from viz.overlay import label_color
+
+    img = np.full((240, 320, 3), 255, np.uint8)
+    timeline = [(0.0, 1.0, "walk"), (1.0, 2.0, "hop"), (2.0, 3.0, "walk")]
+    index = {"jump": 6, "hop": 17, "walk": 0}
+    out = draw_overlay(img, timeline=timeline, duration_s=3.0, label_index=index)
+    bar_top = 240 - max(4, 10 // 3) - max(8, 240 // 20)
+    above = out[: bar_top - 2]  # the legend rows sit above the bar
+    for name in ("walk", "hop"):
+        swatch = (above == label_color(index[name])).all(axis=-1)
+        assert swatch.sum() >= 0.8 * 10 * 10, f"no legend swatch in the colour of {name}"
+        bar = (out[bar_top:] == label_color(index[name])).all(axis=-1)
+        assert bar.sum() > 100, f"no timeline segment in the colour of {name}"
+    assert not (above == label_color(index["jump"])).all(axis=-1).any()  # not in the timeline
+
+
+def test_legend_entries_never_overlap():
+    from viz.overlay import legend_layout
+
+    names = [f"class {'x' * (i % 7)}{i}" for i in range(30)]
+    width = lambda t: 7 * len(t)
+    entries = legend_layout(names, width, 4, 316, swatch=10, gap=8)
+    boxes = [(x, r, x + 10 + 4 + width(n)) for x, r, n in entries]
+    for (xa, ra, ea), (xb, rb, eb) in itertools.combinations(boxes, 2):
+        assert ra != rb or ea <= xb or eb <= xa, "legend entries overlap"
+    assert all(e <= 316 for _, _, e in boxes)
+    assert max(r for _, r, _ in entries) > 0  # it wrapped
+
+
+def test_body_facing_from_joints_and_from_the_mesh():
+    from viz.scene import body_facing
+
+    seq = capsule_sequence(0.5, 10.0)
+    hips = np.zeros((seq.num_frames, 2, 3), np.float32)
+    hips[:, 0, 0], hips[:, 1, 0] = -0.1, 0.1  # left hip at -x, right at +x: faces +y
+    seq.joints, seq.joint_names = hips, ["left_hip", "right_hip"]
+    np.testing.assert_allclose(body_facing(seq), [0.0, 1.0], atol=1e-6)
+    seq.joint_names = ["RightUpLeg", "LeftUpLeg"]  # anny's names, sides swapped: faces -y
+    np.testing.assert_allclose(body_facing(seq), [0.0, -1.0], atol=1e-6)
+    # no joints: wide along x, feet (the lowest points) reaching out towards -y
+    rng = np.random.default_rng(0)
+    body = rng.uniform([-0.25, -0.1, 0.1], [0.25, 0.1, 1.7], (2000, 3))
+    feet = rng.uniform([-0.15, -0.2, 0.0], [0.15, 0.0, 0.05], (200, 3))
+    mesh = MeshSequence(np.concatenate([body, feet])[None].astype(np.float32), None, 30.0, "mesh",
+                        Path("m.npz"))  # fmt: skip
+    np.testing.assert_allclose(body_facing(mesh), [0.0, -1.0], atol=0.05)  # random points
+
+
+def test_camera_direction():
+    from viz.viewer import camera_direction
+
+    np.testing.assert_allclose(camera_direction(np.array([0.0, 1.0]), 0, 0), [0, 1, 0], atol=1e-9)
+    np.testing.assert_allclose(camera_direction(np.array([0.0, 1.0]), 90, 0), [1, 0, 0], atol=1e-9)
+    np.testing.assert_allclose(camera_direction(np.array([1.0, 0.0]), 0, 90), [0, 0, 1], atol=1e-9)
+
+
+def _front_marked_scene(facing: tuple[float, float]) -> Scene:
+    """A capsule whose front half (towards ``facing``) has the top attention colour
+    (yellow) and its back half the lowest (dark purple)."""
+    seq = capsule_sequence(0.5, 10.0)
+    v = seq.vertices
+    front = (v[0, :, :2] - v[0, :, :2].mean(0)) @ np.asarray(facing) > 0.05  # (V,)
+    return Scene(v, seq.faces, 10.0, Path("c.npz"), relevance=np.tile([[0.0, 1.0]], (len(v), 1)),
+                 vertex_patch=front.astype(np.int64), facing=np.asarray(facing))  # fmt: skip
+
+
+def _yellow_purple(img: np.ndarray) -> tuple[int, int]:
+    r, g, b = (img[..., i].astype(int) for i in range(3))
+    return int(((g > b + 60) & (r > b + 60)).sum()), int(((b > g + 25) & (r > g + 25)).sum())
+
+
+def test_front_camera_sees_the_front_of_the_body(display):
+    from viz.viewer import render_frames
+
+    for facing in ((0.0, 1.0), (-0.6, -0.8)):
+        scene = _front_marked_scene(facing)
+        front = render_frames(scene, width=W, height=H, frames=[0], overlay=False)[0]
+        back = render_frames(
+            scene, width=W, height=H, frames=[0], overlay=False, camera=(180.0, 10.0)
+        )[0]
+        side = render_frames(
+            scene, width=W, height=H, frames=[0], overlay=False, camera=(90.0, 10.0)
+        )[0]
+        fy, fp = _yellow_purple(front)
+        by, bp = _yellow_purple(back)
+        sy, sp = _yellow_purple(side)
+        assert fy > 500 and fy > 10 * fp, (facing, fy, fp)  # the front: yellow
+        assert bp > 500 and bp > 10 * by, (facing, by, bp)  # from behind: purple
+        assert sy > 200 and sp > 200, (facing, sy, sp)  # from the side: both halves
+
+
+def test_view_camera_option_and_at(display, tmp_path, capsys, cache_env):
+    from stmt.cli import main
+
+    src = _mesh_npz(tmp_path / "c.npz")
+    still = tmp_path / "s.png"
+    code = main(["view", str(src), "--render", str(still), "--size", f"{W}x{H}", "--at", "9"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--at 9 s is past the end of the sequence (1.00 s)" in err
+    assert not still.exists()
+    gif = tmp_path / "a.gif"
+    code = main(["view", str(src), "--render", str(gif), "--size", f"{W}x{H}", "--fps", "2",
+                 "--at", "0.5", "--camera", "side"])  # fmt: skip
+    assert code == 0 and gif.exists()
+    assert "--at is ignored" in capsys.readouterr().err
+    for bad in ("top", "30", "10,95", "nan,0"):
+        with pytest.raises(SystemExit) as exit_:
+            main(["view", str(src), "--render", str(still), "--camera", bad])
+        assert exit_.value.code == 2
+        assert "--camera" in capsys.readouterr().err

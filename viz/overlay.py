@@ -1,7 +1,8 @@
 """Colours and the text drawn over rendered frames (PIL; no Open3D).
 
-Open3D's legacy visualiser cannot draw text, so labels, the colour legend and
-the window timeline are drawn onto the captured image here.
+Open3D's legacy visualiser cannot draw text, so labels, the attention colour
+bar, the window timeline and its class legend are drawn onto the captured
+image here.
 """
 
 from __future__ import annotations
@@ -20,22 +21,6 @@ _VIRIDIS = np.array(
     dtype=np.float32,
 )
 PLAIN_COLOR = np.array([0.78, 0.72, 0.66], dtype=np.float32)  # skin-grey, no attention
-# categorical colours for timeline labels (tab10)
-_TAB10 = np.array(
-    [
-        [31, 119, 180],
-        [255, 127, 14],
-        [44, 160, 44],
-        [214, 39, 40],
-        [148, 103, 189],
-        [140, 86, 75],
-        [227, 119, 194],
-        [127, 127, 127],
-        [188, 189, 34],
-        [23, 190, 207],
-    ],
-    dtype=np.uint8,
-)
 
 
 def colormap(values: np.ndarray) -> np.ndarray:
@@ -48,8 +33,40 @@ def colormap(values: np.ndarray) -> np.ndarray:
 
 
 def label_color(index: int) -> tuple[int, int, int]:
-    r, g, b = _TAB10[index % len(_TAB10)]
-    return int(r), int(g), int(b)
+    """The colour of class ``index``: a different one for every index (hues a golden
+    angle apart, three lightness levels in turn), dark enough to read on white."""
+    import colorsys
+
+    hue = (0.61 + index * 0.6180339887) % 1.0
+    value = (0.80, 0.62, 0.95)[index % 3]
+    r, g, b = colorsys.hsv_to_rgb(hue, 0.78, value)
+    return round(255 * r), round(255 * g), round(255 * b)
+
+
+def merge_segments(timeline: list[tuple[float, float, str]]) -> list[tuple[float, float, str]]:
+    """Neighbouring timeline segments with the same label as one segment."""
+    merged: list[list] = []
+    for start, end, label in timeline:
+        if merged and merged[-1][2] == label and abs(merged[-1][1] - start) < 1e-6:
+            merged[-1][1] = end
+        else:
+            merged.append([start, end, label])
+    return [(a, b, label) for a, b, label in merged]
+
+
+def legend_layout(
+    labels: list[str], text_width, x0: float, x1: float, swatch: int, gap: int
+) -> list[tuple[float, int, str]]:
+    """Place legend entries ``[swatch] label`` left to right, wrapping to a new row when
+    one would pass ``x1``: ``[(x, row, label)]``. Entries never overlap."""
+    out, x, row = [], x0, 0
+    for label in labels:
+        w = swatch + gap // 2 + text_width(label)
+        if x > x0 and x + w > x1:
+            x, row = x0, row + 1
+        out.append((x, row, label))
+        x += w + gap
+    return out
 
 
 def _font(size: int):
@@ -78,9 +95,11 @@ def draw_overlay(
         time_s: the current time, written above the labels and marked on the timeline.
         legend: draw the attention colour bar (right edge, "high" on top).
         timeline: ``[(start_s, end_s, label)]`` segments along the bottom edge, one
-            colour per label, with the current time as a black marker.
+            colour per class (:func:`label_color`), with the current time as a black
+            marker and a legend of the labels (swatch and name) above it.
         duration_s: the timeline's full length.
-        label_index: label -> colour index (keeps colours stable across frames).
+        label_index: class name -> class index (the colour; keeps colours stable across
+            frames and files). Labels it lacks get the next free indices.
     """
     from PIL import Image, ImageDraw
 
@@ -113,27 +132,29 @@ def draw_overlay(
         x0, x1 = pad, w - pad
         draw.rectangle((x0, top_y, x1, bottom), fill=(230, 230, 230))
         index = dict(label_index or {})
-        merged: list[list] = []  # neighbouring windows with the same label become one segment
-        for start, end, label in timeline:
-            if merged and merged[-1][2] == label and abs(merged[-1][1] - start) < 1e-6:
-                merged[-1][1] = end
-            else:
-                merged.append([start, end, label])
-        for start, end, label in merged:
-            if label not in index:
-                index[label] = len(index)
+        segments = merge_segments(timeline)
+        for _, _, label in segments:
+            index.setdefault(label, len(index))
+        for start, end, label in segments:
             a = x0 + (x1 - x0) * start / duration_s
             b = x0 + (x1 - x0) * end / duration_s
             draw.rectangle((a, top_y, max(a + 1, b), bottom), fill=label_color(index[label]))
-            text_w = draw.textlength(label, font=font)
-            if b - a > text_w + 4:
-                draw.text(
-                    (a + 2, top_y - size - 2), label, fill=label_color(index[label]), font=font
-                )
         if time_s is not None:
             x = x0 + (x1 - x0) * min(max(time_s / duration_s, 0.0), 1.0)
             draw.rectangle((x - 1, top_y - 3, x + 1, bottom + 2), fill=(0, 0, 0))
-        bottom = top_y - size - 6
+        # the class legend above the bar: one swatch and name per label, in order of appearance
+        names = list(dict.fromkeys(label for _, _, label in segments))
+        swatch, row_h = size, size + pad // 2 + 2
+        entries = legend_layout(
+            names, lambda t: draw.textlength(t, font=font), x0, x1, swatch, pad * 2
+        )
+        rows = 1 + max(r for _, r, _ in entries)
+        y_first = top_y - 4 - rows * row_h
+        for x, r, label in entries:
+            y = y_first + r * row_h
+            draw.rectangle((x, y, x + swatch, y + swatch), fill=label_color(index[label]))
+            draw.text((x + swatch + pad // 2, y), label, fill=(0, 0, 0), font=font)
+        bottom = y_first - 4
 
     if legend:
         lw = max(8, w // 40)

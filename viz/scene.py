@@ -19,7 +19,6 @@ a frame, not how much one frame matters against another.
 
 from __future__ import annotations
 
-import itertools
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -51,12 +50,39 @@ def vertex_patches(
     return np.asarray(patch_of_point, dtype=np.int64)[nearest]
 
 
-def partition(spans: list[tuple[float, float]], duration: float) -> list[tuple[float, float]]:
-    """Split [0, duration] among overlapping windows: each instant goes to the window
-    whose centre is nearest (the rule used for labels and attention per frame)."""
-    centres = [(s + e) / 2 for s, e in spans]
-    cuts = [0.0] + [(a + b) / 2 for a, b in itertools.pairwise(centres)] + [float(duration)]
-    return [(cuts[i], cuts[i + 1]) for i in range(len(spans))]
+# joint name pairs (left, right) that give the body's sideways axis, in order of trust
+_SIDE_PAIRS = (
+    ("left_hip", "right_hip"), ("LeftUpLeg", "RightUpLeg"), ("left_shoulder", "right_shoulder"),
+    ("LeftArm", "RightArm"),
+)  # fmt: skip
+
+
+def body_facing(seq) -> np.ndarray:
+    """(2,) unit horizontal direction the body faces in the first frame (Z up).
+
+    From the joints when the sequence names a left and right hip or shoulder: the
+    front is (left - right) x up. Otherwise from the mesh: the front is perpendicular
+    to the widest horizontal axis, on the side the feet (the lowest 5 % of the points)
+    reach out to, as toes point forwards. Falls back to -Y when both fail.
+    """
+    names = list(seq.joint_names or [])
+    if seq.joints is not None:
+        for left, right in _SIDE_PAIRS:
+            if left in names and right in names:
+                side = seq.joints[0, names.index(left)] - seq.joints[0, names.index(right)]
+                front = np.array([side[1], -side[0]])  # (left - right) x z, horizontal part
+                norm = np.linalg.norm(front)
+                if norm > 1e-6:
+                    return (front / norm).astype(np.float64)
+    v = np.asarray(seq.vertices[0], dtype=np.float64)  # (V, 3)
+    xy = v[:, :2] - v[:, :2].mean(axis=0)
+    _, vecs = np.linalg.eigh(xy.T @ xy)  # ascending eigenvalues: [:, 0] the narrow axis
+    front = vecs[:, 0]
+    feet = v[:, 2] <= np.quantile(v[:, 2], 0.05)
+    reach = float((xy[feet] @ front).mean()) if feet.any() else 0.0
+    if abs(reach) < 1e-4:
+        return np.array([0.0, -1.0])
+    return front * np.sign(reach)
 
 
 @dataclass
@@ -72,6 +98,9 @@ class Scene:
         window_of_frame: (T,) window index per frame (nearest window centre) or None.
         relevance: (T, P2) attention per frame and patch, or None.
         vertex_patch: (V,) patch of each vertex, or None.
+        label_index: class name -> class index (its colour, :func:`viz.overlay.label_color`).
+        facing: (2,) unit horizontal direction the body faces (:func:`body_facing`);
+            the camera is placed relative to it.
     """
 
     vertices: np.ndarray
@@ -83,6 +112,7 @@ class Scene:
     relevance: np.ndarray | None = None
     vertex_patch: np.ndarray | None = None
     label_index: dict[str, int] = field(default_factory=dict)
+    facing: np.ndarray = field(default_factory=lambda: np.array([0.0, -1.0]))
 
     @property
     def num_frames(self) -> int:
@@ -115,9 +145,14 @@ class Scene:
         """[(start_s, end_s, top-1 label)] partitioning [0, duration], or None."""
         if self.prediction is None:
             return None
+        from stmt.clip import window_cuts
+
         spans = [(s, e) for s, e, _ in self.prediction.windows]
-        parts = partition(spans, self.duration)
-        return [(a, b, w[2][0][0]) for (a, b), w in zip(parts, self.prediction.windows)]
+        cuts = window_cuts(spans, self.duration)  # each instant: the nearest window centre
+        return [
+            (float(a), float(b), w[2][0][0])
+            for a, b, w in zip(cuts[:-1], cuts[1:], self.prediction.windows)
+        ]
 
 
 def load_scene(
@@ -142,7 +177,13 @@ def scene_from_sequence(
     seq, ckpt=None, *, window=None, stride=None, device="cpu", classifier=None
 ) -> Scene:
     """A :class:`Scene` of a full :class:`stmt.sequence.MeshSequence` (see :func:`load_scene`)."""
-    scene = Scene(vertices=seq.vertices, faces=seq.faces, fps=float(seq.fps), source=seq.source)
+    scene = Scene(
+        vertices=seq.vertices,
+        faces=seq.faces,
+        fps=float(seq.fps),
+        source=seq.source,
+        facing=body_facing(seq),
+    )
     if ckpt is None and classifier is None:
         return scene
     if classifier is None:

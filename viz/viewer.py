@@ -33,6 +33,19 @@ from viz.overlay import draw_overlay
 from viz.scene import Scene
 
 BACKGROUND = (1.0, 1.0, 1.0)
+CAMERAS = {"front": (0.0, 10.0), "side": (90.0, 10.0)}  # azimuth, elevation (degrees)
+
+
+def camera_direction(facing: np.ndarray, azimuth: float, elevation: float) -> np.ndarray:
+    """(3,) unit vector from the body towards the camera: ``azimuth`` degrees from the
+    body's front (``facing``, (2,) horizontal) towards its right, ``elevation`` degrees
+    above the horizon. (0, 0) looks the body in the face; (90, 0) at its right side."""
+    f = np.array([facing[0], facing[1], 0.0], dtype=np.float64)
+    f /= max(np.linalg.norm(f), 1e-12)
+    right = np.cross(f, [0.0, 0.0, 1.0])  # (3,)
+    az, el = np.radians(azimuth), np.radians(elevation)
+    horizontal = np.cos(az) * f + np.sin(az) * right
+    return np.cos(el) * horizontal + np.sin(el) * np.array([0.0, 0.0, 1.0])
 
 
 def _umask_mode(directory: bool = False) -> int:
@@ -93,6 +106,7 @@ class Player:
         visible: bool = False,
         key_callbacks: bool = False,
         attention: bool = True,
+        camera: tuple[float, float] = CAMERAS["front"],
     ):
         self.o3d = import_open3d()
         self.scene = scene
@@ -139,7 +153,7 @@ class Player:
         self._centres[:, 2] = (lo[:, 2].min() + hi[:, 2].max()) / 2  # fixed height: jumps show
         self._ctr = ctr
         ctr.set_up([0.0, 0.0, 1.0])
-        ctr.set_front([0.35, -1.0, 0.35])
+        ctr.set_front(camera_direction(scene.facing, *camera))
         ctr.set_zoom(0.9)
         ctr.set_lookat(self._centres[0].astype(np.float64))
 
@@ -266,10 +280,13 @@ def render_frames(
     overlay: bool = True,
     max_frames: int | None = None,
     frames: list[int] | None = None,
+    camera: tuple[float, float] = CAMERAS["front"],
 ) -> list[np.ndarray]:
     """Render the scene headlessly (needs a display, e.g. Xvfb) at ``fps`` frames per second.
 
-    Returns a list of (H, W, 3) uint8 images. ``frames`` picks sequence frames explicitly.
+    Returns a list of (H, W, 3) uint8 images. ``frames`` picks sequence frames explicitly;
+    ``camera`` is (azimuth, elevation) in degrees from the body's front
+    (:func:`camera_direction`).
     """
     if frames is None:
         fps = float(min(scene.fps, 15.0) if fps is None else fps)
@@ -279,7 +296,7 @@ def render_frames(
         ]
     if max_frames is not None:
         frames = frames[:max_frames]
-    player = Player(scene, width, height, visible=False, attention=attention)
+    player = Player(scene, width, height, visible=False, attention=attention, camera=camera)
     try:
         out = []
         for f in frames:

@@ -44,6 +44,27 @@ def _size(text: str) -> tuple[int, int]:
     return w, h
 
 
+def _camera(text: str) -> tuple[float, float]:
+    """``front``, ``side`` or ``AZ,EL`` (degrees) -> (azimuth, elevation)."""
+    import math
+
+    from viz.viewer import CAMERAS
+
+    if text.strip().lower() in CAMERAS:
+        return CAMERAS[text.strip().lower()]
+    try:
+        az, el = (float(x) for x in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"expected front, side or AZ,EL in degrees (e.g. 30,15), got {text!r}"
+        ) from None
+    if not (math.isfinite(az) and math.isfinite(el)) or not -89.0 <= el <= 89.0:
+        raise argparse.ArgumentTypeError(
+            f"AZ,EL must be finite with the elevation in [-89, 89] degrees, got {text!r}"
+        )
+    return az, el
+
+
 MAX_SIDE = 4096  # pixels on a side of a render
 MAX_RENDER_BYTES = 2 * 1024**3  # the rendered frames are held in memory before writing
 RENDER_SUFFIXES = (".gif", ".mp4", ".png")
@@ -120,7 +141,17 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="S",
-        help="time of the still for a .png render (default: the middle)",
+        help="time of the still for a .png render (default: the middle); past the end of "
+        "the sequence is an error",
+    )
+    p.add_argument(
+        "--camera",
+        type=_camera,
+        default="front",
+        metavar="front|side|AZ,EL",
+        help="where the camera stands, relative to the way the body faces in the first frame: "
+        "front (default; looks it in the face), side (its right), or AZ,EL degrees "
+        "(azimuth from the front towards its right, elevation above the horizon)",
     )
     p.add_argument("--no-attention", action="store_true", help="plain colours even with --ckpt")
     p.add_argument("--window", type=float, default=None, metavar="S", help="window length (s)")
@@ -140,6 +171,8 @@ def _argv(args: argparse.Namespace) -> list[str]:
         args.body,
         "--device",
         args.device,
+        "--camera",
+        f"{args.camera[0]:g},{args.camera[1]:g}",
     ]
     for name in ("ckpt", "render", "fps", "at", "window", "stride", "body_models", "joint_map"):
         value = getattr(args, name)
@@ -204,11 +237,23 @@ def main(args: argparse.Namespace) -> int:
     width, height = args.size
     if args.render is None:
         Player(
-            scene, width, height, visible=True, key_callbacks=True, attention=not args.no_attention
+            scene,
+            width,
+            height,
+            visible=True,
+            key_callbacks=True,
+            attention=not args.no_attention,
+            camera=args.camera,
         ).run()
         return 0
     fps = float(min(scene.fps, 15.0) if args.fps is None else args.fps)
     frames = None
+    if args.at is not None and args.render.suffix.lower() != ".png":
+        print(
+            f"stmt: warning: --at is the time of a .png still; {args.render} renders the whole "
+            "sequence, so --at is ignored",
+            file=sys.stderr,
+        )
     if args.render.suffix.lower() == ".png":
         at = scene.duration / 2 if args.at is None else args.at
         if at > scene.duration:
@@ -218,7 +263,13 @@ def main(args: argparse.Namespace) -> int:
         frames = [min(max(int(at * scene.fps), 0), scene.num_frames - 1)]
     check_render_size(args, 1 if frames else math.ceil(scene.duration * fps) + 1, width, height)
     images = render_frames(
-        scene, fps=fps, width=width, height=height, attention=not args.no_attention, frames=frames
+        scene,
+        fps=fps,
+        width=width,
+        height=height,
+        attention=not args.no_attention,
+        frames=frames,
+        camera=args.camera,
     )
     out = write_video(images, args.render, fps)
     print(f"wrote {out} ({len(images)} frame{'s' if len(images) != 1 else ''}, {width}x{height})")

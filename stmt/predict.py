@@ -58,6 +58,10 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 Ranked = list[tuple[str, float]]
+NON_FINITE = (
+    "the model's outputs are NaN or Inf (broken weights, or an input it cannot take); "
+    "no label is given"
+)
 
 
 @dataclass
@@ -446,11 +450,7 @@ class Classifier:
 
         Raises :class:`InputError` naming the file when they are NaN or Inf."""
         if not np.isfinite(probs).all():
-            raise InputError(
-                item.source,
-                "the model's outputs are NaN or Inf (broken weights, or an input it cannot "
-                "take); no label is given",
-            )
+            raise InputError(item.source, NON_FINITE)
         k = max(1, min(int(top_k), len(self.class_names)))
         return Prediction(
             file=item.source,
@@ -472,7 +472,8 @@ class Classifier:
         item = self.preprocess(sequence, window, stride)
         return self.postprocess(item, self.forward([item], batch_size)[0], top_k)
 
-    def _softmax(self, clips: np.ndarray, geodesic: np.ndarray, batch_size: int) -> np.ndarray:
+    def _batched(self, fn, clips: np.ndarray, geodesic: np.ndarray, batch_size: int) -> list:
+        """``fn(x, geodesic)`` as numpy float32 on ``clips`` (W, T, N, 3), ``batch_size`` at a time."""
         import torch
 
         geo = torch.as_tensor(np.asarray(geodesic, dtype=np.float32), device=self.device)
@@ -480,7 +481,18 @@ class Classifier:
         with torch.inference_mode():
             for i in range(0, len(clips), max(1, int(batch_size))):
                 x = torch.as_tensor(clips[i : i + batch_size], device=self.device)
-                out.append(torch.softmax(self.model(x, geo).float(), dim=-1).cpu().numpy())
+                out.append(fn(x, geo).float().cpu().numpy())
+        return out
+
+    def _softmax(self, clips: np.ndarray, geodesic: np.ndarray, batch_size: int) -> np.ndarray:
+        import torch
+
+        out = self._batched(
+            lambda x, g: torch.softmax(self.model(x, g).float(), dim=-1),
+            clips,
+            geodesic,
+            batch_size,
+        )
         if not out:
             return np.zeros((0, len(self.class_names)), np.float32)
         return np.concatenate(out, axis=0)
@@ -492,11 +504,7 @@ class Classifier:
         :class:`InputError` when they are NaN or Inf."""
         probs = self._softmax(clips, geodesic, batch_size)
         if not np.isfinite(probs).all():
-            raise InputError(
-                self.source,
-                "the model's outputs are NaN or Inf (broken weights, or an input it cannot "
-                "take); no label is given",
-            )
+            raise InputError(self.source, NON_FINITE)
         return probs
 
     # ----------------------------------------------------------------- attention
@@ -508,16 +516,9 @@ class Classifier:
         batch_size: int = 16,
     ) -> Attention:
         """Per-frame, per-patch attention-rollout relevance (see :class:`Attention`)."""
-        import torch
-
         item = self.preprocess(sequence, window, stride)
         tpl, spans = item.template, item.spans
-        geo = torch.as_tensor(np.asarray(tpl.geodesic, dtype=np.float32), device=self.device)
-        rolls = []
-        with torch.inference_mode():
-            for i in range(0, len(item.clips), batch_size):
-                x = torch.as_tensor(item.clips[i : i + batch_size], device=self.device)
-                rolls.append(self.model.attention_rollout(x, geo).float().cpu().numpy())
+        rolls = self._batched(self.model.attention_rollout, item.clips, tpl.geodesic, batch_size)
         roll = np.concatenate(rolls, axis=0)  # (W, T, P2)
         p2 = roll.shape[-1]
         times = (np.arange(sequence.num_frames) + 0.5) / sequence.fps  # (T_seq,)

@@ -216,3 +216,20 @@ def test_names_without_sides_are_not_guessed(tmp_path):
     clip, _, _ = _unknown_rig(tmp_path)
     with pytest.raises(InputError, match="--joint-map"):
         detect_rig(tuple(f"bone{i:02d}" for i in range(len(clip.names))), parents=clip.parents)
+
+
+def test_joint_names_with_spaces_load(tmp_path):
+    """3ds Max writes Biped joints as ``Bip01 L Thigh``: the name is the rest of the line."""
+    from dataclasses import replace
+
+    under = rigs.reexpress(rigs.cmu_clip(), "biped", seed=5)
+    spaced = replace(
+        under, names=tuple(n.replace("_", " ") if n.startswith("Bip") else n for n in under.names)
+    )
+    path = rigs.to_bvh(spaced, tmp_path / "spaced.bvh")
+    assert "JOINT Bip01 L Thigh" in path.read_text()
+    assert "Bip01 L Thigh" in read_motion(path).names
+    a = read_sequence(path)
+    b = read_sequence(rigs.to_bvh(under, tmp_path / "under.bvh"))
+    assert a.rig.startswith("biped")
+    assert np.abs(a.vertices - b.vertices).max() < SAME_BODY_M

@@ -164,6 +164,19 @@ class _Tokens:
     def peek(self) -> str | None:
         return self.items[self.pos][0] if self.pos < len(self.items) else None
 
+    def rest_of_line(self, what: str) -> str:
+        """The tokens up to a brace or the end of the line, joined by single spaces:
+        a joint name may have spaces in it (3ds Max writes ``Bip01 L Thigh``)."""
+        line = self.line()
+        words = [self.next(what)]
+        while self.pos < len(self.items) and self.items[self.pos][1] == line:
+            tok = self.items[self.pos][0]
+            if tok in ("{", "}"):
+                break
+            words.append(tok)
+            self.pos += 1
+        return " ".join(words)
+
 
 _MAX_HEADER_LINES = 100 * limits.MAX_JOINTS  # a joint takes a handful of lines
 
@@ -261,7 +274,7 @@ def _hierarchy(tokens: _Tokens, path: Path):
     channels: list[list[str]] = []
 
     def open_joint(parent: int) -> int:
-        name = tokens.next("a joint name")
+        name = tokens.rest_of_line("a joint name")
         if name in seen:
             raise tokens.error(f"joint {name!r} appears twice")
         index = len(names)

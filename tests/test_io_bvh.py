@@ -182,3 +182,18 @@ def test_parse_keeps_file_units_and_channels(tmp_path):
     assert bvh.channels[0][:3] == ["Xposition", "Yposition", "Zposition"]
     np.testing.assert_allclose(bvh.root_positions()[:, 1], cmu.STANDING_ROOT[1], atol=1e-6)
     np.testing.assert_allclose(1.0 / bvh.frame_time, 60.0, rtol=1e-6)
+
+
+def test_named_end_sites_and_odd_channel_case_parse(tmp_path):
+    """Seen in exported files: ``End Site LeftToe`` and ``ZPosition``."""
+    text = (
+        "HIERARCHY\nROOT Hips\n{\n OFFSET 0 0 0\n CHANNELS 6 Xposition Yposition ZPosition "
+        "Zrotation Xrotation Yrotation\n JOINT LeftHip\n {\n  OFFSET 1 0 0\n  CHANNELS 3 "
+        "Zrotation Xrotation Yrotation\n  End Site LeftToe\n  {\n   OFFSET 0 -2 0\n  }\n }\n}\n"
+        "MOTION\nFrames: 1\nFrame Time: 0.033333\n0 1 0 0 0 0 0 0 0\n"
+    )
+    path = tmp_path / "named_end.bvh"
+    path.write_text(text)
+    bvh = parse_bvh(path)
+    assert list(bvh.names) == ["Hips", "LeftHip"]
+    np.testing.assert_allclose(bvh.end_offsets[1], [0, -2, 0])

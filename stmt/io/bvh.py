@@ -312,6 +312,8 @@ def _hierarchy(tokens: _Tokens, path: Path):
             stack.append(open_joint(index))
         elif kind == "END":
             tokens.expect("Site")
+            if tokens.peek() != "{":  # a named end site ("End Site LeftToe"): the name is unused
+                tokens.rest_of_line("the end site's name")
             tokens.expect("{")
             tokens.expect("OFFSET")
             ends[index] = [tokens.number(f"{names[index]} End Site OFFSET") for _ in range(3)]

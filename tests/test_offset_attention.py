@@ -178,6 +178,7 @@ def kernel_dispatch(monkeypatch):
 
     monkeypatch.setattr(oa, "offset_attention_triton", spy)
     monkeypatch.setattr(oa, "_KERNEL_ON_CPU", KERNEL_DEVICE == "cpu")
+    monkeypatch.setattr(oa, "KERNEL_FLOAT32", True)  # float32 through the kernel too
     monkeypatch.delenv("STMT_DISABLE_KERNELS", raising=False)
     return calls
 
@@ -208,11 +209,60 @@ def test_triton_dispatch_falls_back_beyond_limits(kernel_dispatch, shape, dtype)
 
 
 @needs_kernel
+def test_triton_dispatch_sends_float32_to_the_reference_by_default(kernel_dispatch, monkeypatch):
+    monkeypatch.setattr(oa, "KERNEL_FLOAT32", False)
+    q, k, v, _ = _inputs(1, 20, 8, 12, torch.float32, KERNEL_DEVICE)
+    offset_attention(q, k, v)
+    assert kernel_dispatch == []
+    offset_attention(q.bfloat16(), k.bfloat16(), v.bfloat16())
+    assert len(kernel_dispatch) == 1
+
+
+@needs_kernel
 def test_triton_dispatch_disabled_by_env(kernel_dispatch, monkeypatch):
     monkeypatch.setenv("STMT_DISABLE_KERNELS", "1")
     q, k, v, _ = _inputs(1, 20, 8, 12, torch.float32, KERNEL_DEVICE)
     offset_attention(q, k, v)
     assert kernel_dispatch == []
+
+
+@needs_kernel
+def test_triton_custom_ops_pass_opcheck():
+    # schema, fake (meta) functions, autograd registration, AOT dispatch
+    q, k, v, g = _inputs(2, 20, 8, 12, torch.float32, KERNEL_DEVICE)
+    q, k, v = (t.requires_grad_() for t in (q, k, v))
+    torch.library.opcheck(oa._forward_op, (q, k, v, 1e-9))
+    _, lse, col = oa._forward_op(q, k, v, 1e-9)
+    torch.library.opcheck(oa._backward_op, (q.detach(), k.detach(), v.detach(), g, lse, col))
+
+
+@needs_kernel
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16], ids=str)
+def test_triton_compiled_model_calls_the_kernel_without_graph_breaks(kernel_dispatch, dtype):
+    from stmt.model.stmt import stmt_tiny
+
+    torch._dynamo.reset()
+    torch.manual_seed(0)
+    model = stmt_tiny(3, num_frames=2, num_points=48, centers1=16, centers2=8, depth=1)
+    model = model.to(KERNEL_DEVICE).eval()
+    vertices = torch.randn(2, 2, 48, 3, device=KERNEL_DEVICE)
+    rest = torch.randn(48, 3)
+    geodesic = torch.cdist(rest, rest).to(KERNEL_DEVICE)
+    backend = "inductor" if KERNEL_DEVICE == "cuda" else "aot_eager"
+    compiled = torch.compile(model, backend=backend, fullgraph=True)  # a break raises
+    with torch.autocast(KERNEL_DEVICE, dtype=torch.bfloat16, enabled=dtype == torch.bfloat16):
+        got = compiled(vertices, geodesic)
+        got.float().square().sum().backward()
+        assert len(kernel_dispatch) > 0  # traced through the dispatch into the custom op
+        got_grads = {n: p.grad.clone() for n, p in model.named_parameters()}
+        model.zero_grad()
+        want = model(vertices, geodesic)
+        want.float().square().sum().backward()
+    tol = 1e-4 if dtype == torch.float32 else 3e-2
+    torch.testing.assert_close(got.float(), want.float(), atol=tol, rtol=tol)
+    for name, p in model.named_parameters():
+        scale = p.grad.abs().max().item() + 1e-6
+        torch.testing.assert_close(got_grads[name], p.grad, atol=tol * scale, rtol=tol, msg=name)
 
 
 # --------------------------------------------------------------------------- interpreter

@@ -13,11 +13,16 @@ Three layers (see ``shared/STYLE.md``, "Kernels"):
 1. ``_build_kernels``: the Triton kernels, one program per batch element; the
    whole (N, N) score block lives in registers (N <= 128), so the N x N matrix
    is never written to memory, forward or backward.
-2. ``_OffsetAttentionFunction``: the autograd Function. The forward saves q, k,
-   v and two (B, N) float32 statistics: each row's softmax log-sum-exp and each
-   column's ``eps + sum_i S[i, j]``; the backward recomputes S and A from them.
+2. ``_forward_op`` / ``_backward_op``: the kernels as ``torch.library``
+   custom ops (``stmt::offset_attention_fwd`` / ``_bwd``) with fake functions
+   for tracing and the backward registered as the forward's autograd formula,
+   so ``torch.compile`` calls them as opaque nodes without graph breaks. The
+   forward returns (and autograd saves) q, k, v and two (B, N) float32
+   statistics: each row's softmax log-sum-exp and each column's
+   ``eps + sum_i S[i, j]``; the backward recomputes S and A from them.
 3. ``offset_attention``: the public function; checks its arguments and uses the
-   kernel for CUDA tensors when Triton is importable, else the reference.
+   kernel for float16/bfloat16 CUDA tensors when Triton is importable, else
+   the reference (float32 too, which was faster there: ``KERNEL_FLOAT32``).
    ``STMT_DISABLE_KERNELS=1`` forces the reference.
 
 Backward (per batch element, G = dL/d out, d_j = eps + sum_i S[i, j]):
@@ -41,7 +46,6 @@ import os
 
 import torch
 from torch import Tensor
-from torch.autograd.function import once_differentiable
 
 #: Largest N the kernel takes (the whole N x N block is held by one program).
 MAX_N = 128
@@ -375,24 +379,54 @@ def _backward(
     return dq, dk, dv
 
 
-# --------------------------------------------------------------------------- autograd
+# --------------------------------------------------------------------------- custom ops
 
 
-class _OffsetAttentionFunction(torch.autograd.Function):
-    """Kernel forward and backward; q, k, v share one floating dtype."""
+# The kernel is two ``torch.library`` custom ops, so that ``torch.compile``
+# sees one opaque node per direction (no graph break, no tracing into Triton's
+# launcher) and autograd reaches the backward kernel through
+# ``register_autograd``. Their fake (meta) functions give the output shapes
+# for tracing.
+@torch.library.custom_op("stmt::offset_attention_fwd", mutates_args=())
+def _forward_op(q: Tensor, k: Tensor, v: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    """Kernel forward: out (B, N, Dv) in v's dtype, row log-sum-exp and column sums (B, N) float32."""
+    return _forward(q, k, v, eps)
 
-    @staticmethod
-    def forward(ctx, q: Tensor, k: Tensor, v: Tensor, eps: float) -> Tensor:
-        out, lse, col = _forward(q, k, v, eps)
-        ctx.save_for_backward(q, k, v, lse, col)  # no (N, N) tensor is kept
-        return out
 
-    @staticmethod
-    @once_differentiable
-    def backward(ctx, grad_out: Tensor):
-        q, k, v, lse, col = ctx.saved_tensors
-        dq, dk, dv = _backward(q, k, v, grad_out.to(v.dtype), lse, col)
-        return dq, dk, dv, None
+@_forward_op.register_fake
+def _(q: Tensor, k: Tensor, v: Tensor, eps: float) -> tuple[Tensor, Tensor, Tensor]:
+    batch, n, _ = q.shape
+    stats = q.new_empty((batch, n), dtype=torch.float32)
+    return v.new_empty(v.shape), stats, stats.new_empty((batch, n))
+
+
+@torch.library.custom_op("stmt::offset_attention_bwd", mutates_args=())
+def _backward_op(
+    q: Tensor, k: Tensor, v: Tensor, grad_out: Tensor, lse: Tensor, col: Tensor
+) -> tuple[Tensor, Tensor, Tensor]:
+    """Kernel backward: dq, dk (B, N, Dk) and dv (B, N, Dv), contiguous."""
+    return _backward(q, k, v, grad_out, lse, col)
+
+
+@_backward_op.register_fake
+def _(q, k, v, grad_out, lse, col) -> tuple[Tensor, Tensor, Tensor]:
+    return q.new_empty(q.shape), k.new_empty(k.shape), v.new_empty(v.shape)
+
+
+def _setup_context(ctx, inputs, output) -> None:
+    q, k, v, _eps = inputs
+    _out, lse, col = output
+    ctx.save_for_backward(q, k, v, lse, col)  # no (N, N) tensor is kept
+    ctx.mark_non_differentiable(lse, col)
+
+
+def _backward_autograd(ctx, grad_out: Tensor, _grad_lse, _grad_col):
+    q, k, v, lse, col = ctx.saved_tensors
+    dq, dk, dv = _backward_op(q, k, v, grad_out.to(v.dtype), lse, col)
+    return dq, dk, dv, None
+
+
+_forward_op.register_autograd(_backward_autograd, setup_context=_setup_context)
 
 
 # --------------------------------------------------------------------------- public
@@ -421,8 +455,23 @@ def kernels_disabled() -> bool:
     return os.environ.get("STMT_DISABLE_KERNELS", "0").strip().lower() in _TRUE
 
 
-@functools.cache
+def _constant_when_traced(fn):
+    """``torch.compiler.assume_constant_result(fn)``, without its import of
+    ``torch._dynamo`` (which imports Triton): ``torch.compile`` calls ``fn``
+    once when tracing and keeps the result, instead of tracing into it. For
+    checks that are constant for a process (tests/test_offset_attention.py's
+    ``test_triton_compiled_*`` traces through them with ``fullgraph=True``)."""
+    fn._dynamo_marked_constant = True  # what assume_constant_result sets
+    return fn
+
+
+@_constant_when_traced
 def _triton_importable() -> bool:
+    return _find_triton()
+
+
+@functools.cache
+def _find_triton() -> bool:
     try:
         import triton  # noqa: F401
     except ImportError:
@@ -430,18 +479,35 @@ def _triton_importable() -> bool:
     return True
 
 
+@_constant_when_traced
+def _kernel_interpreted() -> bool:
+    """True when the kernels run under Triton's CPU interpreter (fixed at first build)."""
+    return _build_kernels()[2]
+
+
 #: Tests set this to send CPU tensors through the dispatch to the kernel
 #: (which then runs under ``TRITON_INTERPRET=1``).
 _KERNEL_ON_CPU = False
 
 
+#: Whether float32 inputs go to the kernel. They do not: on one H200 (issue 12)
+#: the float32 kernel's forward at the model's shape (768 problems, N 64, Dk 64,
+#: Dv 256) took 0.288 ms against 0.251 ms eager and 0.158 ms for the compiled
+#: reference, so float32 takes the reference, which ``torch.compile`` fuses.
+#: float16/bfloat16 (autocast training) take the kernel: 2.2-3.9x faster
+#: forward+backward than eager or compiled there. See benchmarks/README.md.
+KERNEL_FLOAT32 = False
+
+
 def _use_kernel(q: Tensor, k: Tensor, v: Tensor) -> bool:
-    """The dispatch rule: CUDA tensors within the kernel's limits, Triton present,
-    kernels not disabled."""
+    """The dispatch rule: CUDA tensors within the kernel's limits, all float16 or
+    bfloat16 (float32 too if ``KERNEL_FLOAT32``), Triton present, kernels not
+    disabled."""
     n, dk, dv = q.shape[1], q.shape[2], v.shape[2]
+    dtypes = _KERNEL_DTYPES if KERNEL_FLOAT32 else _KERNEL_DTYPES[1:]
     return (
         (q.is_cuda or _KERNEL_ON_CPU)
-        and all(t.dtype in _KERNEL_DTYPES for t in (q, k, v))
+        and all(t.dtype in dtypes for t in (q, k, v))
         and not kernels_disabled()
         and n <= MAX_N
         and dk <= MAX_D
@@ -469,7 +535,7 @@ def offset_attention_triton(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-9) 
         )
     if not _triton_importable():
         raise RuntimeError("offset_attention kernel needs Triton: pip install 'stmt[gpu]'")
-    if not q.is_cuda and not _build_kernels()[2]:
+    if not q.is_cuda and not _kernel_interpreted():
         raise ValueError(
             f"offset_attention kernel needs CUDA tensors (or TRITON_INTERPRET=1); got {q.device}"
         )
@@ -478,7 +544,7 @@ def offset_attention_triton(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-9) 
     dtype = torch.promote_types(torch.promote_types(q.dtype, k.dtype), v.dtype)
     if dtype not in _KERNEL_DTYPES:
         raise TypeError(f"offset_attention kernel takes float32, float16, bfloat16; got {dtype}")
-    out = _OffsetAttentionFunction.apply(q.to(dtype), k.to(dtype), v.to(dtype), float(eps))
+    out, _lse, _col = _forward_op(q.to(dtype), k.to(dtype), v.to(dtype), float(eps))
     return out.to(v.dtype)
 
 
@@ -489,8 +555,10 @@ def offset_attention(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-9) -> Tens
     ``out[j] = sum_i A[i, j] v[i]``. No 1/sqrt(Dk) scaling (scale q beforehand).
     Computed in float32 whatever the input dtype.
 
-    Uses the fused Triton kernel for CUDA tensors when Triton is importable and
-    N <= 128, Dk <= 256, Dv <= 256; otherwise the PyTorch reference.
+    Uses the fused Triton kernel for float16/bfloat16 CUDA tensors when Triton
+    is importable and N <= 128, Dk <= 256, Dv <= 256; otherwise the PyTorch
+    reference (float32 too, unless ``KERNEL_FLOAT32``: the reference was the
+    faster one there).
     ``STMT_DISABLE_KERNELS=1`` forces the reference.
 
     Args:

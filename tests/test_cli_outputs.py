@@ -172,3 +172,46 @@ def test_synth_and_prepare_print_a_summary_or_json(tmp_path, capsys):
                       "--classes", "walk,sit", "--quiet", "--json"]) == 0  # fmt: skip
     info = json.loads(capsys.readouterr().out)
     assert info["out"] == str(raw) and info["clips"] == 2 and info["classes"] == 2
+
+
+def test_smoke_config_trains_one_epoch_on_a_capped_subset(run_dir):
+    """datasets/synthetic/smoke.yaml as it is (only the cache named): one epoch over
+    max_samples clips, no limit_* option, and the summary's files exist."""
+    import yaml
+
+    from stmt.data.datamodule import STMTDataModule
+
+    cache, cwd, _ = run_dir
+    config = yaml.safe_load((CONFIGS / "smoke.yaml").read_text())
+    assert not any(k.startswith("limit_") for k in config["trainer"])
+    cap, batch = config["data"]["max_samples"], config["data"]["batch_size"]
+    code, out = run(["fit", "--config", str(CONFIGS / "smoke.yaml"), f"--data.cache={cache}"], cwd)
+    assert code == 0
+    paths = printed_paths(out, cwd)
+    assert paths["last checkpoint"] == cwd / "runs/synthetic/smoke/checkpoints/last.ckpt"
+    assert paths["last checkpoint"].is_file() and paths["metrics"].is_file()
+    rows = list(csv.DictReader(paths["metrics"].open()))
+    n_train = len(STMTDataModule(str(cache), max_samples=cap).dataset("fit"))
+    steps = {int(r["step"]) for r in rows if r.get("train/loss")}
+    assert len(steps) == -(-n_train // batch)  # every batch of the (capped) epoch, once
+    assert [r for r in rows if r.get("val/top1")], "no validation at the end of the epoch"
+
+
+def test_max_samples_takes_the_classes_in_turn(run_dir):
+    from stmt.data.datamodule import STMTDataModule
+
+    cache, _, _ = run_dir
+    full = STMTDataModule(str(cache), num_workers=0).dataset("fit")
+    classes = np.unique(full.label)
+    assert len(full) > len(classes) > 1  # (the tiny cache: 3 training clips of 2 classes)
+    for cap in range(1, len(full)):
+        ds = STMTDataModule(str(cache), num_workers=0, max_samples=cap).dataset("fit")
+        assert len(ds) == cap and set(ds.sample_ids) <= set(full.sample_ids)
+        counts = [int(np.sum(ds.label == c)) for c in classes]
+        assert max(counts) - min(counts) <= 1  # classes taken in turn
+    big = STMTDataModule(str(cache), num_workers=0, max_samples=1000).dataset("fit")
+    np.testing.assert_array_equal(big.sample_ids, full.sample_ids)
+    again = STMTDataModule(str(cache), num_workers=0, max_samples=cap).dataset("fit")
+    np.testing.assert_array_equal(again.sample_ids, ds.sample_ids)  # fixed by the seed
+    with pytest.raises(ValueError, match="max_samples"):
+        STMTDataModule(str(cache), max_samples=0)

@@ -183,6 +183,12 @@ class STMTDataModule(pl.LightningDataModule):
             shuffle, 1 sees every class equally often. For mixed sets whose classes
             differ in size by 10x or more (realmix).
         pin_memory: pin batches for faster host-to-GPU copies.
+        max_samples: keep at most this many samples of each split, taken from the
+            classes in turn (a class-balanced subset fixed by ``seed``; after
+            ``train_fraction``). For a quick check that training runs
+            (``datasets/synthetic/smoke.yaml``): a count of samples, unlike
+            Lightning's ``limit_*_batches`` whose meaning changes between 1 and 1.0.
+            None: every sample.
     """
 
     def __init__(
@@ -211,12 +217,15 @@ class STMTDataModule(pl.LightningDataModule):
         with_unlabelled: bool = False,
         class_balance: float = 0.0,
         pin_memory: bool = False,
+        max_samples: int | None = None,
     ):
         super().__init__()
         if num_frames < 1:
             raise ValueError(f"num_frames must be >= 1, got {num_frames}")
         if not 0.0 < train_fraction <= 1.0:
             raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
+        if max_samples is not None and max_samples < 1:
+            raise ValueError(f"max_samples must be >= 1 or null, got {max_samples}")
         if not 0.0 <= class_balance <= 1.0:
             raise ValueError(f"class_balance must be in [0, 1], got {class_balance}")
         self.save_hyperparameters()
@@ -231,6 +240,7 @@ class STMTDataModule(pl.LightningDataModule):
         self.with_unlabelled = with_unlabelled
         self.class_balance = float(class_balance)
         self.pin_memory = pin_memory
+        self.max_samples = max_samples
         self.splits = {
             "fit": train_split,
             "validate": val_split,
@@ -320,11 +330,24 @@ class STMTDataModule(pl.LightningDataModule):
             keep.append(np.sort(rng.permutation(members)[:n]))
         return np.sort(np.concatenate(keep))
 
+    def capped(self, ids: np.ndarray) -> np.ndarray:
+        """At most ``max_samples`` of ``ids``, one class after another in turn (classes in
+        label order, each class's samples in a ``seed``-fixed order); sorted."""
+        if self.max_samples is None or len(ids) <= self.max_samples:
+            return ids
+        rng = np.random.default_rng(self.seed)
+        labels = self.index.sample_label[ids]
+        queues = [rng.permutation(ids[labels == c]) for c in np.unique(labels)]
+        turns = np.concatenate([np.arange(len(q)) for q in queues])  # (len(ids),) rank in class
+        order = np.argsort(turns, kind="stable")  # every class's first, then second, ...
+        return np.sort(np.concatenate(queues)[order][: self.max_samples])
+
     def dataset(self, stage: str) -> CacheClips:
         if stage not in self._datasets:
             ids = self.split_samples(self.splits[stage])
             if stage == "fit":
                 ids = self.labelled_subset(ids)
+            ids = self.capped(ids)
             self._datasets[stage] = CacheClips(
                 self.cache,
                 ids,

@@ -148,3 +148,58 @@ def test_unknown_arch_and_bad_input():
         build_model("stmt_huge", num_classes=2)
     with pytest.raises(ValueError, match="expected vertices"):
         tiny()(clips(1, 7), geodesic_matrix())  # more frames than built for
+
+
+# ----------------------------------------------------------------------------- fast paths
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _logits_and_grads(model, vertices, geodesic, labels):
+    model.zero_grad(set_to_none=True)
+    logits = model(vertices, geodesic)
+    F.cross_entropy(logits, labels).backward()
+    return logits.detach().double(), {n: p.grad.double() for n, p in model.named_parameters()}
+
+
+@pytest.mark.parametrize("neighbors_per_clip", [False, True])
+def test_float32_grouping_computes_what_the_concatenation_does(neighbors_per_clip):
+    # float32 applies the first grouping layer before the gather (u_j - u_i + Wc f_i);
+    # float64 builds the (offset, feature difference, feature) input as written.
+    model = tiny(head_dropout=0.0).train()
+    vertices, labels = clips(4, 3), torch.arange(4)
+    geodesic = geodesic_matrix()
+    if neighbors_per_clip:  # (B, N, N): gathers with per-clip indices
+        geodesic = torch.stack([geodesic_matrix(seed=s) for s in range(4)])
+    got, got_grads = _logits_and_grads(model, vertices, geodesic, labels)
+    want, want_grads = _logits_and_grads(
+        model.double(), vertices.double(), geodesic.double(), labels
+    )
+    torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)
+    # one scale for all: some gradients are zero up to rounding (the value bias of
+    # offset attention cancels in x - x_r but for eps)
+    scale = max(g.abs().max().item() for g in want_grads.values())
+    for name, grad in want_grads.items():
+        torch.testing.assert_close(got_grads[name], grad, rtol=1e-3, atol=1e-4 * scale, msg=name)
+
+
+@pytest.mark.parametrize("name", ["stmt-realmix.ckpt", "stmt-tiny-synthetic.ckpt"])
+def test_shipped_checkpoints_load_and_predict_as_the_concatenation_does(name):
+    from stmt import checkpoint
+
+    path = ROOT / "checkpoints" / name
+    if not path.exists():
+        pytest.skip(f"{path} not present")
+    ckpt = checkpoint.read(path)
+    hp = ckpt["hyper_parameters"]
+    model = build_model(hp["arch"], **checkpoint.model_args(hp))
+    model.load_state_dict(checkpoint.model_weights(ckpt), strict=True)  # same keys
+    model.eval()
+    n, t = hp["num_points"], hp["num_frames"]
+    geodesic = ckpt["state_dict"]["geodesic"]
+    vertices = clips(3, t, n) * 0.3
+    with torch.no_grad():
+        got = model(vertices, geodesic)
+        want = model.double()(vertices.double(), geodesic.double())
+    torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
+    assert torch.equal(got.argmax(-1), want.argmax(-1))

@@ -8,6 +8,7 @@ order, so the first P points of a clip already are a farthest point sample
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 
@@ -54,13 +55,23 @@ def gather_neighbors(x: Tensor, idx: Tensor) -> Tensor:
 
     Returns:
         (B, T, M, K, C).
+
+    The gathers are the ones whose backward (a scatter-add) is fastest: an
+    ``index_select`` for shared indices; for per-clip or per-frame indices an
+    ``embedding`` lookup into the (B*T*N, C) rows on the CPU (its backward
+    is parallel there, ``gather``'s and ``index_select``'s are not) and a
+    ``gather`` on other devices.
     """
     B, T, N, C = x.shape
     if idx.ndim == 2:
-        return x[:, :, idx]  # (B, T, M, K, C)
+        M, K = idx.shape
+        return x.index_select(2, idx.reshape(-1)).reshape(B, T, M, K, C)  # (B, T, M, K, C)
     if idx.ndim == 3:
         idx = idx[:, None].expand(B, T, *idx.shape[1:])  # (B, T, M, K)
     M, K = idx.shape[-2:]
+    if x.device.type == "cpu":
+        frame = torch.arange(B * T, device=x.device).reshape(B, T, 1, 1) * N  # (B, T, 1, 1)
+        return F.embedding(idx + frame, x.reshape(B * T * N, C))  # (B, T, M, K, C)
     flat = idx.reshape(B * T, M * K, 1).expand(-1, -1, C)  # (B*T, M*K, C)
     out = torch.gather(x.reshape(B * T, N, C), 1, flat)  # (B*T, M*K, C)
     return out.reshape(B, T, M, K, C)

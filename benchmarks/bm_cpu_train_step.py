@@ -1,0 +1,212 @@
+"""CPU training step: this tree's model against commit 2b99dcd's, in one run.
+
+The old model's source (``stmt/model/stmt.py``, ``stmt/ops/points.py``,
+``stmt/ops/offset_attention.py`` at the base commit, default 2b99dcd) is read
+with ``git show`` into a temporary package and imported beside the current
+one. Both models get the same weights (the old one's state dict, loaded
+strictly into the new one: the checkpoint format is the same) and the same
+clips. First the logits and the loss gradients of every parameter of one
+step are compared, each model in float32 against the old model in float64; then steps (forward, cross-entropy,
+backward, Adam) are timed alternately, old, new, old, new, ... so that load
+from other processes on the machine falls on both alike, and the ratio of
+the medians is printed.
+
+    python benchmarks/bm_cpu_train_step.py                        # stmt_tiny and stmt_base
+    python benchmarks/bm_cpu_train_step.py --arch stmt_tiny --batch 16 --steps 7
+    python benchmarks/bm_cpu_train_step.py --quick                # tiny sizes, 2 steps
+
+``--compiled`` adds a third row, this tree's model under ``torch.compile``
+(inductor: needs a C++ compiler; compile time is reported, not counted).
+Needs git and the repository's history. Float32, CPU, no autocast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+ROOT = Path(__file__).resolve().parents[1]
+OLD_FILES = {
+    "stmt.py": "stmt/model/stmt.py",
+    "points.py": "stmt/ops/points.py",
+    "offset_attention.py": "stmt/ops/offset_attention.py",
+}
+# the old model's imports, pointed at the temporary package
+IMPORTS = {
+    "from stmt.ops import offset_attention": "from .offset_attention import offset_attention",
+    "from stmt.ops.points import": "from .points import",
+}
+
+
+def load_old_model_module(commit: str, where: Path, source: Path | None = None):
+    """Import ``stmt/model/stmt.py`` as of ``commit`` (with its ops) as a package under ``where``.
+
+    The files come from ``git show``, or from ``source`` (a folder holding
+    them at the same paths, for a machine without the repository's history;
+    ``benchmarks/gpu_check.sh`` makes one)."""
+    name = f"stmt_at_{commit}"
+    pkg = where / name
+    pkg.mkdir()
+    (pkg / "__init__.py").write_text("")
+    for dest, src in OLD_FILES.items():
+        if source is not None:
+            text = (source / src).read_text()
+        else:
+            text = subprocess.run(
+                ["git", "show", f"{commit}:{src}"],
+                cwd=ROOT,
+                check=True,
+                capture_output=True,
+                text=True,
+            ).stdout
+        for old, new in IMPORTS.items():
+            text = text.replace(old, new)
+        (pkg / dest).write_text(text)
+    sys.path.insert(0, str(where))
+    return importlib.import_module(f"{name}.stmt")
+
+
+def make_inputs(args):
+    gen = torch.Generator().manual_seed(1)
+    vertices = torch.randn(args.batch, args.frames, args.points, 3, generator=gen) * 0.3
+    rest = torch.randn(args.points, 3, generator=gen) * 0.3
+    geodesic = torch.cdist(rest, rest)  # (N, N) stands in for the template's
+    labels = torch.randint(0, args.classes, (args.batch,), generator=gen)
+    return vertices, geodesic, labels
+
+
+class Runner:
+    """One model, its Adam, and a training step on fixed inputs."""
+
+    def __init__(self, model, inputs):
+        self.model = model.train()
+        self.opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
+        self.vertices, self.geodesic, self.labels = inputs
+        self.forward = model
+
+    def step(self, seed: int = 0) -> torch.Tensor:
+        self.opt.zero_grad(set_to_none=True)
+        torch.manual_seed(seed)  # the same dropout masks in every model
+        logits = self.forward(self.vertices, self.geodesic)
+        loss = F.cross_entropy(logits, self.labels)
+        loss.backward()
+        self.opt.step()
+        return logits.detach()
+
+
+def _logits_and_grads(runner: Runner) -> tuple[torch.Tensor, torch.Tensor]:
+    """Logits and all parameter gradients (flattened, in named_parameters order) of one step."""
+    logits = runner.step()
+    grads = torch.cat([p.grad.reshape(-1) for _, p in runner.model.named_parameters()])
+    return logits.double(), grads.double()
+
+
+def compare(old: Runner, new: Runner, inputs, old_mod, arch: str, sizes: dict) -> str:
+    """Both float32 models against the old model in float64 on the same step.
+
+    Returns a summary line; raises if this tree's float32 error exceeds
+    ``4 x`` the old model's float32 error plus 1e-6 (relative). Batch norm over
+    a few clips amplifies rounding, so the float64 truth, not one model's
+    float32 result, is the fair yardstick.
+    """
+    truth_model = old_mod.build_model(arch, **sizes).double()
+    truth_model.load_state_dict(old.model.state_dict())
+    vertices, geodesic, labels = inputs
+    truth = Runner(truth_model, (vertices.double(), geodesic.double(), labels))
+    want_logits, want_grads = _logits_and_grads(truth)
+    line = []
+    errors = {}
+    for name, r in (("2b99dcd", old), ("this tree", new)):
+        logits, grads = _logits_and_grads(r)
+        e_logits = ((logits - want_logits).abs().max() / want_logits.abs().max()).item()
+        e_grads = ((grads - want_grads).norm() / want_grads.norm()).item()
+        errors[name] = (e_logits, e_grads)
+        line.append(f"{name} logits {e_logits:.1e}, gradients {e_grads:.1e}")
+    for i, what in enumerate(("logits", "gradients")):
+        if errors["this tree"][i] > 4 * errors["2b99dcd"][i] + 1e-6:
+            raise AssertionError(f"{what} disagree: " + "; ".join(line))
+    return "float32 error against float64 (relative): " + "; ".join(line)
+
+
+def bench(args, arch: str, old_mod) -> None:
+    from stmt.model.stmt import build_model
+
+    sizes = {"num_classes": args.classes, "num_frames": args.frames, "num_points": args.points}
+    torch.manual_seed(0)
+    old_model = old_mod.build_model(arch, **sizes)
+    new_model = build_model(arch, **sizes)
+    new_model.load_state_dict(old_model.state_dict(), strict=True)  # same keys, same weights
+    inputs = make_inputs(args)
+    runners = {"2b99dcd" if args.base == "2b99dcd" else args.base: Runner(old_model, inputs)}
+    runners["this tree"] = Runner(new_model, inputs)
+    print(
+        f"\n{arch}: batch {args.batch}, T={args.frames}, N={args.points}, float32, "
+        f"{torch.get_num_threads()} threads, torch {torch.__version__}"
+    )
+    print("  " + compare(*runners.values(), inputs, old_mod, arch, sizes))
+
+    if args.compiled:
+        compiled_model = build_model(arch, **sizes)
+        compiled_model.load_state_dict(old_model.state_dict())
+        c = Runner(compiled_model, inputs)
+        c.forward = torch.compile(compiled_model)
+        t0 = time.perf_counter()
+        c.step()
+        print(f"  torch.compile: first step (compiling) {time.perf_counter() - t0:.1f} s")
+        runners["this tree, compiled"] = c
+
+    for r in runners.values():
+        for _ in range(args.warmup):
+            r.step()
+    times = {name: [] for name in runners}
+    for _ in range(args.steps):  # alternate, so that other load falls on all alike
+        for name, r in runners.items():
+            t0 = time.perf_counter()
+            r.step()
+            times[name].append(time.perf_counter() - t0)
+    base = statistics.median(next(iter(times.values())))
+    print(f"  {'model':<22} {'median s':>9} {'min s':>8} {'clips/s':>8} {'x base':>7}")
+    for name, ts in times.items():
+        med = statistics.median(ts)
+        print(f"  {name:<22} {med:9.3f} {min(ts):8.3f} {args.batch / med:8.1f} {base / med:6.2f}x")
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--arch", choices=["stmt_tiny", "stmt_base"], nargs="+")
+    parser.add_argument("--batch", type=int, help="default: 16 for stmt_tiny, 4 for stmt_base")
+    parser.add_argument("--frames", type=int, default=24)
+    parser.add_argument("--points", type=int, help="default: 256 stmt_tiny, 512 stmt_base")
+    parser.add_argument("--classes", type=int, default=60)
+    parser.add_argument("--steps", type=int, default=7, help="timed steps per model")
+    parser.add_argument("--warmup", type=int, default=1)
+    parser.add_argument("--base", default="2b99dcd", help="commit whose model is the baseline")
+    parser.add_argument("--base-src", type=Path, help="the base commit's files, instead of git")
+    parser.add_argument("--compiled", action="store_true", help="also time torch.compile")
+    parser.add_argument("--quick", action="store_true", help="batch 2, T 4, 2 steps")
+    args = parser.parse_args(argv)
+    archs = args.arch or ["stmt_tiny", "stmt_base"]
+    sys.path.insert(0, str(ROOT))  # this tree's stmt, whatever is installed
+    with tempfile.TemporaryDirectory() as tmp:
+        old_mod = load_old_model_module(args.base, Path(tmp), args.base_src)
+        for arch in archs:
+            run = argparse.Namespace(**vars(args))
+            run.batch = args.batch or (16 if arch == "stmt_tiny" else 4)
+            run.points = args.points or (256 if arch == "stmt_tiny" else 512)
+            if args.quick:
+                run.batch, run.frames, run.steps, run.warmup = 2, 4, 2, 0
+            bench(run, arch, old_mod)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

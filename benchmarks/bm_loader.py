@@ -2,6 +2,15 @@
 
 Builds a random cache (same layout and dtypes as ``stmt prepare`` writes), then
 times training batches (random bin sampling + normalisation + all augmentations).
+Besides wall-clock clips/s it reports what bounds them on any machine:
+
+- ``cpu ms/batch`` (0 workers): CPU time (``time.process_time``, all threads) one
+  batch costs, so ``1000 * batch / cpu_ms`` clips/s is what one fully used core
+  gives (a DataLoader worker runs torch on one thread), and ``cores * that`` the
+  ceiling with one worker per core;
+- ``main cpu ms/batch``: CPU time the training process itself spends per batch
+  receiving it from the workers (2 workers), which competes for the same cores;
+- the load average: on a shared machine the workers get only part of the cores.
 
     python benchmarks/bm_loader.py [--samples 2000] [--batch-size 32] [--batches 100]
 """
@@ -10,11 +19,13 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION, frame_bounds
 from stmt.data.datamodule import STMTDataModule
@@ -78,8 +89,10 @@ def main() -> None:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--batches", type=int, default=100)
     a = p.parse_args()
+    torch.set_num_threads(1)  # as in a DataLoader worker: one core's worth per batch
     with tempfile.TemporaryDirectory() as tmp:
         write_random_cache(Path(tmp), a.samples, a.frames, a.num_points)
+        print(f"load average before: {os.getloadavg()[0]:.2f}, cores: {os.cpu_count()}")
         for workers in (0, 2):
             dm = STMTDataModule(
                 tmp,
@@ -92,7 +105,7 @@ def main() -> None:
             it = iter(dm.train_dataloader())
             for _ in range(3):  # warm-up: worker start, page cache
                 next(it)
-            n, t0 = 0, time.perf_counter()
+            n, t0, c0 = 0, time.perf_counter(), time.process_time()
             for _ in range(a.batches):
                 try:
                     b = next(it)
@@ -100,10 +113,16 @@ def main() -> None:
                     it = iter(dm.train_dataloader())
                     b = next(it)
                 n += b["vertices"].shape[0]
-            dt = time.perf_counter() - t0
+            dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+            per_batch = 1e3 * cpu / a.batches
+            extra = (
+                f"cpu ms/batch {per_batch:.1f} (one core: {1e3 * a.batch_size / per_batch:.0f} clips/s)"
+                if workers == 0
+                else f"main cpu ms/batch {per_batch:.1f}"
+            )
             print(
                 f"workers={workers} T={a.num_frames} N={a.num_points} B={a.batch_size}: "
-                f"{n / dt:.0f} clips/s"
+                f"{n / dt:.0f} clips/s; {extra}; load {os.getloadavg()[0]:.2f}"
             )
             del it
 

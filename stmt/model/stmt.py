@@ -147,13 +147,16 @@ class PatchBranch(nn.Module):
         x = first.norm_relu(y)
         for layer in mlp[1:]:
             x = layer(x)
-        # Max over the k neighbours. max's backward sends the gradient to the one
-        # argmax (a scatter); amax's splits it among ties (a compare, a count and a
-        # division over the whole (B, T, m, k, C') tensor, 4x slower on the CPU).
-        # They differ only at ties, which after the ReLU are zeros whose gradient
-        # the ReLU stops anyway, or copies of one row, whose weight gradients sum
-        # the same.
-        return x.max(dim=3).values  # (B, T, m, C')
+        # Max over the k neighbours. On the CPU by max, whose backward sends the
+        # gradient to the one argmax (a scatter); amax's splits it among ties (a
+        # compare, a count and a division over the whole (B, T, m, k, C') tensor,
+        # 4x slower there). They differ only at ties, which after the ReLU are
+        # zeros whose gradient the ReLU stops anyway, or copies of one row, whose
+        # weight gradients sum the same. On a GPU amax's backward is elementwise
+        # work that torch.compile fuses, where max's scatter is not.
+        if x.device.type == "cpu":
+            return x.max(dim=3).values  # (B, T, m, C')
+        return x.amax(dim=3)  # (B, T, m, C')
 
     def group(self, xyz: Tensor, geodesic: Tensor) -> Tensor:
         """Two levels of grouping: (B, T, N, 3) -> (B, T, P2, C2)."""

@@ -21,8 +21,9 @@ Three layers (see ``shared/STYLE.md``, "Kernels"):
    statistics: each row's softmax log-sum-exp and each column's
    ``eps + sum_i S[i, j]``; the backward recomputes S and A from them.
 3. ``offset_attention``: the public function; checks its arguments and uses the
-   kernel for float16/bfloat16 CUDA tensors when Triton is importable, else
-   the reference (float32 too, which was faster there: ``KERNEL_FLOAT32``).
+   kernel for CUDA tensors when Triton is importable, else the reference; in
+   float32 only when autograd records the call (the kernel was the faster one
+   there, measured; ``KERNEL_FLOAT32``).
    ``STMT_DISABLE_KERNELS=1`` forces the reference.
 
 Backward (per batch element, G = dL/d out, d_j = eps + sum_i S[i, j]):
@@ -490,21 +491,30 @@ def _kernel_interpreted() -> bool:
 _KERNEL_ON_CPU = False
 
 
-#: Whether float32 inputs go to the kernel. They do not: on one H200 (issue 12)
-#: the float32 kernel's forward at the model's shape (768 problems, N 64, Dk 64,
-#: Dv 256) took 0.288 ms against 0.251 ms eager and 0.158 ms for the compiled
-#: reference, so float32 takes the reference, which ``torch.compile`` fuses.
-#: float16/bfloat16 (autocast training) take the kernel: 2.2-3.9x faster
-#: forward+backward than eager or compiled there. See benchmarks/README.md.
-KERNEL_FLOAT32 = False
+#: Whether float32 inputs go to the kernel. Measured on one H200 (torch 2.11,
+#: Triton 3.6; benchmarks/README.md) at the model's shapes (768 problems,
+#: Dk 64, Dv 256), float32, kernel / eager / compiled reference:
+#: forward+backward N 32: 1.04 / 1.47 / 1.51 ms, N 64: 1.10 / 1.54 / 1.30 ms;
+#: forward alone N 32: 0.193 / 0.248 / 0.171 ms, N 64: 0.333 / 0.192 / 0.207 ms.
+#: So float32 takes the kernel when autograd records the call (training) and
+#: the reference otherwise (inference, where ``torch.compile`` fuses it), unless
+#: this is set: True = always the kernel, False = never. float16/bfloat16
+#: always take the kernel (1.2-2.1x forward, 1.8-1.9x forward+backward eager).
+KERNEL_FLOAT32: bool | None = None
+
+
+def _float32_to_kernel(q: Tensor, k: Tensor, v: Tensor) -> bool:
+    if KERNEL_FLOAT32 is not None:
+        return KERNEL_FLOAT32
+    return torch.is_grad_enabled() and any(t.requires_grad for t in (q, k, v))
 
 
 def _use_kernel(q: Tensor, k: Tensor, v: Tensor) -> bool:
-    """The dispatch rule: CUDA tensors within the kernel's limits, all float16 or
-    bfloat16 (float32 too if ``KERNEL_FLOAT32``), Triton present, kernels not
-    disabled."""
+    """The dispatch rule: CUDA tensors within the kernel's limits, float16 or
+    bfloat16, or float32 when autograd records (see ``KERNEL_FLOAT32``), Triton
+    present, kernels not disabled."""
     n, dk, dv = q.shape[1], q.shape[2], v.shape[2]
-    dtypes = _KERNEL_DTYPES if KERNEL_FLOAT32 else _KERNEL_DTYPES[1:]
+    dtypes = _KERNEL_DTYPES if _float32_to_kernel(q, k, v) else _KERNEL_DTYPES[1:]
     return (
         (q.is_cuda or _KERNEL_ON_CPU)
         and all(t.dtype in dtypes for t in (q, k, v))
@@ -555,10 +565,10 @@ def offset_attention(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-9) -> Tens
     ``out[j] = sum_i A[i, j] v[i]``. No 1/sqrt(Dk) scaling (scale q beforehand).
     Computed in float32 whatever the input dtype.
 
-    Uses the fused Triton kernel for float16/bfloat16 CUDA tensors when Triton
-    is importable and N <= 128, Dk <= 256, Dv <= 256; otherwise the PyTorch
-    reference (float32 too, unless ``KERNEL_FLOAT32``: the reference was the
-    faster one there).
+    Uses the fused Triton kernel for CUDA tensors when Triton is importable and
+    N <= 128, Dk <= 256, Dv <= 256 (float32: only when autograd records the
+    call; without gradients the reference was the faster one, see
+    ``KERNEL_FLOAT32``); otherwise the PyTorch reference.
     ``STMT_DISABLE_KERNELS=1`` forces the reference.
 
     Args:

@@ -21,7 +21,12 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from stmt import checkpoint
-from stmt.engine.common import adamw_warmup_cosine, copy_geodesic, total_steps
+from stmt.engine.common import (
+    adamw_warmup_cosine,
+    copy_geodesic,
+    prepare_model_for_fit,
+    total_steps,
+)
 from stmt.errors import InputError
 from stmt.model.stmt import STMT, build_model
 
@@ -69,6 +74,10 @@ class STMTClassifier(pl.LightningModule):
         pretrained: an STMTPretrainer checkpoint whose encoder initialises the
             model when fitting starts (only the head stays new; see
             :func:`load_pretrained_encoder`).
+        compile: ``torch.compile`` the model for fitting; None (default) = on a
+            CUDA device, off elsewhere. Not stored in checkpoints (a run
+            setting, not the model's). Multi-process DDP also makes batch norm
+            synchronised (see :func:`stmt.engine.common.prepare_model_for_fit`).
     """
 
     def __init__(
@@ -86,6 +95,7 @@ class STMTClassifier(pl.LightningModule):
         warmup_fraction: float = 0.05,
         label_smoothing: float = 0.0,
         pretrained: str | None = None,
+        compile: bool | None = None,
     ):
         super().__init__()
         if num_classes < 2:
@@ -112,6 +122,7 @@ class STMTClassifier(pl.LightningModule):
             )
         )
         self.model = build_model(arch, **checkpoint.model_args(dict(self.hparams)))
+        self.compile_model = compile
         self.register_buffer("geodesic", torch.zeros(num_points, num_points))
         top5 = min(5, num_classes)
         for split in ("val", "test"):
@@ -136,6 +147,8 @@ class STMTClassifier(pl.LightningModule):
                     f"({n} tensors; the classification head starts new)",
                     flush=True,
                 )
+        if stage == "fit":
+            prepare_model_for_fit(self, self.compile_model)
 
     def on_save_checkpoint(self, ckpt: dict[str, Any]) -> None:
         checkpoint.mark(ckpt)

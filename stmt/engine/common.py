@@ -84,3 +84,28 @@ def copy_geodesic(module) -> None:
             f"{tuple(module.geodesic.shape)} (num_points mismatch)"
         )
     module.geodesic.copy_(geodesic)
+
+
+def prepare_model_for_fit(module, compile_model: bool | None) -> None:
+    """Before fitting: synchronised batch norm under multi-process DDP, then ``torch.compile``.
+
+    ``module.model`` is changed in place, keeping its state-dict keys (the
+    checkpoint format): batch norm becomes
+    :class:`~stmt.engine.sync_batchnorm.SyncBatchNorm1d` when the trainer's
+    strategy is DDP with more than one process, and ``module.model.compile()``
+    runs when ``compile_model`` is True, or None on a CUDA device (compiling
+    takes about a minute; on the CPU it is off unless asked for).
+    """
+    trainer = module._trainer
+    if trainer is None:
+        return
+    from pytorch_lightning.strategies import DDPStrategy
+
+    if isinstance(trainer.strategy, DDPStrategy) and trainer.world_size > 1:
+        from stmt.engine.sync_batchnorm import convert_sync_batchnorm
+
+        convert_sync_batchnorm(module.model)
+    if compile_model is None:
+        compile_model = trainer.strategy.root_device.type == "cuda"
+    if compile_model:
+        module.model.compile()

@@ -16,12 +16,22 @@ import torch
 from torch import Tensor
 
 from stmt import checkpoint
-from stmt.engine.common import adamw_warmup_cosine, copy_geodesic, total_steps
+from stmt.engine.common import (
+    adamw_warmup_cosine,
+    copy_geodesic,
+    prepare_model_for_fit,
+    total_steps,
+)
 from stmt.model.stmt_mae import STMTMAE
 
 
 class STMTPretrainer(pl.LightningModule):
-    """Pretrains an STMT encoder; loss = MVM + ``ffp_weight`` * FFP (see :mod:`stmt.model.stmt_mae`)."""
+    """Pretrains an STMT encoder; loss = MVM + ``ffp_weight`` * FFP (see :mod:`stmt.model.stmt_mae`).
+
+    ``compile``: ``torch.compile`` the model for fitting; None = on a CUDA device
+    (see :func:`stmt.engine.common.prepare_model_for_fit`, which also makes batch
+    norm synchronised under multi-process DDP). Not stored in checkpoints.
+    """
 
     def __init__(
         self,
@@ -43,6 +53,7 @@ class STMTPretrainer(pl.LightningModule):
         lr: float = 1e-3,
         weight_decay: float = 0.05,
         warmup_fraction: float = 0.05,
+        compile: bool | None = None,
     ):
         super().__init__()
         self.save_hyperparameters(
@@ -85,10 +96,13 @@ class STMTPretrainer(pl.LightningModule):
             decoder_depth,
             decoder_heads,
         )
+        self.compile_model = compile
         self.register_buffer("geodesic", torch.zeros(num_points, num_points))
 
     def setup(self, stage: str) -> None:
         copy_geodesic(self)
+        if stage == "fit":
+            prepare_model_for_fit(self, self.compile_model)
 
     def on_save_checkpoint(self, ckpt: dict[str, Any]) -> None:
         checkpoint.mark(ckpt)

@@ -1,50 +1,52 @@
-"""One training step of stmt_base, offset-attention kernel on and off, in one run.
+"""One training step: commit 2b99dcd's model against this tree's, eager and compiled, in one run.
 
 A step is forward, cross-entropy, backward and an Adam update on random clips
-(batch 32, T = 24 frames, N = 512 points, bfloat16 autocast on GPU). Reports
-the median step time, clips/s and the peak memory of a step, for the Triton
-kernel (``STMT_DISABLE_KERNELS=0``) and for the PyTorch reference
-(``STMT_DISABLE_KERNELS=1``), same model weights and inputs, and how many
-offset-attention calls went to the kernel in one step.
+(stmt_base, batch 32, T = 24 frames, N = 512 points, bfloat16 autocast on a
+GPU). Rows, all with the same weights and inputs:
 
-    python benchmarks/bm_train_step.py               # GPU
-    python benchmarks/bm_train_step.py --quick       # CPU smoke run: batch 2, 2 steps
+- ``2b99dcd``: the model as of the base commit (its source read with
+  ``git show`` into a temporary package, see ``bm_cpu_train_step.py``), eager;
+- ``2b99dcd-compiled`` (``--modes``): the same after ``model.compile()``;
+- ``eager``: this tree's model, eager;
+- ``compiled``: this tree's model after ``model.compile()`` (what
+  ``model.init_args.compile`` does), compile time reported, not counted;
+- ``reference`` (``--modes``): this tree, eager, ``STMT_DISABLE_KERNELS=1``.
 
-Without CUDA the kernel is never dispatched (it needs a GPU), so only the
-reference row is measured, in float32. Imports only torch, triton (through
-the kernel) and stmt's model and ops.
+Reports the median step time, clips/s, the ratio to the first row, the peak
+memory of one step, and the model FLOPs utilisation: forward+backward FLOPs
+of one step counted by ``torch.utils.flop_counter`` (matrix products and
+attention; the offset-attention kernel, a custom op, is not counted) over
+the step time and the dense bf16 peak (``--peak-tflops``, default 989, the
+H100/H200 SXM datasheet figure).
+
+    python benchmarks/bm_train_step.py                       # GPU
+    python benchmarks/bm_train_step.py --quick               # CPU smoke run: tiny sizes, float32
+
+Without CUDA: float32, no autocast, peak memory and MFU not measured.
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import importlib
 import math
 import os
 import statistics
+import sys
+import tempfile
 import time
 from contextlib import nullcontext
+from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))  # this tree's stmt, whatever is installed
+
+from bm_cpu_train_step import load_old_model_module
+
 from stmt.model.stmt import build_model
-
-oa = importlib.import_module("stmt.ops.offset_attention")
-
-
-def _count_kernel_calls():
-    """Wrap the kernel entry the dispatch calls; returns the call counter."""
-    calls = [0]
-    kernel = oa.offset_attention_triton
-
-    def counted(*args, **kwargs):
-        calls[0] += 1
-        return kernel(*args, **kwargs)
-
-    oa.offset_attention_triton = counted
-    return calls
 
 
 def _sync(cuda: bool) -> None:
@@ -52,22 +54,42 @@ def _sync(cuda: bool) -> None:
         torch.cuda.synchronize()
 
 
-def run(mode: str, args, device: str, calls) -> tuple[float, float, int]:
-    """Median step seconds, peak MiB of one step, kernel calls in one step."""
+def count_flops(model, vertices, geodesic, labels, autocast) -> float:
+    """FLOPs of one forward+backward, counted by torch.utils.flop_counter."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False) as counter:
+        with autocast:
+            loss = F.cross_entropy(model(vertices, geodesic), labels)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def run(mode: str, args, device: str, old_mod, state) -> dict:
     cuda = device == "cuda"
-    os.environ["STMT_DISABLE_KERNELS"] = "0" if mode == "kernel" else "1"
+    os.environ["STMT_DISABLE_KERNELS"] = "1" if mode == "reference" else "0"
+    sizes = {"num_classes": args.classes, "num_frames": args.frames, "num_points": args.points}
     torch.manual_seed(0)
-    model = build_model(
-        args.arch, num_classes=args.classes, num_frames=args.frames, num_points=args.points
-    ).to(device)
-    model.train()
+    build = old_mod.build_model if mode.startswith("2b99dcd") else build_model
+    model = build(args.arch, **sizes)
+    model.load_state_dict(state)
+    model = model.to(device).train()
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
     gen = torch.Generator().manual_seed(1)
-    vertices = torch.randn(args.batch, args.frames, args.points, 3, generator=gen).to(device)
-    rest = torch.randn(args.points, 3, generator=gen)
+    vertices = (torch.randn(args.batch, args.frames, args.points, 3, generator=gen) * 0.3).to(
+        device
+    )
+    rest = torch.randn(args.points, 3, generator=gen) * 0.3
     geodesic = torch.cdist(rest, rest).to(device)  # (N, N) stands in for the template's
     labels = torch.randint(0, args.classes, (args.batch,), generator=gen).to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
+    result = {"compile_s": float("nan"), "flops": float("nan")}
+    compiled = mode.endswith("compiled")
+    if args.flops and not compiled:
+        result["flops"] = count_flops(model, vertices, geodesic, labels, autocast)
+    if compiled:
+        model.compile()
 
     def step():
         opt.zero_grad(set_to_none=True)
@@ -76,6 +98,11 @@ def run(mode: str, args, device: str, calls) -> tuple[float, float, int]:
         loss.backward()
         opt.step()
 
+    t0 = time.perf_counter()
+    step()
+    _sync(cuda)
+    if compiled:
+        result["compile_s"] = time.perf_counter() - t0
     for _ in range(args.warmup):
         step()
     _sync(cuda)
@@ -85,19 +112,16 @@ def run(mode: str, args, device: str, calls) -> tuple[float, float, int]:
         step()
         _sync(cuda)
         times.append(time.perf_counter() - t0)
-
     peak = float("nan")
-    calls[0] = 0
     if cuda:
         gc.collect()
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats()
-    step()
-    _sync(cuda)
-    if cuda:
-        peak = torch.cuda.max_memory_allocated() / 2**20
-    n_calls = calls[0]
-    return statistics.median(times), peak, n_calls
+        step()
+        _sync(cuda)
+        peak = torch.cuda.max_memory_allocated() / 2**30
+    result.update(sec=statistics.median(times), peak_gib=peak)
+    return result
 
 
 def main(argv=None) -> int:
@@ -107,50 +131,75 @@ def main(argv=None) -> int:
     parser.add_argument("--frames", type=int, default=24)
     parser.add_argument("--points", type=int, default=512)
     parser.add_argument("--classes", type=int, default=60)
-    parser.add_argument("--steps", type=int, default=10, help="timed steps")
+    parser.add_argument("--steps", type=int, default=20, help="timed steps")
     parser.add_argument("--warmup", type=int, default=3)
-    parser.add_argument("--quick", action="store_true", help="batch 2, 1 warm-up, 2 timed steps")
+    parser.add_argument(
+        "--modes",
+        nargs="+",
+        default=["2b99dcd", "eager", "compiled"],
+        choices=["2b99dcd", "2b99dcd-compiled", "eager", "compiled", "reference"],
+    )
+    parser.add_argument("--base", default="2b99dcd", help="commit of the baseline row")
+    parser.add_argument("--base-src", type=Path, help="the base commit's files, instead of git")
+    parser.add_argument("--no-flops", dest="flops", action="store_false")
+    parser.add_argument("--peak-tflops", type=float, default=989.0, help="dense bf16 peak")
+    parser.add_argument("--quick", action="store_true", help="stmt_tiny, batch 2, T 4, 2 steps")
     args = parser.parse_args(argv)
     if args.quick:
-        args.batch, args.warmup, args.steps = 2, 1, 2
+        args.arch, args.batch, args.frames, args.points = "stmt_tiny", 2, 4, 256
+        args.warmup, args.steps = 1, 2
 
     cuda = torch.cuda.is_available()
     device = "cuda" if cuda else "cpu"
-    calls = _count_kernel_calls()
-    previous = os.environ.get("STMT_DISABLE_KERNELS")
     if cuda:
         print(f"device: {torch.cuda.get_device_name()}, torch {torch.__version__}, bf16 autocast")
-        modes = ["kernel", "reference"]
     else:
-        print(
-            "NOTE: no CUDA device, so the offset-attention kernel is never dispatched; "
-            "measuring the reference only, float32 on the CPU."
-        )
-        modes = ["reference"]
+        print("NOTE: no CUDA device: float32 on the CPU, no peak memory, no MFU")
     print(
         f"{args.arch}: batch {args.batch}, T={args.frames}, N={args.points}, "
         f"median of {args.steps} steps after {args.warmup} warm-up"
     )
+    previous = os.environ.get("STMT_DISABLE_KERNELS")
     results = {}
-    try:
-        for mode in modes:
-            results[mode] = run(mode, args, device, calls)
-    finally:
-        if previous is None:
-            os.environ.pop("STMT_DISABLE_KERNELS", None)
-        else:
-            os.environ["STMT_DISABLE_KERNELS"] = previous
+    with tempfile.TemporaryDirectory() as tmp:
+        old_mod = load_old_model_module(args.base, Path(tmp), args.base_src)
+        torch.manual_seed(0)
+        sizes = {"num_classes": args.classes, "num_frames": args.frames, "num_points": args.points}
+        state = old_mod.build_model(args.arch, **sizes).state_dict()
+        try:
+            for mode in args.modes:
+                label = mode.replace("2b99dcd", args.base)
+                results[label] = run(mode, args, device, old_mod, state)
+                gc.collect()  # the last mode's model and optimizer are gone
+                if cuda:
+                    torch.cuda.empty_cache()
+                r = results[label]
+                print(f"  ran {label}: {r['sec'] * 1e3:.1f} ms/step", flush=True)
+        finally:
+            if previous is None:
+                os.environ.pop("STMT_DISABLE_KERNELS", None)
+            else:
+                os.environ["STMT_DISABLE_KERNELS"] = previous
 
-    header = f"{'offset attention':<17} {'step ms':>9} {'clips/s':>9} {'x ref':>7} {'peak MiB':>9} {'mem/ref':>8} {'kernel calls/step':>18}"
+    flops = next((r["flops"] for r in results.values() if not math.isnan(r["flops"])), math.nan)
+    if not math.isnan(flops):
+        print(
+            f"FLOPs per step (fwd+bwd, counted): {flops / 1e9:.1f} G = {flops / args.batch / 1e9:.1f} G per clip"
+        )
+    header = (
+        f"{'model':<17} {'step ms':>9} {'clips/s':>9} {'x first':>8} {'MFU %':>6} "
+        f"{'peak GiB':>9} {'compile s':>10}"
+    )
     print(header)
     print("-" * len(header))
-    ref_time, ref_peak, _ = results["reference"]
-    for mode, (sec, peak, n_calls) in results.items():
-        peak_txt = "n/a" if math.isnan(peak) else f"{peak:.0f}"
-        mem_ratio = "-" if math.isnan(peak) else f"{peak / ref_peak:.2f}"
+    first = next(iter(results.values()))["sec"]
+    for label, r in results.items():
+        mfu = flops / r["sec"] / (args.peak_tflops * 1e12) * 100 if cuda else math.nan
+        fmt = lambda v, f: "n/a" if math.isnan(v) else format(v, f)
         print(
-            f"{mode:<17} {sec * 1e3:9.1f} {args.batch / sec:9.2f} {ref_time / sec:6.2f}x "
-            f"{peak_txt:>9} {mem_ratio:>8} {n_calls:>18}"
+            f"{label:<17} {r['sec'] * 1e3:9.1f} {args.batch / r['sec']:9.1f} "
+            f"{first / r['sec']:7.2f}x {fmt(mfu, '6.1f'):>6} {fmt(r['peak_gib'], '9.2f'):>9} "
+            f"{fmt(r['compile_s'], '10.1f'):>10}"
         )
     return 0
 

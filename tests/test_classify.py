@@ -443,6 +443,7 @@ def test_cli_out_json_records_how_it_was_made(ckpt, tmp_path, capsys):
     doc = json.loads(out.read_text())
     assert doc["checkpoint"] == str(ckpt) and doc["arch"] == "stmt_tiny"
     assert doc["window_s"] == 1.0 and doc["stride_s"] == 0.5  # the checkpoint's window, half stride
+    assert doc["clip_s"] is None  # this checkpoint records no clip_s: windows for every file
     assert doc["classes"] == CLASSES and doc["top_k"] == 3
     assert doc["files"] == json.loads(stdout)
     for record in doc["files"]:
@@ -554,6 +555,13 @@ def test_checkpoint_clip_s_is_read_and_checked(ckpt, tmp_path, capsys):
     good = tmp_path / "clip.ckpt"
     torch.save(raw, good)
     assert Classifier.from_checkpoint(good).clip_s == 2.5
+    clip, out = write_mesh_npz(tmp_path / "c.npz", 2.0), tmp_path / "p.json"
+    code, stdout, err = run_cli([clip, "--ckpt", good, "--json", "--out", out], capsys)
+    assert code == 0, err
+    assert len(json.loads(stdout)[0]["windows"]) == 1  # 2 s <= clip_s: one whole clip
+    assert json.loads(out.read_text())["clip_s"] == 2.5
+    code, stdout, _ = run_cli([clip, "--ckpt", good, "--json", "--window", "1"], capsys)
+    assert len(json.loads(stdout)[0]["windows"]) == 3  # an explicit window cuts every file
     raw["hyper_parameters"]["clip_s"] = float("nan")
     bad = tmp_path / "bad.ckpt"
     torch.save(raw, bad)

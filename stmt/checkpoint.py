@@ -11,7 +11,10 @@ data, so that ``torch.load(path, weights_only=True)`` reads it:
   ``class_names``, ``fps``, ``window_s``, optionally ``clip_s`` (the longest
   labelled training sample in seconds, ``STMTDataModule.clip_s``: inference
   takes a file no longer than that as one whole clip; checkpoints without it
-  are always cut into windows of ``window_s``), the optimiser settings, and
+  are always cut into windows of ``window_s``), optionally ``fixed_window``
+  (true: trained on clips that each cover ``window_s`` seconds, so inference
+  cuts every file into such windows; see :mod:`stmt.clip`), the optimiser
+  settings, and
   ``_class_path`` (which module wrote it; LightningCLI's ``--ckpt_path`` reads
   it). :func:`model_args` completes ``model_args`` with the three sizes, so
   ``build_model(arch, **model_args(hp))`` rebuilds the bare model. Checkpoints
@@ -214,6 +217,10 @@ def check_hparams(hp: dict[str, Any], path: str | Path) -> None:
             raise InputError(
                 path, f"bad checkpoint: {key} is {value!r}; expected a positive number up to {hi:g}"
             )
+    if not isinstance(hp.get("fixed_window", False), bool):
+        raise InputError(
+            path, f"bad checkpoint: fixed_window is {hp['fixed_window']!r}; expected true or false"
+        )
     for key, value in (hp.get("model_args") or {}).items():
         if isinstance(value, float) and not math.isfinite(value):
             raise InputError(path, f"bad checkpoint: model_args {key} is {value!r}")

@@ -12,7 +12,14 @@ the clips it was trained on were.
    is kept as float16 offsets from its mean point plus a float32 centre
    (:func:`to_cache_form`), as the cache stores it.
 2. **Windows.** A training sample is a span of grid frames (a whole realmix
-   clip, or a labelled segment of at most ``chunk_s``). At inference
+   clip, or a labelled segment of at most ``chunk_s``). With **fixed windows**
+   (``STMTDataModule(window=True)``, recorded in the checkpoint as
+   ``fixed_window``) every clip instead covers ``window_s`` seconds whatever
+   the sample's length, so the model sees motion at one time scale: a longer
+   sample gives a window at a random place (training) or its centre window
+   (evaluation), a shorter one sits in the middle of the window with its first
+   and last frames held before and after it; inference cuts files into such
+   windows, a short file padded the same way. Otherwise, at inference
    (:func:`plan_windows`), without an explicit window a file no longer than
    ``clip_s`` (the longest training sample) is one window spanning all of
    it, as training saw such a clip; a longer file, or any file when a window
@@ -116,6 +123,7 @@ class Windows:
     length: np.ndarray
     fps: float
     duration: float
+    span: int = 0  # > 0: fixed windows of this many grid frames (see bin_frames)
 
     def __len__(self) -> int:
         return len(self.start)
@@ -129,7 +137,7 @@ class Windows:
 
     def grid_frames(self, num_frames: int) -> np.ndarray:
         """(W, num_frames) grid frames of each window's clip: bin centres."""
-        return bin_frames(self.length, num_frames) + self.start[:, None]
+        return bin_frames(self.length, num_frames, window=self.span) + self.start[:, None]
 
 
 def window_starts(total: int, length: int, stride: int) -> np.ndarray:
@@ -163,34 +171,52 @@ def plan_windows(
     clip_s: float | None,
     window: float,
     stride: float,
+    fixed: bool = False,
 ) -> Windows:
     """How a sequence of ``num_frames`` at ``src_fps`` is cut (module docstring, step 2).
 
     ``clip_s`` None: always windows of ``window`` s every ``stride`` s; else a sequence
     whose grid is no longer than ``clip_s`` seconds is one whole-clip window.
+    ``fixed``: every window's clip covers ``window`` s (a shorter file padded), as a
+    checkpoint trained with fixed windows saw its clips; ``clip_s`` is not used.
     """
     n = grid_length(num_frames, src_fps, fps)
     duration = num_frames / src_fps
-    if clip_s is not None and n <= round(clip_s * fps):
-        return Windows(np.zeros(1, np.int64), np.array([n]), fps, duration)
     length, step = window_lengths(fps, window, stride)
+    if not fixed and clip_s is not None and n <= round(clip_s * fps):
+        return Windows(np.zeros(1, np.int64), np.array([n]), fps, duration)
     starts = window_starts(n, length, step)
-    return Windows(starts, np.full(len(starts), min(length, n), np.int64), fps, duration)
+    lengths = np.full(len(starts), min(length, n), np.int64)
+    return Windows(starts, lengths, fps, duration, span=length if fixed else 0)
 
 
 # --------------------------------------------------------------------------- 3. frames
 def bin_frames(
-    length: np.ndarray, num_frames: int, rng: np.random.Generator | None = None
+    length: np.ndarray,
+    num_frames: int,
+    rng: np.random.Generator | None = None,
+    window: int = 0,
 ) -> np.ndarray:
     """(B, T) frame indices within spans of ``length`` (B,) frames.
 
     ``rng`` None: the centre of each of T equal bins; given: one uniform draw in each.
+    ``window`` 0: the bins cover the span. ``window`` > 0 (fixed windows, module
+    docstring): they cover ``window`` frames placed in the span, at a uniformly random
+    start (``rng``) or centred, or, for a span shorter than that, around it with
+    indices outside it held at its first / last frame.
     """
-    length = np.asarray(length, dtype=np.float64)[:, None]  # (B, 1)
+    length = np.asarray(length, dtype=np.int64)[:, None]  # (B, 1)
+    B = length.shape[0]
+    cover = length.astype(np.float64) if window <= 0 else np.full((B, 1), float(window))
     edges = np.arange(num_frames, dtype=np.float64)[None, :]  # (1, T)
-    u = 0.5 if rng is None else rng.random((length.shape[0], num_frames))
-    pos = (edges + u) * length / num_frames  # (B, T) in [0, length)
-    return np.minimum(pos.astype(np.int64), length.astype(np.int64) - 1)
+    u = 0.5 if rng is None else rng.random((B, num_frames))
+    pos = (edges + u) * cover / num_frames  # (B, T) in [0, cover)
+    if window > 0:
+        slack = (length - window).astype(np.float64)  # > 0: room to move; < 0: padding
+        place = 0.5 if rng is None else rng.random((B, 1))
+        pos += np.where(slack > 0, np.floor(place * (slack + 1)), np.round(slack / 2))
+        return np.clip(np.floor(pos).astype(np.int64), 0, length - 1)
+    return np.minimum(pos.astype(np.int64), length - 1)
 
 
 # --------------------------------------------------------------------------- 4. normalisation

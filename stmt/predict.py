@@ -17,7 +17,10 @@ inferencer (MMAction2's), it runs in three steps, each a method:
    windows of ``window_s`` (the checkpoint's median training sample) every
    ``stride`` seconds (default: half a window) covering it, the last aligned
    to the end. A checkpoint from before ``clip_s`` was recorded is always cut
-   into windows (a file no longer than one window is one window).
+   into windows (a file no longer than one window is one window). A checkpoint
+   trained with fixed windows (``fixed_window``) is always cut into windows that
+   each cover ``window`` seconds, a shorter file padded in the middle of one, as
+   its training clips were.
 2. :meth:`Classifier.forward`: the windows of several files through the model
    in batches (files of one body topology share a model call).
 3. :meth:`Classifier.postprocess`: softmax probabilities -> a
@@ -205,6 +208,8 @@ class Classifier:
 
     ``clip_s``: the longest training sample in seconds (a sequence no longer than it
     is one whole-clip window); None for checkpoints that do not record it.
+    ``fixed_window``: the checkpoint was trained on clips that each cover ``window_s``
+    seconds (:mod:`stmt.clip`): every sequence is cut into such windows.
     """
 
     def __init__(
@@ -220,6 +225,7 @@ class Classifier:
         device: str = "cpu",
         source: Path | None = None,
         clip_s: float | None = None,
+        fixed_window: bool = False,
     ):
         self.model = model.eval()
         self.class_names = list(class_names)
@@ -228,6 +234,7 @@ class Classifier:
         self.fps = float(fps)
         self.window_s = float(window_s)
         self.clip_s = None if clip_s is None else float(clip_s)
+        self.fixed_window = bool(fixed_window)
         self.arch = arch
         self.train_geodesic = geodesic  # (N, N) of the training template, or None
         self.device = device
@@ -255,6 +262,7 @@ class Classifier:
             device=device,
             source=path,
             clip_s=None if hp.get("clip_s") is None else float(hp["clip_s"]),
+            fixed_window=bool(hp.get("fixed_window", False)),
         )
 
     # ----------------------------------------------------------------- template
@@ -315,7 +323,7 @@ class Classifier:
         pass the limits of :mod:`stmt.limits` (counted before any is cut)."""
         from stmt import limits
 
-        whole = self.clip_s if window is None else None
+        whole = self.clip_s if window is None and not self.fixed_window else None
         window = self.window_s if window is None else float(window)
         stride = window / 2 if stride is None else float(stride)
         if not (math.isfinite(window) and math.isfinite(stride)) or (
@@ -338,8 +346,9 @@ class Classifier:
                 "limits; use a larger --stride",
             )
         return clip.plan_windows(
-            num_frames, fps, self.fps, clip_s=whole, window=window, stride=stride
-        )
+            num_frames, fps, self.fps, clip_s=whole, window=window, stride=stride,
+            fixed=self.fixed_window,
+        )  # fmt: skip
 
     def frames_needed(
         self, num_frames: int, fps: float, window: float | None = None, stride: float | None = None

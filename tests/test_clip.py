@@ -112,6 +112,69 @@ def test_classifier_takes_a_file_as_one_whole_clip_like_training(prepared):
     pytest.fail("no sample spans a whole file")
 
 
+def test_fixed_windows_training_and_inference_make_the_same_clips(prepared):
+    """With fixed windows (every clip covers window_s seconds) the evaluation clip of a
+    sample shorter than a window (centred, its ends held) and of a longer one (its centre
+    window) equal, bit for bit, the clips the inference path makes of those frames; a
+    Classifier of a fixed-window checkpoint cuts a short file into that one padded clip."""
+    from stmt.model.stmt import build_model
+
+    cache, data, models = prepared
+    dm = STMTDataModule(str(cache), num_frames=8, num_workers=0, window=True)
+    assert dm.fixed_window and dm.clip_s is None
+    W = round(dm.window_s * dm.fps)
+    ids = np.arange(len(dm.index.sample_label))
+    ds = CacheClips(
+        cache, ids, dm.index.sample_frame_start(), dm.index.sample_length,
+        dm.index.sample_label, 8, train=False, augment=dm.augment_args, window=W,
+    )  # fmt: skip
+    x, _ = ds.clips(ids)
+    args = {"num_classes": 2, "num_frames": 8, "num_points": 48, "centers1": 16, "centers2": 8}
+    clf = Classifier(
+        build_model("stmt_tiny", **args), ["walk", "jump"], 8, 48, dm.fps,
+        window_s=dm.window_s, fixed_window=True,
+    )  # fmt: skip
+    sources = dm.index.meta["sequences"]["source"]
+    kinds = set()
+    for i, sid in enumerate(ids):
+        s = int(dm.index.sample_seq[sid])
+        path = _source_file(data, sources[s])
+        seq = read_sequence(
+            path, body="smplh", body_models=models, vertex_ids=dm.template.vertex_ids
+        )
+        start, length = int(dm.index.sample_start[sid]), int(dm.index.sample_length[sid])
+        if length <= W:
+            win = clip.Windows(np.array([start]), np.array([length]), dm.fps, seq.duration, span=W)
+            kinds.add("short")
+            if start == 0 and length == dm.index.seq_length[s]:  # the whole file
+                item = clf.preprocess(read_sequence(path, body="smplh", body_models=models))
+                assert len(item.windows) == 1
+                np.testing.assert_array_equal(item.clips[0], x[i].numpy())
+                kinds.add("file")
+        else:
+            centre = start + (length - W + 1) // 2
+            win = clip.Windows(np.array([centre]), np.array([W]), dm.fps, seq.duration, span=W)
+            kinds.add("long")
+        y = clip.clip_inputs(seq.vertices, seq.fps, dm.fps, win.grid_frames(8))
+        np.testing.assert_array_equal(x[i].numpy(), y[0])
+    assert kinds == {"short", "long", "file"}, kinds
+
+
+def test_fixed_window_frames():
+    """Fixed windows of 10 frames, T = 5: a 4-frame span sits in the middle, its ends held;
+    a 30-frame span gives its centre window (evaluation) or one inside it (training); a
+    10-frame span gives what plain bins give."""
+    np.testing.assert_array_equal(clip.bin_frames([4], 5, window=10), [[0, 0, 2, 3, 3]])
+    np.testing.assert_array_equal(clip.bin_frames([30], 5, window=10), [[11, 13, 15, 17, 19]])
+    np.testing.assert_array_equal(clip.bin_frames([10], 5, window=10), clip.bin_frames([10], 5))
+    rng = np.random.default_rng(0)
+    f = clip.bin_frames(np.full(500, 30), 5, rng, window=10)
+    assert f.min() >= 0 and f.max() <= 29 and np.all(f[:, -1] - f[:, 0] < 10)
+    assert len(np.unique(f[:, 0])) > 15, "windows are placed anywhere in the span"
+    short = clip.bin_frames(np.full(200, 4), 5, rng, window=10)
+    assert short.min() == 0 and short.max() == 3
+
+
 # --------------------------------------------------------------------------- windows
 @settings(max_examples=200, deadline=None)
 @given(

@@ -55,6 +55,7 @@ class FakeClipData(pl.LightningDataModule):
         self.num_classes, self.num_frames, self.num_points = num_classes, num_frames, num_points
         self.class_names = [f"action {i}" for i in range(num_classes)]
         self.fps, self.window_s = 30.0, num_frames / 30.0
+        self.clip_s, self.fixed_window = 2.5, True  # how clips were cut: recorded for inference
         pts = torch.randn(num_points, 3, generator=gen)
         self.geodesic = torch.cdist(pts, pts)
         self.batch_size = batch_size
@@ -224,6 +225,7 @@ def test_cli_links_the_data_module_into_the_model(tmp_path):
     assert isinstance(cli.model, STMTClassifier)
     assert (hp.num_classes, hp.num_frames, hp.num_points) == (5, 4, 32)
     assert hp.class_names == [f"action {i}" for i in range(5)] and hp.window_s == 4 / 30
+    assert (hp.clip_s, hp.fixed_window) == (2.5, True)
     assert hp.model_args["centers1"] == 16
 
 

@@ -71,6 +71,7 @@ class CacheClips(Dataset):
         train: bool,
         augment: dict | None = None,
         seed: int = 0,
+        window: int = 0,
     ):
         self.cache = str(cache)
         self.sample_ids = np.asarray(sample_ids, dtype=np.int64)
@@ -81,6 +82,7 @@ class CacheClips(Dataset):
         self.train = train
         self.augment = augment or {}
         self.seed = seed
+        self.window = int(window)  # > 0: fixed windows of this many frames (stmt.clip)
         self._arrays = None  # opened lazily, once per process (DataLoader worker)
         self._rng = None
         self._bank = None
@@ -118,7 +120,8 @@ class CacheClips(Dataset):
         items = np.asarray(items, dtype=np.int64)
         B, T = len(items), self.num_frames
         rng = self._rng if self.train else None
-        frames = bin_frames(self.length[items], T, rng) + self.frame_start[items][:, None]
+        frames = bin_frames(self.length[items], T, rng, self.window)
+        frames += self.frame_start[items][:, None]
         flat = frames.reshape(-1)  # (B*T,)
         off = torch.from_numpy(verts[flat])  # (B*T, N, 3) float16
         rot = None
@@ -189,6 +192,14 @@ class STMTDataModule(pl.LightningDataModule):
             (``datasets/synthetic/smoke.yaml``): a count of samples, unlike
             Lightning's ``limit_*_batches`` whose meaning changes between 1 and 1.0.
             None: every sample.
+        window: fixed windows (:mod:`stmt.clip`): every clip covers the cache's
+            ``window_s`` seconds, whatever its sample's length (a random window of a
+            longer sample in training, its centre window in evaluation; a shorter
+            sample held at its ends), so motion is seen at one time scale; recorded
+            in the checkpoint (``fixed_window``) for inference. False: a clip spans
+            its whole sample.
+        mirror: mirror half of the training clips left-right (augmentation; for
+            label sets without left/right classes).
     """
 
     def __init__(
@@ -218,6 +229,8 @@ class STMTDataModule(pl.LightningDataModule):
         class_balance: float = 0.0,
         pin_memory: bool = False,
         max_samples: int | None = None,
+        window: bool = False,
+        mirror: bool = False,
     ):
         super().__init__()
         if num_frames < 1:
@@ -257,6 +270,9 @@ class STMTDataModule(pl.LightningDataModule):
                 self.augment_args.update(scale_min=scale_min, scale_max=scale_max)
             if jitter:
                 self.augment_args.update(jitter_std=jitter_std, jitter_clip=jitter_clip)
+            if mirror:
+                self.augment_args["mirror"] = True
+        self.window = bool(window)
         self._datasets: dict[str, CacheClips] = {}
 
     # ---- what the model needs to know (available right after __init__)
@@ -281,9 +297,17 @@ class STMTDataModule(pl.LightningDataModule):
         return self.index.window_s
 
     @property
-    def clip_s(self) -> float:
+    def fixed_window(self) -> bool:
+        """Clips cover ``window_s`` seconds each (``window``), in training and inference."""
+        return self.window
+
+    @property
+    def clip_s(self) -> float | None:
         """Seconds of the longest labelled training sample: ``stmt classify`` takes a
-        file no longer than this as one whole clip, as training did."""
+        file no longer than this as one whole clip, as training did (None with fixed
+        windows: every clip is a window)."""
+        if self.window:
+            return None
         ids = self.index.split_indices(self.splits["fit"])
         ids = ids[self.index.sample_label[ids] != UNLABELLED]
         if len(ids) == 0:
@@ -358,6 +382,7 @@ class STMTDataModule(pl.LightningDataModule):
                 train=stage == "fit",
                 augment=self.augment_args,
                 seed=self.seed,
+                window=round(self.window_s * self.fps) if self.window else 0,
             )
         return self._datasets[stage]
 

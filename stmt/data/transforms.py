@@ -18,11 +18,15 @@ def augment_matrices(
     tilt_deg: float = 0.0,
     scale_min: float = 1.0,
     scale_max: float = 1.0,
+    mirror: bool = False,
 ) -> np.ndarray:
-    """(B, 3, 3) float32: random yaw, then tilt, then scale (column vectors: v' = M v).
+    """(B, 3, 3) float32: random mirror, yaw, then tilt, then scale (column vectors:
+    v' = M v).
 
-    Yaw: U(-rotate_range, rotate_range) rad about z; tilt: U(-tilt_deg, tilt_deg) degrees
-    about a horizontal axis at a uniform angle (Rodrigues); scale: U(scale_min, scale_max).
+    Mirror: x -> -x with probability 1/2 (left and right swap: for label sets with no
+    left/right classes); yaw: U(-rotate_range, rotate_range) rad about z; tilt:
+    U(-tilt_deg, tilt_deg) degrees about a horizontal axis at a uniform angle
+    (Rodrigues); scale: U(scale_min, scale_max).
     """
     mats = np.broadcast_to(np.eye(3), (B, 3, 3)).copy()
     if rotate_range > 0:
@@ -41,4 +45,6 @@ def augment_matrices(
         mats = rt @ mats
     if scale_max > scale_min or scale_min != 1.0:
         mats = mats * rng.uniform(scale_min, scale_max, B)[:, None, None]
+    if mirror:
+        mats[rng.random(B) < 0.5, :, 0] *= -1  # M @ diag(-1, 1, 1): mirrored first
     return mats.astype(np.float32)

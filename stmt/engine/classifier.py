@@ -66,8 +66,10 @@ class STMTClassifier(pl.LightningModule):
     Args:
         arch: model size, ``"stmt_tiny"`` or ``"stmt_base"``.
         model_args: constructor overrides for the model (see ``stmt.model.stmt.STMT``).
-        num_classes, num_frames, num_points, class_names, fps, window_s: the
-            dataset's, linked from the data module by the CLI.
+        num_classes, num_frames, num_points, class_names, fps, window_s, clip_s,
+            fixed_window: the dataset's and how its clips were cut, linked from the
+            data module by the CLI and kept in the checkpoint for inference
+            (:mod:`stmt.clip`).
         lr, weight_decay, warmup_fraction: AdamW with linear warm-up over that
             share of all steps, then cosine decay.
         label_smoothing: cross-entropy label smoothing.
@@ -90,6 +92,8 @@ class STMTClassifier(pl.LightningModule):
         class_names: list[str] | None = None,
         fps: float = 30.0,
         window_s: float = 0.8,
+        clip_s: float | None = None,
+        fixed_window: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 0.05,
         warmup_fraction: float = 0.05,
@@ -114,6 +118,8 @@ class STMTClassifier(pl.LightningModule):
                 class_names=class_names,
                 fps=float(fps),
                 window_s=float(window_s),
+                clip_s=None if clip_s is None else float(clip_s),
+                fixed_window=bool(fixed_window),
                 lr=lr,
                 weight_decay=weight_decay,
                 warmup_fraction=warmup_fraction,

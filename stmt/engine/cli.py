@@ -16,7 +16,10 @@ from __future__ import annotations
 import sys
 
 # Data-module attributes linked into the model's init args of the same name.
-LINKED = ("num_classes", "num_frames", "num_points", "class_names", "fps", "window_s")
+LINKED = (
+    "num_classes", "num_frames", "num_points", "class_names", "fps", "window_s", "clip_s",
+    "fixed_window",
+)  # fmt: skip
 
 
 def build_cli(argv: list[str], datamodule_class=None, run: bool = True):

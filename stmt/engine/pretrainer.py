@@ -3,7 +3,7 @@
 Labels in the batches are ignored. The encoder's weights are ``model.encoder.*``
 in the checkpoint; ``STMTClassifier(pretrained=<this .ckpt>)`` loads them.
 The dataset arguments (``num_classes``, ``class_names``, ``fps``,
-``window_s``) are only recorded in the checkpoint, so the same CLI links
+``window_s``, ``clip_s``, ``fixed_window``) are only recorded in the checkpoint, so the same CLI links
 work for both modules.
 """
 
@@ -43,6 +43,8 @@ class STMTPretrainer(pl.LightningModule):
         class_names: list[str] | None = None,
         fps: float = 30.0,
         window_s: float = 0.8,
+        clip_s: float | None = None,
+        fixed_window: bool = False,
         patch_size: int = 16,
         mask_ratio: float = 0.5,
         masking: str = "tube",
@@ -67,6 +69,8 @@ class STMTPretrainer(pl.LightningModule):
                 class_names=list(class_names or []),
                 fps=float(fps),
                 window_s=float(window_s),
+                clip_s=None if clip_s is None else float(clip_s),
+                fixed_window=bool(fixed_window),
                 patch_size=patch_size,
                 mask_ratio=mask_ratio,
                 masking=masking,

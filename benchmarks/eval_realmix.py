@@ -4,7 +4,8 @@
 sources (HDM05's held-out performers mm and tr, Bandai-Namco's held-out styles, and the
 synthetic set's held-out subjects), and issue 10 asks for each. This script runs each
 checkpoint on the cache's test clips exactly as ``stmt test`` does (the DataModule's
-evaluation clips: 24 bin-centre frames, no augmentation) and prints top-1, top-5 and
+evaluation clips: 24 bin-centre frames of the whole sample, or of its centre window for
+a checkpoint trained with fixed windows; no augmentation) and prints top-1, top-5 and
 top-1-norm (mean per-class top-1) per source, plus a confusion-matrix PNG per source.
 
 A checkpoint's class list may differ from the cache's (the synthetic checkpoint knows 15
@@ -95,18 +96,22 @@ def main() -> None:
     from stmt.data.datamodule import STMTDataModule
     from stmt.predict import Classifier
 
-    dm = STMTDataModule(args.cache, num_workers=0, test_split=args.split, batch_size=64)
-    ds = dm.dataset("test")
-    index = dm.index
-    seq_source = index.meta["sequences"]["source"]
-    sources = np.array([source_of(seq_source[s]) for s in index.sample_seq[ds.sample_ids]])
-    geodesic = dm.geodesic.numpy()
-    cache_names = dm.class_names
     results = {}
     for ckpt in args.ckpt:
         clf = Classifier.from_checkpoint(ckpt)
+        # each checkpoint's clips cut as it was trained: whole samples or fixed windows
+        dm = STMTDataModule(
+            args.cache, num_workers=0, test_split=args.split, batch_size=64,
+            window=clf.fixed_window,
+        )  # fmt: skip
         if clf.num_points != dm.num_points:
             raise SystemExit(f"{ckpt}: N={clf.num_points} but the cache has N={dm.num_points}")
+        ds = dm.dataset("test")
+        index = dm.index
+        seq_source = index.meta["sequences"]["source"]
+        sources = np.array([source_of(seq_source[s]) for s in index.sample_seq[ds.sample_ids]])
+        geodesic = dm.geodesic.numpy()
+        cache_names = dm.class_names
         probs = []
         with torch.inference_mode():
             for start in range(0, len(ds), 64):

@@ -192,8 +192,11 @@ def main(argv=None) -> int:
     parser.add_argument("--base", default="2b99dcd", help="commit whose model is the baseline")
     parser.add_argument("--base-src", type=Path, help="the base commit's files, instead of git")
     parser.add_argument("--compiled", action="store_true", help="also time torch.compile")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="batch 2, T 4, 2 steps")
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     archs = args.arch or ["stmt_tiny", "stmt_base"]
     sys.path.insert(0, str(ROOT))  # this tree's stmt, whatever is installed
     with tempfile.TemporaryDirectory() as tmp:

@@ -203,3 +203,17 @@ def test_shipped_checkpoints_load_and_predict_as_the_concatenation_does(name):
         want = model.double()(vertices.double(), geodesic.double())
     torch.testing.assert_close(got.double(), want, rtol=1e-4, atol=1e-4)
     assert torch.equal(got.argmax(-1), want.argmax(-1))
+
+
+def test_neighbor_max_has_amax_values_and_gradients_ties_included():
+    from stmt.ops.points import neighbor_max
+
+    x = torch.randn(2, 3, 4, 5, 6).relu()  # zeros: ties within a neighbourhood
+    x[0, 0, 0, 1] = x[0, 0, 0, 0]  # an exact tie at a positive value
+    x.requires_grad_()
+    g = torch.randn(2, 3, 4, 6)
+    got = neighbor_max(x, dim=3)
+    (got_grad,) = torch.autograd.grad(got, x, g)
+    want = x.amax(dim=3)
+    (want_grad,) = torch.autograd.grad(want, x, g)
+    assert torch.equal(got, want) and torch.equal(got_grad, want_grad)

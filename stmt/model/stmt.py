@@ -26,7 +26,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stmt.ops import offset_attention
-from stmt.ops.points import euclidean_knn, gather_neighbors, knn_indices
+from stmt.ops.points import euclidean_knn, gather_neighbors, knn_indices, neighbor_max
 
 # ----------------------------------------------------------------------------- blocks
 
@@ -147,16 +147,7 @@ class PatchBranch(nn.Module):
         x = first.norm_relu(y)
         for layer in mlp[1:]:
             x = layer(x)
-        # Max over the k neighbours. On the CPU by max, whose backward sends the
-        # gradient to the one argmax (a scatter); amax's splits it among ties (a
-        # compare, a count and a division over the whole (B, T, m, k, C') tensor,
-        # 4x slower there). They differ only at ties, which after the ReLU are
-        # zeros whose gradient the ReLU stops anyway, or copies of one row, whose
-        # weight gradients sum the same. On a GPU amax's backward is elementwise
-        # work that torch.compile fuses, where max's scatter is not.
-        if x.device.type == "cpu":
-            return x.max(dim=3).values  # (B, T, m, C')
-        return x.amax(dim=3)  # (B, T, m, C')
+        return neighbor_max(x, dim=3)  # (B, T, m, C'): amax over the k neighbours
 
     def group(self, xyz: Tensor, geodesic: Tensor) -> Tensor:
         """Two levels of grouping: (B, T, N, 3) -> (B, T, P2, C2)."""

@@ -9,7 +9,9 @@ clips. First the logits and the loss gradients of every parameter of one
 step are compared, each model in float32 against the old model in float64; then steps (forward, cross-entropy,
 backward, Adam) are timed alternately, old, new, old, new, ... so that load
 from other processes on the machine falls on both alike, and the ratio of
-the medians is printed.
+the medians is printed, of wall-clock time and of this process's CPU time
+(with ``--threads 1`` the CPU time is the work done, whatever else runs; with
+more threads it includes OpenMP's spin-waiting).
 
     python benchmarks/bm_cpu_train_step.py                        # stmt_tiny and stmt_base
     python benchmarks/bm_cpu_train_step.py --arch stmt_tiny --batch 16 --steps 7
@@ -168,16 +170,25 @@ def bench(args, arch: str, old_mod) -> None:
         for _ in range(args.warmup):
             r.step()
     times = {name: [] for name in runners}
+    cpu_times = {name: [] for name in runners}
     for _ in range(args.steps):  # alternate, so that other load falls on all alike
         for name, r in runners.items():
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             r.step()
             times[name].append(time.perf_counter() - t0)
+            cpu_times[name].append(time.process_time() - c0)
     base = statistics.median(next(iter(times.values())))
-    print(f"  {'model':<22} {'median s':>9} {'min s':>8} {'clips/s':>8} {'x base':>7}")
+    cpu_base = statistics.median(next(iter(cpu_times.values())))
+    print(
+        f"  {'model':<22} {'median s':>9} {'min s':>8} {'clips/s':>8} {'x base':>7}"
+        f" {'CPU s':>7} {'x base':>7}"
+    )
     for name, ts in times.items():
-        med = statistics.median(ts)
-        print(f"  {name:<22} {med:9.3f} {min(ts):8.3f} {args.batch / med:8.1f} {base / med:6.2f}x")
+        med, cpu = statistics.median(ts), statistics.median(cpu_times[name])
+        print(
+            f"  {name:<22} {med:9.3f} {min(ts):8.3f} {args.batch / med:8.1f} {base / med:6.2f}x"
+            f" {cpu:7.3f} {cpu_base / cpu:6.2f}x"
+        )
 
 
 def main(argv=None) -> int:

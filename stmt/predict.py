@@ -332,6 +332,13 @@ class Classifier:
             raise InputError(
                 source, f"need 0 < stride <= window, got window {window} s, stride {stride} s"
             )
+        for name, value in (("window", window), ("stride", stride)):
+            if value * self.fps < 1 - 1e-9:  # would be rounded up to one frame: say so
+                raise InputError(
+                    source,
+                    f"--{name} {value:g} s is shorter than one frame of the model's "
+                    f"{self.fps:g} fps ({1 / self.fps:.4g} s); use a larger --{name}",
+                )
         total = clip.grid_length(num_frames, fps, self.fps)
         length, step = clip.window_lengths(self.fps, window, stride)
         count = clip.count_windows(total, length, step)

@@ -19,7 +19,7 @@ import numpy as np
 from stmt.data.samples import write_bvh
 from stmt.io.asf_amc import ASF_TO_BVH, amc_motion
 from stmt.motion import SkeletonMotion
-from stmt.retarget import RIGS, _key
+from stmt.retarget import RIGS, _key, _sided
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 HDM05_CLIP = DATA / "hdm05" / "HDM_bd_kickLFront1Reps_001_first60_120.amc"
@@ -110,72 +110,72 @@ def to_bvh(motion: SkeletonMotion, path: Path) -> Path:
     )  # fmt: skip
 
 
-# Rigs that no table of stmt.retarget lists, as such files name their joints (CMU name ->
-# theirs, "{s}" / "{S}" / "{Side}" the side as l / L / Left). Loading these exercises
-# the inference from side names and the joint tree (stmt.retarget.infer_joints).
+# Rigs that no table of stmt.retarget lists, as such files name their joints, written as
+# stmt.retarget.RIGS are ({their name pattern: CMU name}, expanded by
+# stmt.retarget._sided). Loading these exercises the inference from side names and the
+# joint tree (stmt.retarget.infer_joints).
 UNLISTED_RIGS: dict[str, dict[str, str]] = {
     # Unreal Engine mannequin (no hip joint bones there: named here as a rig would)
     "unreal": {
-        "Hips": "pelvis", "{S}HipJoint": "hip_joint_{s}", "{Side}UpLeg": "thigh_{s}",
-        "{Side}Leg": "calf_{s}", "{Side}Foot": "foot_{s}", "{Side}ToeBase": "ball_{s}",
-        "LowerBack": "spine_01", "Spine": "spine_02", "Spine1": "spine_03",
-        "Neck": "neck_01", "Neck1": "neck_02", "Head": "head",
-        "{Side}Shoulder": "clavicle_{s}", "{Side}Arm": "upperarm_{s}",
-        "{Side}ForeArm": "lowerarm_{s}", "{Side}Hand": "hand_{s}",
-        "{Side}FingerBase": "index_metacarpal_{s}", "{Side}HandIndex1": "index_01_{s}",
-        "{S}Thumb": "thumb_01_{s}",
+        "pelvis": "Hips", "hip_joint_{s}": "{C}HipJoint", "thigh_{s}": "{Side}UpLeg",
+        "calf_{s}": "{Side}Leg", "foot_{s}": "{Side}Foot", "ball_{s}": "{Side}ToeBase",
+        "spine_01": "LowerBack", "spine_02": "Spine", "spine_03": "Spine1", "neck_01": "Neck",
+        "neck_02": "Neck1", "head": "Head", "clavicle_{s}": "{Side}Shoulder",
+        "upperarm_{s}": "{Side}Arm", "lowerarm_{s}": "{Side}ForeArm", "hand_{s}": "{Side}Hand",
+        "index_metacarpal_{s}": "{Side}FingerBase", "index_01_{s}": "{Side}HandIndex1",
+        "thumb_01_{s}": "{C}Thumb",
     },
     # OptiTrack Motive
     "motive": {
-        "Hips": "Hip", "{S}HipJoint": "{S}Pelvis", "{Side}UpLeg": "{S}Thigh",
-        "{Side}Leg": "{S}Shin", "{Side}Foot": "{S}Foot", "{Side}ToeBase": "{S}Toe",
-        "LowerBack": "Ab", "Spine": "Spine", "Spine1": "Chest", "Neck": "Neck",
-        "Neck1": "Neck2", "Head": "Head", "{Side}Shoulder": "{S}Shoulder",
-        "{Side}Arm": "{S}UArm", "{Side}ForeArm": "{S}FArm", "{Side}Hand": "{S}Hand",
-        "{Side}FingerBase": "{S}Index1", "{Side}HandIndex1": "{S}Index2", "{S}Thumb": "{S}Thumb1",
+        "Hip": "Hips", "{S}Pelvis": "{C}HipJoint", "{S}Thigh": "{Side}UpLeg",
+        "{S}Shin": "{Side}Leg", "{S}Foot": "{Side}Foot", "{S}Toe": "{Side}ToeBase",
+        "Ab": "LowerBack", "Spine": "Spine", "Chest": "Spine1", "Neck": "Neck",
+        "Neck2": "Neck1", "Head": "Head", "{S}Shoulder": "{Side}Shoulder",
+        "{S}UArm": "{Side}Arm", "{S}FArm": "{Side}ForeArm", "{S}Hand": "{Side}Hand",
+        "{S}Index1": "{Side}FingerBase", "{S}Index2": "{Side}HandIndex1",
+        "{S}Thumb1": "{C}Thumb",
     },
     # Kinect-style names, the side last (here ShoulderLeft is the upper arm, HandLeft a
     # finger joint below WristLeft)
     "kinect": {
-        "Hips": "SpineBase", "{S}HipJoint": "PelvisSide{Side}", "{Side}UpLeg": "Hip{Side}",
-        "{Side}Leg": "Knee{Side}", "{Side}Foot": "Ankle{Side}", "{Side}ToeBase": "Foot{Side}",
-        "LowerBack": "SpineLow", "Spine": "SpineMid", "Spine1": "SpineShoulder",
-        "Neck": "Neck", "Neck1": "NeckUpper", "Head": "Head",
-        "{Side}Shoulder": "Clavicle{Side}", "{Side}Arm": "Shoulder{Side}",
-        "{Side}ForeArm": "Elbow{Side}", "{Side}Hand": "Wrist{Side}",
-        "{Side}FingerBase": "Hand{Side}", "{Side}HandIndex1": "HandTip{Side}",
-        "{S}Thumb": "Thumb{Side}",
+        "SpineBase": "Hips", "PelvisSide{Side}": "{C}HipJoint", "Hip{Side}": "{Side}UpLeg",
+        "Knee{Side}": "{Side}Leg", "Ankle{Side}": "{Side}Foot", "Foot{Side}": "{Side}ToeBase",
+        "SpineLow": "LowerBack", "SpineMid": "Spine", "SpineShoulder": "Spine1", "Neck": "Neck",
+        "NeckUpper": "Neck1", "Head": "Head", "Clavicle{Side}": "{Side}Shoulder",
+        "Shoulder{Side}": "{Side}Arm", "Elbow{Side}": "{Side}ForeArm",
+        "Wrist{Side}": "{Side}Hand", "Hand{Side}": "{Side}FingerBase",
+        "HandTip{Side}": "{Side}HandIndex1", "Thumb{Side}": "{C}Thumb",
     },
     # MakeHuman / Blender (".L" suffixes); the forearm is cut in two segments below
     "makehuman": {
-        "Hips": "root", "{S}HipJoint": "pelvis.{S}", "{Side}UpLeg": "upperleg01.{S}",
-        "{Side}Leg": "lowerleg01.{S}", "{Side}Foot": "foot.{S}", "{Side}ToeBase": "toe1-1.{S}",
-        "LowerBack": "spine05", "Spine": "spine04", "Spine1": "spine03", "Neck": "neck01",
-        "Neck1": "neck02", "Head": "head", "{Side}Shoulder": "clavicle.{S}",
-        "{Side}Arm": "upperarm01.{S}", "{Side}ForeArm": "lowerarm01.{S}",
-        "{Side}Hand": "wrist.{S}", "{Side}FingerBase": "metacarpal2.{S}",
-        "{Side}HandIndex1": "finger2-1.{S}", "{S}Thumb": "finger1-1.{S}",
+        "root": "Hips", "pelvis.{S}": "{C}HipJoint", "upperleg01.{S}": "{Side}UpLeg",
+        "lowerleg01.{S}": "{Side}Leg", "foot.{S}": "{Side}Foot", "toe1-1.{S}": "{Side}ToeBase",
+        "spine05": "LowerBack", "spine04": "Spine", "spine03": "Spine1", "neck01": "Neck",
+        "neck02": "Neck1", "head": "Head", "clavicle.{S}": "{Side}Shoulder",
+        "upperarm01.{S}": "{Side}Arm", "lowerarm01.{S}": "{Side}ForeArm",
+        "wrist.{S}": "{Side}Hand", "metacarpal2.{S}": "{Side}FingerBase",
+        "finger2-1.{S}": "{Side}HandIndex1", "finger1-1.{S}": "{C}Thumb",
     },
     # bones named "parent_child", l/r prefixes (a games-industry rig seen in research code)
     "games": {
-        "Hips": "RootJoint", "{S}HipJoint": "{s}Pelvis", "{Side}UpLeg": "{s}Hip",
-        "{Side}Leg": "{s}Knee", "{Side}Foot": "{s}Ankle", "{Side}ToeBase": "{s}ToeJoint",
-        "LowerBack": "pelvis_lowerback", "Spine": "lowerback_midback",
-        "Spine1": "lowerback_torso", "Neck": "torso_neck", "Neck1": "neck_upperneck",
-        "Head": "torso_head", "{Side}Shoulder": "{s}Torso_Clavicle",
-        "{Side}Arm": "{s}Shoulder", "{Side}ForeArm": "{s}Elbow", "{Side}Hand": "{s}Wrist",
-        "{Side}FingerBase": "{s}Finger_Base", "{Side}HandIndex1": "{s}Finger_Tip",
-        "{S}Thumb": "{s}Thumb",
+        "RootJoint": "Hips", "{s}Pelvis": "{C}HipJoint", "{s}Hip": "{Side}UpLeg",
+        "{s}Knee": "{Side}Leg", "{s}Ankle": "{Side}Foot", "{s}ToeJoint": "{Side}ToeBase",
+        "pelvis_lowerback": "LowerBack", "lowerback_midback": "Spine",
+        "lowerback_torso": "Spine1", "torso_neck": "Neck", "neck_upperneck": "Neck1",
+        "torso_head": "Head", "{s}Torso_Clavicle": "{Side}Shoulder", "{s}Shoulder": "{Side}Arm",
+        "{s}Elbow": "{Side}ForeArm", "{s}Wrist": "{Side}Hand",
+        "{s}Finger_Base": "{Side}FingerBase", "{s}Finger_Tip": "{Side}HandIndex1",
+        "{s}Thumb": "{C}Thumb",
     },
     # Maya Advanced Skeleton: _M/_L/_R suffixes, limbs cut by "Part" joints (below)
     "advancedskeleton": {
-        "Hips": "Root_M", "{S}HipJoint": "Pelvis_{S}", "{Side}UpLeg": "Hip_{S}",
-        "{Side}Leg": "Knee_{S}", "{Side}Foot": "Ankle_{S}", "{Side}ToeBase": "Toes_{S}",
-        "LowerBack": "Spine1_M", "Spine": "Spine2_M", "Spine1": "Chest_M", "Neck": "Neck_M",
-        "Neck1": "NeckUpper_M", "Head": "Head_M", "{Side}Shoulder": "Scapula_{S}",
-        "{Side}Arm": "Shoulder_{S}", "{Side}ForeArm": "Elbow_{S}", "{Side}Hand": "Wrist_{S}",
-        "{Side}FingerBase": "MiddleFinger1_{S}", "{Side}HandIndex1": "MiddleFinger2_{S}",
-        "{S}Thumb": "ThumbFinger1_{S}",
+        "Root_M": "Hips", "Pelvis_{S}": "{C}HipJoint", "Hip_{S}": "{Side}UpLeg",
+        "Knee_{S}": "{Side}Leg", "Ankle_{S}": "{Side}Foot", "Toes_{S}": "{Side}ToeBase",
+        "Spine1_M": "LowerBack", "Spine2_M": "Spine", "Chest_M": "Spine1", "Neck_M": "Neck",
+        "NeckUpper_M": "Neck1", "Head_M": "Head", "Scapula_{S}": "{Side}Shoulder",
+        "Shoulder_{S}": "{Side}Arm", "Elbow_{S}": "{Side}ForeArm", "Wrist_{S}": "{Side}Hand",
+        "MiddleFinger1_{S}": "{Side}FingerBase", "MiddleFinger2_{S}": "{Side}HandIndex1",
+        "ThumbFinger1_{S}": "{C}Thumb",
     },
 }  # fmt: skip
 # Bones of UNLISTED_RIGS cut in segments: (the CMU joint whose bone is cut, the new
@@ -189,14 +189,9 @@ UNLISTED_SEGMENTS = {
 }  # fmt: skip
 
 
-def _expand(table: dict[str, str], name: str) -> str | None:
-    for src, dst in table.items():
-        for s, side in (("l", "Left"), ("r", "Right")):
-            if src.format(S=s.upper(), Side=side) == name:
-                return dst.format(s=s, S=s.upper(), Side=side)
-        if "{" not in src and src == name:
-            return dst
-    return None
+def unlisted_names(rig: str) -> dict[str, str]:
+    """{CMU name: ``rig``'s name} of an unlisted rig."""
+    return {cmu: theirs for theirs, cmu in _sided(UNLISTED_RIGS[rig]).items()}
 
 
 def split_bone(motion: SkeletonMotion, joint: str, name: str) -> SkeletonMotion:
@@ -231,12 +226,12 @@ def split_bone(motion: SkeletonMotion, joint: str, name: str) -> SkeletonMotion:
 def unlisted(motion: SkeletonMotion, rig: str, seed: int = 0) -> SkeletonMotion:
     """The CMU-named ``motion`` renamed into an unlisted rig, its bones cut where that rig
     cuts them, with a random rest pose."""
-    table = UNLISTED_RIGS[rig]
+    table = unlisted_names(rig)
     for first, second in UNLISTED_SEGMENTS.get(rig, []):
         motion = split_bone(motion, first, f"Extra_{second}")
     moved = reexpress(motion, "cmu", seed=seed)  # CMU names kept, rest pose moved
     names = tuple(
-        n.replace("Extra_", "") if n.startswith("Extra_") else _expand(table, n) or f"Extra_{n}"
+        n.replace("Extra_", "") if n.startswith("Extra_") else table.get(n, f"Extra_{n}")
         for n in moved.names
     )  # fmt: skip
     return replace(moved, names=names)

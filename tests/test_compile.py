@@ -18,23 +18,13 @@ import torch
 import torch.nn.functional as F
 
 from stmt.engine.common import prepare_model_for_fit
-from stmt.model import build_model
+from tests.helpers.models import tiny_model
 
 T, N = 2, 48
 
 
 def _tiny():
-    torch.manual_seed(0)
-    return build_model(
-        "stmt_tiny",
-        num_classes=3,
-        num_frames=T,
-        num_points=N,
-        centers1=16,
-        centers2=8,
-        depth=1,
-        head_dropout=0.0,
-    )
+    return tiny_model(T, N)
 
 
 def _inputs():

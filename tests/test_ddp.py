@@ -20,24 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from stmt.engine.sync_batchnorm import SyncBatchNorm1d, convert_sync_batchnorm
-from stmt.model import build_model
+from tests.helpers.models import tiny_model
 
 BATCH, T, N, CLASSES = 4, 2, 48, 3
 
 
 def _model() -> nn.Module:
-    torch.manual_seed(0)
-    model = build_model(
-        "stmt_tiny",
-        num_classes=CLASSES,
-        num_frames=T,
-        num_points=N,
-        centers1=16,
-        centers2=8,
-        depth=1,
-        head_dropout=0.0,
-    )
-    return model.double().train()
+    return tiny_model(T, N, CLASSES).double().train()
 
 
 def _data():

@@ -29,6 +29,7 @@ Two steps, both here and nowhere else:
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -306,6 +307,7 @@ _FOOT_WORDS = ("ankle", "foot")
 _NOT_HAND = ("index", "middle", "ring", "pinky", "little", "thumb", "finger", "carpal")
 _NOT_FOOT = ("toe", "ball")
 _HELPER = ("twist", "roll", "share", "part", "helper", "adjust", "corrective", "nub", "end", "ik")
+_HELPER_AFFIX = ("twist", "roll")  # also as part of a word: ForearmTwist -> "forearmtwist"
 _MIDDLE = ("m", "c", "mid", "center", "centre")  # Head_M, Spine1_M: a middle marker
 _PREFIX = r"^(cc_base_|bip0*1[ _]|def[-_.]|org[-_.]|mch[-_.]|rl_)"
 _CLAVICLE = ("clavicle", "collar", "shoulder", "scapula")
@@ -317,8 +319,6 @@ def _words(name: str) -> tuple[str | None, tuple[str, ...]]:
     Sides as rigs write them: ``LeftArm``, ``lThigh``, ``LUArm``, ``L_Thigh``,
     ``thigh_l``, ``thigh.L``, ``ShoulderLeft``, ``CC_Base_L_Thigh``, ``Bip01 L Thigh``.
     """
-    import re
-
     raw = name.rsplit(":", 1)[-1].rsplit("|", 1)[-1].strip()
     raw = re.sub(_PREFIX, "", raw, flags=re.IGNORECASE)
     side = None
@@ -373,7 +373,8 @@ def infer_joints(
 
     def helper(j: int) -> bool:
         return any(
-            w in _HELPER or w.startswith(_HELPER[:2]) or w.endswith(_HELPER[:2]) for w in info[j][1]
+            w in _HELPER or w.startswith(_HELPER_AFFIX) or w.endswith(_HELPER_AFFIX)
+            for w in info[j][1]
         )
 
     def first(side: str | None, vocab: tuple[str, ...], avoid: tuple[str, ...]) -> int | None:
@@ -382,14 +383,9 @@ def infer_joints(
             if info[j][0] == side and any(w in vocab for w in info[j][1])
             and not _has(info[j][1], avoid) and not helper(j)
         ]  # fmt: skip
-        return (
-            min(
-                hits,
-                key=lambda j: (depth[j], vocab.index(next(w for w in info[j][1] if w in vocab))),
-            )
-            if hits
-            else None
-        )
+        # the joint nearest the root; at equal depth the vocabulary's order (wrist before hand)
+        rank = {j: min(vocab.index(w) for w in info[j][1] if w in vocab) for j in hits}
+        return min(hits, key=lambda j: (depth[j], rank[j])) if hits else None
 
     def up(j: int) -> int | None:
         """The nearest ancestor that is no helper bone; of a bone cut in segments

@@ -272,7 +272,8 @@ class STMTDataModule(pl.LightningDataModule):
                 self.augment_args.update(jitter_std=jitter_std, jitter_clip=jitter_clip)
             if mirror:
                 self.augment_args["mirror"] = True
-        self.window = bool(window)
+        # every clip covers window_s (stmt.clip); the CLI links it into the model as is
+        self.fixed_window = bool(window)
         self._datasets: dict[str, CacheClips] = {}
 
     # ---- what the model needs to know (available right after __init__)
@@ -297,16 +298,11 @@ class STMTDataModule(pl.LightningDataModule):
         return self.index.window_s
 
     @property
-    def fixed_window(self) -> bool:
-        """Clips cover ``window_s`` seconds each (``window``), in training and inference."""
-        return self.window
-
-    @property
     def clip_s(self) -> float | None:
         """Seconds of the longest labelled training sample: ``stmt classify`` takes a
         file no longer than this as one whole clip, as training did (None with fixed
         windows: every clip is a window)."""
-        if self.window:
+        if self.fixed_window:
             return None
         ids = self.index.split_indices(self.splits["fit"])
         ids = ids[self.index.sample_label[ids] != UNLABELLED]
@@ -382,7 +378,7 @@ class STMTDataModule(pl.LightningDataModule):
                 train=stage == "fit",
                 augment=self.augment_args,
                 seed=self.seed,
-                window=round(self.window_s * self.fps) if self.window else 0,
+                window=round(self.window_s * self.fps) if self.fixed_window else 0,
             )
         return self._datasets[stage]
 

@@ -205,15 +205,43 @@ def test_shipped_checkpoints_load_and_predict_as_the_concatenation_does(name):
     assert torch.equal(got.argmax(-1), want.argmax(-1))
 
 
-def test_neighbor_max_has_amax_values_and_gradients_ties_included():
-    from stmt.ops.points import neighbor_max
+@pytest.mark.parametrize("momentum", [0.1, None])
+def test_norm_relu_max_is_batch_norm_relu_amax(momentum):
+    """The fused CPU training path gives batch norm -> ReLU -> amax's values, gradients
+    (ties at zero and at a positive value included, a negative gamma too) and running
+    statistics, in float64 to rounding."""
+    from stmt.ops.points import norm_relu_max
 
-    x = torch.randn(2, 3, 4, 5, 6).relu()  # zeros: ties within a neighbourhood
-    x[0, 0, 0, 1] = x[0, 0, 0, 0]  # an exact tie at a positive value
-    x.requires_grad_()
-    g = torch.randn(2, 3, 4, 6)
-    got = neighbor_max(x, dim=3)
-    (got_grad,) = torch.autograd.grad(got, x, g)
-    want = x.amax(dim=3)
-    (want_grad,) = torch.autograd.grad(want, x, g)
-    assert torch.equal(got, want) and torch.equal(got_grad, want_grad)
+    torch.manual_seed(0)
+    y = torch.randn(2, 3, 4, 5, 6, dtype=torch.float64) * 2 + 0.7
+    y[0, 0, 0, 1] = y[0, 0, 0, 0]  # an exact tie in every channel
+    y[1, 2, 3] = 0.5  # a whole neighbourhood tied
+    g = torch.randn(2, 3, 4, 6, dtype=torch.float64)
+    norms = [torch.nn.BatchNorm1d(6, momentum=momentum).double() for _ in range(2)]
+    with torch.no_grad():
+        norms[0].weight.copy_(torch.tensor([1.5, -0.7, 0.3, -1.2, 0.0, 0.9]))
+        norms[0].bias.uniform_(-1, 1)
+    norms[1].load_state_dict(norms[0].state_dict())
+    results = []
+    for fused, norm in zip((False, True), norms):
+        x = y.clone().requires_grad_()
+        for _ in range(2):  # twice: the running statistics' update rule matters
+            if fused:
+                out = norm_relu_max(x, norm, dim=3)
+            else:
+                out = torch.relu(norm(x.reshape(-1, 6))).reshape(x.shape).amax(3)
+        out.backward(g)
+        results.append((out, x.grad, norm.weight.grad, norm.bias.grad, *norm.buffers()))
+    for want, got in zip(*results):
+        torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
+    assert (y.reshape(-1, 6) == 0.5).all(-1).sum() == 5  # the tied neighbourhood is there
+
+
+def test_norm_relu_max_falls_back_outside_cpu_training():
+    from stmt.ops.points import norm_relu_max
+
+    norm = torch.nn.BatchNorm1d(4).eval()
+    y = torch.randn(3, 5, 4)
+    want = torch.relu(norm(y.reshape(-1, 4))).reshape(3, 5, 4).amax(1)
+    assert torch.equal(norm_relu_max(y, norm, dim=1), want)
+    assert int(norm.num_batches_tracked) == 0  # evaluation updates nothing

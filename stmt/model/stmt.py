@@ -26,7 +26,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stmt.ops import offset_attention
-from stmt.ops.points import euclidean_knn, gather_neighbors, knn_indices, neighbor_max
+from stmt.ops.points import (
+    euclidean_knn,
+    gather_neighbors,
+    knn_indices,
+    norm_relu_max,
+    point_linear,
+)
 
 # ----------------------------------------------------------------------------- blocks
 
@@ -40,7 +46,7 @@ class LinearBNReLU(nn.Module):
         self.norm = nn.BatchNorm1d(c_out)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., c_in) -> (..., c_out)
-        return self.norm_relu(self.linear(x))
+        return self.norm_relu(point_linear(x, self.linear.weight))
 
     def norm_relu(self, y: Tensor) -> Tensor:  # (..., c_out) -> (..., c_out)
         """BatchNorm over all but the channels, then ReLU (in place on the new tensor)."""
@@ -126,10 +132,11 @@ class PatchBranch(nn.Module):
 
         The MLP's input for neighbour j of centre i is (xyz_j - xyz_i, f_j - f_i, f_i).
         In float32 (no autocast) its first linear layer, W = [Wx | Wd | Wc], is applied
-        before the gather: W x = u_j - u_i + Wc f_i with u = [xyz, f] [Wx | Wd]^T per
-        point, the same sum computed over the n points instead of the m*k neighbours,
-        without the (B, T, m, k, 3 + 2C) input. In 16 bits u_j - u_i would lose the
-        small offsets to rounding, so there the input is built as written.
+        before the gather: W x = u_j + (Wc f_i - u_i) with u = [xyz, f] [Wx | Wd]^T per
+        point and the centre's term [xyz_i, f_i] [-Wx | Wc - Wd]^T, the same sum computed
+        over the n points and m centres instead of the m*k neighbours, without the
+        (B, T, m, k, 3 + 2C) input. In 16 bits u_j - u_i would lose the small offsets
+        to rounding, so there the input is built as written.
         """
         first = mlp[0]
         if feat.dtype != torch.float32 or torch.is_autocast_enabled(feat.device.type):
@@ -141,13 +148,15 @@ class PatchBranch(nn.Module):
         else:
             w = first.linear.weight  # (C', 3 + 2C): [Wx | Wd | Wc]
             c = feat.shape[-1]
-            u = F.linear(torch.cat([xyz, feat], dim=-1), w[:, : 3 + c])  # (B, T, n, C')
-            centre = F.linear(feat[:, :, :m], w[:, 3 + c :]) - u[:, :, :m]  # (B, T, m, C')
-            y = gather_neighbors(u, idx) + centre[:, :, :, None]  # (B, T, m, k, C')
-        x = first.norm_relu(y)
-        for layer in mlp[1:]:
-            x = layer(x)
-        return neighbor_max(x, dim=3)  # (B, T, m, C'): amax over the k neighbours
+            points = torch.cat([xyz, feat], dim=-1)  # (B, T, n, 3 + C)
+            u = point_linear(points, w[:, : 3 + c])  # (B, T, n, C'): Wx x_j + Wd f_j
+            w_centre = torch.cat([-w[:, :3], w[:, 3 + c :] - w[:, 3 : 3 + c]], dim=1)
+            centre = point_linear(points[:, :, :m], w_centre)  # (B, T, m, C'): Wc f_i - u_i
+            y = gather_neighbors(u, idx)  # (B, T, m, k, C')
+            y += centre[:, :, :, None]
+        for prev, layer in zip(mlp, mlp[1:]):  # y: the last layer's pre-activation
+            y = layer.linear(prev.norm_relu(y))
+        return norm_relu_max(y, mlp[-1].norm, dim=3)  # (B, T, m, C'): amax over the k neighbours
 
     def group(self, xyz: Tensor, geodesic: Tensor) -> Tensor:
         """Two levels of grouping: (B, T, N, 3) -> (B, T, P2, C2)."""

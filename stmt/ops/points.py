@@ -77,31 +77,126 @@ def gather_neighbors(x: Tensor, idx: Tensor) -> Tensor:
     return out.reshape(B, T, M, K, C)
 
 
-class _NeighborMax(torch.autograd.Function):
-    """``x.amax(dim)`` with amax's gradient (split evenly among ties), computed
-    in two passes over ``x`` instead of autograd's five (4-5x faster on the CPU)."""
+class _PointLinear(torch.autograd.Function):
+    """``F.linear(x, weight)`` (no bias) whose weight gradient is computed as
+    ``(x^T g)^T`` when ``x`` has few channels: MKL runs that product ~5x faster
+    than autograd's ``g^T x`` for 3 input channels, 1.1-1.3x for 32-35 (many rows,
+    one thread, measured); from 48 on either layout is as fast."""
 
     @staticmethod
-    def forward(ctx, x: Tensor, dim: int) -> Tensor:
-        out = x.amax(dim)
-        ctx.save_for_backward(x, out)
-        ctx.dim = dim
-        return out
+    def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:
+        ctx.save_for_backward(x, weight)
+        return F.linear(x, weight)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, out = ctx.saved_tensors
-        mask = (x == out.unsqueeze(ctx.dim)).to(grad.dtype)  # 1 where x is the max
-        count = mask.sum(ctx.dim, keepdim=True)  # ties share the gradient
-        return mask.mul_(grad.unsqueeze(ctx.dim) / count), None
+        x, weight = ctx.saved_tensors
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = grad @ weight
+        if ctx.needs_input_grad[1]:
+            rows_x, rows_g = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])
+            if x.shape[-1] < 48:
+                grad_w = (rows_x.t() @ rows_g).t()
+            else:
+                grad_w = rows_g.t() @ rows_x
+        return grad_x, grad_w
 
 
-def neighbor_max(x: Tensor, dim: int = 3) -> Tensor:
-    """Max over the neighbours, e.g. (B, T, M, K, C) -> (B, T, M, C) for ``dim=3``.
+def point_linear(x: Tensor, weight: Tensor) -> Tensor:
+    """``F.linear(x, weight)`` over many points, (..., K) -> (..., C'); on the CPU with
+    gradients, through :class:`_PointLinear` (the same values and gradients, the
+    weight gradient's product in the faster layout for few input channels)."""
+    if (
+        x.device.type == "cpu"
+        and x.dtype == weight.dtype
+        and not torch.is_autocast_enabled("cpu")
+        and torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+    ):
+        return _PointLinear.apply(x, weight)
+    return F.linear(x, weight)
 
-    The same values and gradients as ``x.amax(dim)``; on the CPU through a
-    leaner backward (:class:`_NeighborMax`), elsewhere ``amax`` itself (which
-    ``torch.compile`` fuses on a GPU)."""
-    if x.device.type == "cpu" and torch.is_grad_enabled() and x.requires_grad:
-        return _NeighborMax.apply(x, dim)
-    return x.amax(dim)
+
+class _NormReluMax(torch.autograd.Function):
+    """``relu(batch_norm(y)).amax(dim)`` for a training-mode BatchNorm1d, without the
+    normalised tensor.
+
+    ``z = s y + t`` with a per-channel ``s`` is monotone in ``y``, so the max of
+    ``relu(z)`` over the neighbours is ``relu(s y_ext + t)`` with ``y_ext`` the max
+    of ``y`` where ``s >= 0`` and its min where ``s < 0``: the forward reads ``y``
+    for the statistics and the extremes and writes only the (..., C) result. In
+    the backward the pooled gradient reaches one element per (centre, channel)
+    (ties share it, as amax's does), so batch norm's backward collapses to
+    ``dy = b (y - mean) + c`` everywhere plus ``s g`` at the extremes, with
+    per-channel ``b``, ``c`` from sums over the small pooled tensors.
+    """
+
+    @staticmethod
+    def forward(ctx, y, weight, bias, running_mean, running_var, momentum, eps, dim):
+        c = y.shape[-1]
+        # batch mean and biased variance; running statistics updated as BatchNorm1d does
+        mean, var = torch.batch_norm_update_stats(y.reshape(-1, c), running_mean, running_var, momentum)
+        invstd = (var + eps).rsqrt()
+        scale = weight * invstd
+        flip = bool((scale < 0).any())
+        high = y.amax(dim)
+        ext = torch.where(scale < 0, y.amin(dim), high) if flip else high  # argmax of z
+        z = (ext - mean) * scale + bias  # (..., C): the max of the normalised tensor
+        ctx.save_for_backward(y, ext, z, weight, mean, invstd)
+        ctx.dim = dim
+        return z.clamp_min(0)
+
+    @staticmethod
+    def backward(ctx, grad):
+        y, ext, z, weight, mean, invstd = ctx.saved_tensors
+        dim = ctx.dim
+        n = y.numel() // y.shape[-1]  # rows batch norm averaged over
+        g = grad.masked_fill(z <= 0, 0)  # through the ReLU (as threshold_backward)
+        hit = torch.empty_like(y)  # 1 where the pooled gradient goes, else 0
+        torch.eq(y, ext.unsqueeze(dim), out=hit)  # (float, not bool: 2x faster below)
+        sum_g = g.flatten(0, -2).sum(0)  # over the hits: every hit of (r, c) has y = ext
+        sum_gx = (g * (ext - mean)).flatten(0, -2).sum(0)
+        count = hit.sum(dim)  # (..., C): how many neighbours hold the max
+        if bool((count > 1).any()):  # ties share the gradient (as amax's)
+            g = g / count
+        scale = weight * invstd
+        grad_weight = sum_gx * invstd  # sum of g * x_hat
+        b = -scale * invstd * grad_weight / n  # dy = b (y - mean) - s sum_g / n [+ s g at hits]
+        c = -scale * sum_g / n - b * mean
+        grad_y = torch.addcmul(c, hit, (g * scale).unsqueeze(dim), out=hit).addcmul_(y, b)
+        return grad_y, grad_weight, sum_g, None, None, None, None, None
+
+
+def norm_relu_max(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int = 3) -> Tensor:
+    """``relu(norm(y)).amax(dim)``: batch norm over all but the last (channel)
+    dimension, ReLU, max over the neighbours, e.g. (B, T, M, K, C) -> (B, T, M, C).
+
+    Training a plain ``BatchNorm1d`` with gradients on the CPU, in its own dtype,
+    goes through :class:`_NormReluMax` (the same values, gradients and running
+    statistics; 1.7x faster on a (16, 24, 32, 8, 64) input, one thread, and
+    without the normalised tensor); everything else (evaluation, other devices,
+    autocast, ``torch.compile``, ``SyncBatchNorm1d``) runs the three steps as
+    written.
+    """
+    fused = (
+        type(norm) is torch.nn.BatchNorm1d
+        and norm.training
+        and norm.track_running_stats
+        and norm.affine
+        and y.device.type == "cpu"
+        and y.dtype == norm.weight.dtype
+        and not torch.is_autocast_enabled("cpu")
+        and torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+    )
+    if not fused:
+        c = y.shape[-1]
+        return F.relu(norm(y.reshape(-1, c))).reshape(y.shape).amax(dim)
+    norm.num_batches_tracked.add_(1)
+    momentum = norm.momentum
+    if momentum is None:  # cumulative average, as BatchNorm1d
+        momentum = 1.0 / float(norm.num_batches_tracked)
+    return _NormReluMax.apply(
+        y, norm.weight, norm.bias, norm.running_mean, norm.running_var, momentum, norm.eps, dim
+    )

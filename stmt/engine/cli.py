@@ -265,6 +265,9 @@ def lightning_main(argv: list[str], datamodule_class=None) -> int:
     """
     from jsonargparse import ArgumentError
 
+    from stmt.engine.host_memory import keep_freed_memory
+
+    keep_freed_memory()  # CPU training steps reuse freed pages (stmt.engine.host_memory)
     try:
         build_cli(list(argv), datamodule_class=datamodule_class)
     except ArgumentError as err:

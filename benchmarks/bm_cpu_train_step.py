@@ -19,6 +19,16 @@ more threads it includes OpenMP's spin-waiting).
 
 ``--compiled`` adds a third row, this tree's model under ``torch.compile``
 (inductor: needs a C++ compiler; compile time is reported, not counted).
+
+``--processes`` times each model in a fresh process of its own, as ``stmt fit``
+runs it, with glibc's allocator as the C library leaves it ("default") and as
+``stmt fit`` sets it since this tree (``stmt.engine.host_memory``, "kept"):
+2b99dcd's model with its CLI's allocator against this tree's with its, and the
+two other pairings, so that the model's share and the allocator's share are
+seen apart. Processes alternate in rounds; each reports the median of its own
+steps (CPU time, one thread) and its page faults per step.
+
+    python benchmarks/bm_cpu_train_step.py --arch stmt_tiny --threads 1 --processes --rounds 3
 Needs git and the repository's history. Float32, CPU, no autocast.
 """
 
@@ -26,6 +36,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import statistics
 import subprocess
 import sys
@@ -191,6 +202,79 @@ def bench(args, arch: str, old_mod) -> None:
         )
 
 
+def child(args) -> int:
+    """One model in this fresh process: warm-up steps, then timed ones; prints one JSON line."""
+    import json
+    import resource
+
+    if args.allocator == "kept":
+        from stmt.engine.host_memory import keep_freed_memory
+
+        if not keep_freed_memory():
+            raise SystemExit("stmt.engine.host_memory did nothing on this system")
+    if args.child == "base":
+        sys.path.insert(0, str(args.package.parent))
+        build_model = importlib.import_module(f"{args.package.name}.stmt").build_model
+    else:
+        from stmt.model.stmt import build_model
+    sizes = {"num_classes": args.classes, "num_frames": args.frames, "num_points": args.points}
+    torch.manual_seed(0)
+    runner = Runner(build_model(args.arch[0], **sizes), make_inputs(args))
+    for _ in range(args.warmup):
+        runner.step()
+    wall, cpu, faults = [], [], []
+    for _ in range(args.steps):
+        f0, c0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt, time.process_time()
+        t0 = time.perf_counter()
+        runner.step()
+        wall.append(time.perf_counter() - t0)
+        cpu.append(time.process_time() - c0)
+        faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
+    medians = {"wall": wall, "cpu": cpu, "faults": faults}
+    print(json.dumps({key: statistics.median(values) for key, values in medians.items()}))
+    return 0
+
+
+def processes(args, arch: str, package: Path) -> None:
+    """Each (model, allocator) pairing in fresh processes, alternating in rounds."""
+    import json
+
+    pairs = [("base", "default"), ("tree", "kept"), ("base", "kept"), ("tree", "default")]
+    names = {"base": args.base, "tree": "this tree"}
+    results = {pair: [] for pair in pairs}
+    common = [
+        "--arch", arch, "--batch", str(args.batch), "--points", str(args.points),
+        "--frames", str(args.frames), "--classes", str(args.classes),
+        "--steps", str(args.steps), "--warmup", str(args.warmup),
+        "--threads", str(args.threads or torch.get_num_threads()), "--package", str(package),
+    ]  # fmt: skip
+    for _ in range(args.rounds):
+        for model, allocator in pairs:
+            env = dict(os.environ, STMT_KEEP_FREED_MEMORY="1")
+            cmd = [sys.executable, __file__, *common, "--child", model, "--allocator", allocator]
+            out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=ROOT)
+            results[(model, allocator)].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    print(
+        f"\n{arch}: batch {args.batch}, T={args.frames}, N={args.points}, float32, "
+        f"{args.threads or torch.get_num_threads()} threads, one process per model, "
+        f"{args.rounds} rounds x {args.steps} steps"
+    )
+    def median(pair, key):
+        return statistics.median(r[key] for r in results[pair])
+
+    base_wall, base_cpu = median(pairs[0], "wall"), median(pairs[0], "cpu")
+    print(
+        f"  {'model':<12} {'allocator':<10} {'wall s':>7} {'x base':>7}"
+        f" {'CPU s':>7} {'x base':>7} {'faults/step':>12}"
+    )
+    for pair in pairs:
+        wall, cpu = median(pair, "wall"), median(pair, "cpu")
+        print(
+            f"  {names[pair[0]]:<12} {pair[1]:<10} {wall:7.3f} {base_wall / wall:6.2f}x"
+            f" {cpu:7.3f} {base_cpu / cpu:6.2f}x {median(pair, 'faults'):12.0f}"
+        )
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--arch", choices=["stmt_tiny", "stmt_base"], nargs="+")
@@ -205,11 +289,18 @@ def main(argv=None) -> int:
     parser.add_argument("--compiled", action="store_true", help="also time torch.compile")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's)")
     parser.add_argument("--quick", action="store_true", help="batch 2, T 4, 2 steps")
+    parser.add_argument("--processes", action="store_true", help="one fresh process per model")
+    parser.add_argument("--rounds", type=int, default=3, help="with --processes")
+    parser.add_argument("--child", choices=["base", "tree"], help=argparse.SUPPRESS)
+    parser.add_argument("--allocator", choices=["default", "kept"], help=argparse.SUPPRESS)
+    parser.add_argument("--package", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
     archs = args.arch or ["stmt_tiny", "stmt_base"]
     sys.path.insert(0, str(ROOT))  # this tree's stmt, whatever is installed
+    if args.child:
+        return child(args)
     with tempfile.TemporaryDirectory() as tmp:
         old_mod = load_old_model_module(args.base, Path(tmp), args.base_src)
         for arch in archs:
@@ -217,8 +308,11 @@ def main(argv=None) -> int:
             run.batch = args.batch or (16 if arch == "stmt_tiny" else 4)
             run.points = args.points or (256 if arch == "stmt_tiny" else 512)
             if args.quick:
-                run.batch, run.frames, run.steps, run.warmup = 2, 4, 2, 0
-            bench(run, arch, old_mod)
+                run.batch, run.frames, run.steps, run.warmup, run.rounds = 2, 4, 2, 0, 1
+            if args.processes:
+                processes(run, arch, Path(old_mod.__file__).parent)
+            else:
+                bench(run, arch, old_mod)
     return 0
 
 

@@ -152,8 +152,7 @@ class PatchBranch(nn.Module):
             u = point_linear(points, w[:, : 3 + c])  # (B, T, n, C'): Wx x_j + Wd f_j
             w_centre = torch.cat([-w[:, :3], w[:, 3 + c :] - w[:, 3 : 3 + c]], dim=1)
             centre = point_linear(points[:, :, :m], w_centre)  # (B, T, m, C'): Wc f_i - u_i
-            y = gather_neighbors(u, idx)  # (B, T, m, k, C')
-            y += centre[:, :, :, None]
+            y = gather_neighbors(u, idx) + centre[:, :, :, None]  # (B, T, m, k, C')
         for prev, layer in zip(mlp, mlp[1:]):  # y: the last layer's pre-activation
             y = layer.linear(prev.norm_relu(y))
         return norm_relu_max(y, mlp[-1].norm, dim=3)  # (B, T, m, C'): amax over the k neighbours

@@ -29,6 +29,13 @@ seen apart. Processes alternate in rounds; each reports the median of its own
 steps (CPU time, one thread) and its page faults per step.
 
     python benchmarks/bm_cpu_train_step.py --arch stmt_tiny --threads 1 --processes --rounds 3
+
+``--parts`` splits each model's step in two, timed alternately in one process:
+the patch branches (``patch_features``, forward and backward from a fixed
+upstream gradient) and the rest (embedding, inter-frame transformer, pooling,
+head, loss, their backward from fixed patch features, and the Adam step). The
+rest is the same code in both commits and bounds what faster branches can
+give: old step / new rest.
 Needs git and the repository's history. Float32, CPU, no autocast.
 """
 
@@ -202,6 +209,60 @@ def bench(args, arch: str, old_mod) -> None:
         )
 
 
+def parts(args, arch: str, old_mod) -> None:
+    """Median CPU time of the patch branches and of the rest of a step, per model."""
+    from stmt.model.stmt import build_model
+
+    sizes = {"num_classes": args.classes, "num_frames": args.frames, "num_points": args.points}
+    torch.manual_seed(0)
+    models = {args.base: old_mod.build_model(arch, **sizes)}
+    models["this tree"] = build_model(arch, **sizes)
+    models["this tree"].load_state_dict(models[args.base].state_dict())
+    vertices, geodesic, labels = make_inputs(args)
+    with torch.no_grad():
+        features = models[args.base].patch_features(vertices, geodesic)
+    upstream = torch.randn(features.shape, generator=torch.Generator().manual_seed(2))
+
+    def branches(model):
+        model.patch_features(vertices, geodesic).backward(upstream)
+
+    def rest(model, opt):
+        tokens = model.embed(features)
+        x = model.encode(tokens)[0].amax(dim=1)
+        F.cross_entropy(model.head(x), labels).backward()
+        opt.step()
+
+    opts = {name: torch.optim.Adam(m.parameters(), lr=1e-4) for name, m in models.items()}
+    jobs = {}
+    for name, model in models.items():
+        model.train()
+        jobs[(name, "branches")] = lambda m=model: branches(m)
+        jobs[(name, "rest")] = lambda m=model, o=opts[name]: rest(m, o)
+    times = {key: [] for key in jobs}
+    for i in range(args.warmup + args.steps):
+        for key, job in jobs.items():
+            for m in models.values():
+                m.zero_grad(set_to_none=True)
+            c0 = time.process_time()
+            job()
+            if i >= args.warmup:
+                times[key].append(time.process_time() - c0)
+    med = {key: statistics.median(ts) for key, ts in times.items()}
+    print(
+        f"\n{arch}: batch {args.batch}, T={args.frames}, N={args.points}, float32, "
+        f"{torch.get_num_threads()} threads, CPU s (median of {args.steps})"
+    )
+    print(f"  {'model':<12} {'branches':>9} {'rest':>7} {'sum':>7}")
+    for name in models:
+        b, r = med[(name, "branches")], med[(name, "rest")]
+        print(f"  {name:<12} {b:9.3f} {r:7.3f} {b + r:7.3f}")
+    old_sum = med[(args.base, "branches")] + med[(args.base, "rest")]
+    print(
+        f"  this tree's rest alone is {old_sum / med[('this tree', 'rest')]:.2f}x faster than "
+        f"{args.base}'s whole step: the most any branch speed-up can give"
+    )
+
+
 def child(args) -> int:
     """One model in this fresh process: warm-up steps, then timed ones; prints one JSON line."""
     import json
@@ -291,6 +352,7 @@ def main(argv=None) -> int:
     parser.add_argument("--quick", action="store_true", help="batch 2, T 4, 2 steps")
     parser.add_argument("--processes", action="store_true", help="one fresh process per model")
     parser.add_argument("--rounds", type=int, default=3, help="with --processes")
+    parser.add_argument("--parts", action="store_true", help="branches and the rest apart")
     parser.add_argument("--child", choices=["base", "tree"], help=argparse.SUPPRESS)
     parser.add_argument("--allocator", choices=["default", "kept"], help=argparse.SUPPRESS)
     parser.add_argument("--package", type=Path, help=argparse.SUPPRESS)
@@ -309,7 +371,9 @@ def main(argv=None) -> int:
             run.points = args.points or (256 if arch == "stmt_tiny" else 512)
             if args.quick:
                 run.batch, run.frames, run.steps, run.warmup, run.rounds = 2, 4, 2, 0, 1
-            if args.processes:
+            if args.parts:
+                parts(run, arch, old_mod)
+            elif args.processes:
                 processes(run, arch, Path(old_mod.__file__).parent)
             else:
                 bench(run, arch, old_mod)

@@ -190,8 +190,8 @@ def norm_relu_max(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int = 3) -> Tensor
         and torch.is_grad_enabled()
         and not torch.compiler.is_compiling()
     )
-    if not fused:
-        c = y.shape[-1]
+    c = y.shape[-1]
+    if not fused or y.numel() == c:  # (one value per channel: batch norm's own error)
         return F.relu(norm(y.reshape(-1, c))).reshape(y.shape).amax(dim)
     norm.num_batches_tracked.add_(1)
     momentum = norm.momentum

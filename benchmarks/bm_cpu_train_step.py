@@ -35,7 +35,7 @@ the patch branches (``patch_features``, forward and backward from a fixed
 upstream gradient) and the rest (embedding, inter-frame transformer, pooling,
 head, loss, their backward from fixed patch features, and the Adam step). The
 rest is the same code in both commits and bounds what faster branches can
-give: old step / new rest.
+give: old step / new rest. CPU time with one thread, wall time with more.
 Needs git and the repository's history. Float32, CPU, no autocast.
 """
 
@@ -239,18 +239,20 @@ def parts(args, arch: str, old_mod) -> None:
         jobs[(name, "branches")] = lambda m=model: branches(m)
         jobs[(name, "rest")] = lambda m=model, o=opts[name]: rest(m, o)
     times = {key: [] for key in jobs}
+    clock = time.process_time if torch.get_num_threads() == 1 else time.perf_counter
     for i in range(args.warmup + args.steps):
         for key, job in jobs.items():
             for m in models.values():
                 m.zero_grad(set_to_none=True)
-            c0 = time.process_time()
+            c0 = clock()
             job()
             if i >= args.warmup:
-                times[key].append(time.process_time() - c0)
+                times[key].append(clock() - c0)
     med = {key: statistics.median(ts) for key, ts in times.items()}
+    what = "CPU" if clock is time.process_time else "wall"
     print(
         f"\n{arch}: batch {args.batch}, T={args.frames}, N={args.points}, float32, "
-        f"{torch.get_num_threads()} threads, CPU s (median of {args.steps})"
+        f"{torch.get_num_threads()} threads, {what} s (median of {args.steps})"
     )
     print(f"  {'model':<12} {'branches':>9} {'rest':>7} {'sum':>7}")
     for name in models:

@@ -1,18 +1,20 @@
 """Keep freed host memory in the process, so a CPU training step reuses it.
 
-A training step on the CPU allocates and frees tensors of several to tens of
-MB (neighbour features of a batch). glibc's malloc hands blocks above its
-mmap threshold (128 KB, raised on the fly to at most 32 MB) back to the
-kernel when they are freed, and trims the top of its heap, so the next step
-gets fresh pages and faults every one of them in, zeroed: 50,000-60,000
-minor page faults a step for ``stmt_tiny`` at batch 16 on the 2-core
-development box, about a third of the step's time (measured in
-``benchmarks/bm_cpu_train_step.py --processes``). Raising both thresholds
-keeps those pages in the heap for the next allocation, which is what
-PyTorch's CPU performance guide gets from jemalloc or tcmalloc.
+A training step on the CPU allocates and frees tensors of tens of MB (the
+neighbour features of a batch). glibc's malloc hands a block above its mmap
+threshold back to the kernel when it is freed; the threshold rises on the fly
+to the largest block freed, but never above 32 MB, and the heap's top is
+trimmed too. So the next step gets fresh pages and faults every one of them
+in, zeroed. ``stmt_tiny`` at batch 32 (neighbour tensors of 50 MB) faults
+64,000-139,000 pages a step (21 % of its one-thread step time), and 2b99dcd's model
+328,000 (1.3 GB, 40 %); at batch 16 (25 MB, under the ceiling) it matters
+little (measured with ``benchmarks/bm_cpu_train_step.py --processes``).
+Raising both thresholds keeps those pages in the heap for the next
+allocation, which is what PyTorch's CPU performance guide gets from jemalloc
+or tcmalloc.
 
-The cost: memory freed by the process is kept (up to the trim threshold at
-the top of the heap) instead of returned to the system; peak use is unchanged.
+The cost: memory the process frees is kept (up to the trim threshold at the
+top of the heap) instead of returned to the system; peak use is unchanged.
 ``STMT_KEEP_FREED_MEMORY=0`` turns it off. Only glibc on Linux is touched;
 elsewhere (macOS, musl) nothing is done.
 """

@@ -322,6 +322,7 @@ def processes(args, arch: str, package: Path) -> None:
         f"{args.threads or torch.get_num_threads()} threads, one process per model, "
         f"{args.rounds} rounds x {args.steps} steps"
     )
+
     def median(pair, key):
         return statistics.median(r[key] for r in results[pair])
 

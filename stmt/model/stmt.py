@@ -21,6 +21,8 @@ projection to the transformer width.
 
 from __future__ import annotations
 
+import itertools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -153,7 +155,7 @@ class PatchBranch(nn.Module):
             w_centre = torch.cat([-w[:, :3], w[:, 3 + c :] - w[:, 3 : 3 + c]], dim=1)
             centre = point_linear(points[:, :, :m], w_centre)  # (B, T, m, C'): Wc f_i - u_i
             y = gather_neighbors(u, idx) + centre[:, :, :, None]  # (B, T, m, k, C')
-        for prev, layer in zip(mlp, mlp[1:]):  # y: the last layer's pre-activation
+        for prev, layer in itertools.pairwise(mlp):  # y: the last layer's pre-activation
             y = layer.linear(prev.norm_relu(y))
         return norm_relu_max(y, mlp[-1].norm, dim=3)  # (B, T, m, C'): amax over the k neighbours
 

@@ -103,17 +103,23 @@ class _PointLinear(torch.autograd.Function):
         return grad_x, grad_w
 
 
+def _eager_cpu_training(x: Tensor, dtype: torch.dtype) -> bool:
+    """Where the CPU autograd functions here apply: ``x`` on the CPU in ``dtype`` (its
+    parameters'), gradients recorded, no autocast, not traced by ``torch.compile``."""
+    return (
+        x.device.type == "cpu"
+        and x.dtype == dtype
+        and not torch.is_autocast_enabled("cpu")
+        and torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+    )
+
+
 def point_linear(x: Tensor, weight: Tensor) -> Tensor:
     """``F.linear(x, weight)`` over many points, (..., K) -> (..., C'); on the CPU with
     gradients, through :class:`_PointLinear` (the same values and gradients, the
     weight gradient's product in the faster layout for few input channels)."""
-    if (
-        x.device.type == "cpu"
-        and x.dtype == weight.dtype
-        and not torch.is_autocast_enabled("cpu")
-        and torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
-    ):
+    if _eager_cpu_training(x, weight.dtype):
         return _PointLinear.apply(x, weight)
     return F.linear(x, weight)
 
@@ -136,7 +142,9 @@ class _NormReluMax(torch.autograd.Function):
     def forward(ctx, y, weight, bias, running_mean, running_var, momentum, eps, dim):
         c = y.shape[-1]
         # batch mean and biased variance; running statistics updated as BatchNorm1d does
-        mean, var = torch.batch_norm_update_stats(y.reshape(-1, c), running_mean, running_var, momentum)
+        mean, var = torch.batch_norm_update_stats(
+            y.reshape(-1, c), running_mean, running_var, momentum
+        )
         invstd = (var + eps).rsqrt()
         scale = weight * invstd
         flip = bool((scale < 0).any())
@@ -184,11 +192,7 @@ def norm_relu_max(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int = 3) -> Tensor
         and norm.training
         and norm.track_running_stats
         and norm.affine
-        and y.device.type == "cpu"
-        and y.dtype == norm.weight.dtype
-        and not torch.is_autocast_enabled("cpu")
-        and torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
+        and _eager_cpu_training(y, norm.weight.dtype)
     )
     c = y.shape[-1]
     if not fused or y.numel() == c:  # (one value per channel: batch norm's own error)

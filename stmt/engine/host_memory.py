@@ -22,21 +22,20 @@ elsewhere (macOS, musl) nothing is done.
 from __future__ import annotations
 
 import ctypes
-import os
 import platform
+
+from stmt.env import env_flag
 
 M_TRIM_THRESHOLD = -1  # mallopt parameters, from glibc's <malloc.h>
 M_MMAP_THRESHOLD = -3
 #: Blocks below this come from the heap and are reused; glibc before 2.35 caps it at 32 MB.
 THRESHOLDS = (1 << 30, 32 << 20)
 
-_FALSE = ("0", "false", "no", "off")
-
 
 def keep_freed_memory() -> int:
     """Raise glibc's mmap and trim thresholds for this process (and the data loader
     workers it forks). Returns the threshold set in bytes, 0 where nothing was done."""
-    if os.environ.get("STMT_KEEP_FREED_MEMORY", "1").strip().lower() in _FALSE:
+    if not env_flag("STMT_KEEP_FREED_MEMORY", default=True):
         return 0
     if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
         return 0

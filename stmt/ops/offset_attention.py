@@ -43,17 +43,17 @@ without it.
 from __future__ import annotations
 
 import functools
-import os
 
 import torch
 from torch import Tensor
+
+from stmt.env import env_flag
 
 #: Largest N the kernel takes (the whole N x N block is held by one program).
 MAX_N = 128
 #: Largest Dk and Dv the kernel takes.
 MAX_D = 256
 
-_TRUE = ("1", "true", "yes", "on")
 _KERNEL_DTYPES = (torch.float32, torch.float16, torch.bfloat16)
 
 
@@ -74,7 +74,7 @@ def offset_attention_reference(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-
 
 def _interpreting() -> bool:
     """True when Triton runs kernels on the CPU (``TRITON_INTERPRET=1``)."""
-    return os.environ.get("TRITON_INTERPRET", "0").strip().lower() in _TRUE
+    return env_flag("TRITON_INTERPRET")
 
 
 # The kernels are plain functions here, written in Triton's language; Triton is
@@ -453,7 +453,7 @@ def _check_args(q: Tensor, k: Tensor, v: Tensor) -> None:
 
 def kernels_disabled() -> bool:
     """True when ``STMT_DISABLE_KERNELS`` asks for the plain PyTorch path."""
-    return os.environ.get("STMT_DISABLE_KERNELS", "0").strip().lower() in _TRUE
+    return env_flag("STMT_DISABLE_KERNELS")
 
 
 def _constant_when_traced(fn):

@@ -15,23 +15,17 @@ import importlib.util
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 import torch
 
 from stmt.ops import offset_attention
+from tests.helpers.interpreter import kernel_device, run_kernel_tests_interpreted
 
 oa = importlib.import_module("stmt.ops.offset_attention")
 
 HAS_TRITON = importlib.util.find_spec("triton") is not None
-INTERPRETED = os.environ.get("TRITON_INTERPRET", "0") == "1"
-if HAS_TRITON and torch.cuda.is_available() and not INTERPRETED:
-    KERNEL_DEVICE = "cuda"
-elif HAS_TRITON and INTERPRETED:
-    KERNEL_DEVICE = "cpu"
-else:
-    KERNEL_DEVICE = None
+KERNEL_DEVICE = kernel_device()
 
 needs_kernel = pytest.mark.skipif(
     KERNEL_DEVICE is None,
@@ -283,23 +277,7 @@ def test_triton_compiled_model_calls_the_kernel_without_graph_breaks(kernel_disp
 @pytest.mark.skipif(KERNEL_DEVICE is not None, reason="kernel tests already run in this process")
 @pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (pip install 'stmt[gpu]')")
 def test_kernel_tests_under_interpreter():
-    env = dict(os.environ, TRITON_INTERPRET="1")
-    env.pop("STMT_DISABLE_KERNELS", None)
-    root = Path(__file__).resolve().parents[1]
-    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "test_triton_"]
-    proc = subprocess.run(
-        [*cmd, str(Path(__file__).resolve())],
-        check=False,
-        cwd=root,
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
-    report = proc.stdout[-6000:] + proc.stderr[-2000:]
-    assert proc.returncode == 0, report
-    summary = proc.stdout.strip().splitlines()[-1]
-    assert " passed" in summary and "skipped" not in summary and "failed" not in summary, report
+    run_kernel_tests_interpreted(__file__)
 
 
 # --------------------------------------------------------------------------- no kernel

@@ -11,6 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from stmt.ops import knn
+
 
 def knn_indices(distances: Tensor, k: int) -> Tensor:
     """Indices of the ``k`` smallest entries of each row.
@@ -22,10 +24,9 @@ def knn_indices(distances: Tensor, k: int) -> Tensor:
     Returns:
         (..., M, k) int64 indices into the last dimension, nearest first
         (a centre that is also a candidate finds itself at distance 0).
+        ``torch.topk``, or on a GPU :mod:`stmt.ops.knn`'s kernel.
     """
-    if k > distances.shape[-1]:
-        raise ValueError(f"k={k} neighbours asked among only {distances.shape[-1]} points")
-    return distances.topk(k, dim=-1, largest=False, sorted=True).indices
+    return knn.smallest_k(distances, k)
 
 
 def euclidean_knn(centers: Tensor, points: Tensor, k: int) -> Tensor:
@@ -36,13 +37,10 @@ def euclidean_knn(centers: Tensor, points: Tensor, k: int) -> Tensor:
         points: (..., N, 3).
 
     Returns:
-        (..., M, k) int64 indices into ``points``.
+        (..., M, k) int64 indices into ``points``. ``torch.cdist`` and
+        ``torch.topk``, or on a GPU :mod:`stmt.ops.knn`'s kernel.
     """
-    lead = centers.shape[:-2]
-    dist = torch.cdist(
-        centers.reshape(-1, *centers.shape[-2:]), points.reshape(-1, *points.shape[-2:])
-    )
-    return knn_indices(dist, k).reshape(*lead, centers.shape[-2], k)  # (..., M, k)
+    return knn.euclidean_knn(centers, points, k)
 
 
 def gather_neighbors(x: Tensor, idx: Tensor) -> Tensor:

@@ -13,6 +13,7 @@
 #      model eager, this tree eager, this tree compiled; FLOPs, MFU, peak memory
 #   2. the kernel and compile tests on the GPU (TRITON_INTERPRET unset)
 #   3. bm_offset_attention in float32 (the dispatch rule's evidence) and bfloat16
+#   4. bm_knn (the neighbour-search kernel; its tests run in step 2)
 # Uses PYTHONPATH=. (no install): the GPU image has torch, triton, lightning,
 # torchmetrics, pytest, hypothesis.
 set -u
@@ -64,7 +65,8 @@ if [ "${1:-}" = "--rerun" ]; then
     exit 0
 fi
 step train_step 240 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${MODES[@]}" "${SRC[@]}"
-step tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_offset_attention.py tests/test_compile.py
+step tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_offset_attention.py tests/test_compile.py tests/test_knn.py
 step oa_fp32 50 python3 benchmarks/bm_offset_attention.py --dtype float32 --iters 30 --warmup 5
 step oa_bf16 50 python3 benchmarks/bm_offset_attention.py --dtype bfloat16 --iters 30 --warmup 5
+step bm_knn 40 python3 benchmarks/bm_knn.py
 cat "$OUT/summary.log"

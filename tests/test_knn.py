@@ -77,9 +77,13 @@ def test_triton_smallest_k_ties_lowest_index_first_and_leading_dims(kernel_on):
 
 @needs_kernel
 def test_triton_smallest_k_nan_last(kernel_on):
-    dist = torch.tensor([[float("nan"), 2.0, float("nan"), 1.0]], device=DEVICE)
-    idx = knn.smallest_k(dist, 3)
-    assert idx[0, :2].tolist() == [3, 1] and int(idx[0, 2]) in (0, 2)
+    # a NaN with its sign bit set (as 0 * inf gives on x86) ranks last too
+    neg_nan = torch.tensor([-4194304], dtype=torch.int32).view(torch.float32)  # 0xffc00000
+    assert bool(neg_nan.isnan()) and neg_nan.view(torch.int32).item() < 0
+    dist = torch.tensor([[float("nan"), 2.0, 0.0, 1.0, 0.0]])
+    dist[0, 2] = neg_nan
+    idx = knn.smallest_k(dist.to(DEVICE), 3)
+    assert idx[0, :2].tolist() == [4, 3] and int(idx[0, 2]) == 1
 
 
 @needs_kernel

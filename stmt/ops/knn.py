@@ -67,10 +67,14 @@ def euclidean_knn_reference(centers: Tensor, points: Tensor, k: int) -> Tensor:
 def _select_store(d, cols, col_ok, OUT, rows, row_ok, K: tl.constexpr):
     # Write the indices of the K smallest of each row of d (BLOCK_R, BLOCK_N)
     # to OUT[rows, 0:K]. Ranks by an int32 key with the floats' order (negative
-    # floats: the magnitude bits flipped); padding and the chosen entries get
-    # the largest key, above every number and NaN (0x7fc00000).
+    # floats: the magnitude bits flipped); every NaN, whatever its sign bit, gets
+    # 0x7fc00000, above every number; padding and the chosen entries get the
+    # largest key, above NaN.
     bits = d.to(tl.int32, bitcast=True)
     key = tl.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
+    key = tl.where(
+        (bits & 0x7FFFFFFF) > 0x7F800000, 0x7FC00000, key
+    )  # NaN: exponent all ones, mantissa not 0
     key = tl.where(col_ok[None, :], key, 0x7FFFFFFF)
     for j in tl.static_range(K):
         best = tl.argmin(key, axis=1, tie_break_left=True)  # (BLOCK_R,)

@@ -72,9 +72,8 @@ def _select_store(d, cols, col_ok, OUT, rows, row_ok, K: tl.constexpr):
     # largest key, above NaN.
     bits = d.to(tl.int32, bitcast=True)
     key = tl.where(bits < 0, bits ^ 0x7FFFFFFF, bits)
-    key = tl.where(
-        (bits & 0x7FFFFFFF) > 0x7F800000, 0x7FC00000, key
-    )  # NaN: exponent all ones, mantissa not 0
+    nan = (bits & 0x7FFFFFFF) > 0x7F800000  # exponent all ones, mantissa not 0
+    key = tl.where(nan, 0x7FC00000, key)
     key = tl.where(col_ok[None, :], key, 0x7FFFFFFF)
     for j in tl.static_range(K):
         best = tl.argmin(key, axis=1, tie_break_left=True)  # (BLOCK_R,)

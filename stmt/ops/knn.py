@@ -38,7 +38,12 @@ import functools
 import torch
 from torch import Tensor
 
-from stmt.ops.offset_attention import _constant_when_traced, _triton_importable, kernels_disabled
+from stmt.ops.kernel_support import (
+    constant_when_traced,
+    kernels_disabled,
+    next_pow2,
+    triton_importable,
+)
 
 #: Longest row (candidates per centre) the kernels take; a row lives in registers.
 MAX_N = 4096
@@ -146,10 +151,6 @@ def _build_kernels() -> tuple:
     return module["_rows_kernel"], module["_euclid_kernel"]
 
 
-def _block(n: int) -> int:
-    return max(16, 1 << max(n - 1, 0).bit_length())
-
-
 def _rows_per_program(block_n: int) -> int:
     """Rows per program: about 4096 keys in registers (32 per thread, 4 warps)."""
     return max(1, min(64, 4096 // block_n))
@@ -166,7 +167,7 @@ def _smallest_k_op(distances: Tensor, k: int) -> Tensor:
     out = torch.empty((r, k), dtype=torch.int64, device=distances.device)
     if r == 0:
         return out
-    block_n = _block(n)
+    block_n = max(16, next_pow2(n))
     block_r = _rows_per_program(block_n)
     grid = (-(-r // block_r),)
     rows_kernel[grid](
@@ -189,7 +190,7 @@ def _euclidean_knn_op(centers: Tensor, points: Tensor, k: int) -> Tensor:
     out = torch.empty((frames, m, k), dtype=torch.int64, device=centers.device)
     if frames == 0 or m == 0:
         return out
-    block_n = _block(n)
+    block_n = max(16, next_pow2(n))
     block_m = _rows_per_program(block_n)
     grid = (frames, -(-m // block_m))
     euclid_kernel[grid](
@@ -219,9 +220,9 @@ def _(centers: Tensor, points: Tensor, k: int) -> Tensor:
 _KERNEL_ON_CPU = False
 
 
-@_constant_when_traced
+@constant_when_traced
 def _kernels_allowed() -> bool:
-    return not kernels_disabled() and _triton_importable()
+    return not kernels_disabled() and triton_importable()
 
 
 def _use_kernel(x: Tensor, n: int, k: int) -> bool:

@@ -48,6 +48,12 @@ import torch
 from torch import Tensor
 
 from stmt.env import env_flag
+from stmt.ops.kernel_support import (
+    constant_when_traced,
+    kernels_disabled,
+    next_pow2,
+    triton_importable,
+)
 
 #: Largest N the kernel takes (the whole N x N block is held by one program).
 MAX_N = 128
@@ -293,15 +299,11 @@ def _build_kernels() -> tuple:
     return module["_forward_kernel"], module["_backward_kernel"], interpreted
 
 
-def _next_pow2(n: int) -> int:
-    return 1 << max(n - 1, 0).bit_length()
-
-
 def _launch_config(q: Tensor, v: Tensor, interpreted: bool, backward: bool) -> dict:
     """Block sizes and warps. Chosen so that ptxas (sm_90) reports no or few
     register spills for N = 32, 64, 128 (checked offline, not timed on a GPU)."""
     n, dk, dv = q.shape[1], q.shape[2], v.shape[2]
-    block_n = max(16, _next_pow2(n))  # tl.dot needs every dimension >= 16
+    block_n = max(16, next_pow2(n))  # tl.dot needs every dimension >= 16
     fp32 = q.dtype == torch.float32
     block_d = 16 if fp32 else 32  # fp32 dots without tensor cores need more registers
     if fp32:
@@ -316,8 +318,8 @@ def _launch_config(q: Tensor, v: Tensor, interpreted: bool, backward: bool) -> d
         warps = 4
     return {
         "BLOCK_N": block_n,
-        "BLOCK_DK": min(block_d, max(16, _next_pow2(dk))),
-        "BLOCK_DV": min(block_d, max(16, _next_pow2(dv))),
+        "BLOCK_DK": min(block_d, max(16, next_pow2(dk))),
+        "BLOCK_DV": min(block_d, max(16, next_pow2(dv))),
         "UPCAST": interpreted and q.dtype == torch.bfloat16,
         "PRECISION": precision,
         "num_warps": warps,
@@ -451,36 +453,7 @@ def _check_args(q: Tensor, k: Tensor, v: Tensor) -> None:
         )
 
 
-def kernels_disabled() -> bool:
-    """True when ``STMT_DISABLE_KERNELS`` asks for the plain PyTorch path."""
-    return env_flag("STMT_DISABLE_KERNELS")
-
-
-def _constant_when_traced(fn):
-    """``torch.compiler.assume_constant_result(fn)``, without its import of
-    ``torch._dynamo`` (which imports Triton): ``torch.compile`` calls ``fn``
-    once when tracing and keeps the result, instead of tracing into it. For
-    checks that are constant for a process (tests/test_offset_attention.py's
-    ``test_triton_compiled_*`` traces through them with ``fullgraph=True``)."""
-    fn._dynamo_marked_constant = True  # what assume_constant_result sets
-    return fn
-
-
-@_constant_when_traced
-def _triton_importable() -> bool:
-    return _find_triton()
-
-
-@functools.cache
-def _find_triton() -> bool:
-    try:
-        import triton  # noqa: F401
-    except ImportError:
-        return False
-    return True
-
-
-@_constant_when_traced
+@constant_when_traced
 def _kernel_interpreted() -> bool:
     """True when the kernels run under Triton's CPU interpreter (fixed at first build)."""
     return _build_kernels()[2]
@@ -523,7 +496,7 @@ def _use_kernel(q: Tensor, k: Tensor, v: Tensor) -> bool:
         and dk <= MAX_D
         and dv <= MAX_D
         and q.numel() > 0
-        and _triton_importable()
+        and triton_importable()
     )
 
 
@@ -543,7 +516,7 @@ def offset_attention_triton(q: Tensor, k: Tensor, v: Tensor, eps: float = 1e-9) 
             f"offset_attention kernel takes N <= {MAX_N}, Dk <= {MAX_D}, Dv <= {MAX_D}; "
             f"got N={n}, Dk={dk}, Dv={dv}"
         )
-    if not _triton_importable():
+    if not triton_importable():
         raise RuntimeError("offset_attention kernel needs Triton: pip install 'stmt[gpu]'")
     if not q.is_cuda and not _kernel_interpreted():
         raise ValueError(

@@ -146,6 +146,49 @@ def test_top5_clipped_to_two_classes(tmp_path):
     assert results["val/top5"] == 1.0  # top-2 of 2 classes
 
 
+class _GradNorms(pl.Callback):
+    """The parameters' total gradient norm before clipping, and after the optimiser step."""
+
+    def __init__(self):
+        self.before, self.after = [], []
+
+    @staticmethod
+    def norm(module) -> float:
+        return float(torch.cat([p.grad.reshape(-1) for p in module.parameters()]).norm())
+
+    def on_before_optimizer_step(self, trainer, module, optimizer):  # before clipping
+        self.before.append(self.norm(module))
+
+    def on_train_batch_end(self, trainer, module, outputs, batch, batch_idx):
+        self.after.append(self.norm(module))
+
+
+@pytest.mark.parametrize(
+    ("precision", "fused"), [("32-true", True), ("bf16-mixed", True), ("16-mixed", False)]
+)
+def test_adamw_fused_unless_scaled_and_gradients_clipped(tmp_path, precision, fused):
+    # fused AdamW wherever no float16 gradient scaler runs; Lightning alone refuses to clip
+    # for it under bf16-mixed, the module's configure_gradient_clipping clips all the same
+    from pytorch_lightning.plugins import MixedPrecision
+
+    torch.manual_seed(0)
+    dm = FakeClipData()
+    module = classifier(dm)
+    norms = _GradNorms()
+    # (Trainer(precision="16-mixed") turns into bf16 on the CPU, the plugin keeps float16;
+    # a scale of 1 does not overflow and skip the first step, as the default 2^16 does here)
+    scaler = torch.amp.GradScaler("cpu", init_scale=1.0)
+    how = (
+        {"plugins": [MixedPrecision("16-mixed", "cpu", scaler)]} if precision == "16-mixed" else {}
+    )
+    how = how or {"precision": precision}
+    fit = trainer(tmp_path, gradient_clip_val=1e-3, callbacks=[norms], **how)
+    fit.fit(module, dm)
+    assert bool(fit.optimizers[0].defaults["fused"]) is fused
+    assert len(norms.after) == 2 and min(norms.before) > 1e-2  # clipping had work to do
+    assert norms.after == pytest.approx([1e-3, 1e-3], rel=1e-3)
+
+
 def test_pretrain_to_finetune_transfer(tmp_path):
     torch.manual_seed(0)
     dm = FakeClipData()

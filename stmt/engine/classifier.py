@@ -23,6 +23,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from stmt import checkpoint
 from stmt.engine.common import (
     adamw_warmup_cosine,
+    clip_gradients,
     copy_geodesic,
     prepare_model_for_fit,
     total_steps,
@@ -174,6 +175,11 @@ class STMTClassifier(pl.LightningModule):
         return adamw_warmup_cosine(
             self, hp.lr, hp.weight_decay, hp.warmup_fraction, total_steps(self.trainer)
         )
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ):
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     # -- steps
 

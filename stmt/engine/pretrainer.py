@@ -18,6 +18,7 @@ from torch import Tensor
 from stmt import checkpoint
 from stmt.engine.common import (
     adamw_warmup_cosine,
+    clip_gradients,
     copy_geodesic,
     prepare_model_for_fit,
     total_steps,
@@ -116,6 +117,11 @@ class STMTPretrainer(pl.LightningModule):
         return adamw_warmup_cosine(
             self, hp.lr, hp.weight_decay, hp.warmup_fraction, total_steps(self.trainer)
         )
+
+    def configure_gradient_clipping(
+        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
+    ):
+        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def _losses(self, batch: dict[str, Tensor], split: str) -> Tensor:
         mvm, ffp = self.model(batch["vertices"], self.geodesic)

@@ -30,6 +30,10 @@ steps (CPU time, one thread) and its page faults per step.
 
     python benchmarks/bm_cpu_train_step.py --arch stmt_tiny --threads 1 --processes --rounds 3
 
+Each step ends with the AdamW update ``stmt fit`` runs: fused for this tree, the
+default one for 2b99dcd's model (``--unfused``: the default for both, the model's
+share alone).
+
 ``--parts`` splits each model's step in two, timed alternately in one process:
 the patch branches (``patch_features``, forward and backward from a fixed
 upstream gradient) and the rest (embedding, inter-frame transformer, pooling,
@@ -104,12 +108,21 @@ def make_inputs(args):
     return vertices, geodesic, labels
 
 
-class Runner:
-    """One model, its Adam, and a training step on fixed inputs."""
+def optimizer(model, fused: bool):
+    """AdamW as ``stmt fit`` builds it (``stmt.engine.common``): two parameter groups, the
+    update fused for this tree (``fused=True``), the default update for 2b99dcd's model
+    (``fused=False``: what 2b99dcd's ``stmt fit`` ran; ``--unfused`` gives it to both)."""
+    from stmt.engine.common import adamw, param_groups
 
-    def __init__(self, model, inputs):
+    return adamw(param_groups(model, 0.05), 1e-4, fused=fused)
+
+
+class Runner:
+    """One model, its AdamW, and a training step on fixed inputs."""
+
+    def __init__(self, model, inputs, fused: bool = False):
         self.model = model.train()
-        self.opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
+        self.opt = optimizer(model, fused)
         self.vertices, self.geodesic, self.labels = inputs
         self.forward = model
 
@@ -167,7 +180,7 @@ def bench(args, arch: str, old_mod) -> None:
     new_model.load_state_dict(old_model.state_dict(), strict=True)  # same keys, same weights
     inputs = make_inputs(args)
     runners = {"2b99dcd" if args.base == "2b99dcd" else args.base: Runner(old_model, inputs)}
-    runners["this tree"] = Runner(new_model, inputs)
+    runners["this tree"] = Runner(new_model, inputs, fused=not args.unfused)
     print(
         f"\n{arch}: batch {args.batch}, T={args.frames}, N={args.points}, float32, "
         f"{torch.get_num_threads()} threads, torch {torch.__version__}"
@@ -177,7 +190,7 @@ def bench(args, arch: str, old_mod) -> None:
     if args.compiled:
         compiled_model = build_model(arch, **sizes)
         compiled_model.load_state_dict(old_model.state_dict())
-        c = Runner(compiled_model, inputs)
+        c = Runner(compiled_model, inputs, fused=not args.unfused)
         c.forward = torch.compile(compiled_model)
         t0 = time.perf_counter()
         c.step()
@@ -232,7 +245,10 @@ def parts(args, arch: str, old_mod) -> None:
         F.cross_entropy(model.head(x), labels).backward()
         opt.step()
 
-    opts = {name: torch.optim.Adam(m.parameters(), lr=1e-4) for name, m in models.items()}
+    opts = {
+        name: optimizer(m, fused=name == "this tree" and not args.unfused)
+        for name, m in models.items()
+    }
     jobs = {}
     for name, model in models.items():
         model.train()
@@ -282,7 +298,8 @@ def child(args) -> int:
         from stmt.model.stmt import build_model
     sizes = {"num_classes": args.classes, "num_frames": args.frames, "num_points": args.points}
     torch.manual_seed(0)
-    runner = Runner(build_model(args.arch[0], **sizes), make_inputs(args))
+    fused = args.child == "tree" and not args.unfused
+    runner = Runner(build_model(args.arch[0], **sizes), make_inputs(args), fused=fused)
     for _ in range(args.warmup):
         runner.step()
     wall, cpu, faults = [], [], []
@@ -310,6 +327,7 @@ def processes(args, arch: str, package: Path) -> None:
         "--frames", str(args.frames), "--classes", str(args.classes),
         "--steps", str(args.steps), "--warmup", str(args.warmup),
         "--threads", str(args.threads or torch.get_num_threads()), "--package", str(package),
+        *(["--unfused"] if args.unfused else []),
     ]  # fmt: skip
     for _ in range(args.rounds):
         for model, allocator in pairs:
@@ -356,6 +374,9 @@ def main(argv=None) -> int:
     parser.add_argument("--processes", action="store_true", help="one fresh process per model")
     parser.add_argument("--rounds", type=int, default=3, help="with --processes")
     parser.add_argument("--parts", action="store_true", help="branches and the rest apart")
+    parser.add_argument(
+        "--unfused", action="store_true", help="this tree's rows with the default AdamW update too"
+    )
     parser.add_argument("--child", choices=["base", "tree"], help=argparse.SUPPRESS)
     parser.add_argument("--allocator", choices=["default", "kept"], help=argparse.SUPPRESS)
     parser.add_argument("--package", type=Path, help=argparse.SUPPRESS)

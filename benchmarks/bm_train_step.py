@@ -1,8 +1,10 @@
 """One training step: commit 2b99dcd's model against this tree's, eager and compiled, in one run.
 
-A step is forward, cross-entropy, backward and an Adam update on random clips
-(stmt_base, batch 32, T = 24 frames, N = 512 points, bfloat16 autocast on a
-GPU). Rows, all with the same weights and inputs:
+A step is forward, cross-entropy, backward and the AdamW update ``stmt fit``
+runs (fused for this tree's rows, the default update for 2b99dcd's; ``--unfused``:
+the default for all) on random clips (stmt_base, batch 32, T = 24 frames,
+N = 512 points, bfloat16 autocast on a GPU). Rows, all with the same weights and
+inputs:
 
 - ``2b99dcd``: the model as of the base commit (its source read with
   ``git show`` into a temporary package, see ``bm_cpu_train_step.py``), eager;
@@ -44,7 +46,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this tree's stmt, whatever is installed
 
-from bm_cpu_train_step import load_old_model_module
+from bm_cpu_train_step import load_old_model_module, optimizer
 
 from stmt.model.stmt import build_model
 
@@ -75,7 +77,7 @@ def run(mode: str, args, device: str, old_mod, state) -> dict:
     model = build(args.arch, **sizes)
     model.load_state_dict(state)
     model = model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=1e-4, weight_decay=1e-4)
+    opt = optimizer(model, fused=not (mode.startswith("2b99dcd") or args.unfused))
     gen = torch.Generator().manual_seed(1)
     vertices = (torch.randn(args.batch, args.frames, args.points, 3, generator=gen) * 0.3).to(
         device
@@ -138,6 +140,9 @@ def main(argv=None) -> int:
         nargs="+",
         default=["2b99dcd", "eager", "compiled"],
         choices=["2b99dcd", "2b99dcd-compiled", "eager", "compiled", "reference"],
+    )
+    parser.add_argument(
+        "--unfused", action="store_true", help="this tree's rows with the default AdamW update too"
     )
     parser.add_argument("--base", default="2b99dcd", help="commit of the baseline row")
     parser.add_argument("--base-src", type=Path, help="the base commit's files, instead of git")

@@ -1,10 +1,9 @@
 """One training step: commit 2b99dcd's model against this tree's, eager and compiled, in one run.
 
 A step is forward, cross-entropy, backward and the AdamW update ``stmt fit``
-runs (fused for this tree's rows, the default update for 2b99dcd's; ``--unfused``:
-the default for all) on random clips (stmt_base, batch 32, T = 24 frames,
-N = 512 points, bfloat16 autocast on a GPU). Rows, all with the same weights and
-inputs:
+runs (fused for this tree's rows, the default update for 2b99dcd's) on random
+clips (stmt_base, batch 32, T = 24 frames, N = 512 points, bfloat16 autocast on
+a GPU). Rows, all with the same weights and inputs:
 
 - ``2b99dcd``: the model as of the base commit (its source read with
   ``git show`` into a temporary package, see ``bm_cpu_train_step.py``), eager;
@@ -12,6 +11,8 @@ inputs:
 - ``eager``: this tree's model, eager;
 - ``compiled``: this tree's model after ``model.compile()`` (what
   ``model.init_args.compile`` does), compile time reported, not counted;
+- ``compiled-unfused`` (``--modes``): ``compiled`` with the default AdamW update
+  (the fused update's share);
 - ``reference`` (``--modes``): this tree, eager, ``STMT_DISABLE_KERNELS=1``.
 
 Reports the median step time, clips/s, the ratio to the first row, the peak
@@ -77,7 +78,7 @@ def run(mode: str, args, device: str, old_mod, state) -> dict:
     model = build(args.arch, **sizes)
     model.load_state_dict(state)
     model = model.to(device).train()
-    opt = optimizer(model, fused=not (mode.startswith("2b99dcd") or args.unfused))
+    opt = optimizer(model, fused=not (mode.startswith("2b99dcd") or mode.endswith("unfused")))
     gen = torch.Generator().manual_seed(1)
     vertices = (torch.randn(args.batch, args.frames, args.points, 3, generator=gen) * 0.3).to(
         device
@@ -87,7 +88,7 @@ def run(mode: str, args, device: str, old_mod, state) -> dict:
     labels = torch.randint(0, args.classes, (args.batch,), generator=gen).to(device)
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     result = {"compile_s": float("nan"), "flops": float("nan")}
-    compiled = mode.endswith("compiled")
+    compiled = "compiled" in mode
     if args.flops and not compiled:
         result["flops"] = count_flops(model, vertices, geodesic, labels, autocast)
     if compiled:
@@ -139,10 +140,8 @@ def main(argv=None) -> int:
         "--modes",
         nargs="+",
         default=["2b99dcd", "eager", "compiled"],
-        choices=["2b99dcd", "2b99dcd-compiled", "eager", "compiled", "reference"],
-    )
-    parser.add_argument(
-        "--unfused", action="store_true", help="this tree's rows with the default AdamW update too"
+        choices=["2b99dcd", "2b99dcd-compiled", "eager", "compiled", "compiled-unfused"]
+        + ["reference"],
     )
     parser.add_argument("--base", default="2b99dcd", help="commit of the baseline row")
     parser.add_argument("--base-src", type=Path, help="the base commit's files, instead of git")

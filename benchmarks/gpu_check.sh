@@ -10,10 +10,12 @@
 # Steps, most wanted first, each under its own time limit so that one that
 # hangs leaves time for the rest:
 #   1. bm_train_step: stmt_base, batch 32, T 24, N 512, bf16 autocast; 2b99dcd's
-#      model eager, this tree eager, this tree compiled; FLOPs, MFU, peak memory
+#      model eager and compiled, this tree eager, compiled, and compiled with the
+#      default (unfused) AdamW update; FLOPs, MFU, peak memory
 #   2. the kernel and compile tests on the GPU (TRITON_INTERPRET unset)
 #   3. bm_offset_attention in float32 (the dispatch rule's evidence) and bfloat16
 #   4. bm_knn (the neighbour-search kernel; its tests run in step 2)
+#   5. bm_optimizer (fused AdamW against the default update)
 # Uses PYTHONPATH=. (no install): the GPU image has torch, triton, lightning,
 # torchmetrics, pytest, hypothesis.
 set -u
@@ -56,9 +58,10 @@ if [ $DRY = 1 ]; then
     step train_step 300 python3 benchmarks/bm_train_step.py --quick --modes 2b99dcd eager "${SRC[@]}"
     step tests 300 python3 -m pytest -q -x tests/test_compile.py -k "fit_setup"
     step oa_fp32 120 python3 benchmarks/bm_offset_attention.py --dtype float32 --n 32 --cpu-batch 4 --iters 2 --warmup 1 --no-compile
+    step bm_optimizer 120 python3 benchmarks/bm_optimizer.py --arch stmt_tiny --steps 3
     exit 0
 fi
-MODES=(--modes 2b99dcd 2b99dcd-compiled eager compiled)
+MODES=(--modes 2b99dcd 2b99dcd-compiled eager compiled compiled-unfused)
 if [ "${1:-}" = "--rerun" ]; then
     step train_step 220 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${MODES[@]}" "${SRC[@]}"
     step tests 100 python3 -m pytest -q -p no:cacheprovider tests/test_offset_attention.py -k "compiled_model or float32_kernel_only or opcheck"
@@ -69,4 +72,5 @@ step tests 150 python3 -m pytest -q -p no:cacheprovider tests/test_offset_attent
 step oa_fp32 50 python3 benchmarks/bm_offset_attention.py --dtype float32 --iters 30 --warmup 5
 step oa_bf16 50 python3 benchmarks/bm_offset_attention.py --dtype bfloat16 --iters 30 --warmup 5
 step bm_knn 40 python3 benchmarks/bm_knn.py
+step bm_optimizer 30 python3 benchmarks/bm_optimizer.py
 cat "$OUT/summary.log"

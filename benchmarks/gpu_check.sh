@@ -11,7 +11,7 @@
 # hangs leaves time for the rest:
 #   1. bm_train_step: stmt_base, batch 32, T 24, N 512, bf16 autocast; 2b99dcd's
 #      model eager and compiled, this tree eager, compiled, and compiled with the
-#      default (unfused) AdamW update; FLOPs, MFU, peak memory
+#      fused AdamW update (CPU-only in stmt fit so far); FLOPs, MFU, peak memory
 #   2. the kernel and compile tests on the GPU (TRITON_INTERPRET unset)
 #   3. bm_offset_attention in float32 (the dispatch rule's evidence) and bfloat16
 #   4. bm_knn (the neighbour-search kernel; its tests run in step 2)
@@ -61,7 +61,7 @@ if [ $DRY = 1 ]; then
     step bm_optimizer 120 python3 benchmarks/bm_optimizer.py --arch stmt_tiny --steps 3
     exit 0
 fi
-MODES=(--modes 2b99dcd 2b99dcd-compiled eager compiled compiled-unfused)
+MODES=(--modes 2b99dcd 2b99dcd-compiled eager compiled compiled-fused)
 if [ "${1:-}" = "--rerun" ]; then
     step train_step 220 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${MODES[@]}" "${SRC[@]}"
     step tests 100 python3 -m pytest -q -p no:cacheprovider tests/test_offset_attention.py -k "compiled_model or float32_kernel_only or opcheck"

@@ -43,13 +43,10 @@ def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def adamw(groups, lr: float, fused: bool = True) -> torch.optim.AdamW:
-    """``torch.optim.AdamW``, fused (one kernel over all parameters) where torch has the kernel.
+    """``torch.optim.AdamW``, fused (one kernel over all parameters) if asked and torch has
+    the kernel for the parameters' device and dtype, else the default implementation.
 
-    The fused update is the same arithmetic as the default one (equal to float32
-    rounding) and faster: the optimiser step of stmt_base 5-6x on 2 CPU cores (160 ->
-    28 ms), the Adam kernels of a stmt_base step on an H200 0.78 -> 0.26 ms
-    (``benchmarks/README.md``). Parameters on a device or of a dtype the kernel does
-    not take get the default implementation.
+    The fused update is the same arithmetic as the default one (equal to float32 rounding).
     """
     if fused:
         try:
@@ -64,19 +61,33 @@ def grad_scaler(trainer):
     return getattr(getattr(trainer, "precision_plugin", None), "scaler", None)
 
 
+def use_fused_adamw(device: torch.device | str, scaled: bool = False) -> bool:
+    """Whether ``stmt fit`` takes the fused AdamW update: on the CPU, without a float16
+    gradient scaler (Lightning unscales the gradients before clipping them, which it cannot
+    do for an optimiser that unscales inside its step).
+
+    Measured (``benchmarks/bm_optimizer.py``): the optimiser step of stmt_base on 2 CPU
+    cores 154 -> 30 ms. On an H200 the fused update's kernels took 0.78 -> 0.26 ms of a
+    compiled stmt_base step, but the one step measurement with it was slower (32.2 vs
+    28.2 ms): until a GPU run shows it pays (``bm_train_step.py --modes compiled
+    compiled-fused``), CUDA keeps the default update.
+    """
+    return torch.device(device).type == "cpu" and not scaled
+
+
 def adamw_warmup_cosine(
     module: nn.Module, lr: float, weight_decay: float, warmup_fraction: float, total_steps: int
 ) -> dict:
     """AdamW (no decay on biases, norms, embeddings) with linear warm-up then cosine decay to 0.
 
-    The update is fused (:func:`adamw`) unless a float16 gradient scaler runs: Lightning
-    then unscales the gradients before clipping them, which it cannot do for an optimiser
-    that unscales inside its step.
+    The update is fused where :func:`use_fused_adamw` says.
 
     Returns Lightning's ``configure_optimizers`` dict, the schedule stepping every batch.
     """
     groups = param_groups(module, weight_decay)
-    optimizer = adamw(groups, lr, fused=grad_scaler(module.trainer) is None)
+    device = next(module.parameters()).device
+    fused = use_fused_adamw(device, scaled=grad_scaler(module.trainer) is not None)
+    optimizer = adamw(groups, lr, fused=fused)
     total = max(1, int(total_steps))
     warmup = int(warmup_fraction * total)
 

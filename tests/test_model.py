@@ -183,6 +183,37 @@ def test_float32_grouping_computes_what_the_concatenation_does(neighbors_per_cli
         torch.testing.assert_close(got_grads[name], grad, rtol=1e-3, atol=1e-4 * scale, msg=name)
 
 
+def test_16_bit_grouping_gives_aligned_products():
+    # Under autocast the first grouping layer's (offset, f_j - f_i, f_i) input, 3 + 2C
+    # channels, is padded with zeros to a multiple of 8 (GPU tensor cores want it): every
+    # matrix product of the patch branches, forward and backward, then has sizes that are
+    # multiples of 8, but for the 3 coordinates of the point MLP's input. (The padded
+    # input's values: test_float32_grouping_computes_what_the_concatenation_does, whose
+    # float64 side takes this path.)
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    products = {torch.ops.aten.mm.default, torch.ops.aten.addmm.default, torch.ops.aten.bmm.default}
+    sizes = set()
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func in products:
+                sizes.update(d for a in args if isinstance(a, torch.Tensor) for d in a.shape[-2:])
+            return func(*args, **(kwargs or {}))
+
+    model = tiny().train()
+    vertices, geodesic = clips(2, 4), geodesic_matrix()
+    with torch.autocast("cpu", dtype=torch.bfloat16), Record():
+        features = model.patch_features(vertices, geodesic)
+    with Record():
+        features.float().sum().backward()
+    assert {3 + 2 * 32, 3 + 2 * 64} & sizes == set()  # stmt_tiny's 67 and 131 channels
+    assert {d for d in sizes if d % 8} == {3}
+    with torch.no_grad():
+        want = model.double().patch_features(vertices.double(), geodesic.double())
+    torch.testing.assert_close(features.double(), want, rtol=0.05, atol=0.05)
+
+
 @pytest.mark.parametrize("name", ["stmt-realmix.ckpt", "stmt-tiny-synthetic.ckpt"])
 def test_shipped_checkpoints_load_and_predict_as_the_concatenation_does(name):
     from stmt import checkpoint

@@ -138,15 +138,22 @@ class PatchBranch(nn.Module):
         point and the centre's term [xyz_i, f_i] [-Wx | Wc - Wd]^T, the same sum computed
         over the n points and m centres instead of the m*k neighbours, without the
         (B, T, m, k, 3 + 2C) input. In 16 bits u_j - u_i would lose the small offsets
-        to rounding, so there the input is built as written.
+        to rounding, so there the input is built as written, with zero channels up to
+        a multiple of 8 (and zero weight columns): 3 + 2C = 131 or 259 inner channels
+        give the GPU's matrix products unaligned (``align1``) kernels.
         """
         first = mlp[0]
         if feat.dtype != torch.float32 or torch.is_autocast_enabled(feat.device.type):
             nb_xyz = gather_neighbors(xyz, idx)  # (B, T, m, k, 3)
             nb_feat = gather_neighbors(feat, idx)  # (B, T, m, k, C)
             c_xyz, c_feat = xyz[:, :, :m, None], feat[:, :, :m, None]  # (B, T, m, 1, .)
-            x = torch.cat([nb_xyz - c_xyz, nb_feat - c_feat, c_feat.expand_as(nb_feat)], dim=-1)
-            y = first.linear(x)  # (B, T, m, k, C')
+            parts = [nb_xyz - c_xyz, nb_feat - c_feat, c_feat.expand_as(nb_feat)]
+            w = first.linear.weight  # (C', 3 + 2C)
+            pad = -w.shape[1] % 8
+            if pad:
+                parts.append(nb_feat.new_zeros(()).expand(*nb_feat.shape[:-1], pad))
+                w = F.pad(w, (0, pad))  # (C', 3 + 2C + pad)
+            y = F.linear(torch.cat(parts, dim=-1), w)  # (B, T, m, k, C')
         else:
             w = first.linear.weight  # (C', 3 + 2C): [Wx | Wd | Wc]
             c = feat.shape[-1]

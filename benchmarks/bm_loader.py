@@ -10,7 +10,12 @@ Besides wall-clock clips/s it reports what bounds them on any machine:
   ceiling with one worker per core;
 - ``main cpu ms/batch``: CPU time the training process itself spends per batch
   receiving it from the workers (2 workers), which competes for the same cores;
+  ``workers'``: the workers' CPU time per batch (making and sending it, from
+  /proc); ``cores busy``: all that CPU time over the wall time;
 - the load average: on a shared machine the workers get only part of the cores.
+
+The loader is made once and iterated epoch after epoch, as Lightning does, so
+its persistent workers start once (in the warm-up).
 
     python benchmarks/bm_loader.py [--samples 2000] [--batch-size 32] [--batches 100]
 """
@@ -80,6 +85,16 @@ def write_random_cache(root: Path, samples: int, frames: int, n: int) -> None:
     (root / "index.json").write_text(json.dumps(index))
 
 
+def _cpu_seconds(pid: int) -> float:
+    """CPU time (user + system) of a process so far, from /proc (0 where there is none)."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--samples", type=int, default=2000)
@@ -102,23 +117,30 @@ def main() -> None:
                 val_split="train",
             )
             dm.setup("fit")
-            it = iter(dm.train_dataloader())
+            # one loader, iterated epoch after epoch as Lightning does: its persistent
+            # workers live on (a fresh loader per epoch would time their start-up)
+            loader = dm.train_dataloader()
+            it = iter(loader)
             for _ in range(3):  # warm-up: worker start, page cache
                 next(it)
+            pids = [w.pid for w in getattr(it, "_workers", [])]
             n, t0, c0 = 0, time.perf_counter(), time.process_time()
+            w0 = sum(_cpu_seconds(pid) for pid in pids)
             for _ in range(a.batches):
                 try:
                     b = next(it)
                 except StopIteration:
-                    it = iter(dm.train_dataloader())
+                    it = iter(loader)
                     b = next(it)
                 n += b["vertices"].shape[0]
             dt, cpu = time.perf_counter() - t0, time.process_time() - c0
+            worker_cpu = sum(_cpu_seconds(pid) for pid in pids) - w0
             per_batch = 1e3 * cpu / a.batches
             extra = (
                 f"cpu ms/batch {per_batch:.1f} (one core: {1e3 * a.batch_size / per_batch:.0f} clips/s)"
                 if workers == 0
-                else f"main cpu ms/batch {per_batch:.1f}"
+                else f"main cpu ms/batch {per_batch:.1f}, workers' {1e3 * worker_cpu / a.batches:.1f}; "
+                f"cores busy {(cpu + worker_cpu) / dt:.2f}"
             )
             print(
                 f"workers={workers} T={a.num_frames} N={a.num_points} B={a.batch_size}: "

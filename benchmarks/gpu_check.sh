@@ -8,7 +8,7 @@
 #   benchmarks/gpu_check.sh --rerun      # only the train steps and the compile tests
 #
 # Steps, most wanted first, each under its own time limit so that one that
-# hangs leaves time for the rest (about 9 minutes at most in all):
+# hangs leaves time for the rest (under 10 minutes in all):
 #   1. bm_train_step: stmt_base, batch 32, T 24, N 512, bf16 autocast; 2b99dcd's
 #      model eager (the baseline), this tree eager, compiled, and compiled
 #      with the fused AdamW update (CPU-only in stmt fit so far); FLOPs, MFU, memory
@@ -17,6 +17,7 @@
 #   3. the kNN kernel tests (the NaN ordering fix has run only under the
 #      interpreter) and the compiled-model / opcheck tests on the GPU
 #   4. bm_knn, bm_optimizer
+#   5. profile_step: this tree's compiled step, kernel time by kind (trace under $OUT)
 # (bm_offset_attention: unchanged since its last GPU run; run it by hand.)
 # Uses PYTHONPATH=. (no install): the GPU image has torch, triton, lightning,
 # torchmetrics, pytest, hypothesis.
@@ -66,6 +67,7 @@ if [ $DRY = 1 ]; then
     step padding 300 python3 benchmarks/bm_train_step.py --quick --no-flops --base $BEFORE --modes 2b99dcd eager "${SRC_BEFORE[@]}"
     step tests 300 python3 -m pytest -q -x tests/test_compile.py -k "fit_setup"
     step bm_optimizer 120 python3 benchmarks/bm_optimizer.py --arch stmt_tiny --steps 3
+    step profile 120 python3 benchmarks/profile_step.py --quick --eager
     exit 0
 fi
 MODES=(--modes 2b99dcd eager compiled compiled-fused)
@@ -76,9 +78,10 @@ if [ "${1:-}" = "--rerun" ]; then
     step padding 170 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${PADDING[@]}" "${SRC_BEFORE[@]}"
     exit 0
 fi
-step train_step 200 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${MODES[@]}" "${SRC[@]}"
-step padding 170 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${PADDING[@]}" "${SRC_BEFORE[@]}"
-step tests 120 python3 -m pytest -q -p no:cacheprovider "${TESTS[@]}"
-step bm_knn 30 python3 benchmarks/bm_knn.py
-step bm_optimizer 30 python3 benchmarks/bm_optimizer.py
+step train_step 190 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${MODES[@]}" "${SRC[@]}"
+step padding 150 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${PADDING[@]}" "${SRC_BEFORE[@]}"
+step tests 100 python3 -m pytest -q -p no:cacheprovider "${TESTS[@]}"
+step bm_knn 25 python3 benchmarks/bm_knn.py
+step bm_optimizer 20 python3 benchmarks/bm_optimizer.py
+step profile 90 python3 benchmarks/profile_step.py --out "$OUT"
 cat "$OUT/summary.log"

@@ -47,7 +47,7 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this tree's stmt, whatever is installed
 
-from bm_cpu_train_step import load_old_model_module, optimizer
+from bm_cpu_train_step import load_old_model_module, make_inputs, optimizer
 
 from stmt.engine.common import use_fused_adamw
 from stmt.model.stmt import build_model
@@ -70,6 +70,19 @@ def count_flops(model, vertices, geodesic, labels, autocast) -> float:
     return float(counter.get_total_flops())
 
 
+def training_step(model, opt, vertices, geodesic, labels, autocast):
+    """A function that runs one step: forward under ``autocast``, cross-entropy, backward, ``opt``."""
+
+    def step():
+        opt.zero_grad(set_to_none=True)
+        with autocast:
+            loss = F.cross_entropy(model(vertices, geodesic), labels)
+        loss.backward()
+        opt.step()
+
+    return step
+
+
 def run(mode: str, args, device: str, old_mod, state) -> dict:
     cuda = device == "cuda"
     os.environ["STMT_DISABLE_KERNELS"] = "1" if mode == "reference" else "0"
@@ -81,13 +94,7 @@ def run(mode: str, args, device: str, old_mod, state) -> dict:
     model = model.to(device).train()
     fused = mode.endswith("-fused") or (not mode.startswith("2b99dcd") and use_fused_adamw(device))
     opt = optimizer(model, fused=fused)
-    gen = torch.Generator().manual_seed(1)
-    vertices = (torch.randn(args.batch, args.frames, args.points, 3, generator=gen) * 0.3).to(
-        device
-    )
-    rest = torch.randn(args.points, 3, generator=gen) * 0.3
-    geodesic = torch.cdist(rest, rest).to(device)  # (N, N) stands in for the template's
-    labels = torch.randint(0, args.classes, (args.batch,), generator=gen).to(device)
+    vertices, geodesic, labels = (x.to(device) for x in make_inputs(args))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     result = {"compile_s": float("nan"), "flops": float("nan")}
     compiled = "compiled" in mode
@@ -95,13 +102,7 @@ def run(mode: str, args, device: str, old_mod, state) -> dict:
         result["flops"] = count_flops(model, vertices, geodesic, labels, autocast)
     if compiled:
         model.compile()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            loss = F.cross_entropy(model(vertices, geodesic), labels)
-        loss.backward()
-        opt.step()
+    step = training_step(model, opt, vertices, geodesic, labels, autocast)
 
     t0 = time.perf_counter()
     step()

@@ -26,11 +26,11 @@ from contextlib import nullcontext
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # bm_cpu_train_step beside this file
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # the other benchmarks beside this file
 
-from bm_cpu_train_step import optimizer
+from bm_cpu_train_step import make_inputs, optimizer
+from bm_train_step import training_step
 
 from stmt.engine.common import use_fused_adamw
 from stmt.model.stmt import build_model
@@ -74,6 +74,7 @@ def main(argv=None) -> int:
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--frames", type=int, default=24)
     p.add_argument("--points", type=int, default=512)
+    p.add_argument("--classes", type=int, default=60)
     p.add_argument("--steps", type=int, default=3, help="profiled steps")
     p.add_argument("--warmup", type=int, default=5)
     p.add_argument("--eager", action="store_true", help="do not compile the model")
@@ -87,24 +88,14 @@ def main(argv=None) -> int:
     device = "cuda" if cuda else "cpu"
 
     torch.manual_seed(0)
-    model = build_model(a.arch, num_classes=60, num_frames=a.frames, num_points=a.points)
+    model = build_model(a.arch, num_classes=a.classes, num_frames=a.frames, num_points=a.points)
     model = model.to(device).train()
     opt = optimizer(model, fused=a.fused or use_fused_adamw(device))
-    gen = torch.Generator().manual_seed(1)
-    vertices = (torch.randn(a.batch, a.frames, a.points, 3, generator=gen) * 0.3).to(device)
-    rest = torch.randn(a.points, 3, generator=gen) * 0.3
-    geodesic = torch.cdist(rest, rest).to(device)
-    labels = torch.randint(0, 60, (a.batch,), generator=gen).to(device)
+    vertices, geodesic, labels = (x.to(device) for x in make_inputs(a))
     autocast = torch.autocast("cuda", dtype=torch.bfloat16) if cuda else nullcontext()
     if not a.eager:
         model.compile()
-
-    def step():
-        opt.zero_grad(set_to_none=True)
-        with autocast:
-            loss = F.cross_entropy(model(vertices, geodesic), labels)
-        loss.backward()
-        opt.step()
+    step = training_step(model, opt, vertices, geodesic, labels, autocast)
 
     def sync():
         if cuda:

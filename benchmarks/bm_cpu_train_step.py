@@ -26,7 +26,13 @@ runs it, with glibc's allocator as the C library leaves it ("default") and as
 2b99dcd's model with its CLI's allocator against this tree's with its, and the
 two other pairings, so that the model's share and the allocator's share are
 seen apart. Processes alternate in rounds; each reports the median of its own
-steps (CPU time, one thread) and its page faults per step.
+steps (wall and CPU time), its page faults per step and its peak resident memory
+(the process's, model and data included). The table adds clips/s and the FLOPs
+achieved: one step's forward + backward counted by ``torch.utils.flop_counter``
+on the base model (the CPU's flash attention counted as the GPU's is), over the
+step's wall time, and that as a share of what a dense 2048^3 float32 product
+reaches on the same threads in the same run (the CPU's utilisation, measured
+rather than taken from a datasheet).
 
     python benchmarks/bm_cpu_train_step.py --arch stmt_tiny --threads 1 --processes --rounds 3
 
@@ -106,6 +112,58 @@ def make_inputs(args):
     geodesic = torch.cdist(rest, rest)  # (N, N) stands in for the template's
     labels = torch.randint(0, args.classes, (args.batch,), generator=gen)
     return vertices, geodesic, labels
+
+
+def _cpu_flash_flops():
+    """``FlopCounterMode`` formulas for the CPU's flash attention, which
+    ``torch.utils.flop_counter`` does not count: the same as for the GPU's
+    (forward 4 B H L^2 Dh, backward 2.5x that with the scores recomputed), so CPU
+    and GPU steps are counted alike."""
+    from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
+
+    aten = torch.ops.aten
+
+    def forward(query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_flop_count(query, key, value)
+
+    def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
+        return sdpa_backward_flop_count(grad_out, query, key, value)
+
+    return {
+        aten._scaled_dot_product_flash_attention_for_cpu: forward,
+        aten._scaled_dot_product_flash_attention_for_cpu_backward: backward,
+    }
+
+
+def count_flops(model, vertices, geodesic, labels, autocast=None) -> float:
+    """FLOPs of one forward + backward (cross-entropy loss), counted by
+    ``torch.utils.flop_counter``: matrix products and attention, the CPU's flash
+    attention included; the GPU's offset-attention kernel (a custom op) is not
+    counted. Leaves no gradients behind."""
+    from contextlib import nullcontext
+
+    from torch.utils.flop_counter import FlopCounterMode
+
+    with FlopCounterMode(display=False, custom_mapping=_cpu_flash_flops()) as counter:
+        with autocast or nullcontext():
+            loss = F.cross_entropy(model(vertices, geodesic), labels)
+        loss.backward()
+    model.zero_grad(set_to_none=True)
+    return float(counter.get_total_flops())
+
+
+def product_gflops(size: int = 2048, repeats: int = 5) -> float:
+    """GFLOP/s of a dense float32 (size x size) @ (size x size) product on torch's
+    threads, the best of ``repeats``: what this CPU's products reach, the
+    yardstick of the CPU rows' utilisation."""
+    a, b = torch.randn(size, size), torch.randn(size, size)
+    a @ b
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        a @ b
+        best = min(best, time.perf_counter() - t0)
+    return 2 * size**3 / best / 1e9
 
 
 def optimizer(model, fused: bool):
@@ -311,7 +369,10 @@ def child(args) -> int:
         cpu.append(time.process_time() - c0)
         faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)
     medians = {"wall": wall, "cpu": cpu, "faults": faults}
-    print(json.dumps({key: statistics.median(values) for key, values in medians.items()}))
+    result = {key: statistics.median(values) for key, values in medians.items()}
+    result["peak_mib"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # KiB on Linux
+    result["flops"] = count_flops(runner.model, runner.vertices, runner.geodesic, runner.labels)
+    print(json.dumps(result))
     return 0
 
 
@@ -335,25 +396,39 @@ def processes(args, arch: str, package: Path) -> None:
             cmd = [sys.executable, __file__, *common, "--child", model, "--allocator", allocator]
             out = subprocess.run(cmd, check=True, capture_output=True, text=True, env=env, cwd=ROOT)
             results[(model, allocator)].append(json.loads(out.stdout.strip().splitlines()[-1]))
+    threads = args.threads or torch.get_num_threads()
+    products = product_gflops()
     print(
         f"\n{arch}: batch {args.batch}, T={args.frames}, N={args.points}, float32, "
-        f"{args.threads or torch.get_num_threads()} threads, one process per model, "
-        f"{args.rounds} rounds x {args.steps} steps"
+        f"{threads} threads, one process per model, {args.rounds} rounds x {args.steps} steps"
     )
 
     def median(pair, key):
         return statistics.median(r[key] for r in results[pair])
 
+    # the model's FLOPs as 2b99dcd computes them (this tree skips some, e.g. the first
+    # grouping layer per point instead of per neighbour): utilisation credits what a
+    # step achieves, not how much arithmetic it avoids
+    flops = median(pairs[0], "flops")
+    print(
+        f"  FLOPs per step (fwd+bwd, counted on {names['base']}'s model): {flops / 1e9:.1f} G"
+        f" ({flops / args.batch / 1e9:.1f} G per clip; this tree's model counts"
+        f" {median(pairs[1], 'flops') / 1e9:.1f} G); a {2048}^3 float32 product on"
+        f" {threads} threads: {products:.1f} GFLOP/s"
+    )
     base_wall, base_cpu = median(pairs[0], "wall"), median(pairs[0], "cpu")
     print(
         f"  {'model':<12} {'allocator':<10} {'wall s':>7} {'x base':>7}"
-        f" {'CPU s':>7} {'x base':>7} {'faults/step':>12}"
+        f" {'CPU s':>7} {'x base':>7} {'clips/s':>8} {'GFLOP/s':>8} {'% product':>9}"
+        f" {'peak MiB':>9} {'faults/step':>12}"
     )
     for pair in pairs:
         wall, cpu = median(pair, "wall"), median(pair, "cpu")
         print(
             f"  {names[pair[0]]:<12} {pair[1]:<10} {wall:7.3f} {base_wall / wall:6.2f}x"
-            f" {cpu:7.3f} {base_cpu / cpu:6.2f}x {median(pair, 'faults'):12.0f}"
+            f" {cpu:7.3f} {base_cpu / cpu:6.2f}x {args.batch / wall:8.1f}"
+            f" {flops / wall / 1e9:8.1f} {flops / wall / 1e9 / products * 100:8.1f}%"
+            f" {median(pair, 'peak_mib'):9.0f} {median(pair, 'faults'):12.0f}"
         )
 
 

@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from stmt.ops import knn
+from stmt.ops import knn, neighbor_stats
 
 
 def knn_indices(distances: Tensor, k: int) -> Tensor:
@@ -178,23 +178,61 @@ def norm_relu_max(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int = 3) -> Tensor
     """``relu(norm(y)).amax(dim)``: batch norm over all but the last (channel)
     dimension, ReLU, max over the neighbours, e.g. (B, T, M, K, C) -> (B, T, M, C).
 
-    Training a plain ``BatchNorm1d`` with gradients on the CPU, in its own dtype,
-    goes through :class:`_NormReluMax` (the same values, gradients and running
-    statistics; 1.7x faster on a (16, 24, 32, 8, 64) input, one thread, and
-    without the normalised tensor); everything else (evaluation, other devices,
-    autocast, ``torch.compile``, ``SyncBatchNorm1d``) runs the three steps as
-    written.
+    Training a plain ``BatchNorm1d`` (the same values, gradients and running
+    statistics as the three steps, without the normalised tensor):
+
+    - on the CPU with gradients, in its own dtype: :class:`_NormReluMax`
+      (1.7x faster on a (16, 24, 32, 8, 64) input, one thread);
+    - on a GPU (eager, autocast, ``torch.compile``): :func:`_norm_relu_max_by_stats`,
+      one kernel pass over ``y`` forward and one backward
+      (:mod:`stmt.ops.neighbor_stats`).
+
+    Everything else (evaluation, ``SyncBatchNorm1d``, the CPU under autocast or
+    ``torch.compile``, ``STMT_DISABLE_KERNELS=1`` off the CPU) runs the three
+    steps as written.
     """
-    fused = (
+    plain = (
         type(norm) is torch.nn.BatchNorm1d
         and norm.training
         and norm.track_running_stats
         and norm.affine
-        and _eager_cpu_training(y, norm.weight.dtype)
     )
     c = y.shape[-1]
-    if not fused or y.numel() == c:  # (one value per channel: batch norm's own error)
-        return F.relu(norm(y.reshape(-1, c))).reshape(y.shape).amax(dim)
+    if plain and y.numel() != c:  # (one value per channel: batch norm's own error)
+        if _eager_cpu_training(y, norm.weight.dtype):
+            return _norm_relu_max_cpu(y, norm, dim)
+        if norm.momentum is not None and neighbor_stats.use_kernel(y):
+            return _norm_relu_max_by_stats(y, norm, dim)
+    return F.relu(norm(y.reshape(-1, c))).reshape(y.shape).amax(dim)
+
+
+def _norm_relu_max_by_stats(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int) -> Tensor:
+    """``relu(norm(y)).amax(dim)`` from :func:`stmt.ops.neighbor_stats.neighbor_stats`:
+    the max and min over the neighbours and the batch sums in one pass over ``y``,
+    then batch norm's arithmetic on (M, C) and (C,) tensors, differentiated by
+    autograd (whose way back to ``y`` is the op's one backward pass)."""
+    c, k = y.shape[-1], y.shape[dim]
+    rows = y.movedim(dim, -2)  # (..., K, C)
+    flat = rows.reshape(-1, k, c)  # (M, K, C)
+    shift = flat[0, 0].detach().float()  # a value near the data: the sums do not cancel
+    high, low, total, total_sq = neighbor_stats.neighbor_stats(flat, shift)
+    n = flat.shape[0] * k
+    mean_shifted = total / n
+    var = (total_sq / n - mean_shifted.square()).clamp_min(0)  # biased, as batch norm's
+    mean = mean_shifted + shift
+    with torch.no_grad():  # running statistics as BatchNorm1d keeps them (unbiased variance)
+        norm.num_batches_tracked.add_(1)
+        norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), norm.momentum)
+        unbiased = var * (n / max(n - 1, 1))
+        norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), norm.momentum)
+    scale = norm.weight * torch.rsqrt(var + norm.eps)  # (C,)
+    ext = torch.where(scale < 0, low, high)  # (M, C): where the max of relu(scale y + t) is
+    out = torch.relu((ext.float() - mean) * scale + norm.bias)
+    return out.to(y.dtype).reshape(*rows.shape[:-2], c)
+
+
+def _norm_relu_max_cpu(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int) -> Tensor:
+    """:class:`_NormReluMax` with ``norm``'s parameters and running statistics."""
     norm.num_batches_tracked.add_(1)
     momentum = norm.momentum
     if momentum is None:  # cumulative average, as BatchNorm1d

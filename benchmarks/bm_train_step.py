@@ -13,6 +13,9 @@ a GPU). Rows, all with the same weights and inputs:
   ``model.init_args.compile`` does), compile time reported, not counted;
 - ``compiled-fused`` (``--modes``): ``compiled`` with the fused AdamW update
   (``stmt fit`` takes it on the CPU only, so far);
+- ``compiled-three-steps`` (``--modes``): ``compiled`` with batch norm, ReLU and
+  the max over the neighbours as three steps instead of the one-pass kernel
+  (``stmt.ops.neighbor_stats``), the kernel's share of the step;
 - ``reference`` (``--modes``): this tree, eager, ``STMT_DISABLE_KERNELS=1``.
 
 Reports the median step time, clips/s, the ratio to the first row, the peak
@@ -38,7 +41,7 @@ import statistics
 import sys
 import tempfile
 import time
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
 
 import torch
@@ -47,27 +50,16 @@ import torch.nn.functional as F
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # this tree's stmt, whatever is installed
 
-from bm_cpu_train_step import load_old_model_module, make_inputs, optimizer
+from bm_cpu_train_step import count_flops, load_old_model_module, make_inputs, optimizer
 
 from stmt.engine.common import use_fused_adamw
 from stmt.model.stmt import build_model
+from stmt.ops import neighbor_stats
 
 
 def _sync(cuda: bool) -> None:
     if cuda:
         torch.cuda.synchronize()
-
-
-def count_flops(model, vertices, geodesic, labels, autocast) -> float:
-    """FLOPs of one forward+backward, counted by torch.utils.flop_counter."""
-    from torch.utils.flop_counter import FlopCounterMode
-
-    with FlopCounterMode(display=False) as counter:
-        with autocast:
-            loss = F.cross_entropy(model(vertices, geodesic), labels)
-        loss.backward()
-    model.zero_grad(set_to_none=True)
-    return float(counter.get_total_flops())
 
 
 def training_step(model, opt, vertices, geodesic, labels, autocast):
@@ -81,6 +73,18 @@ def training_step(model, opt, vertices, geodesic, labels, autocast):
         opt.step()
 
     return step
+
+
+@contextmanager
+def one_pass_kernel(on: bool):
+    """With ``on`` False, this tree's batch norm + ReLU + max runs as three steps."""
+    saved = neighbor_stats.use_kernel
+    if not on:
+        neighbor_stats.use_kernel = lambda y: False
+    try:
+        yield
+    finally:
+        neighbor_stats.use_kernel = saved
 
 
 def run(mode: str, args, device: str, old_mod, state) -> dict:
@@ -144,7 +148,7 @@ def main(argv=None) -> int:
         nargs="+",
         default=["2b99dcd", "eager", "compiled"],
         choices=["2b99dcd", "2b99dcd-compiled", "eager", "compiled", "compiled-fused"]
-        + ["reference"],
+        + ["compiled-three-steps", "reference"],
     )
     parser.add_argument("--base", default="2b99dcd", help="commit of the baseline row")
     parser.add_argument("--base-src", type=Path, help="the base commit's files, instead of git")
@@ -176,7 +180,8 @@ def main(argv=None) -> int:
         try:
             for mode in args.modes:
                 label = mode.replace("2b99dcd", args.base)
-                results[label] = run(mode, args, device, old_mod, state)
+                with one_pass_kernel(not mode.endswith("-three-steps")):
+                    results[label] = run(mode, args, device, old_mod, state)
                 gc.collect()  # the last mode's model and optimizer are gone
                 if cuda:
                     torch.cuda.empty_cache()
@@ -194,7 +199,7 @@ def main(argv=None) -> int:
             f"FLOPs per step (fwd+bwd, counted): {flops / 1e9:.1f} G = {flops / args.batch / 1e9:.1f} G per clip"
         )
     header = (
-        f"{'model':<17} {'step ms':>9} {'clips/s':>9} {'x first':>8} {'MFU %':>6} "
+        f"{'model':<21} {'step ms':>9} {'clips/s':>9} {'x first':>8} {'MFU %':>6} "
         f"{'peak GiB':>9} {'compile s':>10}"
     )
     print(header)
@@ -204,7 +209,7 @@ def main(argv=None) -> int:
         mfu = flops / r["sec"] / (args.peak_tflops * 1e12) * 100 if cuda else math.nan
         fmt = lambda v, f: "n/a" if math.isnan(v) else format(v, f)
         print(
-            f"{label:<17} {r['sec'] * 1e3:9.1f} {args.batch / r['sec']:9.1f} "
+            f"{label:<21} {r['sec'] * 1e3:9.1f} {args.batch / r['sec']:9.1f} "
             f"{first / r['sec']:7.2f}x {fmt(mfu, '6.1f'):>6} {fmt(r['peak_gib'], '9.2f'):>9} "
             f"{fmt(r['compile_s'], '10.1f'):>10}"
         )

@@ -10,15 +10,19 @@
 # Steps, most wanted first, each under its own time limit so that one that
 # hangs leaves time for the rest (under 10 minutes in all):
 #   1. bm_train_step: stmt_base, batch 32, T 24, N 512, bf16 autocast; 2b99dcd's
-#      model eager (the baseline), this tree eager, compiled, and compiled
-#      with the fused AdamW update (CPU-only in stmt fit so far); FLOPs, MFU, memory
-#   2. bm_train_step again, compiled: this tree against $BEFORE, the tree before
-#      the 16-bit grouping input was padded to a multiple of 8 channels
-#   3. the kNN kernel tests (the NaN ordering fix has run only under the
-#      interpreter) and the compiled-model / opcheck tests on the GPU
-#   4. bm_knn, bm_optimizer
+#      model eager (the baseline), this tree eager and compiled; FLOPs,
+#      MFU, memory
+#   2. bm_train_step again, all compiled, one process: $BEFORE (the tree before
+#      the 16-bit grouping input was padded to a multiple of 8 channels), this
+#      tree with batch norm + ReLU + max as three steps (the padding's share),
+#      this tree (the one-pass kernel's share, stmt.ops.neighbor_stats), and with
+#      the fused AdamW update (CPU-only in stmt fit so far)
+#   3. the kernel tests on the GPU: kNN (the NaN ordering fix has run only under
+#      the interpreter), the one-pass kernel (never run on a GPU), the
+#      compiled-model / opcheck tests of offset attention
+#   4. bm_optimizer
 #   5. profile_step: this tree's compiled step, kernel time by kind (trace under $OUT)
-# (bm_offset_attention: unchanged since its last GPU run; run it by hand.)
+# (bm_offset_attention, bm_knn: unchanged since their last GPU run; run them by hand.)
 # Uses PYTHONPATH=. (no install): the GPU image has torch, triton, lightning,
 # torchmetrics, pytest, hypothesis.
 set -u
@@ -64,24 +68,25 @@ step() {  # step NAME SECONDS COMMAND...: run with a limit, log to $OUT/NAME.log
 
 if [ $DRY = 1 ]; then
     step train_step 300 python3 benchmarks/bm_train_step.py --quick --modes 2b99dcd eager "${SRC[@]}"
-    step padding 300 python3 benchmarks/bm_train_step.py --quick --no-flops --base $BEFORE --modes 2b99dcd eager "${SRC_BEFORE[@]}"
+    step variants 300 python3 benchmarks/bm_train_step.py --quick --no-flops --base $BEFORE --modes 2b99dcd compiled-three-steps compiled "${SRC_BEFORE[@]}"
     step tests 300 python3 -m pytest -q -x tests/test_compile.py -k "fit_setup"
     step bm_optimizer 120 python3 benchmarks/bm_optimizer.py --arch stmt_tiny --steps 3
     step profile 120 python3 benchmarks/profile_step.py --quick --eager
     exit 0
 fi
-MODES=(--modes 2b99dcd eager compiled compiled-fused)
-PADDING=(--no-flops --base $BEFORE --modes 2b99dcd-compiled compiled)  # "2b99dcd" = the base
-TESTS=(tests/test_knn.py tests/test_offset_attention.py -k "not interpreter and (test_knn or compiled_model or opcheck)")
+MODES=(--modes 2b99dcd eager compiled)
+# "2b99dcd" = the base, here $BEFORE
+VARIANTS=(--no-flops --base $BEFORE --modes 2b99dcd-compiled compiled-three-steps compiled compiled-fused)
+TESTS=(tests/test_knn.py tests/test_neighbor_stats.py tests/test_offset_attention.py
+    -k "not interpreter and (test_knn or test_neighbor_stats or compiled_model or opcheck)")
 if [ "${1:-}" = "--rerun" ]; then
-    step train_step 200 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${MODES[@]}" "${SRC[@]}"
-    step padding 170 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${PADDING[@]}" "${SRC_BEFORE[@]}"
+    step train_step 150 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${MODES[@]}" "${SRC[@]}"
+    step variants 260 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${VARIANTS[@]}" "${SRC_BEFORE[@]}"
     exit 0
 fi
-step train_step 190 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${MODES[@]}" "${SRC[@]}"
-step padding 150 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${PADDING[@]}" "${SRC_BEFORE[@]}"
-step tests 100 python3 -m pytest -q -p no:cacheprovider "${TESTS[@]}"
-step bm_knn 25 python3 benchmarks/bm_knn.py
+step train_step 140 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${MODES[@]}" "${SRC[@]}"
+step variants 230 python3 benchmarks/bm_train_step.py --steps 20 --warmup 3 "${VARIANTS[@]}" "${SRC_BEFORE[@]}"
+step tests 90 python3 -m pytest -q -p no:cacheprovider "${TESTS[@]}"
 step bm_optimizer 20 python3 benchmarks/bm_optimizer.py
 step profile 90 python3 benchmarks/profile_step.py --out "$OUT"
 cat "$OUT/summary.log"

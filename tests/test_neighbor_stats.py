@@ -42,8 +42,9 @@ def _with_ties(m: int, k: int, c: int, dtype) -> torch.Tensor:
     return y
 
 
-# (M, K, C): one element, tails in every block dimension, K not a power of two, the model's C
-SHAPES = [(1, 1, 1), (5, 3, 7), (37, 8, 70), (20, 8, 256)]
+# (M, K, C): one element, tails in every block dimension, K not a power of two, the model's C,
+# and K so large that a program holds one centre
+SHAPES = [(1, 1, 1), (5, 3, 7), (37, 8, 70), (20, 8, 256), (3, 70, 20)]
 
 
 @needs_kernel
@@ -68,7 +69,9 @@ def test_triton_neighbor_stats_matches_reference(kernel_on, m, k, c, dtype):
     )
     assert got[0].dtype == dtype and got[2].dtype == torch.float32
     for g, w in zip(got[2:], want[2:]):
-        torch.testing.assert_close(g.cpu().double(), w, rtol=1e-5, atol=1e-5 * float(w.detach().abs().max()))
+        torch.testing.assert_close(
+            g.cpu().double(), w, rtol=1e-5, atol=1e-5 * float(w.detach().abs().max())
+        )
     scale = float(x64.grad.abs().max())
     tol = 1e-5 if dtype == torch.float32 else 1e-2
     torch.testing.assert_close(x.grad.cpu().double(), x64.grad, rtol=tol, atol=tol * scale)

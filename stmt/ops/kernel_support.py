@@ -1,6 +1,7 @@
-"""What the Triton kernel modules (offset attention, neighbour search) share:
-the off switch, whether Triton is there, a marker for checks ``torch.compile``
-should not trace into, and block sizes. Triton itself is not imported here."""
+"""What the Triton kernel modules (offset attention, neighbour search, neighbour
+statistics) share: the off switch, whether Triton is there, a marker for checks
+``torch.compile`` should not trace into, wrapping the kernels on first use, and
+block sizes. Triton itself is imported only by :func:`jit_kernels`."""
 
 from __future__ import annotations
 
@@ -41,3 +42,21 @@ def _find_triton() -> bool:
 def next_pow2(n: int) -> int:
     """The smallest power of two >= n (1 for n <= 1)."""
     return 1 << max(n - 1, 0).bit_length()
+
+
+def jit_kernels(namespace: dict, sources: dict) -> None:
+    """Import Triton and wrap a kernel module's kernels, on first use.
+
+    ``namespace`` is the module's globals: its ``tl`` becomes ``triton.language``
+    (the kernels' annotations name ``tl.constexpr``) and each function of
+    ``sources`` is replaced by its ``triton.jit`` wrapper under the same name,
+    as kernels call each other by their global names. Triton decides whether a
+    kernel runs compiled or interpreted (CPU, ``TRITON_INTERPRET=1``) when it is
+    wrapped, so that is fixed per process.
+    """
+    import triton
+    import triton.language
+
+    namespace["tl"] = triton.language
+    for name, fn in sources.items():
+        namespace[name] = triton.jit(fn)

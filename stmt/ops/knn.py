@@ -40,6 +40,7 @@ from torch import Tensor
 
 from stmt.ops.kernel_support import (
     constant_when_traced,
+    jit_kernels,
     kernels_disabled,
     next_pow2,
     triton_importable,
@@ -140,15 +141,8 @@ _KERNEL_SOURCES = {
 @functools.cache
 def _build_kernels() -> tuple:
     """Import Triton and jit the kernels: ``(rows_kernel, euclid_kernel)``."""
-    global tl
-    import triton
-    import triton.language
-
-    tl = triton.language
-    module = globals()
-    for name, fn in _KERNEL_SOURCES.items():
-        module[name] = triton.jit(fn)
-    return module["_rows_kernel"], module["_euclid_kernel"]
+    jit_kernels(globals(), _KERNEL_SOURCES)
+    return _rows_kernel, _euclid_kernel
 
 
 def _rows_per_program(block_n: int) -> int:

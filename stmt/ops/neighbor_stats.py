@@ -36,6 +36,7 @@ from torch import Tensor
 
 from stmt.ops.kernel_support import (
     constant_when_traced,
+    jit_kernels,
     kernels_disabled,
     next_pow2,
     triton_importable,
@@ -148,15 +149,8 @@ _KERNEL_SOURCES = {
 @functools.cache
 def _build_kernels() -> tuple:
     """Import Triton and jit the kernels: ``(stats_kernel, stats_backward_kernel)``."""
-    global tl
-    import triton
-    import triton.language
-
-    tl = triton.language
-    module = globals()
-    for name, fn in _KERNEL_SOURCES.items():
-        module[name] = triton.jit(fn)
-    return module["_stats_kernel"], module["_stats_backward_kernel"]
+    jit_kernels(globals(), _KERNEL_SOURCES)
+    return _stats_kernel, _stats_backward_kernel
 
 
 def _blocks(k: int, c: int) -> tuple[int, int, int]:

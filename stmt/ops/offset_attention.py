@@ -50,6 +50,7 @@ from torch import Tensor
 from stmt.env import env_flag
 from stmt.ops.kernel_support import (
     constant_when_traced,
+    jit_kernels,
     kernels_disabled,
     next_pow2,
     triton_importable,
@@ -282,21 +283,10 @@ _KERNEL_SOURCES = {f.__name__: f for f in (_dot, _scores, _forward_kernel, _back
 
 @functools.cache
 def _build_kernels() -> tuple:
-    """Import Triton and jit the kernels: ``(forward, backward, interpreted)``.
-
-    Triton decides whether a kernel runs compiled or interpreted (CPU,
-    ``TRITON_INTERPRET=1``) when it is wrapped, so that is fixed per process.
-    """
-    global tl
-    import triton
-    import triton.language
-
-    tl = triton.language
-    interpreted = _interpreting()
-    module = globals()
-    for name, fn in _KERNEL_SOURCES.items():
-        module[name] = triton.jit(fn)
-    return module["_forward_kernel"], module["_backward_kernel"], interpreted
+    """Import Triton and jit the kernels: ``(forward, backward, interpreted)``
+    (interpreted: whether they run under Triton's CPU interpreter, fixed per process)."""
+    jit_kernels(globals(), _KERNEL_SOURCES)
+    return _forward_kernel, _backward_kernel, _interpreting()
 
 
 def _launch_config(q: Tensor, v: Tensor, interpreted: bool, backward: bool) -> dict:

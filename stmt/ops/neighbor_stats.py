@@ -62,6 +62,24 @@ def neighbor_stats_reference(y: Tensor, shift: Tensor) -> tuple[Tensor, Tensor, 
 # BLOCK_K), y contiguous (M, K, C).
 
 
+def _tile(
+    Y, M, C, K: tl.constexpr, BLOCK_M: tl.constexpr, BLOCK_K: tl.constexpr, BLOCK_C: tl.constexpr
+):
+    # This program's tile of y, float32 (BLOCK_M, BLOCK_K, BLOCK_C), 0 where masked off,
+    # its mask and offsets, and the offsets and mask of its (BLOCK_M, BLOCK_C) slice of
+    # an (M, C) tensor; the channels c and their mask.
+    m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
+    k = tl.arange(0, BLOCK_K)
+    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    m_ok, c_ok = m < M, c < C
+    ok = m_ok[:, None, None] & (k < K)[None, :, None] & c_ok[None, None, :]
+    offs = (m[:, None, None] * K + k[None, :, None]) * C + c[None, None, :]
+    y = tl.load(Y + offs, mask=ok, other=0.0).to(tl.float32)
+    small = m[:, None] * C + c[None, :]
+    small_ok = m_ok[:, None] & c_ok[None, :]
+    return y, ok, offs, small, small_ok, c, c_ok
+
+
 def _stats_kernel(
     Y,
     SHIFT,
@@ -76,20 +94,12 @@ def _stats_kernel(
     BLOCK_K: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
-    pid_m = tl.program_id(0)
-    m = pid_m * BLOCK_M + tl.arange(0, BLOCK_M)
-    k = tl.arange(0, BLOCK_K)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    m_ok, c_ok = m < M, c < C
-    ok = m_ok[:, None, None] & (k < K)[None, :, None] & c_ok[None, None, :]
-    offs = (m[:, None, None] * K + k[None, :, None]) * C + c[None, None, :]
-    y = tl.load(Y + offs, mask=ok, other=0.0).to(tl.float32)  # (BLOCK_M, BLOCK_K, BLOCK_C)
+    y, ok, _, small, small_ok, c, c_ok = _tile(Y, M, C, K, BLOCK_M, BLOCK_K, BLOCK_C)
     high = tl.max(tl.where(ok, y, float("-inf")), axis=1)  # (BLOCK_M, BLOCK_C)
     low = tl.min(tl.where(ok, y, float("inf")), axis=1)
-    out = m[:, None] * C + c[None, :]
-    out_ok = m_ok[:, None] & c_ok[None, :]
-    tl.store(HIGH + out, high.to(HIGH.dtype.element_ty), mask=out_ok)
-    tl.store(LOW + out, low.to(LOW.dtype.element_ty), mask=out_ok)
+    tl.store(HIGH + small, high.to(HIGH.dtype.element_ty), mask=small_ok)
+    tl.store(LOW + small, low.to(LOW.dtype.element_ty), mask=small_ok)
+    pid_m = tl.program_id(0)
     shift = tl.load(SHIFT + c, mask=c_ok, other=0.0)
     centred = tl.where(ok, y - shift[None, None, :], 0.0)
     part = tl.sum(tl.sum(centred, axis=1), axis=0)  # (BLOCK_C,)
@@ -115,15 +125,7 @@ def _stats_backward_kernel(
     BLOCK_K: tl.constexpr,
     BLOCK_C: tl.constexpr,
 ):
-    m = tl.program_id(0) * BLOCK_M + tl.arange(0, BLOCK_M)
-    k = tl.arange(0, BLOCK_K)
-    c = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
-    m_ok, c_ok = m < M, c < C
-    ok = m_ok[:, None, None] & (k < K)[None, :, None] & c_ok[None, None, :]
-    offs = (m[:, None, None] * K + k[None, :, None]) * C + c[None, None, :]
-    y = tl.load(Y + offs, mask=ok, other=0.0).to(tl.float32)  # (BLOCK_M, BLOCK_K, BLOCK_C)
-    small = m[:, None] * C + c[None, :]
-    small_ok = m_ok[:, None] & c_ok[None, :]
+    y, ok, offs, small, small_ok, c, c_ok = _tile(Y, M, C, K, BLOCK_M, BLOCK_K, BLOCK_C)
     high = tl.load(HIGH + small, mask=small_ok, other=0.0).to(tl.float32)[:, None, :]
     low = tl.load(LOW + small, mask=small_ok, other=0.0).to(tl.float32)[:, None, :]
     at_high = ok & (y == high)
@@ -141,6 +143,7 @@ def _stats_backward_kernel(
 
 
 _KERNEL_SOURCES = {
+    "_tile": _tile,
     "_stats_kernel": _stats_kernel,
     "_stats_backward_kernel": _stats_backward_kernel,
 }

@@ -7,21 +7,19 @@ subprocess with ``TRITON_INTERPRET=1`` (skipped in this process).
 
 from __future__ import annotations
 
-import importlib.util
-
 import pytest
 import torch
 
 from stmt.ops import knn
 from stmt.ops.points import euclidean_knn, knn_indices
-from tests.helpers.interpreter import kernel_device, run_kernel_tests_interpreted
-
-HAS_TRITON = importlib.util.find_spec("triton") is not None
-DEVICE = kernel_device()
-
-needs_kernel = pytest.mark.skipif(
-    DEVICE is None, reason="no CUDA: run under TRITON_INTERPRET=1 by the interpreter test"
+from tests.helpers.interpreter import (
+    kernel_device,
+    needs_kernel,
+    run_kernel_tests_interpreted,
+    runs_interpreter,
 )
+
+DEVICE = kernel_device()
 
 
 @pytest.fixture
@@ -150,7 +148,6 @@ def test_dispatch_reference_without_kernel(monkeypatch):
     assert not knn._use_kernel(dist.double(), 9, 3)
 
 
-@pytest.mark.skipif(DEVICE is not None, reason="kernel tests already run in this process")
-@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (pip install 'stmt[gpu]')")
+@runs_interpreter
 def test_kernel_tests_under_interpreter():
     run_kernel_tests_interpreted(__file__)

@@ -11,7 +11,6 @@ the reference on the same (rounded) inputs.
 from __future__ import annotations
 
 import importlib
-import importlib.util
 import os
 import subprocess
 import sys
@@ -20,18 +19,17 @@ import pytest
 import torch
 
 from stmt.ops import offset_attention
-from tests.helpers.interpreter import kernel_device, run_kernel_tests_interpreted
+from tests.helpers.interpreter import (
+    kernel_device,
+    needs_kernel,
+    run_kernel_tests_interpreted,
+    runs_interpreter,
+)
 
 oa = importlib.import_module("stmt.ops.offset_attention")
 
-HAS_TRITON = importlib.util.find_spec("triton") is not None
 KERNEL_DEVICE = kernel_device()
 
-needs_kernel = pytest.mark.skipif(
-    KERNEL_DEVICE is None,
-    reason="no CUDA: the kernel tests run under TRITON_INTERPRET=1 in "
-    "test_kernel_tests_under_interpreter's subprocess",
-)
 
 DTYPES = [torch.float32, torch.float16, torch.bfloat16]
 # Error allowed, relative to the largest magnitude of the float64 result
@@ -274,8 +272,7 @@ def test_triton_compiled_model_calls_the_kernel_without_graph_breaks(kernel_disp
 # --------------------------------------------------------------------------- interpreter
 
 
-@pytest.mark.skipif(KERNEL_DEVICE is not None, reason="kernel tests already run in this process")
-@pytest.mark.skipif(not HAS_TRITON, reason="triton is not installed (pip install 'stmt[gpu]')")
+@runs_interpreter
 def test_kernel_tests_under_interpreter():
     run_kernel_tests_interpreted(__file__)
 

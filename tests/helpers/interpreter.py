@@ -7,10 +7,13 @@ imports Triton (the interpreter is chosen when a kernel is wrapped).
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 
 def run_kernel_tests_interpreted(test_file: str) -> None:
@@ -48,3 +51,22 @@ def kernel_device() -> str | None:
     if os.environ.get("TRITON_INTERPRET", "0") == "1":
         return "cpu"
     return "cuda" if torch.cuda.is_available() else None
+
+
+HAS_TRITON = importlib.util.find_spec("triton") is not None
+
+#: Marks a ``test_triton_*`` test: run where :func:`kernel_device` says kernels run.
+needs_kernel = pytest.mark.skipif(
+    kernel_device() is None,
+    reason="no CUDA: the kernel tests run under TRITON_INTERPRET=1 in "
+    "test_kernel_tests_under_interpreter's subprocess",
+)
+
+#: Marks a module's ``test_kernel_tests_under_interpreter``: run where the kernel
+#: tests did not run in this process and Triton is installed.
+runs_interpreter = pytest.mark.skipif(
+    kernel_device() is not None or not HAS_TRITON,
+    reason="kernel tests already run in this process"
+    if HAS_TRITON
+    else "triton is not installed (pip install 'stmt[gpu]')",
+)

@@ -156,8 +156,15 @@ def _build_kernels() -> tuple:
     return _stats_kernel, _stats_backward_kernel
 
 
+#: Warps per program. With 4096 values of y a program (16 a thread), ptxas for sm_90
+#: reports 58 (forward) and 80 (backward) registers a thread and no spills for the
+#: model's bf16 and fp32 shapes; with 4 warps the backward took 153 (3 programs an SM).
+#: Compiled offline, not timed on a GPU.
+NUM_WARPS = 8
+
+
 def _blocks(k: int, c: int) -> tuple[int, int, int]:
-    """(BLOCK_M, BLOCK_K, BLOCK_C): about 4096 values of y per program (32 per thread, 4 warps)."""
+    """(BLOCK_M, BLOCK_K, BLOCK_C): about 4096 values of y per program."""
     block_k = next_pow2(k)
     block_c = min(64, max(16, next_pow2(c)))
     block_m = max(1, 4096 // (block_k * block_c))
@@ -180,7 +187,7 @@ def _stats_op(y: Tensor, shift: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]
         grid = (blocks, -(-c // block_c))
         stats_kernel[grid](
             y, shift, high, low, parts[0], parts[1], m, c,
-            K=k, BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_C=block_c,
+            K=k, BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_C=block_c, num_warps=NUM_WARPS,
         )  # fmt: skip
     return high, low, parts[0].sum(dim=0), parts[1].sum(dim=0)
 
@@ -216,7 +223,7 @@ def _stats_backward_op(
         grid = (-(-m // block_m), -(-c // block_c))
         backward_kernel[grid](
             y, shift, high, low, g_high, g_low, g_sum, g_sumsq, dy, m, c,
-            K=k, BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_C=block_c,
+            K=k, BLOCK_M=block_m, BLOCK_K=block_k, BLOCK_C=block_c, num_warps=NUM_WARPS,
         )  # fmt: skip
     return dy
 

@@ -18,6 +18,7 @@ from tests.helpers.interpreter import (
     run_kernel_tests_interpreted,
     runs_interpreter,
 )
+from tests.helpers.sm90 import compile_for_sm90
 
 DEVICE = kernel_device()
 
@@ -146,6 +147,19 @@ def test_dispatch_reference_without_kernel(monkeypatch):
     monkeypatch.delenv("STMT_DISABLE_KERNELS")
     assert not knn._use_kernel(dist, 9, 3)  # CPU tensors never go to the kernel
     assert not knn._use_kernel(dist.double(), 9, 3)
+
+
+def test_kernels_compile_for_sm90_without_a_gpu():
+    """Triton's compiler, not only its interpreter, takes both kernels for an H100 / H200
+    (bfloat16, level 2's N 64 and k 8, the launch's default 4 warps; N 512 compiles too,
+    in 35 s, too long for every CI run)."""
+    rows_kernel, euclid_kernel = knn._build_kernels()
+    block_n = 64
+    block = knn._rows_per_program(block_n)
+    types = {"D": "*bf16", "OUT": "*i64"}
+    compile_for_sm90(rows_kernel, types, {"K": 8, "BLOCK_R": block, "BLOCK_N": block_n}, 4)
+    types = {"C": "*bf16", "P": "*bf16", "OUT": "*i64"}
+    compile_for_sm90(euclid_kernel, types, {"K": 8, "BLOCK_M": block, "BLOCK_N": block_n}, 4)
 
 
 @runs_interpreter

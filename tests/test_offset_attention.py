@@ -25,6 +25,7 @@ from tests.helpers.interpreter import (
     run_kernel_tests_interpreted,
     runs_interpreter,
 )
+from tests.helpers.sm90 import compile_for_sm90
 
 oa = importlib.import_module("stmt.ops.offset_attention")
 
@@ -267,6 +268,23 @@ def test_triton_compiled_model_calls_the_kernel_without_graph_breaks(kernel_disp
         got_all = torch.cat([got_grads[n].flatten().float() for n, _ in model.named_parameters()])
         want_all = torch.cat([p.grad.flatten().float() for _, p in model.named_parameters()])
         assert (got_all - want_all).norm() <= 0.1 * want_all.norm()
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float32])
+@pytest.mark.parametrize("n", [32, 64])
+def test_kernels_compile_for_sm90_without_a_gpu(dtype, n):
+    """Triton's compiler, not only its interpreter, takes both kernels for an H100 / H200
+    with the launch configuration the model's shapes get (Dk 64, Dv 256)."""
+    forward_kernel, backward_kernel, _ = oa._build_kernels()
+    q, v = torch.empty(2, n, 64, dtype=dtype), torch.empty(2, n, 256, dtype=dtype)
+    t = "*bf16" if dtype == torch.bfloat16 else "*fp32"
+    tensors = {name: t for name in ("Q", "K", "V", "OUT", "G", "DQ", "DKEY", "DV_")}
+    tensors |= {"LSE": "*fp32", "COL": "*fp32", "eps": "fp32"}
+    for kernel, backward in ((forward_kernel, False), (backward_kernel, True)):
+        config = oa._launch_config(q, v, interpreted=False, backward=backward)
+        warps = config.pop("num_warps")
+        types = {name: tensors[name] for name in kernel.arg_names if name in tensors}
+        compile_for_sm90(kernel, types, config, warps)
 
 
 # --------------------------------------------------------------------------- interpreter

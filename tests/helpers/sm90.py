@@ -24,15 +24,18 @@ def compile_for_sm90(kernel, types: dict[str, str], constexprs: dict, num_warps:
     triton = pytest.importorskip("triton")
     if tuple(int(p) for p in triton.__version__.split(".")[:2]) < (3, 2):
         pytest.skip("signatures keyed by name need Triton >= 3.2")
-    from triton.backends.compiler import GPUTarget
-    from triton.compiler import ASTSource
-
     signature = {
         name: "constexpr" if name in constexprs else types.get(name, "i32")
         for name in kernel.arg_names
     }
     assert set(types) <= set(signature), f"{set(types) - set(signature)} are not arguments"
-    source = ASTSource(kernel, signature, constexprs)
+    try:  # Triton's own API, not a stable one: a different one skips, a compile error fails
+        from triton.backends.compiler import GPUTarget
+        from triton.compiler import ASTSource
+
+        source = ASTSource(kernel, signature, constexprs)
+    except (ImportError, TypeError) as e:
+        pytest.skip(f"Triton {triton.__version__}'s compile API differs: {e}")
     compiled = triton.compile(
         source, target=GPUTarget("cuda", 90, 32), options={"num_warps": num_warps}
     )

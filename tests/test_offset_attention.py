@@ -371,8 +371,11 @@ def test_public_function_rejects_tensors_on_two_devices():
     ("value", "disabled"), [("1", True), ("true", True), ("0", False), ("", False)]
 )
 def test_disable_variable(monkeypatch, value, disabled):
+    from stmt.ops.kernel_support import kernels_allowed, kernels_disabled
+
     monkeypatch.setenv("STMT_DISABLE_KERNELS", value)
-    assert oa.kernels_disabled() is disabled
+    assert kernels_disabled() is disabled
+    assert not disabled or not kernels_allowed()
 
 
 def test_env_forces_reference_even_where_the_kernel_would_run(monkeypatch):

@@ -39,6 +39,12 @@ def _find_triton() -> bool:
     return True
 
 
+@constant_when_traced
+def kernels_allowed() -> bool:
+    """Triton is importable and ``STMT_DISABLE_KERNELS`` does not switch the kernels off."""
+    return not kernels_disabled() and triton_importable()
+
+
 def next_pow2(n: int) -> int:
     """The smallest power of two >= n (1 for n <= 1)."""
     return 1 << max(n - 1, 0).bit_length()

@@ -39,11 +39,9 @@ import torch
 from torch import Tensor
 
 from stmt.ops.kernel_support import (
-    constant_when_traced,
     jit_kernels,
-    kernels_disabled,
+    kernels_allowed,
     next_pow2,
-    triton_importable,
 )
 
 #: Longest row (candidates per centre) the kernels take; a row lives in registers.
@@ -214,18 +212,13 @@ def _(centers: Tensor, points: Tensor, k: int) -> Tensor:
 _KERNEL_ON_CPU = False
 
 
-@constant_when_traced
-def _kernels_allowed() -> bool:
-    return not kernels_disabled() and triton_importable()
-
-
 def _use_kernel(x: Tensor, n: int, k: int) -> bool:
     return (
         (x.is_cuda or _KERNEL_ON_CPU)
         and x.is_floating_point()
         and x.dtype != torch.float64
         and 0 < k <= n <= MAX_N
-        and _kernels_allowed()
+        and kernels_allowed()
     )
 
 

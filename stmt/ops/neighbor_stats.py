@@ -35,11 +35,9 @@ import torch
 from torch import Tensor
 
 from stmt.ops.kernel_support import (
-    constant_when_traced,
     jit_kernels,
-    kernels_disabled,
+    kernels_allowed,
     next_pow2,
-    triton_importable,
 )
 
 tl = None  # triton.language once _build_kernels has run
@@ -261,18 +259,13 @@ _stats_op.register_autograd(_backward_autograd, setup_context=_setup_context)
 _KERNEL_ON_CPU = False
 
 
-@constant_when_traced
-def _kernels_allowed() -> bool:
-    return not kernels_disabled() and triton_importable()
-
-
 def use_kernel(y: Tensor) -> bool:
     """Whether :func:`neighbor_stats` runs the kernel for ``y``: CUDA (or the
     tests' interpreter), a 16- or 32-bit float, Triton importable, not disabled."""
     return (
         (y.is_cuda or _KERNEL_ON_CPU)
         and y.dtype in (torch.float32, torch.float16, torch.bfloat16)
-        and _kernels_allowed()
+        and kernels_allowed()
     )
 
 

@@ -51,7 +51,7 @@ from stmt.env import env_flag
 from stmt.ops.kernel_support import (
     constant_when_traced,
     jit_kernels,
-    kernels_disabled,
+    kernels_allowed,
     next_pow2,
     triton_importable,
 )
@@ -481,12 +481,11 @@ def _use_kernel(q: Tensor, k: Tensor, v: Tensor) -> bool:
     return (
         (q.is_cuda or _KERNEL_ON_CPU)
         and all(t.dtype in dtypes for t in (q, k, v))
-        and not kernels_disabled()
         and n <= MAX_N
         and dk <= MAX_D
         and dv <= MAX_D
         and q.numel() > 0
-        and triton_importable()
+        and kernels_allowed()
     )
 
 

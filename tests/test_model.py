@@ -276,3 +276,33 @@ def test_norm_relu_max_falls_back_outside_cpu_training():
     want = torch.relu(norm(y.reshape(-1, 4))).reshape(3, 5, 4).amax(1)
     assert torch.equal(norm_relu_max(y, norm, dim=1), want)
     assert int(norm.num_batches_tracked) == 0  # evaluation updates nothing
+
+
+@pytest.mark.parametrize("rows", [50, 8 * 4096 + 13])  # one product; row blocks + a remainder
+def test_point_linear_over_parts_is_linear_over_their_concatenation(rows, monkeypatch):
+    """``point_linear([xyz, f], w)`` on the CPU with gradients (:class:`_PointLinear`):
+    the values and gradients of ``F.linear(torch.cat([xyz, f], -1), w)``, no gradient
+    for a part that needs none; the weight gradient over row blocks when rows are many."""
+    from stmt.ops import points
+    from stmt.ops.points import point_linear
+
+    gen = torch.Generator().manual_seed(0)
+    xyz = torch.randn(rows, 3, dtype=torch.float64, generator=gen)
+    feat = torch.randn(rows, 5, dtype=torch.float64, generator=gen).requires_grad_()
+    weight = torch.randn(4, 8, dtype=torch.float64, generator=gen).requires_grad_()
+    g = torch.randn(rows, 4, dtype=torch.float64, generator=gen)
+    bmm_calls = []
+    bmm = torch.bmm
+    monkeypatch.setattr(torch, "bmm", lambda *a: bmm_calls.append(a[0].shape) or bmm(*a))
+
+    out = point_linear([xyz, feat], weight)
+    assert "PointLinear" in type(out.grad_fn).__name__
+    got = torch.autograd.grad(out, (feat, weight), g)
+    want_out = F.linear(torch.cat([xyz, feat], -1), weight)
+    want = torch.autograd.grad(want_out, (feat, weight), g)
+    torch.testing.assert_close(out, want_out, rtol=1e-12, atol=1e-12)
+    for a, b in zip(got, want):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    assert xyz.grad is None
+    blocked = rows >= points._ROW_BLOCKS * points._MIN_BLOCK_ROWS
+    assert bmm_calls == ([(points._ROW_BLOCKS, 8, rows // points._ROW_BLOCKS)] if blocked else [])

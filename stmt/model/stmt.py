@@ -157,10 +157,9 @@ class PatchBranch(nn.Module):
         else:
             w = first.linear.weight  # (C', 3 + 2C): [Wx | Wd | Wc]
             c = feat.shape[-1]
-            points = torch.cat([xyz, feat], dim=-1)  # (B, T, n, 3 + C)
-            u = point_linear(points, w[:, : 3 + c])  # (B, T, n, C'): Wx x_j + Wd f_j
+            u = point_linear([xyz, feat], w[:, : 3 + c])  # (B, T, n, C'): Wx x_j + Wd f_j
             w_centre = torch.cat([-w[:, :3], w[:, 3 + c :] - w[:, 3 : 3 + c]], dim=1)
-            centre = point_linear(points[:, :, :m], w_centre)  # (B, T, m, C'): Wc f_i - u_i
+            centre = point_linear([xyz[:, :, :m], feat[:, :, :m]], w_centre)  # Wc f_i - u_i
             y = gather_neighbors(u, idx) + centre[:, :, :, None]  # (B, T, m, k, C')
         for prev, layer in itertools.pairwise(mlp):  # y: the last layer's pre-activation
             y = layer.linear(prev.norm_relu(y))

@@ -7,6 +7,8 @@ order, so the first P points of a clip already are a farthest point sample
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -75,30 +77,66 @@ def gather_neighbors(x: Tensor, idx: Tensor) -> Tensor:
     return out.reshape(B, T, M, K, C)
 
 
+_ROW_BLOCKS, _MIN_BLOCK_ROWS = 8, 4096  # row blocks of _rows_product, and the fewest rows a block
+
+
+def _rows_product(a: Tensor, b: Tensor) -> Tensor:
+    """``a^T b`` for (R, p) and (R, q) with many rows R: (p, q).
+
+    MKL runs such a product, a reduction over the rows into a small output, far
+    below its speed and mostly on one thread (3 x 32 output from 196,608 rows:
+    8-10 ms on one thread and on two; as 8 row blocks 6 and 3 ms). So with many
+    rows the rows are cut into blocks multiplied as one ``bmm``, whose blocks run
+    on torch's threads, and summed.
+    """
+    rows = a.shape[0]
+    blocks = _ROW_BLOCKS if rows >= _ROW_BLOCKS * _MIN_BLOCK_ROWS else 1
+    if blocks == 1:
+        return a.t() @ b
+    size = rows // blocks
+    cut = blocks * size
+    out = torch.bmm(
+        a[:cut].reshape(blocks, size, -1).transpose(1, 2), b[:cut].reshape(blocks, size, -1)
+    ).sum(0)  # (p, q)
+    if cut < rows:
+        out.addmm_(a[cut:].t(), b[cut:])
+    return out
+
+
 class _PointLinear(torch.autograd.Function):
-    """``F.linear(x, weight)`` (no bias) whose weight gradient is computed as
-    ``(x^T g)^T`` when ``x`` has few channels: MKL runs that product ~5x faster
-    than autograd's ``g^T x`` for 3 input channels, 1.1-1.3x for 32-35 (many rows,
-    one thread, measured); from 48 on either layout is as fast."""
+    """``F.linear(torch.cat(parts, -1), weight)`` (no bias) with a backward for many
+    points on the CPU:
+
+    - each part's gradient is ``grad @ weight[:, its columns]``, only for the parts
+      that need one: the first grouping layer's input is ``[xyz, f]`` and the
+      vertices need none (and ``grad @ weight`` with 35 or 67 output columns takes
+      1.5-2x the time of 32 or 64: MKL, 12,288-196,608 rows, one and two threads);
+    - the weight gradient is ``(x^T grad)^T`` over row blocks
+      (:func:`_rows_product`).
+    """
 
     @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor) -> Tensor:
+    def forward(ctx, weight: Tensor, *parts: Tensor) -> Tensor:
+        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
         ctx.save_for_backward(x, weight)
+        ctx.widths = [p.shape[-1] for p in parts]
         return F.linear(x, weight)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         x, weight = ctx.saved_tensors
-        grad_x = grad_w = None
+        grad_w = None
         if ctx.needs_input_grad[0]:
-            grad_x = grad @ weight
-        if ctx.needs_input_grad[1]:
             rows_x, rows_g = x.reshape(-1, x.shape[-1]), grad.reshape(-1, grad.shape[-1])
-            if x.shape[-1] < 48:
-                grad_w = (rows_x.t() @ rows_g).t()
-            else:
-                grad_w = rows_g.t() @ rows_x
-        return grad_x, grad_w
+            grad_w = _rows_product(rows_x, rows_g).t()
+        grad_parts, start = [], 0
+        for i, width in enumerate(ctx.widths):
+            part_grad = None
+            if ctx.needs_input_grad[1 + i]:
+                part_grad = grad @ weight[:, start : start + width]
+            grad_parts.append(part_grad)
+            start += width
+        return grad_w, *grad_parts
 
 
 def _eager_cpu_training(x: Tensor, dtype: torch.dtype) -> bool:
@@ -113,13 +151,15 @@ def _eager_cpu_training(x: Tensor, dtype: torch.dtype) -> bool:
     )
 
 
-def point_linear(x: Tensor, weight: Tensor) -> Tensor:
-    """``F.linear(x, weight)`` over many points, (..., K) -> (..., C'); on the CPU with
-    gradients, through :class:`_PointLinear` (the same values and gradients, the
-    weight gradient's product in the faster layout for few input channels)."""
-    if _eager_cpu_training(x, weight.dtype):
-        return _PointLinear.apply(x, weight)
-    return F.linear(x, weight)
+def point_linear(x: Tensor | Sequence[Tensor], weight: Tensor) -> Tensor:
+    """``F.linear(x, weight)`` over many points, (..., K) -> (..., C'); ``x`` may be given
+    as parts of its last dimension (``torch.cat(x, -1)``). On the CPU with gradients,
+    through :class:`_PointLinear` (the same values and gradients, its products in
+    the layouts the CPU runs faster, no gradient for parts that need none)."""
+    parts = (x,) if isinstance(x, Tensor) else tuple(x)
+    if _eager_cpu_training(parts[0], weight.dtype):
+        return _PointLinear.apply(weight, *parts)
+    return F.linear(parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1), weight)
 
 
 class _NormReluMax(torch.autograd.Function):

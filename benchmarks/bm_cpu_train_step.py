@@ -217,14 +217,15 @@ def compare(old: Runner, new: Runner, inputs, old_mod, arch: str, sizes: dict) -
     want_logits, want_grads = _logits_and_grads(truth)
     line = []
     errors = {}
-    for name, r in (("2b99dcd", old), ("this tree", new)):
+    base = old_mod.__name__.split(".")[0].removeprefix("stmt_at_")  # the base commit
+    for name, r in ((base, old), ("this tree", new)):
         logits, grads = _logits_and_grads(r)
         e_logits = ((logits - want_logits).abs().max() / want_logits.abs().max()).item()
         e_grads = ((grads - want_grads).norm() / want_grads.norm()).item()
         errors[name] = (e_logits, e_grads)
         line.append(f"{name} logits {e_logits:.1e}, gradients {e_grads:.1e}")
     for i, what in enumerate(("logits", "gradients")):
-        if errors["this tree"][i] > 4 * errors["2b99dcd"][i] + 1e-6:
+        if errors["this tree"][i] > 4 * errors[base][i] + 1e-6:
             raise AssertionError(f"{what} disagree: " + "; ".join(line))
     return "float32 error against float64 (relative): " + "; ".join(line)
 

@@ -90,14 +90,13 @@ def _rows_product(a: Tensor, b: Tensor) -> Tensor:
     on torch's threads, and summed.
     """
     rows = a.shape[0]
-    blocks = _ROW_BLOCKS if rows >= _ROW_BLOCKS * _MIN_BLOCK_ROWS else 1
-    if blocks == 1:
+    if rows < _ROW_BLOCKS * _MIN_BLOCK_ROWS:
         return a.t() @ b
-    size = rows // blocks
-    cut = blocks * size
-    out = torch.bmm(
-        a[:cut].reshape(blocks, size, -1).transpose(1, 2), b[:cut].reshape(blocks, size, -1)
-    ).sum(0)  # (p, q)
+    size = rows // _ROW_BLOCKS
+    cut = _ROW_BLOCKS * size
+    blocks_a = a[:cut].reshape(_ROW_BLOCKS, size, -1)  # (blocks, size, p)
+    blocks_b = b[:cut].reshape(_ROW_BLOCKS, size, -1)  # (blocks, size, q)
+    out = torch.bmm(blocks_a.transpose(1, 2), blocks_b).sum(0)  # (p, q)
     if cut < rows:
         out.addmm_(a[cut:].t(), b[cut:])
     return out

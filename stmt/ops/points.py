@@ -102,6 +102,11 @@ def _rows_product(a: Tensor, b: Tensor) -> Tensor:
     return out
 
 
+def _joined(parts: tuple[Tensor, ...]) -> Tensor:
+    """The parts concatenated along the last dimension (one part as it is, not copied)."""
+    return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+
+
 class _PointLinear(torch.autograd.Function):
     """``F.linear(torch.cat(parts, -1), weight)`` (no bias) with a backward for many
     points on the CPU:
@@ -116,7 +121,7 @@ class _PointLinear(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, weight: Tensor, *parts: Tensor) -> Tensor:
-        x = parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
+        x = _joined(parts)
         ctx.save_for_backward(x, weight)
         ctx.widths = [p.shape[-1] for p in parts]
         return F.linear(x, weight)
@@ -158,7 +163,7 @@ def point_linear(x: Tensor | Sequence[Tensor], weight: Tensor) -> Tensor:
     parts = (x,) if isinstance(x, Tensor) else tuple(x)
     if _eager_cpu_training(parts[0], weight.dtype):
         return _PointLinear.apply(weight, *parts)
-    return F.linear(parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1), weight)
+    return F.linear(_joined(parts), weight)
 
 
 class _NormReluMax(torch.autograd.Function):

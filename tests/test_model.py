@@ -306,3 +306,30 @@ def test_point_linear_over_parts_is_linear_over_their_concatenation(rows, monkey
     assert xyz.grad is None
     blocked = rows >= points._ROW_BLOCKS * points._MIN_BLOCK_ROWS
     assert bmm_calls == ([(points._ROW_BLOCKS, 8, rows // points._ROW_BLOCKS)] if blocked else [])
+
+
+@pytest.mark.parametrize("form", ["shared", "per clip", "per frame"])
+def test_gather_neighbors_picks_each_frames_rows(form):
+    """``gather_neighbors`` with (M, K), (B, M, K) or (B, T, M, K) indices gives
+    ``x[b, t, idx]`` of each frame, and its backward adds the gradient of every pick
+    (repeated picks included) to the row it came from."""
+    from stmt.ops.points import gather_neighbors
+
+    gen = torch.Generator().manual_seed(0)
+    B, T, N, M, K, C = 2, 3, 7, 4, 3, 5
+    x = torch.randn(B, T, N, C, dtype=torch.float64, generator=gen).requires_grad_()
+    shape = {"shared": (M, K), "per clip": (B, M, K), "per frame": (B, T, M, K)}[form]
+    idx = torch.randint(0, N, shape, generator=gen)
+    idx.view(-1)[:2] = 5  # a row picked twice
+    full = idx.expand(B, T, M, K) if idx.ndim == 2 else idx
+    full = full[:, None].expand(B, T, M, K) if idx.ndim == 3 else full
+    b = torch.arange(B)[:, None, None, None]
+    t = torch.arange(T)[None, :, None, None]
+    want = x[b, t, full]  # (B, T, M, K, C)
+    g = torch.randn(B, T, M, K, C, dtype=torch.float64, generator=gen)
+    got = gather_neighbors(x, idx)
+    assert got.shape == (B, T, M, K, C)
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    (grad,) = torch.autograd.grad(got, x, g)
+    (want_grad,) = torch.autograd.grad(want, x, g)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-12, atol=1e-12)

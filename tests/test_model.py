@@ -162,11 +162,15 @@ def _logits_and_grads(model, vertices, geodesic, labels):
     return logits.detach().double(), {n: p.grad.double() for n, p in model.named_parameters()}
 
 
+@pytest.mark.parametrize("centers", [(32, 16), (8, 4)])
 @pytest.mark.parametrize("neighbors_per_clip", [False, True])
-def test_float32_grouping_computes_what_the_concatenation_does(neighbors_per_clip):
-    # float32 applies the first grouping layer before the gather (u_j - u_i + Wc f_i);
-    # float64 builds the (offset, feature difference, feature) input as written.
-    model = tiny(head_dropout=0.0).train()
+def test_float32_grouping_computes_what_the_concatenation_does(neighbors_per_clip, centers):
+    # float32 splits the first grouping layer into the points' and the centres' terms
+    # (u_j - u_i + Wc f_i), with u before the gather where the neighbour rows outnumber
+    # the points (both levels of 32 / 16 centres) and after it where they do not (level
+    # 1 of 8 centres: 8 x 8 neighbours of 64 points); float64 builds the (offset,
+    # feature difference, feature) input as written.
+    model = tiny(head_dropout=0.0, centers1=centers[0], centers2=centers[1]).train()
     vertices, labels = clips(4, 3), torch.arange(4)
     geodesic = geodesic_matrix()
     if neighbors_per_clip:  # (B, N, N): gathers with per-clip indices

@@ -133,14 +133,16 @@ class PatchBranch(nn.Module):
         """Max-pooled shared MLP over the neighbourhoods of centres [0:m].
 
         The MLP's input for neighbour j of centre i is (xyz_j - xyz_i, f_j - f_i, f_i).
-        In float32 (no autocast) its first linear layer, W = [Wx | Wd | Wc], is applied
-        before the gather: W x = u_j + (Wc f_i - u_i) with u = [xyz, f] [Wx | Wd]^T per
-        point and the centre's term [xyz_i, f_i] [-Wx | Wc - Wd]^T, the same sum computed
-        over the n points and m centres instead of the m*k neighbours, without the
-        (B, T, m, k, 3 + 2C) input. In 16 bits u_j - u_i would lose the small offsets
-        to rounding, so there the input is built as written, with zero channels up to
-        a multiple of 8 (and zero weight columns): 3 + 2C = 131 or 259 inner channels
-        give the GPU's matrix products unaligned (``align1``) kernels.
+        In float32 (no autocast) its first linear layer, W = [Wx | Wd | Wc], is split:
+        W x = u_j + (Wc f_i - u_i) with u = [xyz, f] [Wx | Wd]^T and the centre's term
+        [xyz_i, f_i] [-Wx | Wc - Wd]^T, without the (B, T, m, k, 3 + 2C) input. u is
+        computed on the n points before the gather where the m*k neighbour rows are more
+        (level 2), and on the gathered 3 + C inputs otherwise (level 1, m*k = n: the
+        same product, and the gather and its backward move 3 + C channels instead of C').
+        In 16 bits u_j - u_i would lose the small offsets to rounding, so there the
+        input is built as written, with zero channels up to a multiple of 8 (and zero
+        weight columns): 3 + 2C = 131 or 259 inner channels give the GPU's matrix
+        products unaligned (``align1``) kernels.
         """
         first = mlp[0]
         if feat.dtype != torch.float32 or torch.is_autocast_enabled(feat.device.type):
@@ -157,10 +159,16 @@ class PatchBranch(nn.Module):
         else:
             w = first.linear.weight  # (C', 3 + 2C): [Wx | Wd | Wc]
             c = feat.shape[-1]
-            u = point_linear([xyz, feat], w[:, : 3 + c])  # (B, T, n, C'): Wx x_j + Wd f_j
             w_centre = torch.cat([-w[:, :3], w[:, 3 + c :] - w[:, 3 : 3 + c]], dim=1)
             centre = point_linear([xyz[:, :, :m], feat[:, :, :m]], w_centre)  # Wc f_i - u_i
-            y = gather_neighbors(u, idx) + centre[:, :, :, None]  # (B, T, m, k, C')
+            if m * idx.shape[-1] <= xyz.shape[2] and 3 + c < w.shape[0]:
+                # no more neighbour rows than points (level 1): gather the 3 + C inputs
+                # rather than the wider C' outputs, the same product on as many rows
+                parts = [gather_neighbors(xyz, idx), gather_neighbors(feat, idx)]
+                u = point_linear(parts, w[:, : 3 + c])  # (B, T, m, k, C'): Wx x_j + Wd f_j
+            else:
+                u = gather_neighbors(point_linear([xyz, feat], w[:, : 3 + c]), idx)
+            y = u + centre[:, :, :, None]  # (B, T, m, k, C')
         for prev, layer in itertools.pairwise(mlp):  # y: the last layer's pre-activation
             y = layer.linear(prev.norm_relu(y))
         return norm_relu_max(y, mlp[-1].norm, dim=3)  # (B, T, m, C'): amax over the k neighbours

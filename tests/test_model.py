@@ -337,3 +337,50 @@ def test_gather_neighbors_picks_each_frames_rows(form):
     (grad,) = torch.autograd.grad(got, x, g)
     (want_grad,) = torch.autograd.grad(want, x, g)
     torch.testing.assert_close(grad, want_grad, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("momentum", [0.1, None])
+@pytest.mark.parametrize("input_grad", [False, True])
+def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad):
+    """The CPU training path of the point MLP's first layer (3 input channels: batch norm
+    folded into the product, statistics from the inputs' moments) gives linear -> batch
+    norm -> ReLU's values, gradients and running statistics, in float64 to rounding;
+    with 8 input channels the layer runs as written."""
+    from stmt.ops import points
+    from stmt.ops.points import linear_norm_relu
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(4, 5, 6, 3, dtype=torch.float64, generator=gen) * 0.3 + 0.2
+    g = torch.randn(4, 5, 6, 7, dtype=torch.float64, generator=gen)
+    layers = [torch.nn.Linear(3, 7, bias=False).double() for _ in range(2)]
+    norms = [torch.nn.BatchNorm1d(7, momentum=momentum).double() for _ in range(2)]
+    with torch.no_grad():
+        norms[0].weight.copy_(torch.tensor([1.5, -0.7, 0.3, -1.2, 0.0, 0.9, 2.0]))
+        norms[0].bias.uniform_(-1, 1, generator=gen)
+    norms[1].load_state_dict(norms[0].state_dict())
+    layers[1].load_state_dict(layers[0].state_dict())
+    results = []
+    for folded, layer, norm in zip((False, True), layers, norms):
+        xi = x.clone().requires_grad_(input_grad)
+        for _ in range(2):  # twice: the running statistics' update rule matters
+            if folded:
+                out = linear_norm_relu(xi, layer.weight, norm)
+                assert "AffineRelu" in _first_node(out)
+            else:
+                out = torch.relu(norm(layer(xi).reshape(-1, 7))).reshape(4, 5, 6, 7)
+        out.backward(g)
+        results.append((out, layer.weight.grad, norm.weight.grad, norm.bias.grad, *norm.buffers()))
+        if input_grad:
+            results[-1] += (xi.grad,)
+    assert (results[0][0] == 0).any() and (results[0][0] > 0).any()  # the ReLU cuts
+    for want, got in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
+    wide = torch.randn(10, 8, dtype=torch.float64, generator=gen)
+    out = linear_norm_relu(wide, torch.randn(7, 8, dtype=torch.float64), norms[1])
+    assert "AffineRelu" not in _first_node(out)
+    assert points.FOLD_MAX_INPUTS < 8
+
+
+def _first_node(out: torch.Tensor) -> str:
+    """The name of the autograd node under ``out``'s closing reshape."""
+    return type(out.grad_fn.next_functions[0][0]).__name__

@@ -32,6 +32,7 @@ from stmt.ops.points import (
     euclidean_knn,
     gather_neighbors,
     knn_indices,
+    linear_norm_relu,
     norm_relu_max,
     point_linear,
 )
@@ -48,7 +49,7 @@ class LinearBNReLU(nn.Module):
         self.norm = nn.BatchNorm1d(c_out)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., c_in) -> (..., c_out)
-        return self.norm_relu(point_linear(x, self.linear.weight))
+        return linear_norm_relu(x, self.linear.weight, self.norm)
 
     def norm_relu(self, y: Tensor) -> Tensor:  # (..., c_out) -> (..., c_out)
         """BatchNorm over all but the channels, then ReLU (in place on the new tensor)."""

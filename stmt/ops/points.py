@@ -227,6 +227,30 @@ class _NormReluMax(torch.autograd.Function):
         return grad_y, grad_weight, sum_g, None, None, None, None, None
 
 
+def _plain_training(norm: torch.nn.Module) -> bool:
+    """A plain ``BatchNorm1d`` (not a subclass such as ``SyncBatchNorm1d``) in training,
+    with affine parameters and running statistics."""
+    return (
+        type(norm) is torch.nn.BatchNorm1d
+        and norm.training
+        and norm.track_running_stats
+        and norm.affine
+    )
+
+
+def _track(norm: torch.nn.BatchNorm1d, mean: Tensor, var: Tensor, n: int) -> None:
+    """Update ``norm``'s running statistics as ``BatchNorm1d`` does, from a batch's mean
+    and biased variance over ``n`` rows (the running variance is the unbiased one)."""
+    with torch.no_grad():
+        norm.num_batches_tracked.add_(1)
+        momentum = norm.momentum
+        if momentum is None:  # cumulative average
+            momentum = 1.0 / float(norm.num_batches_tracked)
+        norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
+        unbiased = var * (n / max(n - 1, 1))
+        norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
+
+
 def norm_relu_max(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int = 3) -> Tensor:
     """``relu(norm(y)).amax(dim)``: batch norm over all but the last (channel)
     dimension, ReLU, max over the neighbours, e.g. (B, T, M, K, C) -> (B, T, M, C).
@@ -244,14 +268,8 @@ def norm_relu_max(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int = 3) -> Tensor
     ``torch.compile``, ``STMT_DISABLE_KERNELS=1`` off the CPU) runs the three
     steps as written.
     """
-    plain = (
-        type(norm) is torch.nn.BatchNorm1d
-        and norm.training
-        and norm.track_running_stats
-        and norm.affine
-    )
     c = y.shape[-1]
-    if plain and y.numel() != c:  # (one value per channel: batch norm's own error)
+    if _plain_training(norm) and y.numel() != c:  # (one value per channel: batch norm's own error)
         if _eager_cpu_training(y, norm.weight.dtype):
             return _norm_relu_max_cpu(y, norm, dim)
         if norm.momentum is not None and neighbor_stats.use_kernel(y):
@@ -273,11 +291,7 @@ def _norm_relu_max_by_stats(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int) -> 
     mean_shifted = total / n
     var = (total_sq / n - mean_shifted.square()).clamp_min(0)  # biased, as batch norm's
     mean = mean_shifted + shift
-    with torch.no_grad():  # running statistics as BatchNorm1d keeps them (unbiased variance)
-        norm.num_batches_tracked.add_(1)
-        norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), norm.momentum)
-        unbiased = var * (n / max(n - 1, 1))
-        norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), norm.momentum)
+    _track(norm, mean, var, n)  # (momentum set: no host sync)
     scale = norm.weight * torch.rsqrt(var + norm.eps)  # (C,)
     ext = torch.where(scale < 0, low, high)  # (M, C): where the max of relu(scale y + t) is
     out = torch.relu((ext.float() - mean) * scale + norm.bias)
@@ -293,3 +307,63 @@ def _norm_relu_max_cpu(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int) -> Tenso
     return _NormReluMax.apply(
         y, norm.weight, norm.bias, norm.running_mean, norm.running_var, momentum, norm.eps, dim
     )
+
+
+#: A linear layer with this many input channels or fewer folds its batch norm (on the CPU).
+FOLD_MAX_INPUTS = 4
+
+
+class _AffineRelu(torch.autograd.Function):
+    """``relu(x W^T + b)`` over many rows on the CPU: ReLU in place on the product, the
+    weight gradient over row blocks (:func:`_rows_product`)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+        out = torch.addmm(bias, x, weight.t()).clamp_min_(0)
+        ctx.save_for_backward(x, weight, out)
+        return out
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        x, weight, out = ctx.saved_tensors
+        g = torch.ops.aten.threshold_backward(grad, out, 0)  # through the ReLU
+        grad_x = g @ weight if ctx.needs_input_grad[0] else None
+        grad_w = _rows_product(x, g).t() if ctx.needs_input_grad[1] else None
+        grad_b = g.sum(0) if ctx.needs_input_grad[2] else None
+        return grad_x, grad_w, grad_b
+
+
+def linear_norm_relu(x: Tensor, weight: Tensor, norm: torch.nn.BatchNorm1d) -> Tensor:
+    """``relu(norm(F.linear(x, weight)))``: a point-wise linear (no bias), batch norm over
+    all but the last dimension, ReLU; (..., K) -> (..., C).
+
+    Training a plain ``BatchNorm1d`` on the CPU, in its own dtype, for few input channels
+    (K <= :data:`FOLD_MAX_INPUTS`: the point MLP's first layer, K = 3): the batch
+    statistics of ``y = x W^T`` follow from the inputs' K x K moments (mean ``W mu``,
+    biased variance ``diag(W S W^T)`` with ``S`` the covariance of the rows of ``x``), so
+    batch norm folds into the product, ``relu(x (s W)^T + t - s W mu)`` with
+    ``s = gamma / sqrt(var + eps)``: one product and an in-place ReLU forward, no pass
+    over ``y`` for its statistics or normalisation, and the backward's batch-norm part
+    on (C,) and (C, K) tensors (autograd). The same values, gradients and running
+    statistics; elsewhere the layers run as written.
+    """
+    k = x.shape[-1]
+    if (
+        k <= FOLD_MAX_INPUTS
+        and _plain_training(norm)
+        and x.numel() != k
+        and _eager_cpu_training(x, weight.dtype)
+    ):
+        rows = x.reshape(-1, k)  # (R, K)
+        n = rows.shape[0]
+        mu = rows.mean(0)  # (K,)
+        centred = rows - mu  # (R, K)
+        cov = _rows_product(centred, centred) / n  # (K, K), biased
+        mean = weight @ mu  # (C,): the mean of y
+        var = ((weight @ cov) * weight).sum(1)  # (C,): the biased variance of y
+        _track(norm, mean, var, n)
+        scale = norm.weight * torch.rsqrt(var + norm.eps)  # (C,)
+        out = _AffineRelu.apply(rows, weight * scale[:, None], norm.bias - scale * mean)
+        return out.reshape(*x.shape[:-1], -1)
+    y = point_linear(x, weight)
+    return F.relu(norm(y.reshape(-1, y.shape[-1])), inplace=True).reshape(y.shape)

@@ -243,8 +243,8 @@ def test_shipped_checkpoints_load_and_predict_as_the_concatenation_does(name):
 @pytest.mark.parametrize("momentum", [0.1, None])
 def test_norm_relu_max_is_batch_norm_relu_amax(momentum):
     """The fused CPU training path gives batch norm -> ReLU -> amax's values, gradients
-    (ties at zero and at a positive value included, a negative gamma too) and running
-    statistics, in float64 to rounding."""
+    (ties at zero and at a positive value included, a negative gamma and a zero one
+    too) and running statistics, in float64 to rounding."""
     from stmt.ops.points import norm_relu_max
 
     torch.manual_seed(0)
@@ -256,6 +256,7 @@ def test_norm_relu_max_is_batch_norm_relu_amax(momentum):
     with torch.no_grad():
         norms[0].weight.copy_(torch.tensor([1.5, -0.7, 0.3, -1.2, 0.0, 0.9]))
         norms[0].bias.uniform_(-1, 1)
+        norms[0].bias[4] = 0.5  # gamma 0, bias > 0: every neighbour is the max
     norms[1].load_state_dict(norms[0].state_dict())
     results = []
     for fused, norm in zip((False, True), norms):
@@ -263,11 +264,12 @@ def test_norm_relu_max_is_batch_norm_relu_amax(momentum):
         for _ in range(2):  # twice: the running statistics' update rule matters
             if fused:
                 out = norm_relu_max(x, norm, dim=3)
+                assert "NormReluMax" in type(out.grad_fn).__name__
             else:
                 out = torch.relu(norm(x.reshape(-1, 6))).reshape(x.shape).amax(3)
         out.backward(g)
         results.append((out, x.grad, norm.weight.grad, norm.bias.grad, *norm.buffers()))
-    for want, got in zip(*results):
+    for want, got in zip(*results, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12)
     assert (y.reshape(-1, 6) == 0.5).all(-1).sum() == 5  # the tied neighbourhood is there
 

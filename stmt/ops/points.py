@@ -207,8 +207,12 @@ class _NormReluMax(torch.autograd.Function):
         g = grad.masked_fill(z <= 0, 0)  # through the ReLU (as threshold_backward)
         hit = torch.empty_like(y)  # 1 where the pooled gradient goes, else 0
         torch.eq(y, ext.unsqueeze(dim), out=hit)  # (float, not bool: 2x faster below)
+        scale = weight * invstd
+        top = ext  # the value of y at the hits; where s = 0, z is t at every neighbour:
+        if not scale.all():  # all tie there and share g, as amax's gradient does
+            top = torch.where(scale == 0, y.mean(dim), ext)
         sum_g = g.flatten(0, -2).sum(0)  # over the hits: every hit of (r, c) has y = ext
-        sum_gx = (g * (ext - mean)).flatten(0, -2).sum(0)
+        sum_gx = (g * (top - mean)).flatten(0, -2).sum(0)
         # ties share the gradient (as amax's): any where the hits outnumber the maxima.
         # Below 2**24 elements one contiguous float sum counts them exactly (every
         # partial sum an integer under 2**24), at a third of the time of the count
@@ -219,7 +223,6 @@ class _NormReluMax(torch.autograd.Function):
             tied = bool((hit.sum(dim) > 1).any())
         if tied:
             g = g / hit.sum(dim)  # (..., C): how many neighbours hold each max
-        scale = weight * invstd
         grad_weight = sum_gx * invstd  # sum of g * x_hat
         b = -scale * invstd * grad_weight / n  # dy = b (y - mean) - s sum_g / n [+ s g at hits]
         c = -scale * sum_g / n - b * mean
@@ -262,7 +265,10 @@ def norm_relu_max(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int = 3) -> Tensor
       (1.7x faster on a (16, 24, 32, 8, 64) input, one thread);
     - on a GPU (eager, autocast, ``torch.compile``): :func:`_norm_relu_max_by_stats`,
       one kernel pass over ``y`` forward and one backward
-      (:mod:`stmt.ops.neighbor_stats`).
+      (:mod:`stmt.ops.neighbor_stats`). One difference: where a channel's gamma is
+      exactly 0 (and its bias > 0) every neighbour ties at the max; amax shares the
+      weight's gradient among them, this path gives it the max's (the per-centre means
+      would cost a pass over ``y`` or a host sync).
 
     Everything else (evaluation, ``SyncBatchNorm1d``, the CPU under autocast or
     ``torch.compile``, ``STMT_DISABLE_KERNELS=1`` off the CPU) runs the three

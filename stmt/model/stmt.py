@@ -222,7 +222,9 @@ class Attention(nn.Module):
         """x (B, L, D), mask (L, L) bool True = may attend -> (B, L, D), weights (B, H, L, L)|None."""
         B, L, D = x.shape
         qkv = self.qkv(x).reshape(B, L, 3, self.heads, D // self.heads)  # (B, L, 3, H, Dh)
-        q, k, v = qkv.permute(2, 0, 3, 1, 4)  # each (B, H, L, Dh)
+        # each (B, H, L, Dh); unbound on its own axis, the gradients stack into qkv's
+        # layout (a permuted unbind's stack needs a copy more)
+        q, k, v = (t.transpose(1, 2) for t in qkv.unbind(2))
         weights = None
         if return_weights:  # explicit path, only for attention rollout
             scores = (q @ k.transpose(-2, -1)) * q.shape[-1] ** -0.5  # (B, H, L, L)

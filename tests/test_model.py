@@ -318,8 +318,9 @@ def test_point_linear_over_parts_is_linear_over_their_concatenation(rows, monkey
 def test_gather_neighbors_picks_each_frames_rows(form):
     """``gather_neighbors`` with (M, K), (B, M, K) or (B, T, M, K) indices gives
     ``x[b, t, idx]`` of each frame, and its backward adds the gradient of every pick
-    (repeated picks included) to the row it came from."""
-    from stmt.ops.points import gather_neighbors
+    (repeated picks included) to the row it came from; ``gather_with_centres`` that
+    and ``x[:, :, :m]``, with the gradients of both."""
+    from stmt.ops.points import gather_neighbors, gather_with_centres
 
     gen = torch.Generator().manual_seed(0)
     B, T, N, M, K, C = 2, 3, 7, 4, 3, 5
@@ -338,6 +339,17 @@ def test_gather_neighbors_picks_each_frames_rows(form):
     torch.testing.assert_close(got, want, rtol=0, atol=0)
     (grad,) = torch.autograd.grad(got, x, g)
     (want_grad,) = torch.autograd.grad(want, x, g)
+    torch.testing.assert_close(grad, want_grad, rtol=1e-12, atol=1e-12)
+
+    # with the centres [0:m] as well, through one autograd node on the CPU
+    m = 2
+    got, centres = gather_with_centres(x, idx, m)
+    assert "GatherWithCentres" in type(centres.grad_fn).__name__
+    torch.testing.assert_close(got, want, rtol=0, atol=0)
+    torch.testing.assert_close(centres, x[:, :, :m], rtol=0, atol=0)
+    g_centres = torch.randn(B, T, m, C, dtype=torch.float64, generator=gen)
+    (grad,) = torch.autograd.grad((got, centres), x, (g, g_centres))
+    (want_grad,) = torch.autograd.grad((x[b, t, full], x[:, :, :m]), x, (g, g_centres))
     torch.testing.assert_close(grad, want_grad, rtol=1e-12, atol=1e-12)
 
 

@@ -31,6 +31,7 @@ from stmt.ops import offset_attention
 from stmt.ops.points import (
     euclidean_knn,
     gather_neighbors,
+    gather_with_centres,
     knn_indices,
     linear_norm_relu,
     norm_relu_max,
@@ -161,14 +162,16 @@ class PatchBranch(nn.Module):
             w = first.linear.weight  # (C', 3 + 2C): [Wx | Wd | Wc]
             c = feat.shape[-1]
             w_centre = torch.cat([-w[:, :3], w[:, 3 + c :] - w[:, 3 : 3 + c]], dim=1)
-            centre = point_linear([xyz[:, :, :m], feat[:, :, :m]], w_centre)  # Wc f_i - u_i
             if m * idx.shape[-1] <= xyz.shape[2] and 3 + c < w.shape[0]:
                 # no more neighbour rows than points (level 1): gather the 3 + C inputs
                 # rather than the wider C' outputs, the same product on as many rows
-                parts = [gather_neighbors(xyz, idx), gather_neighbors(feat, idx)]
+                nb_feat, c_feat = gather_with_centres(feat, idx, m)
+                parts = [gather_neighbors(xyz, idx), nb_feat]
                 u = point_linear(parts, w[:, : 3 + c])  # (B, T, m, k, C'): Wx x_j + Wd f_j
             else:
                 u = gather_neighbors(point_linear([xyz, feat], w[:, : 3 + c]), idx)
+                c_feat = feat[:, :, :m]
+            centre = point_linear([xyz[:, :, :m], c_feat], w_centre)  # Wc f_i - u_i
             y = u + centre[:, :, :, None]  # (B, T, m, k, C')
         for prev, layer in itertools.pairwise(mlp):  # y: the last layer's pre-activation
             y = layer.linear(prev.norm_relu(y))

@@ -79,6 +79,43 @@ def gather_neighbors(x: Tensor, idx: Tensor) -> Tensor:
     return out.reshape(B, T, M, K, C)
 
 
+class _GatherWithCentres(torch.autograd.Function):
+    """The rows ``rows`` of ``x`` (B, T, N, C) flattened, and its first ``m`` points
+    of every frame, with one backward: the scatter-add of the rows' gradient and the
+    centres' added in place (two uses of ``x`` by autograd would zero-fill and add a
+    (B, T, N, C) tensor more)."""
+
+    @staticmethod
+    def forward(ctx, x: Tensor, rows: Tensor, m: int):
+        c = x.shape[-1]
+        ctx.save_for_backward(rows)
+        ctx.shape, ctx.m = x.shape, m
+        return x.reshape(-1, c).index_select(0, rows), x[:, :, :m].clone()
+
+    @staticmethod
+    def backward(ctx, grad_rows: Tensor, grad_centres: Tensor):
+        (rows,) = ctx.saved_tensors
+        c = ctx.shape[-1]
+        grad = grad_rows.new_zeros(ctx.shape)
+        grad.view(-1, c).index_add_(0, rows, grad_rows)
+        grad[:, :, : ctx.m] += grad_centres
+        return grad, None, None
+
+
+def gather_with_centres(x: Tensor, idx: Tensor, m: int) -> tuple[Tensor, Tensor]:
+    """``(gather_neighbors(x, idx), x[:, :, :m])``: the neighbours of centres [0:m] and
+    the centres themselves, (B, T, M, K, C) and (B, T, m, C). On the CPU with gradients
+    one autograd node takes both (:class:`_GatherWithCentres`)."""
+    if not (x.requires_grad and _eager_cpu_training(x, x.dtype)):
+        return gather_neighbors(x, idx), x[:, :, :m]
+    B, T, N, C = x.shape
+    M, K = idx.shape[-2:]
+    frame = torch.arange(B * T, device=x.device).reshape(B, T, 1, 1) * N  # (B, T, 1, 1)
+    rows = (idx.reshape(-1, 1, M, K) if idx.ndim == 3 else idx) + frame  # (B, T, M, K)
+    nb, centres = _GatherWithCentres.apply(x, rows.reshape(-1), m)
+    return nb.reshape(B, T, M, K, C), centres
+
+
 _ROW_BLOCKS, _MIN_BLOCK_ROWS = 8, 4096  # row blocks of _rows_product, and the fewest rows a block
 
 

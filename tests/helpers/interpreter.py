@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -34,8 +35,11 @@ def run_kernel_tests_interpreted(test_file: str) -> None:
     )
     report = proc.stdout[-6000:] + proc.stderr[-2000:]
     assert proc.returncode == 0, report
-    summary = proc.stdout.strip().splitlines()[-1]
-    assert " passed" in summary and "skipped" not in summary and "failed" not in summary, report
+    summary = proc.stdout.strip().splitlines()[-1]  # e.g. "15 passed, 2 xfailed in 19.04s"
+    counts = {kind: int(n) for n, kind in re.findall(r"(\d+) (\w+)", summary)}
+    assert counts.get("passed", 0) > 0, report
+    allowed = {"passed", "deselected", "xfailed", "warning", "warnings"}
+    assert set(counts) <= allowed, report  # none skipped, failed or in error
 
 
 def kernel_device() -> str | None:

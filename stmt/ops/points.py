@@ -241,7 +241,8 @@ class _NormReluMax(torch.autograd.Function):
         y, ext, z, weight, mean, invstd = ctx.saved_tensors
         dim = ctx.dim
         n = y.numel() // y.shape[-1]  # rows batch norm averaged over
-        g = grad.masked_fill(z <= 0, 0)  # through the ReLU (as threshold_backward)
+        g = torch.ops.aten.threshold_backward(grad, z, 0)  # through the ReLU (a tenth of
+        # the time of masked_fill(z <= 0, 0) for (32, 24, 32, 64) on two threads)
         hit = torch.empty_like(y)  # 1 where the pooled gradient goes, else 0
         torch.eq(y, ext.unsqueeze(dim), out=hit)  # (float, not bool: 2x faster below)
         scale = weight * invstd

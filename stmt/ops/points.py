@@ -71,12 +71,20 @@ def gather_neighbors(x: Tensor, idx: Tensor) -> Tensor:
         idx = idx[:, None].expand(B, T, *idx.shape[1:])  # (B, T, M, K)
     M, K = idx.shape[-2:]
     if x.device.type == "cpu":
-        frame = torch.arange(B * T, device=x.device).reshape(B, T, 1, 1) * N  # (B, T, 1, 1)
-        rows = x.reshape(B * T * N, C).index_select(0, (idx + frame).reshape(-1))  # (B*T*M*K, C)
+        rows = x.reshape(B * T * N, C).index_select(0, _flat_rows(idx, B, T, N))
         return rows.reshape(B, T, M, K, C)
     flat = idx.reshape(B * T, M * K, 1).expand(-1, -1, C)  # (B*T, M*K, C)
     out = torch.gather(x.reshape(B * T, N, C), 1, flat)  # (B*T, M*K, C)
     return out.reshape(B, T, M, K, C)
+
+
+def _flat_rows(idx: Tensor, B: int, T: int, N: int) -> Tensor:
+    """Indices (M, K), (B, M, K) or (B, T, M, K) into each frame's N points as indices
+    into the (B*T*N) rows of all frames: (B*T*M*K,)."""
+    if idx.ndim == 3:
+        idx = idx[:, None]  # (B, 1, M, K)
+    frame = torch.arange(B * T, device=idx.device).reshape(B, T, 1, 1) * N  # (B, T, 1, 1)
+    return (idx + frame).reshape(-1)  # (B*T*M*K,)
 
 
 class _GatherWithCentres(torch.autograd.Function):
@@ -110,9 +118,7 @@ def gather_with_centres(x: Tensor, idx: Tensor, m: int) -> tuple[Tensor, Tensor]
         return gather_neighbors(x, idx), x[:, :, :m]
     B, T, N, C = x.shape
     M, K = idx.shape[-2:]
-    frame = torch.arange(B * T, device=x.device).reshape(B, T, 1, 1) * N  # (B, T, 1, 1)
-    rows = (idx.reshape(-1, 1, M, K) if idx.ndim == 3 else idx) + frame  # (B, T, M, K)
-    nb, centres = _GatherWithCentres.apply(x, rows.reshape(-1), m)
+    nb, centres = _GatherWithCentres.apply(x, _flat_rows(idx, B, T, N), m)
     return nb.reshape(B, T, M, K, C), centres
 
 

@@ -34,6 +34,7 @@ from stmt.ops.points import (
     gather_with_centres,
     knn_indices,
     linear_norm_relu,
+    norm_relu,
     norm_relu_max,
     point_linear,
 )
@@ -54,7 +55,7 @@ class LinearBNReLU(nn.Module):
 
     def norm_relu(self, y: Tensor) -> Tensor:  # (..., c_out) -> (..., c_out)
         """BatchNorm over all but the channels, then ReLU (in place on the new tensor)."""
-        return F.relu(self.norm(y.reshape(-1, y.shape[-1])), inplace=True).reshape(y.shape)
+        return norm_relu(y, self.norm)
 
 
 def shared_mlp(c_in: int, dims: tuple[int, ...]) -> nn.Sequential:

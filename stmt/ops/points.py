@@ -285,14 +285,20 @@ def _plain_training(norm: torch.nn.Module) -> bool:
     )
 
 
+def _count_batch(norm: torch.nn.BatchNorm1d) -> float:
+    """Count a training batch in ``norm`` and return the running statistics' momentum
+    for it, as ``BatchNorm1d`` does (``momentum=None``: the cumulative average)."""
+    norm.num_batches_tracked.add_(1)
+    if norm.momentum is None:
+        return 1.0 / float(norm.num_batches_tracked)
+    return norm.momentum
+
+
 def _track(norm: torch.nn.BatchNorm1d, mean: Tensor, var: Tensor, n: int) -> None:
     """Update ``norm``'s running statistics as ``BatchNorm1d`` does, from a batch's mean
     and biased variance over ``n`` rows (the running variance is the unbiased one)."""
     with torch.no_grad():
-        norm.num_batches_tracked.add_(1)
-        momentum = norm.momentum
-        if momentum is None:  # cumulative average
-            momentum = 1.0 / float(norm.num_batches_tracked)
+        momentum = _count_batch(norm)
         norm.running_mean.lerp_(mean.to(norm.running_mean.dtype), momentum)
         unbiased = var * (n / max(n - 1, 1))
         norm.running_var.lerp_(unbiased.to(norm.running_var.dtype), momentum)
@@ -350,10 +356,7 @@ def _norm_relu_max_by_stats(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int) -> 
 
 def _norm_relu_max_cpu(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int) -> Tensor:
     """:class:`_NormReluMax` with ``norm``'s parameters and running statistics."""
-    norm.num_batches_tracked.add_(1)
-    momentum = norm.momentum
-    if momentum is None:  # cumulative average, as BatchNorm1d
-        momentum = 1.0 / float(norm.num_batches_tracked)
+    momentum = _count_batch(norm)
     return _NormReluMax.apply(
         y, norm.weight, norm.bias, norm.running_mean, norm.running_var, momentum, norm.eps, dim
     )
@@ -415,5 +418,10 @@ def linear_norm_relu(x: Tensor, weight: Tensor, norm: torch.nn.BatchNorm1d) -> T
         scale = norm.weight * torch.rsqrt(var + norm.eps)  # (C,)
         out = _AffineRelu.apply(rows, weight * scale[:, None], norm.bias - scale * mean)
         return out.reshape(*x.shape[:-1], -1)
-    y = point_linear(x, weight)
+    return norm_relu(point_linear(x, weight), norm)
+
+
+def norm_relu(y: Tensor, norm: torch.nn.Module) -> Tensor:
+    """``relu(norm(y))`` with ``norm`` over all but the last (channel) dimension; the
+    ReLU in place on the new tensor."""
     return F.relu(norm(y.reshape(-1, y.shape[-1])), inplace=True).reshape(y.shape)

@@ -288,7 +288,8 @@ def test_norm_relu_max_falls_back_outside_cpu_training():
 def test_point_linear_over_parts_is_linear_over_their_concatenation(rows, monkeypatch):
     """``point_linear([xyz, f], w)`` on the CPU with gradients (:class:`_PointLinear`):
     the values and gradients of ``F.linear(torch.cat([xyz, f], -1), w)``, no gradient
-    for a part that needs none; the weight gradient over row blocks when rows are many."""
+    for a part that needs none; when rows are many, the product and the part's gradient
+    over blocks of rows (and a remainder), the weight gradient over row blocks."""
     from stmt.ops import points
     from stmt.ops.points import point_linear
 
@@ -299,7 +300,7 @@ def test_point_linear_over_parts_is_linear_over_their_concatenation(rows, monkey
     g = torch.randn(rows, 4, dtype=torch.float64, generator=gen)
     bmm_calls = []
     bmm = torch.bmm
-    monkeypatch.setattr(torch, "bmm", lambda *a: bmm_calls.append(a[0].shape) or bmm(*a))
+    monkeypatch.setattr(torch, "bmm", lambda *a, **k: bmm_calls.append(a[0].shape) or bmm(*a, **k))
 
     out = point_linear([xyz, feat], weight)
     assert "PointLinear" in type(out.grad_fn).__name__
@@ -310,8 +311,16 @@ def test_point_linear_over_parts_is_linear_over_their_concatenation(rows, monkey
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
     assert xyz.grad is None
-    blocked = rows >= points._ROW_BLOCKS * points._MIN_BLOCK_ROWS
-    assert bmm_calls == ([(points._ROW_BLOCKS, 8, rows // points._ROW_BLOCKS)] if blocked else [])
+    if rows < 2 * points.PRODUCT_BLOCK_ROWS:
+        assert bmm_calls == []
+    else:
+        blocks, size = rows // points.PRODUCT_BLOCK_ROWS, points.PRODUCT_BLOCK_ROWS
+        assert rows % size  # a remainder the blocks leave
+        assert bmm_calls == [
+            (blocks, size, 8),  # the product
+            (points._ROW_BLOCKS, 8, rows // points._ROW_BLOCKS),  # the weight's gradient
+            (blocks, size, 4),  # the features' gradient
+        ]
 
 
 @pytest.mark.parametrize("form", ["shared", "per clip", "per frame"])
@@ -355,7 +364,8 @@ def test_gather_neighbors_picks_each_frames_rows(form):
 
 @pytest.mark.parametrize("momentum", [0.1, None])
 @pytest.mark.parametrize("input_grad", [False, True])
-def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad):
+@pytest.mark.parametrize("points_per_frame", [6, 300])  # 120 rows; 6,000: row blocks + remainder
+def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad, points_per_frame):
     """The CPU training path of the point MLP's first layer (3 input channels: batch norm
     folded into the product, statistics from the inputs' moments) gives linear -> batch
     norm -> ReLU's values, gradients and running statistics, in float64 to rounding;
@@ -364,8 +374,9 @@ def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad
     from stmt.ops.points import linear_norm_relu
 
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(4, 5, 6, 3, dtype=torch.float64, generator=gen) * 0.3 + 0.2
-    g = torch.randn(4, 5, 6, 7, dtype=torch.float64, generator=gen)
+    shape = (4, 5, points_per_frame)
+    x = torch.randn(*shape, 3, dtype=torch.float64, generator=gen) * 0.3 + 0.2
+    g = torch.randn(*shape, 7, dtype=torch.float64, generator=gen)
     layers = [torch.nn.Linear(3, 7, bias=False).double() for _ in range(2)]
     norms = [torch.nn.BatchNorm1d(7, momentum=momentum).double() for _ in range(2)]
     with torch.no_grad():
@@ -381,7 +392,7 @@ def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad
                 out = linear_norm_relu(xi, layer.weight, norm)
                 assert "AffineRelu" in _first_node(out)
             else:
-                out = torch.relu(norm(layer(xi).reshape(-1, 7))).reshape(4, 5, 6, 7)
+                out = torch.relu(norm(layer(xi).reshape(-1, 7))).reshape(*shape, 7)
         out.backward(g)
         results.append((out, layer.weight.grad, norm.weight.grad, norm.bias.grad, *norm.buffers()))
         if input_grad:

@@ -147,6 +147,39 @@ def _rows_product(a: Tensor, b: Tensor) -> Tensor:
     return out
 
 
+#: Rows per block of :func:`_blocked_product`.
+PRODUCT_BLOCK_ROWS = 2048
+
+
+def _blocked_product(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
+    """``a @ b`` (``+ bias``) for (R, p) and (p, q) with many rows R and small p, q: (R, q).
+
+    MKL multiplies such a tall product below its speed for these sizes (the output
+    is written once either way); cut into blocks of :data:`PRODUCT_BLOCK_ROWS` rows
+    (a block's input and output stay in the core's cache) and run as one ``bmm``
+    over the blocks it takes 0.8-0.9x the time: (196,608, 35) @ (35, 64) 16.2 -> 13.0 ms
+    on two threads, 28.1 -> 23.9 on one. Each row's dot products are the same.
+    """
+    rows = a.shape[0]
+    blocks = rows // PRODUCT_BLOCK_ROWS
+    if blocks < 2 or not a.is_contiguous():
+        return a @ b if bias is None else torch.addmm(bias, a, b)
+    cut = blocks * PRODUCT_BLOCK_ROWS
+    out = a.new_empty(rows, b.shape[1])
+    a_blocks = a[:cut].view(blocks, PRODUCT_BLOCK_ROWS, -1)  # (blocks, rows, p)
+    out_blocks = out[:cut].view(blocks, PRODUCT_BLOCK_ROWS, -1)  # (blocks, rows, q)
+    b_blocks = b.expand(blocks, *b.shape)  # (blocks, p, q), not copied
+    if bias is None:
+        torch.bmm(a_blocks, b_blocks, out=out_blocks)
+        if cut < rows:
+            torch.mm(a[cut:], b, out=out[cut:])
+    else:
+        torch.baddbmm(bias, a_blocks, b_blocks, out=out_blocks)
+        if cut < rows:
+            torch.addmm(bias, a[cut:], b, out=out[cut:])
+    return out
+
+
 def _joined(parts: tuple[Tensor, ...]) -> Tensor:
     """The parts concatenated along the last dimension (one part as it is, not copied)."""
     return parts[0] if len(parts) == 1 else torch.cat(parts, dim=-1)
@@ -160,8 +193,9 @@ class _PointLinear(torch.autograd.Function):
       that need one: the first grouping layer's input is ``[xyz, f]`` and the
       vertices need none (and ``grad @ weight`` with 35 or 67 output columns takes
       1.5-2x the time of 32 or 64: MKL, 12,288-196,608 rows, one and two threads);
-    - the weight gradient is ``(x^T grad)^T`` over row blocks
-      (:func:`_rows_product`).
+    - the product and the parts' gradients over blocks of rows
+      (:func:`_blocked_product`), the weight gradient ``(x^T grad)^T`` over row
+      blocks summed (:func:`_rows_product`).
     """
 
     @staticmethod
@@ -169,7 +203,8 @@ class _PointLinear(torch.autograd.Function):
         x = _joined(parts)
         ctx.save_for_backward(x, weight)
         ctx.widths = [p.shape[-1] for p in parts]
-        return F.linear(x, weight)
+        rows = _blocked_product(x.reshape(-1, x.shape[-1]), weight.t())  # (R, C')
+        return rows.reshape(*x.shape[:-1], -1)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
@@ -182,7 +217,9 @@ class _PointLinear(torch.autograd.Function):
         for i, width in enumerate(ctx.widths):
             part_grad = None
             if ctx.needs_input_grad[1 + i]:
-                part_grad = grad @ weight[:, start : start + width]
+                rows = grad.reshape(-1, grad.shape[-1])  # (R, C')
+                part_grad = _blocked_product(rows, weight[:, start : start + width])
+                part_grad = part_grad.reshape(*grad.shape[:-1], width)
             grad_parts.append(part_grad)
             start += width
         return grad_w, *grad_parts
@@ -367,12 +404,13 @@ FOLD_MAX_INPUTS = 4
 
 
 class _AffineRelu(torch.autograd.Function):
-    """``relu(x W^T + b)`` over many rows on the CPU: ReLU in place on the product, the
-    weight gradient over row blocks (:func:`_rows_product`)."""
+    """``relu(x W^T + b)`` over many rows on the CPU: ReLU in place on the product (over
+    blocks of rows, :func:`_blocked_product`), the weight gradient over row blocks
+    (:func:`_rows_product`)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        out = torch.addmm(bias, x, weight.t()).clamp_min_(0)
+        out = _blocked_product(x, weight.t(), bias).clamp_min_(0)
         ctx.save_for_backward(x, weight, out)
         return out
 
@@ -380,7 +418,7 @@ class _AffineRelu(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         x, weight, out = ctx.saved_tensors
         g = torch.ops.aten.threshold_backward(grad, out, 0)  # through the ReLU
-        grad_x = g @ weight if ctx.needs_input_grad[0] else None
+        grad_x = _blocked_product(g, weight) if ctx.needs_input_grad[0] else None
         grad_w = _rows_product(x, g).t() if ctx.needs_input_grad[1] else None
         grad_b = g.sum(0) if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b

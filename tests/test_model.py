@@ -288,8 +288,7 @@ def test_norm_relu_max_falls_back_outside_cpu_training():
 def test_point_linear_over_parts_is_linear_over_their_concatenation(rows, monkeypatch):
     """``point_linear([xyz, f], w)`` on the CPU with gradients (:class:`_PointLinear`):
     the values and gradients of ``F.linear(torch.cat([xyz, f], -1), w)``, no gradient
-    for a part that needs none; when rows are many, the product and the part's gradient
-    over blocks of rows (and a remainder), the weight gradient over row blocks."""
+    for a part that needs none; the weight gradient over row blocks when rows are many."""
     from stmt.ops import points
     from stmt.ops.points import point_linear
 
@@ -300,7 +299,7 @@ def test_point_linear_over_parts_is_linear_over_their_concatenation(rows, monkey
     g = torch.randn(rows, 4, dtype=torch.float64, generator=gen)
     bmm_calls = []
     bmm = torch.bmm
-    monkeypatch.setattr(torch, "bmm", lambda *a, **k: bmm_calls.append(a[0].shape) or bmm(*a, **k))
+    monkeypatch.setattr(torch, "bmm", lambda *a: bmm_calls.append(a[0].shape) or bmm(*a))
 
     out = point_linear([xyz, feat], weight)
     assert "PointLinear" in type(out.grad_fn).__name__
@@ -311,16 +310,50 @@ def test_point_linear_over_parts_is_linear_over_their_concatenation(rows, monkey
     for a, b in zip(got, want):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
     assert xyz.grad is None
-    if rows < 2 * points.PRODUCT_BLOCK_ROWS:
-        assert bmm_calls == []
-    else:
-        blocks, size = rows // points.PRODUCT_BLOCK_ROWS, points.PRODUCT_BLOCK_ROWS
-        assert rows % size  # a remainder the blocks leave
-        assert bmm_calls == [
-            (blocks, size, 8),  # the product
-            (points._ROW_BLOCKS, 8, rows // points._ROW_BLOCKS),  # the weight's gradient
-            (blocks, size, 4),  # the features' gradient
-        ]
+    blocked = rows >= points._ROW_BLOCKS * points._MIN_BLOCK_ROWS
+    assert bmm_calls == ([(points._ROW_BLOCKS, 8, rows // points._ROW_BLOCKS)] if blocked else [])
+
+
+@pytest.mark.parametrize("bias", [False, True])
+@pytest.mark.parametrize("relu", [False, True])
+def test_point_layers_product_is_f_linear(bias, relu):
+    """``points._linear``, the point layers' product outside autograd: ``F.linear``'s
+    values (ReLU'd if asked) in float32, by oneDNN's linear where this torch has it (a
+    transposed weight view included), and as ``F.linear`` where a graph is recorded."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from stmt.ops import points
+
+    gen = torch.Generator().manual_seed(0)
+    x = torch.randn(5000, 35, generator=gen)
+    weight = torch.randn(35, 64, generator=gen).t()  # (64, 35), a transposed view
+    b = torch.randn(64, generator=gen) if bias else None
+    want = F.linear(x.double(), weight.double(), None if b is None else b.double())
+    want = want.clamp_min(0) if relu else want
+    ops = []
+
+    class Record(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            ops.append(func.name())
+            return func(*args, **(kwargs or {}))
+
+    with torch.no_grad(), Record():
+        got = points._linear(x, weight, b, relu=relu)
+    torch.testing.assert_close(got, want.float(), rtol=1e-5, atol=1e-5)
+    if relu:
+        assert (got == 0).any() and (got > 0).any()
+    if torch.backends.mkldnn.is_available():  # (every x86 build of torch)
+        assert points._onednn_linear_works()
+        assert "mkldnn::_linear_pointwise" in ops, ops
+
+    ops.clear()
+    w = weight.detach().requires_grad_()
+    with Record():
+        got = points._linear(x, w, b, relu=relu)
+    assert not any(op.startswith("mkldnn::") for op in ops), ops
+    torch.testing.assert_close(got, want.float(), rtol=1e-5, atol=1e-5)
+    (grad,) = torch.autograd.grad(got.sum(), w)
+    assert grad.shape == w.shape
 
 
 @pytest.mark.parametrize("form", ["shared", "per clip", "per frame"])
@@ -364,8 +397,7 @@ def test_gather_neighbors_picks_each_frames_rows(form):
 
 @pytest.mark.parametrize("momentum", [0.1, None])
 @pytest.mark.parametrize("input_grad", [False, True])
-@pytest.mark.parametrize("points_per_frame", [6, 300])  # 120 rows; 6,000: row blocks + remainder
-def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad, points_per_frame):
+def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad):
     """The CPU training path of the point MLP's first layer (3 input channels: batch norm
     folded into the product, statistics from the inputs' moments) gives linear -> batch
     norm -> ReLU's values, gradients and running statistics, in float64 to rounding;
@@ -374,9 +406,8 @@ def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad
     from stmt.ops.points import linear_norm_relu
 
     gen = torch.Generator().manual_seed(0)
-    shape = (4, 5, points_per_frame)
-    x = torch.randn(*shape, 3, dtype=torch.float64, generator=gen) * 0.3 + 0.2
-    g = torch.randn(*shape, 7, dtype=torch.float64, generator=gen)
+    x = torch.randn(4, 5, 6, 3, dtype=torch.float64, generator=gen) * 0.3 + 0.2
+    g = torch.randn(4, 5, 6, 7, dtype=torch.float64, generator=gen)
     layers = [torch.nn.Linear(3, 7, bias=False).double() for _ in range(2)]
     norms = [torch.nn.BatchNorm1d(7, momentum=momentum).double() for _ in range(2)]
     with torch.no_grad():
@@ -392,7 +423,7 @@ def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad
                 out = linear_norm_relu(xi, layer.weight, norm)
                 assert "AffineRelu" in _first_node(out)
             else:
-                out = torch.relu(norm(layer(xi).reshape(-1, 7))).reshape(*shape, 7)
+                out = torch.relu(norm(layer(xi).reshape(-1, 7))).reshape(4, 5, 6, 7)
         out.backward(g)
         results.append((out, layer.weight.grad, norm.weight.grad, norm.bias.grad, *norm.buffers()))
         if input_grad:

@@ -7,6 +7,7 @@ order, so the first P points of a clip already are a farthest point sample
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Sequence
 
 import torch
@@ -147,37 +148,44 @@ def _rows_product(a: Tensor, b: Tensor) -> Tensor:
     return out
 
 
-#: Rows per block of :func:`_blocked_product`.
-PRODUCT_BLOCK_ROWS = 2048
+@functools.cache
+def _onednn_linear_works() -> bool:
+    """Whether this torch has oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``,
+    the op inductor's CPU code calls) and it gives ``F.linear``'s values on a small
+    float32 case, bias and ReLU included; checked once."""
+    if not torch.backends.mkldnn.is_available():
+        return False
+    try:
+        gen = torch.Generator().manual_seed(0)
+        x, w, b = (torch.randn(*s, generator=gen) for s in ((37, 5), (3, 5), (3,)))
+        got = torch.ops.mkldnn._linear_pointwise(x, w, b, "relu", [], "")
+        return torch.allclose(got, F.linear(x, w, b).clamp_min(0), rtol=1e-5, atol=1e-6)
+    except (AttributeError, RuntimeError):
+        return False
 
 
-def _blocked_product(a: Tensor, b: Tensor, bias: Tensor | None = None) -> Tensor:
-    """``a @ b`` (``+ bias``) for (R, p) and (p, q) with many rows R and small p, q: (R, q).
+def _linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False) -> Tensor:
+    """``F.linear(x, weight, bias)``, ReLU'd if ``relu``, for (R, K) rows, many R, small
+    K and C' (the point layers' products and their input gradients), outside autograd.
 
-    MKL multiplies such a tall product below its speed for these sizes (the output
-    is written once either way); cut into blocks of :data:`PRODUCT_BLOCK_ROWS` rows
-    (a block's input and output stay in the core's cache) and run as one ``bmm``
-    over the blocks it takes 0.8-0.9x the time: (196,608, 35) @ (35, 64) 16.2 -> 13.0 ms
-    on two threads, 28.1 -> 23.9 on one. Each row's dot products are the same.
+    In float32 through oneDNN's linear where it works: MKL's ``addmm`` runs these tall
+    products below its speed (the output is written once either way). The same values
+    (bitwise, in every case measured); (196,608, 35) x (35, 64) 30.3 -> 16.1 ms on one
+    thread, 24.6 -> 15.1 on two; (196,608, 64) x (64, 32) 25.7 -> 14.1 and 23.3 -> 13.4;
+    with 3 inputs, bias and ReLU 11.6 -> 4.5 and 10.2 -> 4.2. The weight goes in
+    contiguous (a transposed view took seconds).
     """
-    rows = a.shape[0]
-    blocks = rows // PRODUCT_BLOCK_ROWS
-    if blocks < 2 or not a.is_contiguous():
-        return a @ b if bias is None else torch.addmm(bias, a, b)
-    cut = blocks * PRODUCT_BLOCK_ROWS
-    out = a.new_empty(rows, b.shape[1])
-    a_blocks = a[:cut].view(blocks, PRODUCT_BLOCK_ROWS, -1)  # (blocks, rows, p)
-    out_blocks = out[:cut].view(blocks, PRODUCT_BLOCK_ROWS, -1)  # (blocks, rows, q)
-    b_blocks = b.expand(blocks, *b.shape)  # (blocks, p, q), not copied
-    if bias is None:
-        torch.bmm(a_blocks, b_blocks, out=out_blocks)
-        if cut < rows:
-            torch.mm(a[cut:], b, out=out[cut:])
-    else:
-        torch.baddbmm(bias, a_blocks, b_blocks, out=out_blocks)
-        if cut < rows:
-            torch.addmm(bias, a[cut:], b, out=out[cut:])
-    return out
+    if (
+        x.dtype == torch.float32
+        and x.is_contiguous()
+        and not torch.is_grad_enabled()  # (no derivative: not where a graph is recorded)
+        and torch._C._get_mkldnn_enabled()
+        and _onednn_linear_works()
+    ):
+        attr = "relu" if relu else "none"
+        return torch.ops.mkldnn._linear_pointwise(x, weight.contiguous(), bias, attr, [], "")
+    out = F.linear(x, weight, bias)
+    return out.clamp_min_(0) if relu else out
 
 
 def _joined(parts: tuple[Tensor, ...]) -> Tensor:
@@ -193,9 +201,8 @@ class _PointLinear(torch.autograd.Function):
       that need one: the first grouping layer's input is ``[xyz, f]`` and the
       vertices need none (and ``grad @ weight`` with 35 or 67 output columns takes
       1.5-2x the time of 32 or 64: MKL, 12,288-196,608 rows, one and two threads);
-    - the product and the parts' gradients over blocks of rows
-      (:func:`_blocked_product`), the weight gradient ``(x^T grad)^T`` over row
-      blocks summed (:func:`_rows_product`).
+    - the product and the parts' gradients by :func:`_linear` (oneDNN's), the
+      weight gradient ``(x^T grad)^T`` over row blocks summed (:func:`_rows_product`).
     """
 
     @staticmethod
@@ -203,7 +210,7 @@ class _PointLinear(torch.autograd.Function):
         x = _joined(parts)
         ctx.save_for_backward(x, weight)
         ctx.widths = [p.shape[-1] for p in parts]
-        rows = _blocked_product(x.reshape(-1, x.shape[-1]), weight.t())  # (R, C')
+        rows = _linear(x.reshape(-1, x.shape[-1]), weight)  # (R, C')
         return rows.reshape(*x.shape[:-1], -1)
 
     @staticmethod
@@ -218,7 +225,7 @@ class _PointLinear(torch.autograd.Function):
             part_grad = None
             if ctx.needs_input_grad[1 + i]:
                 rows = grad.reshape(-1, grad.shape[-1])  # (R, C')
-                part_grad = _blocked_product(rows, weight[:, start : start + width])
+                part_grad = _linear(rows, weight[:, start : start + width].t())
                 part_grad = part_grad.reshape(*grad.shape[:-1], width)
             grad_parts.append(part_grad)
             start += width
@@ -404,13 +411,13 @@ FOLD_MAX_INPUTS = 4
 
 
 class _AffineRelu(torch.autograd.Function):
-    """``relu(x W^T + b)`` over many rows on the CPU: ReLU in place on the product (over
-    blocks of rows, :func:`_blocked_product`), the weight gradient over row blocks
+    """``relu(x W^T + b)`` over many rows on the CPU: the product with its bias and ReLU
+    in one call (:func:`_linear`), the weight gradient over row blocks
     (:func:`_rows_product`)."""
 
     @staticmethod
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        out = _blocked_product(x, weight.t(), bias).clamp_min_(0)
+        out = _linear(x, weight, bias, relu=True)
         ctx.save_for_backward(x, weight, out)
         return out
 
@@ -418,7 +425,7 @@ class _AffineRelu(torch.autograd.Function):
     def backward(ctx, grad: Tensor):
         x, weight, out = ctx.saved_tensors
         g = torch.ops.aten.threshold_backward(grad, out, 0)  # through the ReLU
-        grad_x = _blocked_product(g, weight) if ctx.needs_input_grad[0] else None
+        grad_x = _linear(g, weight.t()) if ctx.needs_input_grad[0] else None
         grad_w = _rows_product(x, g).t() if ctx.needs_input_grad[1] else None
         grad_b = g.sum(0) if ctx.needs_input_grad[2] else None
         return grad_x, grad_w, grad_b

@@ -285,9 +285,10 @@ def test_norm_relu_max_falls_back_outside_cpu_training():
 
 
 @pytest.mark.parametrize("rows", [50, 8 * 4096 + 13])  # one product; row blocks + a remainder
-def test_point_linear_over_parts_is_linear_over_their_concatenation(rows, monkeypatch):
-    """``point_linear([xyz, f], w)`` on the CPU with gradients (:class:`_PointLinear`):
-    the values and gradients of ``F.linear(torch.cat([xyz, f], -1), w)``, no gradient
+@pytest.mark.parametrize("bias", [False, True])
+def test_point_linear_over_parts_is_linear_over_their_concatenation(rows, bias, monkeypatch):
+    """``point_linear([xyz, f], w, b)`` on the CPU with gradients (:class:`_PointLinear`):
+    the values and gradients of ``F.linear(torch.cat([xyz, f], -1), w, b)``, no gradient
     for a part that needs none; the weight gradient over row blocks when rows are many."""
     from stmt.ops import points
     from stmt.ops.points import point_linear
@@ -296,22 +297,47 @@ def test_point_linear_over_parts_is_linear_over_their_concatenation(rows, monkey
     xyz = torch.randn(rows, 3, dtype=torch.float64, generator=gen)
     feat = torch.randn(rows, 5, dtype=torch.float64, generator=gen).requires_grad_()
     weight = torch.randn(4, 8, dtype=torch.float64, generator=gen).requires_grad_()
+    b = torch.randn(4, dtype=torch.float64, generator=gen).requires_grad_() if bias else None
     g = torch.randn(rows, 4, dtype=torch.float64, generator=gen)
     bmm_calls = []
     bmm = torch.bmm
     monkeypatch.setattr(torch, "bmm", lambda *a: bmm_calls.append(a[0].shape) or bmm(*a))
 
-    out = point_linear([xyz, feat], weight)
+    out = point_linear([xyz, feat], weight, b)
     assert "PointLinear" in type(out.grad_fn).__name__
-    got = torch.autograd.grad(out, (feat, weight), g)
-    want_out = F.linear(torch.cat([xyz, feat], -1), weight)
-    want = torch.autograd.grad(want_out, (feat, weight), g)
+    inputs = (feat, weight, b) if bias else (feat, weight)
+    got = torch.autograd.grad(out, inputs, g)
+    want_out = F.linear(torch.cat([xyz, feat], -1), weight, b)
+    want = torch.autograd.grad(want_out, inputs, g)
     torch.testing.assert_close(out, want_out, rtol=1e-12, atol=1e-12)
-    for a, b in zip(got, want):
-        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+    for a, w in zip(got, want, strict=True):
+        torch.testing.assert_close(a, w, rtol=1e-10, atol=1e-10)
     assert xyz.grad is None
     blocked = rows >= points._ROW_BLOCKS * points._MIN_BLOCK_ROWS
     assert bmm_calls == ([(points._ROW_BLOCKS, 8, rows // points._ROW_BLOCKS)] if blocked else [])
+
+
+def test_linear_module_is_nn_linear():
+    """``points.Linear``: ``nn.Linear``'s parameters and state-dict keys, and in float32
+    CPU training (oneDNN's products) its values and gradients, input, weight and bias,
+    for a non-contiguous input too."""
+    from stmt.ops.points import Linear
+
+    torch.manual_seed(0)
+    ours, plain = Linear(24, 40), torch.nn.Linear(24, 40)
+    plain.load_state_dict(ours.state_dict())
+    assert list(ours.state_dict()) == list(plain.state_dict()) == ["weight", "bias"]
+    x = torch.randn(6, 24, 700).transpose(1, 2).requires_grad_()  # (6, 700, 24), not contiguous
+    g = torch.randn(6, 700, 40)
+    out = ours(x)
+    assert "PointLinear" in type(out.grad_fn).__name__
+    got = torch.autograd.grad(out, (x, ours.weight, ours.bias), g)
+    ref = plain.double()
+    want_out = ref(x.double())
+    want = torch.autograd.grad(want_out, (x, ref.weight, ref.bias), g.double())
+    torch.testing.assert_close(out, want_out.float(), rtol=1e-5, atol=1e-5)
+    for a, w in zip(got, want, strict=True):
+        torch.testing.assert_close(a, w.float(), rtol=1e-4, atol=1e-4)
 
 
 @pytest.mark.parametrize("bias", [False, True])

@@ -29,6 +29,7 @@ from torch import Tensor, nn
 
 from stmt.ops import offset_attention
 from stmt.ops.points import (
+    Linear,
     euclidean_knn,
     gather_neighbors,
     gather_with_centres,
@@ -75,8 +76,8 @@ class OffsetAttention(nn.Module):
 
     def __init__(self, dim: int):
         super().__init__()
-        self.qk = nn.Linear(dim, dim // 4, bias=False)
-        self.v = nn.Linear(dim, dim)
+        self.qk = Linear(dim, dim // 4, bias=False)
+        self.v = Linear(dim, dim)
         self.lbr = LinearBNReLU(dim, dim)
 
     def forward(self, x: Tensor) -> Tensor:  # (B, P, C) -> (B, P, C)
@@ -217,8 +218,8 @@ class Attention(nn.Module):
         if dim % heads:
             raise ValueError(f"width {dim} is not divisible by {heads} heads")
         self.heads = heads
-        self.qkv = nn.Linear(dim, 3 * dim)
-        self.proj = nn.Linear(dim, dim)
+        self.qkv = Linear(dim, 3 * dim)
+        self.proj = Linear(dim, dim)
 
     def forward(
         self, x: Tensor, mask: Tensor | None = None, return_weights: bool = False
@@ -251,7 +252,7 @@ class Block(nn.Module):
         self.attn = Attention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(
-            nn.Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout), nn.Linear(mlp_dim, dim)
+            Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout), Linear(mlp_dim, dim)
         )
         self.drop = nn.Dropout(dropout)
 
@@ -335,7 +336,7 @@ class STMT(nn.Module):
             [PatchBranch("geodesic", **branch), PatchBranch("euclidean", **branch)]
         )
         self.feature_dim = sum(b.out_dim for b in self.branches)
-        self.proj = nn.Linear(self.feature_dim, width)
+        self.proj = Linear(self.feature_dim, width)
         self.frame_embed = nn.Parameter(torch.zeros(num_frames, width))
         self.patch_embed = nn.Parameter(torch.zeros(centers2, width))
         nn.init.trunc_normal_(self.frame_embed, std=0.02)
@@ -347,13 +348,13 @@ class STMT(nn.Module):
             layers, c = [], width
             for d in head_dims:
                 layers += [
-                    nn.Linear(c, d, bias=False),
+                    Linear(c, d, bias=False),
                     nn.BatchNorm1d(d),
                     nn.ReLU(),
                     nn.Dropout(head_dropout),
                 ]
                 c = d
-            self.head = nn.Sequential(*layers, nn.Linear(c, num_classes))
+            self.head = nn.Sequential(*layers, Linear(c, num_classes))
 
     # -- pieces (the pretrainer reuses them)
 

@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stmt.model.stmt import STMT, Transformer, block_causal_mask, build_model
-from stmt.ops.points import gather_neighbors, knn_indices
+from stmt.ops.points import Linear, gather_neighbors, knn_indices
 
 
 def sample_mask(
@@ -73,10 +73,10 @@ class STMTMAE(nn.Module):
         self.mask_tokens = nn.ParameterList(nn.Parameter(torch.zeros(c)) for c in c2)
         for t in self.mask_tokens:
             nn.init.trunc_normal_(t, std=0.02)
-        self.decoder_embed = nn.Linear(self.encoder.width, decoder_width)
+        self.decoder_embed = Linear(self.encoder.width, decoder_width)
         self.decoder = Transformer(decoder_width, decoder_depth, decoder_heads, 2 * decoder_width)
-        self.mvm_head = nn.Linear(decoder_width, patch_size * 3)
-        self.ffp_head = nn.Linear(decoder_width, patch_size * 3)
+        self.mvm_head = Linear(decoder_width, patch_size * 3)
+        self.ffp_head = Linear(decoder_width, patch_size * 3)
 
     def patch_vertex_ids(self, geodesic: Tensor) -> Tensor:
         """(P2, K) or (B, P2, K): each patch's K geodesically nearest template vertices."""

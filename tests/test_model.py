@@ -321,14 +321,16 @@ def test_linear_module_is_nn_linear():
     """``points.Linear``: ``nn.Linear``'s parameters and state-dict keys, and in float32
     CPU training (oneDNN's products) its values and gradients, input, weight and bias,
     for a non-contiguous input too."""
+    from stmt.ops import points
     from stmt.ops.points import Linear
 
     torch.manual_seed(0)
     ours, plain = Linear(24, 40), torch.nn.Linear(24, 40)
     plain.load_state_dict(ours.state_dict())
     assert list(ours.state_dict()) == list(plain.state_dict()) == ["weight", "bias"]
-    x = torch.randn(6, 24, 700).transpose(1, 2).requires_grad_()  # (6, 700, 24), not contiguous
-    g = torch.randn(6, 700, 40)
+    rows = points.ONEDNN_MIN_ROWS // 6 + 100
+    x = torch.randn(6, 24, rows).transpose(1, 2).requires_grad_()  # (6, rows, 24), not contiguous
+    g = torch.randn(6, rows, 40)
     out = ours(x)
     assert "PointLinear" in type(out.grad_fn).__name__
     got = torch.autograd.grad(out, (x, ours.weight, ours.bias), g)
@@ -338,6 +340,7 @@ def test_linear_module_is_nn_linear():
     torch.testing.assert_close(out, want_out.float(), rtol=1e-5, atol=1e-5)
     for a, w in zip(got, want, strict=True):
         torch.testing.assert_close(a, w.float(), rtol=1e-4, atol=1e-4)
+    assert "PointLinear" not in type(ours(x[:, :10]).grad_fn).__name__  # few rows: F.linear
 
 
 @pytest.mark.parametrize("bias", [False, True])
@@ -351,7 +354,7 @@ def test_point_layers_product_is_f_linear(bias, relu):
     from stmt.ops import points
 
     gen = torch.Generator().manual_seed(0)
-    x = torch.randn(5000, 35, generator=gen)
+    x = torch.randn(points.ONEDNN_MIN_ROWS + 100, 35, generator=gen)
     weight = torch.randn(35, 64, generator=gen).t()  # (64, 35), a transposed view
     b = torch.randn(64, generator=gen) if bias else None
     want = F.linear(x.double(), weight.double(), None if b is None else b.double())

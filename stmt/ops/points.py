@@ -148,6 +148,11 @@ def _rows_product(a: Tensor, b: Tensor) -> Tensor:
     return out
 
 
+#: The fewest rows :func:`_linear` gives oneDNN (two threads: 4,096 x 128 -> 384 3.8 ms
+#: either way, 8,192 rows 7.5 ms either way, 12,288 rows 14.3 -> 11.9 ms).
+ONEDNN_MIN_ROWS = 8192
+
+
 @functools.cache
 def _onednn_linear_works() -> bool:
     """Whether this torch has oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``,
@@ -173,10 +178,12 @@ def _linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = 
     (bitwise, in every case measured); (196,608, 35) x (35, 64) 30.3 -> 16.1 ms on one
     thread, 24.6 -> 15.1 on two; (196,608, 64) x (64, 32) 25.7 -> 14.1 and 23.3 -> 13.4;
     with 3 inputs, bias and ReLU 11.6 -> 4.5 and 10.2 -> 4.2. The weight goes in
-    contiguous (a transposed view took seconds).
+    contiguous (a transposed view took seconds). oneDNN costs ~40 us more a call: below
+    :data:`ONEDNN_MIN_ROWS` rows ``F.linear`` is as fast or faster.
     """
     if (
         x.dtype == torch.float32
+        and x.shape[0] >= ONEDNN_MIN_ROWS
         and x.is_contiguous()
         and not torch.is_grad_enabled()  # (no derivative: not where a graph is recorded)
         and torch._C._get_mkldnn_enabled()
@@ -261,11 +268,13 @@ def point_linear(
 
 class Linear(torch.nn.Linear):
     """``torch.nn.Linear`` (the same parameters and state-dict keys) through
-    :func:`point_linear`: training on the CPU, its products by oneDNN (the inter-frame
-    transformer's, stmt_tiny batch 32: a whole step 1,097 -> 1,062 ms on two threads);
-    elsewhere ``F.linear``."""
+    :func:`point_linear` for many rows: training on the CPU, its products by oneDNN
+    (the inter-frame transformer's, stmt_tiny batch 32: a whole step 1,146 -> 1,122 ms
+    on two threads, 1,977 -> 1,901 on one); elsewhere ``F.linear``."""
 
     def forward(self, x: Tensor) -> Tensor:
+        if x.numel() < ONEDNN_MIN_ROWS * x.shape[-1]:  # few rows: torch's own autograd node
+            return F.linear(x, self.weight, self.bias)
         return point_linear(x, self.weight, self.bias)
 
 

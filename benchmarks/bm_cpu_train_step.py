@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import os
 import statistics
 import subprocess
@@ -115,11 +116,12 @@ def make_inputs(args):
     return vertices, geodesic, labels
 
 
-def _cpu_flash_flops():
-    """``FlopCounterMode`` formulas for the CPU's flash attention, which
-    ``torch.utils.flop_counter`` does not count: the same as for the GPU's
-    (forward 4 B H L^2 Dh, backward 2.5x that with the scores recomputed), so CPU
-    and GPU steps are counted alike."""
+def _cpu_flops():
+    """``FlopCounterMode`` formulas for two CPU ops ``torch.utils.flop_counter`` does
+    not count: the CPU's flash attention, counted as the GPU's is (forward
+    4 B H L^2 Dh, backward 2.5x that with the scores recomputed), so CPU and GPU steps
+    are counted alike; and oneDNN's linear (``stmt.ops.points``), 2 R K C' as a
+    product's."""
     from torch.utils.flop_counter import sdpa_backward_flop_count, sdpa_flop_count
 
     aten = torch.ops.aten
@@ -130,22 +132,28 @@ def _cpu_flash_flops():
     def backward(grad_out, query, key, value, *args, out_shape=None, **kwargs) -> int:
         return sdpa_backward_flop_count(grad_out, query, key, value)
 
-    return {
+    def linear(x_shape, weight_shape, *args, out_shape=None, **kwargs) -> int:
+        return 2 * math.prod(x_shape) * weight_shape[0]  # rows x K x C' multiply-adds
+
+    formulas = {
         aten._scaled_dot_product_flash_attention_for_cpu: forward,
         aten._scaled_dot_product_flash_attention_for_cpu_backward: backward,
     }
+    if torch.backends.mkldnn.is_available():
+        formulas[torch.ops.mkldnn._linear_pointwise] = linear
+    return formulas
 
 
 def count_flops(model, vertices, geodesic, labels, autocast=None) -> float:
     """FLOPs of one forward + backward (cross-entropy loss), counted by
     ``torch.utils.flop_counter``: matrix products and attention, the CPU's flash
-    attention included; the GPU's offset-attention kernel (a custom op) is not
+    attention and oneDNN's linear included; the GPU's offset-attention kernel (a custom op) is not
     counted. Leaves no gradients behind."""
     from contextlib import nullcontext
 
     from torch.utils.flop_counter import FlopCounterMode
 
-    with FlopCounterMode(display=False, custom_mapping=_cpu_flash_flops()) as counter:
+    with FlopCounterMode(display=False, custom_mapping=_cpu_flops()) as counter:
         with autocast or nullcontext():
             loss = F.cross_entropy(model(vertices, geodesic), labels)
         loss.backward()

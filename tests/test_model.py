@@ -345,7 +345,7 @@ def test_linear_module_is_nn_linear():
 
 @pytest.mark.parametrize("bias", [False, True])
 @pytest.mark.parametrize("relu", [False, True])
-def test_point_layers_product_is_f_linear(bias, relu):
+def test_point_layers_product_is_f_linear(bias, relu, monkeypatch):
     """``points._linear``, the point layers' product outside autograd: ``F.linear``'s
     values (ReLU'd if asked) in float32, by oneDNN's linear where this torch has it (a
     transposed weight view included), and as ``F.linear`` where a graph is recorded."""
@@ -374,6 +374,13 @@ def test_point_layers_product_is_f_linear(bias, relu):
     if torch.backends.mkldnn.is_available():  # (every x86 build of torch)
         assert points._onednn_linear_works()
         assert "mkldnn::_linear_pointwise" in ops, ops
+
+    ops.clear()
+    monkeypatch.setattr(torch.backends.mkldnn, "enabled", False)  # oneDNN off: F.linear
+    with torch.no_grad(), Record():
+        got = points._linear(x, weight, b, relu=relu)
+    assert not any(op.startswith("mkldnn::") for op in ops), ops
+    torch.testing.assert_close(got, want.float(), rtol=1e-5, atol=1e-5)
 
     ops.clear()
     w = weight.detach().requires_grad_()

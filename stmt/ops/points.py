@@ -186,7 +186,7 @@ def _linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = 
         and x.shape[0] >= ONEDNN_MIN_ROWS
         and x.is_contiguous()
         and not torch.is_grad_enabled()  # (no derivative: not where a graph is recorded)
-        and torch._C._get_mkldnn_enabled()
+        and torch.backends.mkldnn.enabled  # (off under torch.backends.mkldnn.flags(enabled=False))
         and _onednn_linear_works()
     ):
         attr = "relu" if relu else "none"

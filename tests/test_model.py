@@ -457,7 +457,7 @@ def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad
         for _ in range(2):  # twice: the running statistics' update rule matters
             if folded:
                 out = linear_norm_relu(xi, layer.weight, norm)
-                assert "AffineRelu" in _first_node(out)
+                assert "PointLinear" in _first_node(out)  # folded: one product node
             else:
                 out = torch.relu(norm(layer(xi).reshape(-1, 7))).reshape(4, 5, 6, 7)
         out.backward(g)
@@ -469,7 +469,7 @@ def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
     wide = torch.randn(10, 8, dtype=torch.float64, generator=gen)
     out = linear_norm_relu(wide, torch.randn(7, 8, dtype=torch.float64), norms[1])
-    assert "AffineRelu" not in _first_node(out)
+    assert "PointLinear" not in _first_node(out)  # batch norm as written
     assert points.FOLD_MAX_INPUTS < 8
 
 

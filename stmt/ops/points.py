@@ -171,7 +171,8 @@ def _onednn_linear_works() -> bool:
 
 def _linear(x: Tensor, weight: Tensor, bias: Tensor | None = None, relu: bool = False) -> Tensor:
     """``F.linear(x, weight, bias)``, ReLU'd if ``relu``, for (R, K) rows, many R, small
-    K and C' (the point layers' products and their input gradients), outside autograd.
+    K and C' (the point layers' and the transformer's products and their input
+    gradients), outside autograd.
 
     In float32 through oneDNN's linear where it works: MKL's ``addmm`` runs these tall
     products below its speed (the output is written once either way). The same values
@@ -201,29 +202,32 @@ def _joined(parts: tuple[Tensor, ...]) -> Tensor:
 
 
 class _PointLinear(torch.autograd.Function):
-    """``F.linear(torch.cat(parts, -1), weight, bias)`` with a backward for many rows on
-    the CPU:
+    """``F.linear(torch.cat(parts, -1), weight, bias)``, ReLU'd if ``relu``, with a
+    backward for many rows on the CPU:
 
     - each part's gradient is ``grad @ weight[:, its columns]``, only for the parts
       that need one: the first grouping layer's input is ``[xyz, f]`` and the
       vertices need none (and ``grad @ weight`` with 35 or 67 output columns takes
       1.5-2x the time of 32 or 64: MKL, 12,288-196,608 rows, one and two threads);
-    - the product and the parts' gradients by :func:`_linear` (oneDNN's), the
-      weight gradient ``(x^T grad)^T`` over row blocks summed (:func:`_rows_product`).
+    - the product (with its bias and ReLU) and the parts' gradients by :func:`_linear`
+      (oneDNN's), the weight gradient ``(x^T grad)^T`` over row blocks summed
+      (:func:`_rows_product`).
     """
 
     @staticmethod
-    def forward(ctx, weight: Tensor, bias: Tensor | None, *parts: Tensor) -> Tensor:
+    def forward(ctx, weight: Tensor, bias: Tensor | None, relu: bool, *parts: Tensor) -> Tensor:
         x = _joined(parts)
-        ctx.save_for_backward(x, weight)
+        rows = _linear(x.reshape(-1, x.shape[-1]), weight, bias, relu)  # (R, C')
+        ctx.save_for_backward(x, weight, rows if relu else None)
         ctx.widths = [p.shape[-1] for p in parts]
-        rows = _linear(x.reshape(-1, x.shape[-1]), weight, bias)  # (R, C')
         return rows.reshape(*x.shape[:-1], -1)
 
     @staticmethod
     def backward(ctx, grad: Tensor):
-        x, weight = ctx.saved_tensors
+        x, weight, out = ctx.saved_tensors
         rows_g = grad.reshape(-1, grad.shape[-1]).contiguous()  # (R, C')
+        if out is not None:  # through the ReLU
+            rows_g = torch.ops.aten.threshold_backward(rows_g, out, 0)
         grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
             grad_w = _rows_product(x.reshape(-1, x.shape[-1]), rows_g).t()
@@ -232,12 +236,12 @@ class _PointLinear(torch.autograd.Function):
         grad_parts, start = [], 0
         for i, width in enumerate(ctx.widths):
             part_grad = None
-            if ctx.needs_input_grad[2 + i]:
+            if ctx.needs_input_grad[3 + i]:
                 part_grad = _linear(rows_g, weight[:, start : start + width].t())
                 part_grad = part_grad.reshape(*grad.shape[:-1], width)
             grad_parts.append(part_grad)
             start += width
-        return grad_w, grad_b, *grad_parts
+        return grad_w, grad_b, None, *grad_parts
 
 
 def _eager_cpu_training(x: Tensor, dtype: torch.dtype) -> bool:
@@ -262,7 +266,7 @@ def point_linear(
     need none)."""
     parts = (x,) if isinstance(x, Tensor) else tuple(x)
     if _eager_cpu_training(parts[0], weight.dtype):
-        return _PointLinear.apply(weight, bias, *parts)
+        return _PointLinear.apply(weight, bias, False, *parts)
     return F.linear(_joined(parts), weight, bias)
 
 
@@ -433,27 +437,6 @@ def _norm_relu_max_cpu(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int) -> Tenso
 FOLD_MAX_INPUTS = 4
 
 
-class _AffineRelu(torch.autograd.Function):
-    """``relu(x W^T + b)`` over many rows on the CPU: the product with its bias and ReLU
-    in one call (:func:`_linear`), the weight gradient over row blocks
-    (:func:`_rows_product`)."""
-
-    @staticmethod
-    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
-        out = _linear(x, weight, bias, relu=True)
-        ctx.save_for_backward(x, weight, out)
-        return out
-
-    @staticmethod
-    def backward(ctx, grad: Tensor):
-        x, weight, out = ctx.saved_tensors
-        g = torch.ops.aten.threshold_backward(grad, out, 0)  # through the ReLU
-        grad_x = _linear(g, weight.t()) if ctx.needs_input_grad[0] else None
-        grad_w = _rows_product(x, g).t() if ctx.needs_input_grad[1] else None
-        grad_b = g.sum(0) if ctx.needs_input_grad[2] else None
-        return grad_x, grad_w, grad_b
-
-
 def linear_norm_relu(x: Tensor, weight: Tensor, norm: torch.nn.BatchNorm1d) -> Tensor:
     """``relu(norm(F.linear(x, weight)))``: a point-wise linear (no bias), batch norm over
     all but the last dimension, ReLU; (..., K) -> (..., C).
@@ -484,7 +467,8 @@ def linear_norm_relu(x: Tensor, weight: Tensor, norm: torch.nn.BatchNorm1d) -> T
         var = ((weight @ cov) * weight).sum(1)  # (C,): the biased variance of y
         _track(norm, mean, var, n)
         scale = norm.weight * torch.rsqrt(var + norm.eps)  # (C,)
-        out = _AffineRelu.apply(rows, weight * scale[:, None], norm.bias - scale * mean)
+        bias = norm.bias - scale * mean
+        out = _PointLinear.apply(weight * scale[:, None], bias, True, rows)  # relu(x W'^T + b')
         return out.reshape(*x.shape[:-1], -1)
     return norm_relu(point_linear(x, weight), norm)
 

@@ -92,6 +92,55 @@ def test_bad_pretrained_is_one_line_exit_2(run, tmp_path, kind):
     assert code == 2, err
     assert err.strip().splitlines()[-1].startswith(f"stmt: error: {path}: ")
     assert "Traceback" not in err and not (tmp_path / "MARKER").exists()
+    # checked before the run starts: no run folder with a config.yaml of a run that never ran
+    assert [p for p in tmp_path.iterdir() if p.is_dir()] == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        (
+            "--trainer.strategy=foo",
+            "trainer: You selected an invalid strategy name: `strategy='foo'`",
+        ),
+        ("--trainer.max_epochs=-5", "trainer: `max_epochs` must be a non-negative integer or -1"),
+        ("--trainer.accelerator=tpu", "trainer: "),
+        ("--model.init_args.arch=stmt_huge", "unknown arch 'stmt_huge'; choose from"),
+        ("--model.init_args.model_args={heads: 3}", "is not divisible by 3 heads"),
+        ("--model.init_args.lr=-1", "lr must be a positive number, got -1.0"),
+        ("--model.init_args.weight_decay=-0.1", "weight_decay must be >= 0, got -0.1"),
+        ("--model.init_args.warmup_fraction=1.5", "warmup_fraction must be in [0, 1), got 1.5"),
+        ("--model.init_args.label_smoothing=1", "label_smoothing must be in [0, 1), got 1"),
+    ],
+)
+def test_refused_setting_is_one_line_exit_2(run, tmp_path, setting, says):
+    """A value the model or the trainer refuses when built (Lightning's own checks, the
+    model's) is one line naming it, before anything is written; not a traceback."""
+    code, err = run(["fit", setting])
+    lines = [ln for ln in err.strip().splitlines() if ln.startswith("stmt: error: ")]
+    assert code == 2, err
+    assert len(lines) == 1 and says in lines[0] and lines[0].endswith("(see `stmt fit --help`)")
+    assert "Traceback" not in err
+    assert [p for p in tmp_path.iterdir() if p.is_dir()] == []
+
+
+def test_refused_setting_keeps_an_input_error_line(tmp_path):
+    """The innermost cause is shown: a wrapped InputError stays the file's own line."""
+    from stmt.engine.cli import SettingError, setting_error
+    from stmt.errors import InputError
+
+    try:
+        try:
+            raise InputError(tmp_path / "x.ckpt", "not a checkpoint")
+        except InputError as inner:
+            raise ValueError("Does not validate against any of the Union subtypes") from inner
+    except ValueError as err:
+        shown = setting_error(err, "model")
+    assert (
+        isinstance(shown, InputError) and str(shown) == f"{tmp_path / 'x.ckpt'}: not a checkpoint"
+    )
+    multi = setting_error(RuntimeError("first line\n  second   line"), "trainer")
+    assert isinstance(multi, SettingError) and str(multi) == "trainer: first line second line"
 
 
 def test_ckpt_of_another_model_is_one_line(run, tmp_path):
@@ -113,3 +162,22 @@ def test_nan_data_stops_with_one_line(run, command):
 def test_good_run_still_exits_0(run):
     code, err = run(["fit"])
     assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("--data.batch_size=0", "batch_size must be >= 1, got 0"),
+        ("--data.num_workers=-2", "num_workers must be >= 0, got -2"),
+    ],
+)
+def test_refused_data_setting_is_one_line_before_the_cache_is_read(tmp_path, capsys, setting, says):
+    """The real data module checks its numbers first (Lightning's DataLoader would refuse
+    them only when the run has started and written its folder)."""
+    code = stmt_main(["fit", "--model=stmt.engine.classifier.STMTClassifier",
+                      f"--data.cache={tmp_path / 'no-cache'}", setting,
+                      f"--trainer.default_root_dir={tmp_path}"])  # fmt: skip
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.strip().splitlines()[-1] == f"stmt: error: {says} (see `stmt fit --help`)"
+    assert list(tmp_path.iterdir()) == []

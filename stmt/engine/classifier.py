@@ -23,6 +23,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 from stmt import checkpoint
 from stmt.engine.common import (
     adamw_warmup_cosine,
+    check_optim_args,
     clip_gradients,
     copy_geodesic,
     prepare_model_for_fit,
@@ -34,7 +35,14 @@ from stmt.model.stmt import STMT, build_model
 
 def load_pretrained_encoder(model: STMT, path: str | Path) -> int:
     """Load an STMTPretrainer checkpoint's encoder into ``model``, strictly; returns
-    the number of tensors loaded.
+    the number of tensors loaded (see :func:`pretrained_encoder`)."""
+    encoder = pretrained_encoder(model, path)
+    model.load_state_dict(encoder, strict=False)  # exactly the head is left as initialised
+    return len(encoder)
+
+
+def pretrained_encoder(model: STMT, path: str | Path) -> dict[str, Any]:
+    """The encoder weights of an STMTPretrainer checkpoint, checked against ``model``.
 
     The only keys allowed to be missing are those of the classification head
     (``head.*``), which pretraining does not have; any other missing key, any
@@ -57,8 +65,7 @@ def load_pretrained_encoder(model: STMT, path: str | Path) -> int:
             f"missing {len(missing)} ({few(missing)}), unexpected {len(unexpected)} ({few(unexpected)}), "
             f"wrong shape {len(wrong_shape)} ({few(wrong_shape)})",
         )
-    model.load_state_dict(encoder, strict=False)  # exactly the head is left as initialised
-    return len(encoder)
+    return encoder
 
 
 class STMTClassifier(pl.LightningModule):
@@ -108,6 +115,9 @@ class STMTClassifier(pl.LightningModule):
         class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
         if len(class_names) != num_classes:
             raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
+        check_optim_args(lr, weight_decay, warmup_fraction)
+        if not 0.0 <= label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.save_hyperparameters(
             checkpoint.hyper_parameters(
                 STMTClassifier,

@@ -36,6 +36,7 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
     from stmt.engine import reports
 
     FiniteBatches = _finite_batches()
+    REFUSED = _refused()
 
     # stmt hands LightningCLI its own argv explicitly; that is not a mistake here
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
@@ -54,10 +55,32 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
         def _before(self) -> None:
             path = self.config_init[self.subcommand].get("ckpt_path")
             check_ckpt_path(path, self.model, getattr(self.datamodule, "cache", None))
+            pretrained = getattr(getattr(self.model, "hparams", None), "pretrained", None)
+            if self.subcommand == "fit" and pretrained:  # setup() loads it, after the run's
+                from stmt.engine.classifier import pretrained_encoder  # config is written
+
+                pretrained_encoder(self.model.model, pretrained)
             if not any(isinstance(cb, FiniteBatches) for cb in self.trainer.callbacks):
                 self.trainer.callbacks.append(FiniteBatches(self.datamodule))
 
         before_fit = before_validate = before_test = before_predict = _before
+
+        # a setting the classes refuse when built (a value out of range, an unknown
+        # arch, an accelerator this machine lacks, a second ModelCheckpoint) is one
+        # line naming it, as a mistyped key is, not a traceback from Lightning
+        def instantiate_classes(self) -> None:
+            try:
+                super().instantiate_classes()
+            except SettingError:
+                raise
+            except REFUSED as err:
+                raise setting_error(err) from err
+
+        def instantiate_trainer(self, **kwargs):
+            try:
+                return super().instantiate_trainer(**kwargs)
+            except REFUSED as err:
+                raise setting_error(err, "trainer") from err
 
         def _parse_ckpt_path(self) -> None:  # LightningCLI reads its hyper-parameters first
             sub = self.config.get("subcommand")
@@ -87,6 +110,32 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": "stmt", "exit_on_error": False},
     )
+
+
+class SettingError(Exception):
+    """A config or command-line setting that a class refused when it was built (one line)."""
+
+
+def _refused() -> tuple[type[BaseException], ...]:
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
+
+    # ImportError: a setting that needs a package not installed (an XLA accelerator,
+    # a logger's client)
+    return (ValueError, TypeError, RuntimeError, ImportError, MisconfigurationException)
+
+
+def setting_error(err: BaseException, section: str = "") -> Exception:
+    """The error to show for ``err`` raised while building the model, data or trainer:
+    the innermost cause (jsonargparse wraps the model's own error in a dump of the
+    whole config), an InputError as it is, else one :class:`SettingError` line."""
+    from stmt.errors import InputError
+
+    while err.__cause__ is not None:
+        err = err.__cause__
+    if isinstance(err, InputError):
+        return err
+    message = " ".join(str(err).split()) or type(err).__name__
+    return SettingError(f"{section}: {message}" if section else message)
 
 
 LIGHTNING_CKPT_NAMES = ("last", "best", "hpc")  # resolved by Lightning itself
@@ -272,6 +321,9 @@ def lightning_main(argv: list[str], datamodule_class=None) -> int:
         build_cli(list(argv), datamodule_class=datamodule_class)
     except ArgumentError as err:
         print(f"stmt: error: {_one_line(str(err))} (see `stmt {argv[0]} --help`)", file=sys.stderr)
+        return 2
+    except SettingError as err:
+        print(f"stmt: error: {err} (see `stmt {argv[0]} --help`)", file=sys.stderr)
         return 2
     except SystemExit as exit_:  # --help, --print_config
         code = exit_.code

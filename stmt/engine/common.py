@@ -75,6 +75,17 @@ def use_fused_adamw(device: torch.device | str, scaled: bool = False) -> bool:
     return torch.device(device).type == "cpu" and not scaled
 
 
+def check_optim_args(lr: float, weight_decay: float, warmup_fraction: float) -> None:
+    """Reject what :func:`adamw_warmup_cosine` cannot use when the module is built, not at
+    the first step of a run (one ``ValueError`` naming the init arg)."""
+    if not (math.isfinite(lr) and lr > 0):
+        raise ValueError(f"lr must be a positive number, got {lr}")
+    if not (math.isfinite(weight_decay) and weight_decay >= 0):
+        raise ValueError(f"weight_decay must be >= 0, got {weight_decay}")
+    if not 0.0 <= warmup_fraction < 1.0:
+        raise ValueError(f"warmup_fraction must be in [0, 1), got {warmup_fraction}")
+
+
 def adamw_warmup_cosine(
     module: nn.Module, lr: float, weight_decay: float, warmup_fraction: float, total_steps: int
 ) -> dict:

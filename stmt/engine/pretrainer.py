@@ -18,6 +18,7 @@ from torch import Tensor
 from stmt import checkpoint
 from stmt.engine.common import (
     adamw_warmup_cosine,
+    check_optim_args,
     clip_gradients,
     copy_geodesic,
     prepare_model_for_fit,
@@ -59,6 +60,7 @@ class STMTPretrainer(pl.LightningModule):
         compile: bool | None = None,
     ):
         super().__init__()
+        check_optim_args(lr, weight_decay, warmup_fraction)
         self.save_hyperparameters(
             checkpoint.hyper_parameters(
                 STMTPretrainer,

@@ -99,6 +99,10 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"stmt: error: {err}", file=sys.stderr)
         return 2
+    except OSError as err:  # the system refused a read or write (no such folder, disk full)
+        where = f"{err.filename}: " if err.filename else ""
+        print(f"stmt: error: {where}{err.strerror or err}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("stmt: interrupted", file=sys.stderr)
         return 130

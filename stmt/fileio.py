@@ -38,6 +38,30 @@ def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
         raise
 
 
+def check_output(path: str | Path, folder: bool = False) -> Path:
+    """Refuse, before any work is done, an output ``path`` that cannot be written: a
+    file where a folder is wanted or the other way round, a file among its parents, a
+    folder that refuses a new entry (tried: an empty folder made and removed, since
+    permission bits say nothing to root or of a read-only mount). One
+    :class:`~stmt.errors.InputError` naming it; nothing is left behind."""
+    from stmt.errors import InputError
+
+    path = Path(path)
+    if path.exists() and path.is_dir() != folder:
+        want = "a folder to write into" if folder else "a file name to write"
+        raise InputError(path, f"is a {'file' if folder else 'folder'}; expected {want}")
+    for parent in [path, *path.parents] if folder else path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise InputError(path, f"cannot be written: {parent} is a file, not a folder")
+            try:
+                os.rmdir(tempfile.mkdtemp(dir=parent, prefix=".stmt-write-check-"))
+            except OSError as err:
+                raise InputError(path, f"cannot be written in {parent}: {err.strerror}") from None
+            break
+    return path
+
+
 def atomic_savez(path: str | Path, **arrays) -> None:
     """``np.savez`` to ``path`` atomically."""
     import numpy as np

@@ -174,6 +174,51 @@ def test_view_bad_render_paths_fail_before_rendering(tmp_path, capsys):
     _one_line_error(code, out, err, "unknown render format '.jpg'")
 
 
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["synth", "--out", "{out}"],
+        ["synth", "--samples", "--out", "{out}"],
+        ["prepare", "--dataset", "synthetic", "--data", "{data}", "--out", "{out}"],
+        ["classify", str(JUMP), "--ckpt", "{ckpt}", "--out", "{out}/p.csv"],
+    ],
+    ids=["synth", "samples", "prepare", "classify"],
+)
+def test_output_that_cannot_be_written_fails_first(tmp_path, capsys, ckpt, monkeypatch, command):
+    """An output location under a file, or in a folder that refuses new entries, is one line
+    naming it before any work starts (no progress bar, no labels printed, nothing written)."""
+    import tempfile
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    fill = {"out": blocker / "sub", "data": tmp_path, "ckpt": ckpt}
+    code, out, err = _run([c.format(**fill) for c in command], capsys)
+    _one_line_error(code, out, err, f"{blocker} is a file, not a folder")
+    assert out == "" and sorted(tmp_path.iterdir()) == [blocker]
+
+    def refuse(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(tempfile, "mkdtemp", refuse)  # what a read-only mount says, even to root
+    fill["out"] = tmp_path / "new"
+    code, out, err = _run([c.format(**fill) for c in command], capsys)
+    _one_line_error(code, out, err, f"cannot be written in {tmp_path}: Permission denied")
+    assert out == "" and sorted(tmp_path.iterdir()) == [blocker]
+
+
+def test_a_refused_system_call_is_one_line_naming_the_file(monkeypatch, capsys):
+    """The last net: an OSError no check foresaw (disk full, a folder gone meanwhile)."""
+    import stmt.commands.synth
+
+    def full(args):
+        raise OSError(28, "No space left on device", "/data/out/motions/S001.npz")
+
+    monkeypatch.setattr(stmt.commands.synth, "main", full)
+    code, out, err = _run(["synth", "--out", "/data/out"], capsys)
+    _one_line_error(code, out, err)
+    assert err.strip() == "stmt: error: /data/out/motions/S001.npz: No space left on device"
+
+
 def test_view_size_too_large(tmp_path, capsys):
     with pytest.raises(SystemExit) as exit_:
         stmt_main(["view", str(JUMP), "--render", str(tmp_path / "o.gif"), "--size", "16000x16000"])

@@ -260,7 +260,7 @@ def label_batch(clf, items: list, batch_size: int, top_k: int) -> list:
 def main(args: argparse.Namespace) -> int:
     from stmt import limits
     from stmt.errors import InputError
-    from stmt.fileio import atomic_text
+    from stmt.fileio import atomic_text, check_output
     from stmt.predict import Classifier, resolve_device
 
     apply_max_frames(args)
@@ -273,6 +273,8 @@ def main(args: argparse.Namespace) -> int:
     limits.check_window_stride(args)
     if args.out is not None and args.out.suffix.lower() not in (".csv", ".json"):
         raise InputError(args.out, "--out must end in .csv or .json")
+    if args.out is not None:
+        check_output(args.out)  # before any file is read and classified
     inputs, folder_errors = expand_inputs(list(args.files), args.recursive)
     clf = Classifier.from_checkpoint(args.ckpt, device=device)
     if args.stride is not None and args.window is None and args.stride > clf.window_s:

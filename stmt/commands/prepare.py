@@ -87,6 +87,7 @@ def main(args: argparse.Namespace) -> int:
     from stmt import limits
     from stmt.data.prepare import prepare
     from stmt.errors import InputError
+    from stmt.fileio import check_output
 
     if args.verify:
         from stmt.data.cache import verify_cache
@@ -100,6 +101,8 @@ def main(args: argparse.Namespace) -> int:
     missing = [f"--{k}" for k in ("dataset", "data") if getattr(args, k) is None]
     if missing:
         raise InputError(None, f"stmt prepare needs {' and '.join(missing)} (or --verify)")
+    if not args.list_only:
+        check_output(args.out, folder=True)
     apply_max_frames(args)
     if not 1 <= args.num_points <= 100_000:
         raise InputError(None, f"--num-points must be 1 to 100000, got {args.num_points}")

@@ -49,7 +49,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     from stmt.data.synth import SYNTH_CLASSES, generate
     from stmt.errors import InputError
+    from stmt.fileio import check_output
 
+    check_output(args.out, folder=True)
     if args.samples:
         from stmt.data.samples import write_samples
 

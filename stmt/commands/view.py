@@ -75,6 +75,7 @@ def check_options(args: argparse.Namespace) -> None:
     rendered: one InputError line naming the option."""
     from stmt import limits
     from stmt.errors import InputError
+    from stmt.fileio import check_output
 
     if args.fps is not None:
         args.fps = limits.check_fps(None, args.fps, "--fps")
@@ -87,15 +88,7 @@ def check_options(args: argparse.Namespace) -> None:
             raise InputError(
                 out, f"unknown render format {out.suffix!r}; use .gif, .mp4, .png or a folder name"
             )
-        if out.exists() and out.is_dir() and out.suffix:
-            raise InputError(out, "is a folder; --render names the file to write")
-        for parent in out.parents:
-            if parent.exists():
-                if not parent.is_dir():
-                    raise InputError(out, f"cannot be written: {parent} is a file, not a folder")
-                if not os.access(parent, os.W_OK):
-                    raise InputError(out, f"cannot be written: no permission to write in {parent}")
-                break
+        check_output(out, folder=not out.suffix)  # no suffix: a folder of PNG frames
     if args.ckpt is not None:
         from stmt.predict import resolve_device
 

@@ -450,3 +450,36 @@ def test_view_camera_option_and_at(display, tmp_path, capsys, cache_env):
             main(["view", str(src), "--render", str(still), "--camera", bad])
         assert exit_.value.code == 2
         assert "--camera" in capsys.readouterr().err
+
+
+def test_triton_loads_after_a_render(display):
+    """Mesa's OpenGL brings its own LLVM; Triton imported after a render crashed the process
+    (segmentation fault; the suite in another file order hit it through anny -> roma ->
+    torch -> triton). The viewer loads Triton first; a fresh process renders, then imports."""
+    import importlib.util
+
+    if importlib.util.find_spec("triton") is None:
+        pytest.skip("triton is not installed")
+    code = (
+        "import sys; sys.path.insert(0, sys.argv[1])\n"
+        "import numpy as np, trimesh\n"
+        "from pathlib import Path\n"
+        "from stmt.sequence import MeshSequence\n"
+        "from viz.scene import scene_from_sequence\n"
+        "from viz.viewer import render_frames\n"
+        "m = trimesh.creation.icosphere(2)\n"
+        "v = np.repeat(np.asarray(m.vertices, np.float32)[None], 3, 0)\n"
+        "seq = MeshSequence(vertices=v, faces=np.asarray(m.faces), fps=10.0, body='mesh',\n"
+        "                   source=Path('s.npz'), format='mesh-npz', rest_vertices=v[0])\n"
+        "frames = render_frames(scene_from_sequence(seq), width=64, height=48, frames=[0],\n"
+        "                       overlay=False)\n"
+        "assert frames[0].std() > 1, 'blank frame'\n"
+        "import triton.language\n"
+        "print('rendered, then loaded triton')\n"
+    )
+    repo = str(Path(__file__).resolve().parents[1])
+    proc = subprocess.run(
+        [sys.executable, "-c", code, repo], check=False, capture_output=True, text=True, timeout=300
+    )
+    assert proc.returncode == 0, (proc.returncode, proc.stderr[-2000:])
+    assert "rendered, then loaded triton" in proc.stdout

@@ -61,6 +61,7 @@ KEY_SPACE, KEY_RIGHT, KEY_LEFT = 32, 262, 263
 
 def import_open3d():
     """open3d, or an :class:`InputError` saying how to get it."""
+    _load_triton_first()
     try:
         import open3d as o3d
     except ImportError as err:
@@ -71,6 +72,25 @@ def import_open3d():
         ) from None
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
     return o3d
+
+
+def _load_triton_first() -> None:
+    """Import Triton, where installed, before Open3D makes an OpenGL context.
+
+    Mesa's OpenGL (the software llvmpipe under Xvfb, and radeonsi) loads its own LLVM;
+    Triton loaded after it in the same process crashes on the clash (a segmentation
+    fault, seen importing anny, whose roma import pulls Triton in through torch). In the
+    other order both work. ``stmt view`` itself loads nothing after rendering, but a
+    session that views and then trains or poses does (and so did the test suite, run in
+    another order).
+    """
+    import contextlib
+    import importlib.util
+    import sys
+
+    if "triton" not in sys.modules and importlib.util.find_spec("triton") is not None:
+        with contextlib.suppress(ImportError):  # a broken triton is not the viewer's concern
+            import triton  # noqa: F401
 
 
 def _floor_grid(o3d, vertices: np.ndarray, step: float = 0.5):

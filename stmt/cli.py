@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 from stmt import __version__
@@ -99,6 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     except InputError as err:
         print(f"stmt: error: {err}", file=sys.stderr)
         return 2
+    except BrokenPipeError:  # the reader went away (`stmt classify ... | head`): stop quietly
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
+        return 141  # as a shell reports a process ended by SIGPIPE
     except OSError as err:  # the system refused a read or write (no such folder, disk full)
         where = f"{err.filename}: " if err.filename else ""
         print(f"stmt: error: {where}{err.strerror or err}", file=sys.stderr)

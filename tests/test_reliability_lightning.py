@@ -181,3 +181,21 @@ def test_refused_data_setting_is_one_line_before_the_cache_is_read(tmp_path, cap
     assert code == 2, err
     assert err.strip().splitlines()[-1] == f"stmt: error: {says} (see `stmt fit --help`)"
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("setting", "says"),
+    [
+        ("--model=nope.Module", "model: Problem with given class_path 'nope.Module': No module"),
+        ("--model.init_args.nope=1", "Option 'nope' is not accepted"),
+    ],
+)
+def test_wrong_model_class_or_key_says_why(tmp_path, capsys, setting, says):
+    """jsonargparse's 'Does not validate against any of the Union subtypes' gives way to the
+    reason it lists first (the class that would not import, the key it does not take)."""
+    argv = ["fit", "--model=stmt.engine.classifier.STMTClassifier", setting]
+    code = stmt_main([*argv, f"--data.cache={tmp_path}", f"--trainer.default_root_dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and says in lines[0] and "Union subtypes" not in lines[0], err

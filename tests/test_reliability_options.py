@@ -6,6 +6,7 @@ on stdout."""
 from __future__ import annotations
 
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -256,3 +257,25 @@ def test_positive_number_messages():
     for bad in ("nan", "inf", "-inf", "0", "-3", "abc", math.nan):
         with pytest.raises(InputError, match="--window must be"):
             positive_number("window", bad)
+
+
+def test_a_closed_pipe_ends_quietly():
+    """`stmt ... | head`: the reader gone is no error to report (no 'Broken pipe' line, no
+    traceback, nothing at exit); the status is a SIGPIPE death's, 141."""
+    import subprocess
+    import sys
+
+    read_end, write_end = os.pipe()
+    os.close(read_end)  # every write the child makes fails with EPIPE
+    code = (  # a command whose output the closed pipe refuses (argparse's --help swallows it)
+        "import sys, stmt.commands.synth as synth\n"
+        "synth.main = lambda args: print('label ' * 1000, flush=True)\n"
+        "from stmt.cli import main\n"
+        "sys.exit(main(['synth', '--out', 'unused']))\n"
+    )
+    proc = subprocess.run(
+        [sys.executable, "-c", code], stdout=write_end, stderr=subprocess.PIPE, check=False
+    )
+    os.close(write_end)
+    assert proc.returncode == 141, proc.stderr
+    assert proc.stderr == b""

@@ -302,7 +302,27 @@ def _one_line(message: str) -> str:
     detail = lines[last].split(":", 1)[1].strip() or (
         lines[last + 1] if last + 1 < len(lines) else ""
     )
+    union = "Does not validate against any of the Union subtypes"
+    if any(line.lstrip("- ").startswith(union) for line in lines[last:]):
+        # say why the class did not fit (the first listed error), not that no subtype did
+        # (nor, for --model=NAME, that NAME is not a config file either)
+        detail = _first_union_error(lines[last + 1 :]) or detail
     return f"{'.'.join(keys)}: {detail}"
+
+
+def _first_union_error(lines: list[str]) -> str:
+    """The first of jsonargparse's 'Errors:' items, its continuation lines joined; ''
+    when there is none but the optional type's 'Expected a <class 'NoneType'>'."""
+    items: list[list[str]] = []
+    for line in lines[lines.index("Errors:") + 1 :] if "Errors:" in lines else []:
+        if line.startswith(("Given value", "Subtypes:")):
+            break
+        if line.startswith("- "):
+            items.append([line[2:]])
+        elif items:
+            items[-1].append(line)
+    texts = [" ".join(item) for item in items]
+    return next((t for t in texts if not t.startswith("Expected a <class 'NoneType'>")), "")
 
 
 def lightning_main(argv: list[str], datamodule_class=None) -> int:

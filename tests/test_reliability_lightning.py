@@ -199,3 +199,25 @@ def test_wrong_model_class_or_key_says_why(tmp_path, capsys, setting, says):
     assert code == 2, err
     lines = err.strip().splitlines()
     assert len(lines) == 1 and says in lines[0] and "Union subtypes" not in lines[0], err
+
+
+@pytest.mark.parametrize("command", ["validate", "test", "predict"])
+def test_best_or_missing_last_checkpoint_is_one_line_not_an_untrained_model(run, tmp_path, command):
+    """Outside fit, 'best' is unknown (Lightning: a traceback) and a missing 'last' made
+    Lightning warn and evaluate the untrained model with exit 0; both are one line now.
+    A 'last' that exists is used."""
+    folder = tmp_path / "ckpt"
+    saving = ["--trainer.callbacks=ModelCheckpoint", f"--trainer.callbacks.dirpath={folder}",
+              "--trainer.callbacks.save_last=true"]  # fmt: skip
+    code, err = run([command, "--ckpt_path=best", *saving])
+    assert code == 2 and err.strip().splitlines()[-1].startswith("stmt: error: --ckpt_path best")
+    code, err = run([command, "--ckpt_path=last", *saving])
+    last = err.strip().splitlines()[-1]
+    assert code == 2 and last.startswith(
+        f"stmt: error: --ckpt_path last: no last checkpoint in {folder}"
+    )
+    assert "Traceback" not in err
+    code, err = run(["fit", *saving])
+    assert code == 0 and (folder / "last.ckpt").exists(), err
+    code, err = run([command, "--ckpt_path=last", *saving])
+    assert code == 0, err

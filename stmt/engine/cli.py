@@ -14,6 +14,7 @@ model (never typed twice). ``--ckpt_path last`` resumes an interrupted run
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 # Data-module attributes linked into the model's init args of the same name.
 LINKED = (
@@ -54,6 +55,8 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
         # one error path: a bad checkpoint or non-finite data is an InputError (one line)
         def _before(self) -> None:
             path = self.config_init[self.subcommand].get("ckpt_path")
+            if self.subcommand != "fit" and str(path) in ("best", "last"):
+                check_named_ckpt(self.trainer, str(path), self.subcommand)
             check_ckpt_path(path, self.model, getattr(self.datamodule, "cache", None))
             pretrained = getattr(getattr(self.model, "hparams", None), "pretrained", None)
             if self.subcommand == "fit" and pretrained:  # setup() loads it, after the run's
@@ -157,6 +160,41 @@ def check_ckpt_file(path) -> dict | None:
     checkpoint.check_hparams(ckpt["hyper_parameters"], path)
     checkpoint.check_finite(state, path)
     return ckpt
+
+
+def check_named_ckpt(trainer, name: str, command: str) -> None:
+    """``stmt validate|test|predict --ckpt_path best|last``: Lightning raises a traceback
+    for ``best`` (known only inside the fit that made it) and, for ``last`` with none
+    saved, warns and evaluates the untrained model (meant for a ``fit`` set to resume).
+    Both are one InputError line here; ``last`` is looked for where Lightning looks
+    (the ModelCheckpoint folders), when all of them are named."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from stmt.errors import InputError
+
+    if name == "best":
+        raise InputError(
+            None,
+            f"--ckpt_path best is the best checkpoint of a fit in the same process; "
+            f"`stmt {command}` needs its file (or last)",
+        )
+    callbacks = [cb for cb in trainer.checkpoint_callbacks if isinstance(cb, ModelCheckpoint)]
+    if not callbacks or any(cb.dirpath is None for cb in callbacks):
+        return  # a folder Lightning resolves later: leave "last" to it
+    folders = [Path(cb.dirpath) for cb in callbacks]
+    last = [
+        p
+        for cb, folder in zip(callbacks, folders, strict=True)
+        if folder.is_dir()
+        for p in folder.glob(f"{cb.CHECKPOINT_NAME_LAST}*{cb.FILE_EXTENSION}")
+    ]
+    if not last:
+        where = ", ".join(str(f) for f in folders)
+        raise InputError(
+            None,
+            f"--ckpt_path last: no last checkpoint in {where}, so nothing to {command} "
+            "(the model would be untrained); give the .ckpt file",
+        )
 
 
 def check_ckpt_path(path, model, cache=None) -> None:

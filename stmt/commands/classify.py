@@ -271,9 +271,9 @@ def main(args: argparse.Namespace) -> int:
     if not 1 <= args.batch_size <= 65_536:
         raise InputError(None, f"--batch-size must be 1 to 65536, got {args.batch_size}")
     limits.check_window_stride(args)
-    if args.out is not None and args.out.suffix.lower() not in (".csv", ".json"):
-        raise InputError(args.out, "--out must end in .csv or .json")
     if args.out is not None:
+        if args.out.suffix.lower() not in (".csv", ".json"):
+            raise InputError(args.out, "--out must end in .csv or .json")
         check_output(args.out)  # before any file is read and classified
     inputs, folder_errors = expand_inputs(list(args.files), args.recursive)
     clf = Classifier.from_checkpoint(args.ckpt, device=device)

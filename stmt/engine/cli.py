@@ -32,12 +32,15 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
     import warnings
 
     import pytorch_lightning as pl
+    from lightning_fabric.utilities.exceptions import MisconfigurationException
     from pytorch_lightning.cli import LightningCLI
 
     from stmt.engine import reports
 
     FiniteBatches = _finite_batches()
-    REFUSED = _refused()
+    # what Lightning, jsonargparse and the modules raise for a refused setting; ImportError:
+    # a setting that needs a package not installed (an XLA accelerator, a logger's client)
+    REFUSED = (ValueError, TypeError, RuntimeError, ImportError, MisconfigurationException)
 
     # stmt hands LightningCLI its own argv explicitly; that is not a mistake here
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
@@ -74,9 +77,7 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
         def instantiate_classes(self) -> None:
             try:
                 super().instantiate_classes()
-            except SettingError:
-                raise
-            except REFUSED as err:
+            except REFUSED as err:  # (a SettingError from instantiate_trainer passes)
                 raise setting_error(err) from err
 
         def instantiate_trainer(self, **kwargs):
@@ -117,14 +118,6 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
 
 class SettingError(Exception):
     """A config or command-line setting that a class refused when it was built (one line)."""
-
-
-def _refused() -> tuple[type[BaseException], ...]:
-    from lightning_fabric.utilities.exceptions import MisconfigurationException
-
-    # ImportError: a setting that needs a package not installed (an XLA accelerator,
-    # a logger's client)
-    return (ValueError, TypeError, RuntimeError, ImportError, MisconfigurationException)
 
 
 def setting_error(err: BaseException, section: str = "") -> Exception:

@@ -78,6 +78,8 @@ class Prediction:
         overall: ``[(label, prob), ...]`` top-k of the mean window probabilities.
         duration_s: seconds the sequence covers.
         fps: the sequence's own frame rate.
+        warnings: lines about input that is legal but odd (from the reader, the body
+            or the windows), shown with the label.
     """
 
     file: Path
@@ -85,6 +87,7 @@ class Prediction:
     overall: Ranked
     duration_s: float = 0.0
     fps: float = 0.0
+    warnings: list[str] = field(default_factory=list)
 
     def to_json(self) -> dict[str, Any]:
         """The ``stmt classify --json`` record of this file (see stmt.commands.classify)."""
@@ -101,6 +104,7 @@ class Prediction:
                 }
                 for s, e, top in self.windows
             ],
+            "warnings": list(self.warnings),
         }
 
 
@@ -189,6 +193,7 @@ class Inputs:
         windows: how it was cut (:class:`stmt.clip.Windows`).
         clips: (W, T, N, 3) float32 normalised model inputs, one per window.
         template: the template of its body topology (its ``geodesic`` goes to the model).
+        warnings: the sequence's warnings (:attr:`MeshSequence.warnings`).
     """
 
     source: Path
@@ -197,6 +202,7 @@ class Inputs:
     windows: clip.Windows
     clips: np.ndarray
     template: Any
+    warnings: list[str] = field(default_factory=list)
 
     @property
     def spans(self) -> list[tuple[float, float]]:
@@ -442,6 +448,7 @@ class Classifier:
             windows=windows,
             clips=clip.clip_inputs(seq.vertices, seq.fps, self.fps, grid),
             template=tpl,
+            warnings=list(sequence.warnings),
         )
 
     def forward(self, items: list[Inputs], batch_size: int = 16) -> list[np.ndarray]:
@@ -474,6 +481,7 @@ class Classifier:
             overall=_rank(probs.mean(axis=0), self.class_names, k),
             duration_s=item.duration_s,
             fps=item.fps,
+            warnings=list(item.warnings),
         )
 
     def predict(

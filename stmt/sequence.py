@@ -44,6 +44,9 @@ class MeshSequence:
             (``frames`` of the readers, :func:`stmt.body.select_frames`): the other
             frames repeat a posed neighbour and show no motion of their own. None:
             every frame is real.
+        warnings: one line each about input that is legal but odd (a degenerate
+            source skeleton, a take much shorter than the model's window, ...);
+            ``stmt classify`` prints them with the label and records them in JSON.
     """
 
     vertices: np.ndarray
@@ -58,6 +61,7 @@ class MeshSequence:
     joint_names: list[str] | None = field(default=None)
     rig: str | None = None
     posed: np.ndarray | None = None
+    warnings: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.source = Path(self.source)

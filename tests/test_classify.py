@@ -86,8 +86,10 @@ def run_cli(argv, capsys) -> tuple[int, str, str]:
 
 def check_schema(record: dict, classes: list[str], top_k: int) -> None:
     """The documented --json schema (stmt.commands.classify docstring)."""
-    assert set(record) == {"file", "duration_s", "fps", "overall", "windows"}
+    assert set(record) == {"file", "duration_s", "fps", "overall", "windows", "warnings"}
     assert isinstance(record["file"], str)
+    assert isinstance(record["warnings"], list)
+    assert all(isinstance(w, str) for w in record["warnings"])
     assert isinstance(record["duration_s"], float) and record["duration_s"] > 0
     assert isinstance(record["fps"], float) and record["fps"] > 0
 
@@ -172,6 +174,19 @@ def test_predict_windows_and_overall(clf):
     np.testing.assert_allclose(
         clf.probabilities(clips, tpl.geodesic, batch_size=100), probs, atol=1e-5
     )
+
+
+def test_sequence_warnings_reach_the_prediction_and_the_table(clf):
+    from stmt.commands.classify import format_table
+
+    seq = sequence(2.0)
+    seq.warnings.append("the source skeleton has 3 zero-length bones")
+    pred = clf.predict(seq, top_k=2)
+    assert pred.warnings == ["the source skeleton has 3 zero-length bones"]
+    assert pred.to_json()["warnings"] == pred.warnings
+    lines = format_table(pred).splitlines()
+    assert lines[1] == "  warning: the source skeleton has 3 zero-length bones"
+    assert clf.predict(sequence(2.0)).warnings == []  # nothing carried over between calls
 
 
 def test_predict_short_sequence_is_one_window(clf):

@@ -26,7 +26,8 @@ one JSON document, a list with one object per file that was read::
           {"start": 0.0, "end": 2.0,   # seconds
            "top_k": [{"label": "walk", "prob": 0.93}, ...]},
           ...
-        ]
+        ],
+        "warnings": ["..."]            # input that is legal but odd (also printed)
       },
       ...
     ]
@@ -135,6 +136,7 @@ def format_table(pred, show_timeline: bool = True) -> str:
     n = len(pred.windows)
     head = f"{pred.file}  ({pred.duration_s:.2f} s at {pred.fps:g} fps, {n} window{'s' * (n != 1)})"
     lines = [head]
+    lines += [f"  warning: {w}" for w in pred.warnings]
     width = max(len(a) for a, _ in pred.overall)
     lines.append("  overall")
     for i, (label, prob) in enumerate(pred.overall, 1):

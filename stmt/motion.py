@@ -2,7 +2,8 @@
 
 Readers parse, bodies pose (see ``shared/DESIGN.md``): a BVH or ASF/AMC reader turns
 a file into a :class:`SkeletonMotion` (its own joint names, rest offsets, per-frame
-local rotations and translations, frame rate), an AMASS reader into
+local rotations and translations, frame rate), a joint-position reader (a Kinect
+CSV) into :class:`JointPositions`, an AMASS reader into
 :class:`stmt.io.amass.AmassMotion` (SMPL-family parameters), and a mesh reader
 straight into a :class:`stmt.sequence.MeshSequence` (the vertices are the motion).
 :mod:`stmt.retarget` maps a skeleton onto a body's rig; :mod:`stmt.body` poses it.
@@ -82,6 +83,39 @@ class SkeletonMotion:
                 glob[:, j] = glob[:, p] @ rot[:, j]
                 pos[:, j] = pos[:, p] + np.einsum("tij,tj->ti", glob[:, p], self.translations[:, j])
         return pos, glob
+
+
+@dataclass
+class JointPositions:
+    """A skeleton given as joint positions per frame, without rotations: what a depth
+    camera (Kinect) or a marker solver without a rig writes.
+
+    Attributes:
+        names: joint names as in the file (their parents are not known).
+        positions: (T, J, 3) float64 joint positions, file units and axes.
+        fps: frames per second (a file with time stamps is resampled to a steady rate).
+        unit, up, source, format: as :class:`SkeletonMotion`.
+    """
+
+    names: tuple[str, ...]
+    positions: np.ndarray
+    fps: float
+    unit: float | None = None
+    up: str | None = None
+    source: Path | None = None
+    format: str = "joint-csv"
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.positions.shape[0])
+
+    def take(self, frames: np.ndarray | None) -> JointPositions:
+        """The motion at the given frame indices only (all frames when None)."""
+        if frames is None:
+            return self
+        from dataclasses import replace
+
+        return replace(self, positions=self.positions[frames])
 
 
 def axis_angle_to_matrix(rotvec: np.ndarray, eps: float = 0.0) -> np.ndarray:

@@ -36,7 +36,7 @@ from pathlib import Path
 import numpy as np
 
 from stmt.errors import InputError
-from stmt.motion import SkeletonMotion, axis_angle_to_matrix
+from stmt.motion import JointPositions, SkeletonMotion, axis_angle_to_matrix
 
 # ------------------------------------------------------------------------------ joints
 
@@ -164,6 +164,17 @@ RIGS: dict[str, dict[str, str]] = {
             "{S}_Forearm": "{Side}ForeArm", "{S}_Hand": "{Side}Hand",
         }.items()
     }),
+    # Kinect v1 and v2 skeletons (joint positions; the hand joint ends the hand).
+    "kinect": _sided({
+        "HipCenter": "Hips", "SpineBase": "Hips", "SpineLow": "LowerBack", "Spine": "Spine",
+        "SpineMid": "Spine", "ShoulderCenter": "Neck", "SpineShoulder": "Spine1",
+        "Neck": "Neck", "NeckUpper": "Neck1", "Head": "Head",
+        "Clavicle{Side}": "{Side}Shoulder", "Shoulder{Side}": "{Side}Arm",
+        "Elbow{Side}": "{Side}ForeArm", "Wrist{Side}": "{Side}Hand",
+        "Hand{Side}": "{Side}FingerBase", "HandTip{Side}": "{Side}HandFinger1",
+        "Thumb{Side}": "{C}Thumb", "PelvisSide{Side}": "{C}HipJoint", "Hip{Side}": "{Side}UpLeg",
+        "Knee{Side}": "{Side}Leg", "Ankle{Side}": "{Side}Foot", "Foot{Side}": "{Side}ToeBase",
+    }),
     # Mixamo (names carry a "mixamorig:" namespace, dropped before matching).
     "mixamo": _sided({
         "Hips": "Hips", "Spine": "LowerBack", "Spine1": "Spine", "Spine2": "Spine1",
@@ -186,6 +197,7 @@ RIG_NOTES = {
     "smpl": "SMPL body joints",
     "xsens": "Xsens MVN",
     "biped": "3ds Max Biped",
+    "kinect": "Kinect joint positions",
     "joint-map": "the --joint-map file",
     "inferred": "no known rig; joints inferred from side names and the joint tree",
 }
@@ -516,11 +528,16 @@ class CanonicalMotion:
 
 
 def canonical_motion(
-    motion: SkeletonMotion, joint_map: dict[str, str] | None = None
+    motion: SkeletonMotion | JointPositions, joint_map: dict[str, str] | None = None
 ) -> CanonicalMotion:
-    """Forward kinematics of ``motion`` -> canonical joint (and tip) positions, metres, Z up."""
-    match = detect_rig(motion.names, joint_map, motion.source, motion.parents)
-    pos, glob = motion.forward_kinematics()  # (T, J, 3), (T, J, 3, 3), file units and axes
+    """Forward kinematics of ``motion`` -> canonical joint (and tip) positions, metres, Z up.
+    Joint positions (:class:`JointPositions`) are taken as they are."""
+    if isinstance(motion, JointPositions):
+        match = detect_rig(motion.names, joint_map, motion.source)
+        pos, glob = motion.positions, None
+    else:
+        match = detect_rig(motion.names, joint_map, motion.source, motion.parents)
+        pos, glob = motion.forward_kinematics()  # (T, J, 3), (T, J, 3, 3), file units, axes
     if motion.unit is not None:
         scale = float(motion.unit)
         unit_name = f"{scale:.4g} m (stated)"
@@ -531,7 +548,7 @@ def canonical_motion(
     out: dict[str, np.ndarray] = {}
     for canon, j in match.joints.items():
         out[canon] = pos[:, j] @ world.T * scale
-        end = motion.end_offsets[j]
+        end = motion.end_offsets[j] if glob is not None else np.zeros(3)
         if np.linalg.norm(end) > 0:
             tip = pos[:, j] + np.einsum("tij,j->ti", glob[:, j], end)
             out[f"{canon}_end"] = tip @ world.T * scale

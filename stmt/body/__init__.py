@@ -75,7 +75,8 @@ def pose_motion(
     """Pose a reader's motion on the body the table above picks.
 
     Args:
-        motion: a :class:`stmt.motion.SkeletonMotion` or :class:`stmt.io.amass.AmassMotion`.
+        motion: a :class:`stmt.motion.SkeletonMotion`, :class:`stmt.motion.JointPositions`
+            or :class:`stmt.io.amass.AmassMotion`.
         body: "auto" | "smplh" | "smplx" | "anny" (skeletons: "auto" or "anny").
         body_models: the SMPL-family model folder (AMASS motions).
         vertex_ids: (N,) ids into the body's full mesh: pose only those vertices.
@@ -86,10 +87,10 @@ def pose_motion(
     Returns:
         A :class:`stmt.sequence.MeshSequence` (float32, metres, Z up).
     """
-    from stmt.motion import SkeletonMotion
+    from stmt.motion import JointPositions, SkeletonMotion
 
     check_body(body)
-    if isinstance(motion, SkeletonMotion):
+    if isinstance(motion, (SkeletonMotion, JointPositions)):
         if body not in ("auto", "anny"):
             raise InputError(
                 motion.source,

@@ -15,7 +15,8 @@ Public functions:
 - :func:`detect_format` — the format name alone.
 
 Formats (``seq.format``): "amass-smplh", "amass-smplx" (:mod:`stmt.io.amass`),
-"bvh" (:mod:`stmt.io.bvh`), "asf-amc" (:mod:`stmt.io.asf_amc`), "mesh-npz",
+"bvh" (:mod:`stmt.io.bvh`), "asf-amc" (:mod:`stmt.io.asf_amc`), "joint-csv"
+(:mod:`stmt.io.joints_csv`), "mesh-npz",
 "mesh-folder" (:mod:`stmt.io.mesh`). Every reader raises
 :class:`stmt.errors.InputError` (one line naming the file) for bad input.
 
@@ -31,7 +32,7 @@ import numpy as np
 
 from stmt.body import BODIES, Frames, check_body, fill_frames, select_frames
 from stmt.errors import InputError
-from stmt.io.detect import FORMATS, detect_format
+from stmt.io.detect import FORMATS, SKELETON_FORMATS, detect_format
 from stmt.sequence import MeshSequence
 
 __all__ = [
@@ -66,6 +67,10 @@ def read_motion(path: str | Path, fmt: str | None = None):
         from stmt.io.bvh import bvh_motion
 
         return bvh_motion(path)
+    if fmt == "joint-csv":
+        from stmt.io.joints_csv import read_joint_csv
+
+        return read_joint_csv(path)
     if path.suffix.lower() == ".asf":
         raise InputError(
             path,
@@ -127,8 +132,8 @@ def read_sequence(
 
         read = read_mesh_npz if fmt == "mesh-npz" else read_mesh_folder
         return read(path, vertex_ids=vertex_ids)
-    if fmt in ("bvh", "asf-amc") and body not in ("auto", "anny"):
-        name = "BVH" if fmt == "bvh" else "ASF/AMC"
+    if fmt in SKELETON_FORMATS and body not in ("auto", "anny"):
+        name = {"bvh": "BVH", "asf-amc": "ASF/AMC", "joint-csv": "joint-position"}[fmt]
         raise InputError(
             path, f"{name} files are posed on the anny body only (--body auto or anny), not {body}"
         )
@@ -178,7 +183,7 @@ def body_topology(
             raise InputError(path, "the mesh sequence has no faces; a surface template needs them")
         return rest, faces, "mesh"
     src = None if path is None else Path(path)
-    if fmt in ("bvh", "asf-amc"):
+    if fmt in SKELETON_FORMATS:
         if body not in ("auto", "anny"):
             raise InputError(src, f"{fmt} files are posed on the anny body only, not {body}")
         name = "anny"

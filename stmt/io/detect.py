@@ -12,6 +12,7 @@ format             recognised by
 ``bvh``            ``.bvh``, or a file starting with ``HIERARCHY``
 ``asf-amc``        ``.amc`` / ``.asf``, or a file starting with ``:FULLY-SPECIFIED``
                    / ``:DEGREES`` (AMC) or ``:version`` (ASF)
+``joint-csv``      ``.csv`` whose header names joints' X, Y, Z columns (Kinect)
 =================  =====================================================
 
 A file whose extension and content disagree (an ``.npz`` that is not a zip
@@ -28,11 +29,12 @@ import numpy as np
 
 from stmt.errors import InputError
 
-FORMATS = ("amass-smplh", "amass-smplx", "bvh", "asf-amc", "mesh-npz", "mesh-folder")
+FORMATS = ("amass-smplh", "amass-smplx", "bvh", "asf-amc", "joint-csv", "mesh-npz", "mesh-folder")
+SKELETON_FORMATS = ("bvh", "asf-amc", "joint-csv")  # posed on anny through stmt.retarget
 MESH_SUFFIXES = (".obj", ".ply")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _SUPPORTED = (
-    "expected an AMASS or mesh-sequence .npz, a .bvh, an .amc/.asf, "
+    "expected an AMASS or mesh-sequence .npz, a .bvh, an .amc/.asf, a joint-position .csv, "
     "or a folder of per-frame .obj/.ply files"
 )
 
@@ -171,6 +173,16 @@ def detect_format(path: str | Path) -> str:
         return "bvh"
     if suffix in (".amc", ".asf"):
         return "asf-amc"
+    if suffix == ".csv":
+        from stmt.io.joints_csv import MIN_JOINTS, looks_like_joint_csv
+
+        if looks_like_joint_csv(path):
+            return "joint-csv"
+        raise InputError(
+            path,
+            f"a .csv without a header naming at least {MIN_JOINTS} joints' X, Y, Z columns; "
+            "not a joint-position file",
+        )
     if suffix in MESH_SUFFIXES:
         raise InputError(
             path,

@@ -16,7 +16,7 @@ from stmt.cli import main as cli
 from stmt.data import realmix as rm
 from stmt.data.babel import BABEL_CATEGORIES, label_set
 from stmt.data.cache import load_index, open_arrays
-from stmt.data.prepare import UNLABELLED, prepare
+from stmt.data.prepare import OTHER_ACTION, UNLABELLED, prepare
 from stmt.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -37,16 +37,20 @@ def test_class_list_is_the_mapped_babel60_categories_in_order():
     assert classes == json.loads((REPO / "datasets/realmix/labels.json").read_text())
     assert classes == [c for c in BABEL_CATEGORIES[:60] if c in set(classes)]  # BABEL order
     mapped = set(rm.BANDAI_LABELS.values()) | set(rm.HDM05_LABELS.values()) | set(rm.SYNTH_USED)
-    assert set(classes) == mapped - {None}
-    assert len(classes) == 18
+    mapped |= set(rm.KINDERGATOR_LABELS.values())
+    assert set(classes) == mapped - {None, rm.OTHER}
+    assert len(classes) == 19 and "dance" in classes
     # spot checks of the tables as the README states them
     assert rm.BANDAI_LABELS["walk-turn-left"] == "turn"
     assert rm.BANDAI_LABELS["dash"] == "run" and rm.BANDAI_LABELS["bow"] == "bend"
-    assert rm.BANDAI_LABELS["byebye"] == "wave" and rm.BANDAI_LABELS["guide"] is None
+    assert rm.BANDAI_LABELS["byebye"] == "wave" and rm.BANDAI_LABELS["guide"] == rm.OTHER
+    assert rm.BANDAI_LABELS["dance-short"] == "dance"
     assert rm.HDM05_LABELS["rotateArmsBothBackward1Reps"] == "circular movement"
-    assert rm.HDM05_LABELS["lieDownFloor"] is None
+    assert rm.HDM05_LABELS["lieDownFloor"] == rm.OTHER
+    assert rm.KINDERGATOR_LABELS["Wave-your-other-hand"] == "wave"
+    assert rm.KINDERGATOR_LABELS["Swim"] == rm.OTHER
     readme = (REPO / "datasets/realmix/README.md").read_text()
-    for table in (rm.BANDAI_LABELS, rm.HDM05_LABELS):
+    for table in (rm.BANDAI_LABELS, rm.HDM05_LABELS, rm.KINDERGATOR_LABELS):
         for content in table:
             assert f"`{content}`" in readme, content
 
@@ -60,7 +64,8 @@ def _fixture_tree(root: Path) -> None:
     b1 = root / "bandai/dataset/Bandai-Namco-Research-Motiondataset-1/data"
     for style in ("proud", "sad", "happy"):
         _touch(b1 / f"dataset-1_walk-back_{style}_001.bvh")
-    _touch(b1 / "dataset-1_guide_happy_001.bvh")  # unlabelled
+    _touch(b1 / "dataset-1_guide_happy_001.bvh")  # another action
+    _touch(b1 / "dataset-1_call_happy_001.bvh")  # another action, held out by content
     _touch(b1 / "dataset-1_somersault_happy_001.bvh")  # in no table: dropped
     hd = root / "hdm05"
     _touch(hd / "train/4/HDM_bd_hopBothLegs1hops_001_120.amc")
@@ -69,6 +74,11 @@ def _fixture_tree(root: Path) -> None:
     _touch(hd / "train/6/HDM_dg_lieDownFloor_002_120.amc")  # unlabelled
     _touch(hd / "test/4/HDM_tr_hopBothLegs1hops_030_120.amc")
     _touch(hd / "test/2/HDM_mm_cartwheelLHandStart1Reps_001_120.amc")  # dropped
+    kg = root / "Kinder-Gator"
+    _touch(kg / "Children/POSE-p103_03-Wave-your-hand-1455370172442.csv")  # test child
+    _touch(kg / "Adults/POSE-p565_53-Throw-a-ball--1469183320067.csv")  # trailing '-'
+    _touch(kg / "Adults/POSE-p934_20-Swim-1469183320067.csv")  # another action, val adult
+    _touch(kg / "Adults/POSE-p934_21-Juggle-1469183320067.csv")  # in no table: dropped
     _touch(root / "elsewhere/README.md")
     _touch(root / "copy/dataset-1_guide_happy_001.bvh")  # a second copy: kept once
 
@@ -77,7 +87,7 @@ def test_listing_labels_splits_and_drops_by_file_name(tmp_path):
     _fixture_tree(tmp_path)
     listing = rm.list_realmix(tmp_path)
     clips = {c.key: c for c in listing.clips}
-    assert len(clips) == 4 + 3 + 1 + 3
+    assert len(clips) == 4 + 3 + 2 + 3 + 3
     split = {k: c.split for k, c in clips.items()}
     assert split["bandai/dataset-2_wave-left-hand_youthful_001.bvh"] == "test"
     assert split["bandai/dataset-2_wave-left-hand_feminine_001.bvh"] == "val"
@@ -87,12 +97,20 @@ def test_listing_labels_splits_and_drops_by_file_name(tmp_path):
     assert split["bandai/dataset-1_walk-back_happy_001.bvh"] == "train"
     assert split["hdm05/train/4/HDM_bd_hopBothLegs1hops_001_120.amc"] == "train"
     assert split["hdm05/test/4/HDM_tr_hopBothLegs1hops_030_120.amc"] == "test"
-    assert clips["bandai/dataset-1_guide_happy_001.bvh"].status == "unlabelled"
-    assert clips["hdm05/train/6/HDM_dg_lieDownFloor_002_120.amc"].status == "unlabelled"
+    assert clips["bandai/dataset-1_guide_happy_001.bvh"].status == "other"
+    assert split["bandai/dataset-1_call_happy_001.bvh"] == "test"  # by content (rm.OTHER_HELD_OUT)
+    assert clips["hdm05/train/6/HDM_dg_lieDownFloor_002_120.amc"].status == "other"
+    wave = clips["kindergator/Children/POSE-p103_03-Wave-your-hand-1455370172442.csv"]
+    assert (wave.label, wave.split, wave.group) == ("wave", "test", "p103")
+    throw = clips["kindergator/Adults/POSE-p565_53-Throw-a-ball--1469183320067.csv"]
+    assert (throw.label, throw.split, throw.content) == ("throw", "train", "Throw-a-ball")
+    swim = clips["kindergator/Adults/POSE-p934_20-Swim-1469183320067.csv"]
+    assert (swim.status, swim.split) == ("other", "val")
     assert listing.dropped == Counter(
         {
             ("bandai", "somersault"): 1,
             ("hdm05", "cartwheelLHandStart1Reps"): 1,
+            ("kindergator", "Juggle"): 1,
             ("bandai", "duplicate file"): 1,
         }
     )
@@ -103,17 +121,19 @@ def test_listing_labels_splits_and_drops_by_file_name(tmp_path):
     assert [s.label for s in hop.segments] == [classes.index("hop")]
     assert hop.segments[0].start_t == 0 and hop.segments[0].end_t == float("inf")
     assert hop.subject == "hdm05/bd"
-    assert jobs["bandai/dataset-1_guide_happy_001.bvh"].segments[0].label == UNLABELLED
+    assert jobs["bandai/dataset-1_guide_happy_001.bvh"].segments[0].label == OTHER_ACTION
     assert jobs["bandai/dataset-1_walk-back_sad_001.bvh"].subject == "bandai/dataset-1/sad"
     cnt = listing.counts()
-    assert cnt["labelled"]["wave"] == {"train": 2, "val": 1, "test": 1}
-    assert cnt["sources"]["hdm05"]["train"] == {"labelled": 1, "unlabelled": 1, "capped": 0}
+    assert cnt["labelled"]["wave"] == {"train": 2, "val": 1, "test": 2}
+    assert cnt["sources"]["hdm05"]["train"] == {
+        "labelled": 1, "other": 1, "unlabelled": 0, "capped": 0
+    }  # fmt: skip
     assert cnt["missing_sources"] == []
     # the same keys whether --data is the parent folder or a clone itself
     alone = rm.list_realmix(tmp_path / "hdm05")
     assert {c.key for c in alone.clips} == {k for k in clips if k.startswith("hdm05/")}
-    assert alone.counts()["missing_sources"] == ["bandai"]
-    assert "bandai    not found" in alone.summary()
+    assert alone.counts()["missing_sources"] == ["bandai", "kindergator"]
+    assert "bandai      not found" in alone.summary()
 
 
 def test_no_source_under_data_is_a_clear_error(tmp_path):
@@ -192,7 +212,7 @@ def test_prepare_list_only_poses_nothing(tmp_path, capsys):
     assert "labelled clips per class" in err and "dropped (content in no table" in err
     assert not (tmp_path / "c").exists()
     r = prepare("realmix", tmp_path / "data", tmp_path / "c", list_only=True, log=lambda m: None)
-    assert (r.sequences, r.samples, r.posed) == (11, 11, 0)
+    assert (r.sequences, r.samples, r.posed) == (15, 15, 0)
     assert cli(args + ["--out", str(tmp_path / "c"), "--body", "smplh"]) == 2
     assert "anny only" in capsys.readouterr().err
     with pytest.raises(InputError, match="realmix only"):
@@ -258,7 +278,7 @@ def test_prepare_realmix_end_to_end_on_hdm05_clips(realmix_cache):
         hop: idx.class_names.index("hop"),
         rot: idx.class_names.index("circular movement"),
         rot_train: idx.class_names.index("circular movement"),
-        lie: UNLABELLED,
+        lie: OTHER_ACTION,
         wave: idx.class_names.index("wave"),
     }
     assert split == {hop: "train", rot: "test", rot_train: "train", lie: "train", wave: "train"}
@@ -271,7 +291,7 @@ def test_prepare_realmix_end_to_end_on_hdm05_clips(realmix_cache):
     assert idx.seq_length[wave] == 19  # Bandai is 30 fps already
     assert idx.seq_subject[hop] == "hdm05/bk"
     assert idx.seq_subject[wave] == "bandai/dataset-2/active"
-    assert idx.meta["listing"]["missing_sources"] == []
+    assert idx.meta["listing"]["missing_sources"] == ["kindergator"]
     verts, centres, _ = open_arrays(root / "cache")
     h = np.ptp(verts[0, :, 2].astype(np.float32) + centres[0, 2])
     assert 1.3 < h < 2.1  # a posed, human-sized body
@@ -290,10 +310,12 @@ def test_datamodule_leaves_unlabelled_out_unless_pretraining(realmix_cache):
     pre = STMTDataModule(cache, num_frames=8, num_workers=0, val_split="test", with_unlabelled=True)
     fit_all = pre.dataset("fit")
     assert sorted(fit_all.sample_ids) == sorted(idx.split_indices("train"))
-    assert UNLABELLED in fit_all.label.tolist()
+    assert OTHER_ACTION in fit_all.label.tolist()  # the lie-down clip: another action
     clips, labels = fit_all.clips(np.arange(len(fit_all)))
     assert clips.shape == (4, 8, 32, 3) and np.isfinite(clips.numpy()).all()
-    assert UNLABELLED in labels.tolist() and len(set(labels.tolist())) == 4
+    assert OTHER_ACTION in labels.tolist() and len(set(labels.tolist())) == 4
+    other = STMTDataModule(cache, num_frames=8, num_workers=0, val_split="test", with_other=True)
+    assert sorted(other.dataset("fit").label.tolist())[0] == OTHER_ACTION
     # the 10 %-label subset draws from labelled samples only
     tenth = STMTDataModule(cache, num_frames=8, num_workers=0, train_fraction=0.1, val_split="test")
     assert (tenth.dataset("fit").label >= 0).all()

@@ -66,6 +66,7 @@ from stmt.errors import InputError
 from stmt.fileio import atomic_savez, atomic_text
 
 UNLABELLED = -1  # label of a sample for self-supervised pretraining only
+OTHER_ACTION = -2  # label of a sample of an action outside the classes ("unknown")
 
 
 @dataclass

@@ -10,6 +10,10 @@ a folder holding both clones or either clone itself; see datasets/realmix/README
   ``HDM_<performer>.asf`` beside. Labels from the class (:data:`HDM05_LABELS`);
   split by the ``train/`` or ``test/`` folder the clip lies in (performers bd,
   bk, dg train; mm, tr test), by :data:`HDM05_PERFORMER_SPLIT` when neither.
+- Kinder-Gator (Kinect v1 joint positions, ~30 fps; 10 children aged 5-9 and 10
+  adults, 58 actions each): ``{Adults,Children}/POSE-p<id>_<n>-<Action>-<time>.csv``.
+  Labels from the action (:data:`KINDERGATOR_LABELS`), split by performer
+  (:data:`KINDERGATOR_SPLIT`: two children and two adults test, one of each val).
 - Optionally the ``stmt synth`` output (``--synthetic DIR``): only the clips of
   :data:`SYNTH_USED`, the classes the recorded data lacks (and punch, of which
   Bandai has two clips), in the synthetic set's own subject split.
@@ -17,7 +21,10 @@ a folder holding both clones or either clone itself; see datasets/realmix/README
 Each file is one sample (a whole clip is one action). Content mapped to ``None``
 is unlabelled: its sample has label :data:`stmt.data.prepare.UNLABELLED` (-1),
 which the classifier never sees and the pretrainer uses
-(``STMTDataModule(with_unlabelled=True)``). Labelled Bandai training clips are
+(``STMTDataModule(with_unlabelled=True)``). Content mapped to :data:`OTHER` is an
+action none of the classes names (a pointing gesture, lying down): its sample has
+label :data:`stmt.data.prepare.OTHER_ACTION` (-2), kept for the pretrainer and for
+learning and measuring "unknown" (``STMTDataModule(with_other=True)``). Labelled Bandai training clips are
 capped at :data:`BANDAI_TRAIN_CAP` per label (:func:`spread_pick`); the clips
 beyond the cap stay in the cache unlabelled. Files whose content or class is in
 neither table are dropped.
@@ -34,9 +41,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from stmt.data.babel import BABEL_CATEGORIES, Segment, SequenceJob
-from stmt.data.prepare import UNLABELLED
+from stmt.data.prepare import OTHER_ACTION, UNLABELLED
 
-# Bandai content -> BABEL-60 category (None: unlabelled, pretraining only).
+#: Table value of an action outside every class (an "unknown" example).
+OTHER = "(other action)"
+
+# Bandai content -> BABEL-60 category (None: unlabelled, pretraining only; OTHER: an
+# action outside the classes).
 BANDAI_LABELS: dict[str, str | None] = {
     "walk": "walk",
     "walk-back": "walk",
@@ -57,12 +68,12 @@ BANDAI_LABELS: dict[str, str | None] = {
     "raise-up-right-hand": "raising body part",
     "kick": "kick",
     "punch": "punch",
-    "guide": None,
-    "call": None,
-    "respond": None,
-    "slash": None,
-    "dance-long": None,
-    "dance-short": None,
+    "guide": OTHER,
+    "call": OTHER,
+    "respond": OTHER,
+    "slash": OTHER,
+    "dance-long": "dance",
+    "dance-short": "dance",
 }
 
 # HDM05 cut-clip class -> BABEL-60 category (None: unlabelled, pretraining only).
@@ -77,8 +88,62 @@ HDM05_LABELS: dict[str, str | None] = {
     "sneak2StepsLStart": "walk",
     "squat1Reps": "squat",
     "throwBasketball": "throw",
-    "lieDownFloor": None,  # BABEL-60 has no lie class
+    "lieDownFloor": OTHER,  # BABEL-60 has no lie class
 }
+
+# Kinder-Gator action -> BABEL-60 category (OTHER: an action outside the classes). Walking
+# and running are in place (no travel): kept as walk and run, as files with the root motion
+# taken out are.
+KINDERGATOR_LABELS: dict[str, str | None] = {
+    "Raise-your-hand": "raising body part",
+    "Raise-your-other-hand": "raising body part",
+    "Raise-your-arm-to-one-side": "raising body part",
+    "Raise-your-arm-to-the-other-side": "raising body part",
+    "Wave-your-hand": "wave",
+    "Wave-your-other-hand": "wave",
+    "Bow": "bend",
+    "Touch-your-toes": "bend",
+    "Jump": "jump",
+    "Jump-as-high-as-you-can": "jump",
+    "Do-two-jumping-jacks": "jump",
+    "Kick-a-ball": "kick",
+    "Kick-a-ball-as-far-as-you-can": "kick",
+    "Kick-a-ball-with-the-other-leg": "kick",
+    "Kick-a-ball-as-far-as-you-can-with-the-other-leg": "kick",
+    "Throw-a-ball": "throw",
+    "Throw-a-ball-as-far-as-you-can": "throw",
+    "Throw-a-ball-with-your-other-arm": "throw",
+    "Throw-a-ball-as-far-as-you-can-with-the-other-arm": "throw",
+    "Punch": "punch",
+    "Make-the-letter-T": "t pose",
+    "Walk-in-place": "walk",
+    "Walk-in-place-as-fast-as-you-can": "walk",
+    "Run-in-place": "run",
+    "Run-in-place-as-fast-as-you-can": "run",
+    **dict.fromkeys(
+        [
+            "Bend-your-knee-while-raising-your-leg", "Bend-your-other-knee-while-raising-your-leg",
+            "Climb-and-imaginary-ladder", "Do-a-forward-lunge", "Draw-a-circle", "Draw-a-square",
+            "Draw-a-triangle", "Draw-the-letter-A", "Draw-the-letter-C", "Draw-the-letter-K",
+            "Draw-the-letter-M", "Draw-the-letter-X", "Fly-like-a-bird", "Fly-like-an-airplane",
+            "Lift-your-leg-to-one-side", "Lift-your-leg-to-the-other-side", "Make-the-letter-A",
+            "Make-the-letter-C", "Make-the-letter-K", "Make-the-letter-M", "Make-the-letter-P",
+            "Make-the-letter-X", "Make-the-letter-Y", "Point-at-the-camera",
+            "Push-an-imaginary-button-in-front-of-you",
+            "Put-your-hands-on-your-hips-and-lean-to-the-other-side",
+            "Put-your-hands-on-your-hips-and-lean-to-the-side",
+            "Put-your-hands-on-your-hips-and-twist", "Signal-someone-to-come-here",
+            "Signal-someone-to-stop", "Swim",
+            "Swipe-across-an-imaginary-screen-in-front-of-you-from-left-to-right",
+            "Swipe-across-an-imaginary-screen-in-front-of-you-from-right-to-left",
+        ],
+        OTHER,
+    ),
+}  # fmt: skip
+# Kinder-Gator performers held out: children 595 (5 y) and 103 (8 y), adults 577 and 921
+# (left-handed) test; child 342 and adult 934 val; the other 14 train.
+KINDERGATOR_SPLIT = {"595": "test", "103": "test", "577": "test", "921": "test",
+                     "342": "val", "934": "val"}  # fmt: skip
 
 # Synthetic classes mixed in: those the recorded data lacks, and punch (2 Bandai clips).
 SYNTH_USED = ("stand", "t pose", "jump", "sit", "stand up", "punch")
@@ -89,17 +154,22 @@ BANDAI_HELD_OUT: dict[str, dict[str, str]] = {
     "dataset-2": {"youthful": "test", "feminine": "val"},
 }
 HDM05_PERFORMER_SPLIT = {"bd": "train", "bk": "train", "dg": "train", "mm": "test", "tr": "test"}
+# Bandai's other actions of one style only (dataset-1 "normal"): held out by content
+# instead, so that the "unknown" rule is measured on actions it was not chosen on.
+OTHER_HELD_OUT = {"call": "test", "slash": "test", "respond": "val"}
 BANDAI_TRAIN_CAP = 150  # labelled Bandai training clips per label
 
 BANDAI_RE = re.compile(r"^(dataset-[12])_([^_]+)_([^_]+)_(\d+)\.bvh$", re.IGNORECASE)
 HDM05_RE = re.compile(r"^HDM_([A-Za-z]+)_([A-Za-z0-9]+)_(\d+)_120\.amc$")
-SOURCES = ("bandai", "hdm05", "synthetic")
+KINDERGATOR_RE = re.compile(r"^POSE-p(\d+)_(\d+)-(.+?)-?-(\d+)\.csv$")
+SOURCES = ("bandai", "hdm05", "kindergator", "synthetic")
+RECORDED = ("bandai", "hdm05", "kindergator")
 
 
 def realmix_classes() -> list[str]:
     """Class names (index = label): every category the tables map to, in BABEL order."""
-    used = {v for v in BANDAI_LABELS.values() if v} | {v for v in HDM05_LABELS.values() if v}
-    used |= set(SYNTH_USED)
+    used = set(BANDAI_LABELS.values()) | set(HDM05_LABELS.values()) | set(SYNTH_USED)
+    used -= {None, OTHER}
     return [c for c in BABEL_CATEGORIES[:60] if c in used]
 
 
@@ -114,8 +184,10 @@ class Clip:
     group: str  # Bandai "<dataset>/<style>", HDM05 performer, synthetic subject
     take: int
     split: str
-    label: str | None  # category name; None: unlabelled
-    status: str = "labelled"  # "labelled" | "unlabelled" | "capped" (unlabelled beyond the cap)
+    label: str | None  # category name; None: unlabelled; OTHER: outside the classes
+    # "labelled" | "unlabelled" | "other" (an action outside the classes) | "capped"
+    # (unlabelled beyond the cap)
+    status: str = "labelled"
 
 
 @dataclass
@@ -128,12 +200,13 @@ class RealmixListing:
     classes: list[str] = field(default_factory=realmix_classes)
 
     def jobs(self) -> list[SequenceJob]:
-        """One job per kept clip, one whole-clip segment each (label -1 when unlabelled)."""
+        """One job per kept clip, one whole-clip segment each (label -1 when unlabelled,
+        -2 for an action outside the classes)."""
         index = {c: i for i, c in enumerate(self.classes)}
+        fixed = {"other": OTHER_ACTION, "unlabelled": UNLABELLED, "capped": UNLABELLED}
         out = []
         for c in self.clips:
-            labelled = c.label is not None and c.status == "labelled"
-            label = index[c.label] if labelled else UNLABELLED
+            label = fixed[c.status] if c.status in fixed else index[c.label]
             out.append(
                 SequenceJob(
                     key=c.key,
@@ -154,7 +227,10 @@ class RealmixListing:
         return {
             "sources": {
                 s: {
-                    sp: {st: by_status[(s, sp, st)] for st in ("labelled", "unlabelled", "capped")}
+                    sp: {
+                        st: by_status[(s, sp, st)]
+                        for st in ("labelled", "other", "unlabelled", "capped")
+                    }
                     for sp in ("train", "val", "test")
                 }
                 for s in SOURCES
@@ -164,20 +240,23 @@ class RealmixListing:
                 c: {sp: by_label[(c, sp)] for sp in ("train", "val", "test")} for c in self.classes
             },
             "dropped": {f"{s}/{k}": n for (s, k), n in sorted(self.dropped.items())},
-            "missing_sources": [s for s in SOURCES[:2] if s not in self.roots],
+            "missing_sources": [s for s in RECORDED if s not in self.roots],
         }
 
     def summary(self) -> str:
         """The counts as a readable table (printed by ``stmt prepare``)."""
         cnt = self.counts()
-        lines = ["realmix clips (labelled / unlabelled / beyond the cap -> unlabelled):"]
+        lines = [
+            "realmix clips (labelled / other actions / unlabelled / beyond the cap -> unlabelled):"
+        ]
         for s, splits in cnt["sources"].items():
             cells = ", ".join(
-                f"{sp} {v['labelled']}/{v['unlabelled']}/{v['capped']}" for sp, v in splits.items()
+                f"{sp} {v['labelled']}/{v['other']}/{v['unlabelled']}/{v['capped']}"
+                for sp, v in splits.items()
             )
-            lines.append(f"  {s:<9} {cells}   ({'; '.join(self.roots[s])})")
+            lines.append(f"  {s:<11} {cells}   ({'; '.join(self.roots[s])})")
         for s in cnt["missing_sources"]:
-            lines.append(f"  {s:<9} not found under --data (left out)")
+            lines.append(f"  {s:<11} not found under --data (left out)")
         lines.append("labelled clips per class (train / val / test):")
         for c, v in cnt["labelled"].items():
             lines.append(f"  {c:<20} {v['train']:>4} {v['val']:>4} {v['test']:>4}")
@@ -210,7 +289,7 @@ def _bandai_clip(path: Path, m: re.Match) -> Clip | None:
         content=content,
         group=f"{ds}/{style}",
         take=take,
-        split=BANDAI_HELD_OUT.get(ds, {}).get(style, "train"),
+        split=OTHER_HELD_OUT.get(content) or BANDAI_HELD_OUT.get(ds, {}).get(style, "train"),
         label=BANDAI_LABELS[content],
     )
 
@@ -244,6 +323,23 @@ def _hdm05_clip(path: Path, m: re.Match) -> tuple[Clip | None, Path]:
     return clip, root
 
 
+def _kindergator_clip(path: Path, m: re.Match) -> Clip | None:
+    pid, take, action = m.group(1), int(m.group(2)), m.group(3)
+    if action not in KINDERGATOR_LABELS:
+        return None
+    group = path.parent.name  # Adults / Children
+    return Clip(
+        source="kindergator",
+        key=f"kindergator/{group}/{path.name}",
+        path=path,
+        content=action,
+        group=f"p{pid}",
+        take=take,
+        split=KINDERGATOR_SPLIT.get(pid, "train"),
+        label=KINDERGATOR_LABELS[action],
+    )
+
+
 def find_real_clips(data: str | Path) -> tuple[list[Clip], dict[str, list[str]], Counter]:
     """Bandai BVH and HDM05 AMC files under ``data``, recognised by their names.
 
@@ -271,6 +367,15 @@ def find_real_clips(data: str | Path) -> tuple[list[Clip], dict[str, list[str]],
             roots.setdefault("hdm05", set()).add(str(root))
             if clip is None:
                 dropped[("hdm05", m.group(2))] += 1
+            else:
+                clips.append(clip)
+            continue
+        m = KINDERGATOR_RE.match(path.name)
+        if m:
+            clip = _kindergator_clip(path, m)
+            roots.setdefault("kindergator", set()).add(str(path.parent.parent))
+            if clip is None:
+                dropped[("kindergator", m.group(3))] += 1
             else:
                 clips.append(clip)
     unique: dict[str, Clip] = {}
@@ -320,7 +425,7 @@ def apply_cap(clips: list[Clip], cap: int = BANDAI_TRAIN_CAP) -> None:
     """Mark labelled Bandai train clips beyond ``cap`` per label as "capped" (in place)."""
     by_label: dict[str, list[Clip]] = {}
     for c in clips:
-        if c.source == "bandai" and c.split == "train" and c.label is not None:
+        if c.source == "bandai" and c.split == "train" and c.label not in (None, OTHER):
             by_label.setdefault(c.label, []).append(c)
     for members in by_label.values():
         keep = {c.key for c in spread_pick(members, cap)}
@@ -329,6 +434,8 @@ def apply_cap(clips: list[Clip], cap: int = BANDAI_TRAIN_CAP) -> None:
     for c in clips:
         if c.label is None:
             c.status = "unlabelled"
+        elif c.label == OTHER:
+            c.status = "other"
 
 
 def synthetic_clips(folder: str | Path) -> tuple[list[Clip], Counter]:

@@ -28,6 +28,10 @@ the clips it was trained on were.
 3. **Frames.** A span of L grid frames gives T clip frames: the centres of T
    equal bins (evaluation and inference), or one uniform draw in each bin
    (training) (:func:`bin_frames`); a span shorter than T repeats frames.
+   Training may first draw a shorter part of a sample and a playback speed
+   (:func:`draw_spans`): a cropped part shorter than the window is padded in it
+   exactly as a short file is at inference, so a held pose at a clip's ends no
+   longer says which source (which clip length) it came from.
 4. **Normalisation** (:func:`normalise`): subtract the centre of the clip's
    bounding box in x and y and its lowest z (the floor goes to z = 0), divide
    by the body height (the largest per-frame vertical extent over the clip,
@@ -195,7 +199,7 @@ def bin_frames(
     length: np.ndarray,
     num_frames: int,
     rng: np.random.Generator | None = None,
-    window: int = 0,
+    window: float | np.ndarray = 0,
 ) -> np.ndarray:
     """(B, T) frame indices within spans of ``length`` (B,) frames.
 
@@ -203,20 +207,67 @@ def bin_frames(
     ``window`` 0: the bins cover the span. ``window`` > 0 (fixed windows, module
     docstring): they cover ``window`` frames placed in the span, at a uniformly random
     start (``rng``) or centred, or, for a span shorter than that, around it with
-    indices outside it held at its first / last frame.
+    indices outside it held at its first / last frame. ``window`` may be one value
+    per span (B,) (a playback speed drawn per clip: :func:`draw_spans`).
     """
     length = np.asarray(length, dtype=np.int64)[:, None]  # (B, 1)
     B = length.shape[0]
-    cover = length.astype(np.float64) if window <= 0 else np.full((B, 1), float(window))
+    window = np.broadcast_to(np.asarray(window, dtype=np.float64).reshape(-1, 1), (B, 1))
+    fixed = bool(np.all(window > 0))
+    cover = length.astype(np.float64) if not fixed else window
     edges = np.arange(num_frames, dtype=np.float64)[None, :]  # (1, T)
     u = 0.5 if rng is None else rng.random((B, num_frames))
     pos = (edges + u) * cover / num_frames  # (B, T) in [0, cover)
-    if window > 0:
-        slack = (length - window).astype(np.float64)  # > 0: room to move; < 0: padding
+    if fixed:
+        slack = length - window  # > 0: room to move; < 0: padding
         place = 0.5 if rng is None else rng.random((B, 1))
         pos += np.where(slack > 0, np.floor(place * (slack + 1)), np.round(slack / 2))
         return np.clip(np.floor(pos).astype(np.int64), 0, length - 1)
     return np.minimum(pos.astype(np.int64), length - 1)
+
+
+def draw_spans(
+    length: np.ndarray,
+    window: int,
+    rng: np.random.Generator,
+    crop: float = 0.0,
+    crop_min: float = 0.5,
+    speed: tuple[float, float] = (1.0, 1.0),
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A training draw of which part of each sample a fixed-window clip shows.
+
+    Args:
+        length: (B,) grid frames of each sample.
+        window: grid frames a clip covers (fixed windows).
+        rng: the draw's generator.
+        crop: probability of keeping only a part of the sample: a uniformly placed span
+            of U(crop_min, 1) times min(length, window) frames (at least one), so a long
+            sample gives a short part padded in the window as a short file is.
+        speed: a playback speed drawn log-uniformly in this range per clip: the clip
+            covers window * speed frames of the sample (faster or slower motion).
+
+    Returns:
+        ``(start, length, cover)``: (B,) int64 first frame of the part within its
+        sample, (B,) int64 its frames, (B,) float64 frames the clip covers (the
+        ``window`` argument of :func:`bin_frames`).
+    """
+    length = np.asarray(length, dtype=np.int64)
+    B = len(length)
+    lo, hi = speed
+    cover = np.full(B, float(window))
+    if hi > lo:
+        cover *= np.exp(rng.uniform(np.log(lo), np.log(hi), B))
+    elif lo != 1.0:
+        cover *= lo
+    start = np.zeros(B, np.int64)
+    part = length.copy()
+    if crop > 0:
+        cut = rng.random(B) < crop
+        most = np.minimum(length, np.round(cover).astype(np.int64))
+        want = np.maximum(1, np.round(rng.uniform(crop_min, 1.0, B) * most)).astype(np.int64)
+        part = np.where(cut, np.minimum(want, length), length)
+        start = np.where(cut, np.floor(rng.random(B) * (length - part + 1)), 0).astype(np.int64)
+    return start, part, cover
 
 
 # --------------------------------------------------------------------------- 4. normalisation

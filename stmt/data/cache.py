@@ -95,8 +95,8 @@ class CacheIndex:
         return float(self.meta["window_s"])
 
     def split_indices(self, split: str) -> np.ndarray:
-        """Sample indices of ``split`` ("train", "val", "test")."""
-        return np.nonzero(self.sample_split == split)[0]
+        """Sample indices of ``split`` ("train", "val", "test"; "train+test" for several)."""
+        return np.nonzero(np.isin(self.sample_split, split.split("+")))[0]
 
     def sample_frame_start(self) -> np.ndarray:
         """(M,) absolute first frame of each sample in vertices.npy."""
@@ -104,6 +104,11 @@ class CacheIndex:
 
     def sample_subject(self) -> list[str]:
         return [self.seq_subject[s] for s in self.sample_seq]
+
+    def sample_source(self) -> np.ndarray:
+        """(M,) str: the source of each sample, its subject up to the first "/" (realmix:
+        "bandai", "hdm05", "synthetic")."""
+        return np.asarray([self.seq_subject[s].split("/", 1)[0] for s in self.sample_seq], str)
 
 
 def rebuild_hint(meta: dict | None = None) -> str:

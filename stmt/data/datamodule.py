@@ -5,7 +5,9 @@ A clip is T frames of one sample (a labelled span of a sequence), made by
 
 - training: the sample's frames are split into T equal bins and one frame is
   drawn uniformly at random in each bin (a sample shorter than T frames repeats
-  frames);
+  frames); with fixed windows, optionally only a random part of the sample
+  (``crop``) at a random playback speed (``speed_min``, ``speed_max``), see
+  :func:`stmt.clip.draw_spans`;
 - evaluation (val/test/predict): the frame at the centre of each bin.
 
 Every clip is normalised by :func:`stmt.clip.normalise`, then, for training with
@@ -18,6 +20,9 @@ Batches are dicts ``{"vertices": (B, T, N, 3) float32, "label": (B,) int64}``.
 Samples without a label (label ``UNLABELLED`` = -1, e.g. realmix's clips beyond
 its per-label cap) are left out of every stage unless ``with_unlabelled``
 (for :class:`~stmt.engine.pretrainer.STMTPretrainer`, which ignores labels).
+Samples of actions outside the classes (``OTHER_ACTION`` = -2) are kept with
+``with_other`` (the classifier learns and measures "unknown" on them) or
+``with_unlabelled``.
 The template's geodesic matrix is an attribute (``.geodesic``), handed to the
 model once, not per sample.
 
@@ -39,9 +44,9 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from stmt.clip import bin_frames, normalise
+from stmt.clip import bin_frames, draw_spans, normalise
 from stmt.data.cache import load_index, open_arrays
-from stmt.data.prepare import UNLABELLED
+from stmt.data.prepare import OTHER_ACTION
 from stmt.data.template import Template
 from stmt.data.transforms import augment_matrices
 from stmt.errors import InputError
@@ -72,6 +77,7 @@ class CacheClips(Dataset):
         augment: dict | None = None,
         seed: int = 0,
         window: int = 0,
+        draw: dict | None = None,
     ):
         self.cache = str(cache)
         self.sample_ids = np.asarray(sample_ids, dtype=np.int64)
@@ -83,6 +89,7 @@ class CacheClips(Dataset):
         self.augment = augment or {}
         self.seed = seed
         self.window = int(window)  # > 0: fixed windows of this many frames (stmt.clip)
+        self.draw = draw or {}  # crop / speed of training clips (stmt.clip.draw_spans)
         self._arrays = None  # opened lazily, once per process (DataLoader worker)
         self._rng = None
         self._bank = None
@@ -119,9 +126,13 @@ class CacheClips(Dataset):
         verts, centres, bounds = self._open()
         items = np.asarray(items, dtype=np.int64)
         B, T = len(items), self.num_frames
-        rng = self._rng if self.train else None
-        frames = bin_frames(self.length[items], T, rng, self.window)
-        frames += self.frame_start[items][:, None]
+        rng = self.rng_for_training()
+        start, length, cover = self.frame_start[items], self.length[items], self.window
+        if rng is not None and self.window > 0 and self.draw:
+            offset, length, cover = draw_spans(length, self.window, rng, **self.draw)
+            start = start + offset
+        frames = bin_frames(length, T, rng, cover)
+        frames += start[:, None]
         flat = frames.reshape(-1)  # (B*T,)
         off = torch.from_numpy(verts[flat])  # (B*T, N, 3) float16
         rot = None
@@ -139,6 +150,9 @@ class CacheClips(Dataset):
         if self.train and self.augment.get("jitter_std", 0) > 0:
             out.add_(self._jitter(B, out[0].numel()).reshape(out.shape))
         return out, torch.from_numpy(self.label[items])
+
+    def rng_for_training(self) -> np.random.Generator | None:
+        return self._rng if self.train else None
 
     def __getitems__(self, items: list[int]) -> dict:
         clip, label = self.clips(items)
@@ -178,9 +192,18 @@ class STMTDataModule(pl.LightningDataModule):
             class (at least one per class), the same subset for a given ``seed``
             (e.g. 0.1 for fine-tuning with 10 % labels).
         seed: seed of the labelled subset and of evaluation-time randomness.
-        with_unlabelled: keep the samples without a label (label -1) in every stage;
-            only for self-supervised pretraining (the classifier's loss and metrics
-            need labels). Off, they are left out.
+        with_unlabelled: keep the samples without a label (labels -1 and -2) in every
+            stage; only for self-supervised pretraining (the classifier's loss and
+            metrics need labels). Off, they are left out.
+        with_other: keep the samples of actions outside the classes (label -2) in every
+            stage: the classifier learns to spread its probability over them
+            (``STMTClassifier(other_weight=...)``) and ``stmt calibrate`` fits its
+            "unknown" rule on them.
+        train_sources, val_sources, test_sources: keep only samples of these sources
+            (a sample's source is its subject up to the first "/": realmix's "bandai",
+            "hdm05", "synthetic"); None: every source. Predict uses ``test_sources``.
+            With splits such as "train+test" this trains on one source and tests on
+            another (``benchmarks/eval_cross_source.py``).
         class_balance: training draws each sample with weight ``count(class)**-b``
             (with replacement, as many draws per epoch as samples): 0 keeps the plain
             shuffle, 1 sees every class equally often. For mixed sets whose classes
@@ -200,6 +223,18 @@ class STMTDataModule(pl.LightningDataModule):
             its whole sample.
         mirror: mirror half of the training clips left-right (augmentation; for
             label sets without left/right classes).
+        crop: with fixed windows, the probability that a training clip shows only a
+            random part of its sample, U(crop_min, 1) of min(sample, window) long and
+            padded in the window as a short file is at inference (:func:`stmt.clip.draw_spans`).
+        crop_min: the shortest part, as a fraction.
+        speed_min, speed_max: with fixed windows, training clips play their sample at a
+            speed drawn log-uniformly in this range (1, 1: off).
+        source_balance: with ``class_balance``, each source of a class is drawn as often
+            as the others (a class's weight is shared equally by its sources).
+        window_seconds: seconds a fixed window covers (the ``window_s`` the checkpoint
+            records for inference); None: the cache's ``window_s`` (the median sample
+            length, which moves when sources are added: set it to keep a model's time
+            scale).
     """
 
     def __init__(
@@ -231,6 +266,16 @@ class STMTDataModule(pl.LightningDataModule):
         max_samples: int | None = None,
         window: bool = False,
         mirror: bool = False,
+        with_other: bool = False,
+        train_sources: list[str] | None = None,
+        val_sources: list[str] | None = None,
+        test_sources: list[str] | None = None,
+        crop: float = 0.0,
+        crop_min: float = 0.5,
+        speed_min: float = 1.0,
+        speed_max: float = 1.0,
+        source_balance: bool = False,
+        window_seconds: float | None = None,
     ):
         super().__init__()
         if num_frames < 1:
@@ -245,6 +290,12 @@ class STMTDataModule(pl.LightningDataModule):
             raise ValueError(f"max_samples must be >= 1 or null, got {max_samples}")
         if not 0.0 <= class_balance <= 1.0:
             raise ValueError(f"class_balance must be in [0, 1], got {class_balance}")
+        if not (0.0 <= crop <= 1.0 and 0.0 < crop_min <= 1.0):
+            raise ValueError(f"need crop in [0, 1] and crop_min in (0, 1], got {crop}, {crop_min}")
+        if window_seconds is not None and not 0.0 < window_seconds <= 3600.0:
+            raise ValueError(f"window_seconds must be in (0, 3600], got {window_seconds}")
+        if not 0.0 < speed_min <= speed_max:
+            raise ValueError(f"need 0 < speed_min <= speed_max, got {speed_min}, {speed_max}")
         self.save_hyperparameters()
         self.cache = Path(cache)
         self.index = load_index(self.cache)
@@ -255,6 +306,11 @@ class STMTDataModule(pl.LightningDataModule):
         self.train_fraction = train_fraction
         self.seed = seed
         self.with_unlabelled = with_unlabelled
+        self.with_other = with_other
+        self.sources = {"fit": train_sources, "validate": val_sources, "test": test_sources,
+                        "predict": test_sources}  # fmt: skip
+        self.source_balance = source_balance
+        self._window_s = None if window_seconds is None else float(window_seconds)
         self.class_balance = float(class_balance)
         self.pin_memory = pin_memory
         self.max_samples = max_samples
@@ -278,6 +334,9 @@ class STMTDataModule(pl.LightningDataModule):
                 self.augment_args["mirror"] = True
         # every clip covers window_s (stmt.clip); the CLI links it into the model as is
         self.fixed_window = bool(window)
+        self.draw = {}
+        if augment and window and (crop > 0 or speed_max > speed_min or speed_min != 1.0):
+            self.draw = {"crop": crop, "crop_min": crop_min, "speed": (speed_min, speed_max)}
         self._datasets: dict[str, CacheClips] = {}
 
     # ---- what the model needs to know (available right after __init__)
@@ -299,7 +358,7 @@ class STMTDataModule(pl.LightningDataModule):
 
     @property
     def window_s(self) -> float:
-        return self.index.window_s
+        return self.index.window_s if self._window_s is None else self._window_s
 
     @property
     def clip_s(self) -> float | None:
@@ -309,7 +368,7 @@ class STMTDataModule(pl.LightningDataModule):
         if self.fixed_window:
             return None
         ids = self.index.split_indices(self.splits["fit"])
-        ids = ids[self.index.sample_label[ids] != UNLABELLED]
+        ids = ids[self.index.sample_label[ids] >= 0]
         if len(ids) == 0:
             return self.window_s
         return float(np.max(self.index.sample_length[ids])) / self.fps
@@ -320,23 +379,26 @@ class STMTDataModule(pl.LightningDataModule):
         return torch.from_numpy(self.template.geodesic)
 
     # ---- samples
-    def _split_indices(self, split: str) -> np.ndarray:
+    def _split_indices(self, split: str, sources: list[str] | None = None) -> np.ndarray:
         ids = self.index.split_indices(split)
+        label = self.index.sample_label[ids]
         if not self.with_unlabelled:
-            ids = ids[self.index.sample_label[ids] != UNLABELLED]
+            ids = ids[(label >= 0) | ((label == OTHER_ACTION) & self.with_other)]
+        if sources is not None:
+            ids = ids[np.isin(self.index.sample_source()[ids], list(sources))]
         return ids
 
-    def split_samples(self, split: str) -> np.ndarray:
-        """Sample indices of ``split`` (labelled ones unless ``with_unlabelled``),
-        falling back to val when it is empty."""
-        ids = self._split_indices(split)
+    def split_samples(self, split: str, sources: list[str] | None = None) -> np.ndarray:
+        """Sample indices of ``split`` (labelled ones unless ``with_unlabelled``; of
+        ``sources`` only when given), falling back to val when it is empty."""
+        ids = self._split_indices(split, sources)
         if len(ids) == 0 and split != self.splits["validate"]:
             print(
                 f"stmt: warning: the cache has no '{split}' samples; using "
                 f"'{self.splits['validate']}'",
                 file=sys.stderr,
             )
-            ids = self._split_indices(self.splits["validate"])
+            ids = self._split_indices(self.splits["validate"], self.sources["validate"])
         if len(ids) == 0:
             raise InputError(self.cache, f"the cache has no '{split}' samples")
         return ids
@@ -368,7 +430,7 @@ class STMTDataModule(pl.LightningDataModule):
 
     def dataset(self, stage: str) -> CacheClips:
         if stage not in self._datasets:
-            ids = self.split_samples(self.splits[stage])
+            ids = self.split_samples(self.splits[stage], self.sources[stage])
             if stage == "fit":
                 ids = self.labelled_subset(ids)
             ids = self.capped(ids)
@@ -383,6 +445,7 @@ class STMTDataModule(pl.LightningDataModule):
                 augment=self.augment_args,
                 seed=self.seed,
                 window=round(self.window_s * self.fps) if self.fixed_window else 0,
+                draw=self.draw,
             )
         return self._datasets[stage]
 
@@ -392,9 +455,20 @@ class STMTDataModule(pl.LightningDataModule):
             self.dataset(s)
 
     def _balanced_sampler(self, ds: CacheClips) -> torch.utils.data.Sampler:
-        """Draws with weight count(class)**-class_balance (see the class docstring)."""
+        """Draws with weight count(class)**-class_balance, shared equally by the class's
+        sources with ``source_balance`` (see the class docstring)."""
         _, inverse, counts = np.unique(ds.label, return_inverse=True, return_counts=True)
         weights = counts[inverse].astype(np.float64) ** -self.class_balance
+        if self.source_balance:
+            source = self.index.sample_source()[ds.sample_ids]
+            pairs = np.stack([ds.label.astype(str), source], axis=1)  # (S, 2) class, source
+            uniq, g_inv, g_counts = np.unique(
+                pairs, axis=0, return_inverse=True, return_counts=True
+            )
+            _, n_src = np.unique(uniq[:, 0], return_counts=True)  # sources per class
+            per_class = dict(zip(np.unique(uniq[:, 0]), n_src))
+            n = np.array([per_class[str(c)] for c in ds.label])
+            weights *= counts[inverse] / (n * g_counts[g_inv.reshape(-1)])
         gen = torch.Generator().manual_seed(self.seed)
         return torch.utils.data.WeightedRandomSampler(
             torch.from_numpy(weights), num_samples=len(ds), replacement=True, generator=gen
@@ -403,7 +477,7 @@ class STMTDataModule(pl.LightningDataModule):
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         ds = self.dataset(stage)
         sampler = None
-        if shuffle and self.class_balance > 0:
+        if shuffle and (self.class_balance > 0 or self.source_balance):
             sampler, shuffle = self._balanced_sampler(ds), False
         return DataLoader(
             ds,

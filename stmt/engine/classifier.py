@@ -21,6 +21,7 @@ from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from stmt import checkpoint
+from stmt.data.prepare import OTHER_ACTION
 from stmt.engine.common import (
     adamw_warmup_cosine,
     check_optim_args,
@@ -81,6 +82,16 @@ class STMTClassifier(pl.LightningModule):
         lr, weight_decay, warmup_fraction: AdamW with linear warm-up over that
             share of all steps, then cosine decay.
         label_smoothing: cross-entropy label smoothing.
+        other_weight: weight of the outlier-exposure loss on samples of actions outside
+            the classes (label -2, ``STMTDataModule(with_other=True)``): the cross-entropy
+            to the uniform distribution, which teaches the model to spread its
+            probability, not to name a class, on motion none of its classes describes
+            (Hendrycks et al., ICLR 2019). 0: such samples are ignored in training.
+        calibration: what ``stmt calibrate`` fitted after training, kept in the
+            checkpoint for inference (:mod:`stmt.engine.calibration`): the softmax
+            temperature and the "unknown" threshold on the calibrated top-1
+            probability, with the numbers they were chosen on. None: uncalibrated
+            (temperature 1, no "unknown").
         pretrained: an STMTPretrainer checkpoint whose encoder initialises the
             model when fitting starts (only the head stays new; see
             :func:`load_pretrained_encoder`).
@@ -106,6 +117,8 @@ class STMTClassifier(pl.LightningModule):
         weight_decay: float = 0.05,
         warmup_fraction: float = 0.05,
         label_smoothing: float = 0.0,
+        other_weight: float = 0.0,
+        calibration: dict[str, Any] | None = None,
         pretrained: str | None = None,
         compile: bool | None = None,
     ):
@@ -118,6 +131,8 @@ class STMTClassifier(pl.LightningModule):
         check_optim_args(lr, weight_decay, warmup_fraction)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+        if not (other_weight >= 0.0 and other_weight < float("inf")):
+            raise ValueError(f"other_weight must be a finite number >= 0, got {other_weight}")
         self.save_hyperparameters(
             checkpoint.hyper_parameters(
                 STMTClassifier,
@@ -135,6 +150,8 @@ class STMTClassifier(pl.LightningModule):
                 weight_decay=weight_decay,
                 warmup_fraction=warmup_fraction,
                 label_smoothing=label_smoothing,
+                other_weight=float(other_weight),
+                calibration=calibration,
                 pretrained=None if pretrained is None else str(pretrained),
             )
         )
@@ -199,17 +216,35 @@ class STMTClassifier(pl.LightningModule):
 
     def training_step(self, batch: dict[str, Tensor], batch_idx: int) -> Tensor:
         logits = self(batch["vertices"])
-        loss = F.cross_entropy(logits, batch["label"], label_smoothing=self.hparams.label_smoothing)
-        self.train_top1(logits, batch["label"])
-        bs = len(batch["label"])
-        self.log("train/loss", loss, prog_bar=True, batch_size=bs)
+        label = batch["label"]
+        known = label >= 0
+        loss = (
+            F.cross_entropy(
+                logits[known], label[known], label_smoothing=self.hparams.label_smoothing
+            )
+            if bool(known.any())
+            else logits.sum() * 0.0  # a batch of other actions only
+        )
+        other = label == OTHER_ACTION
+        if self.hparams.other_weight > 0 and bool(other.any()):
+            # cross-entropy to the uniform distribution: mean over classes of -log p
+            uniform = -F.log_softmax(logits[other].float(), dim=-1).mean(dim=-1).mean()
+            loss = loss + self.hparams.other_weight * uniform
+            self.log("train/other_loss", uniform, batch_size=int(other.sum()))
+        self.train_top1(logits[known], label[known])
+        bs = int(known.sum())
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(label))
         self.log("train/top1", self.train_top1, on_step=False, on_epoch=True, batch_size=bs)
         return loss
 
     def _evaluate(self, batch: dict[str, Tensor], split: str) -> Tensor:
         logits = self(batch["vertices"])
         label = batch["label"]
+        known = label >= 0  # samples of other actions count in no class metric
+        logits, label = logits[known], label[known]
         bs = len(label)
+        if bs == 0:
+            return logits
         self.log(f"{split}/loss", F.cross_entropy(logits, label), sync_dist=True, batch_size=bs)
         for name in ("top1", "top5", "top1_norm"):
             metric = getattr(self, f"{split}_{name}")
@@ -222,7 +257,7 @@ class STMTClassifier(pl.LightningModule):
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         logits = self._evaluate(batch, "test")
-        self.test_confmat.update(logits, batch["label"])
+        self.test_confmat.update(logits, batch["label"][batch["label"] >= 0])
 
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         probs = self(batch["vertices"]).float().softmax(dim=-1)

@@ -13,7 +13,9 @@ data, so that ``torch.load(path, weights_only=True)`` reads it:
   takes a file no longer than that as one whole clip; checkpoints without it
   are always cut into windows of ``window_s``), optionally ``fixed_window``
   (true: trained on clips that each cover ``window_s`` seconds, so inference
-  cuts every file into such windows; see :mod:`stmt.clip`), the optimiser
+  cuts every file into such windows; see :mod:`stmt.clip`), optionally
+  ``calibration`` (``stmt calibrate``: the softmax temperature and the
+  "unknown" threshold; :mod:`stmt.engine.calibration`), the optimiser
   settings, and
   ``_class_path`` (which module wrote it; LightningCLI's ``--ckpt_path`` reads
   it). :func:`model_args` completes ``model_args`` with the three sizes, so
@@ -224,6 +226,24 @@ def check_hparams(hp: dict[str, Any], path: str | Path) -> None:
     for key, value in (hp.get("model_args") or {}).items():
         if isinstance(value, float) and not math.isfinite(value):
             raise InputError(path, f"bad checkpoint: model_args {key} is {value!r}")
+    check_calibration(hp.get("calibration"), path)
+
+
+def check_calibration(calibration: Any, path: str | Path) -> None:
+    """Refuse a ``calibration`` entry inference cannot use: a temperature that is not a
+    positive number, a threshold outside [0, 1]."""
+    if calibration is None:
+        return
+    if not isinstance(calibration, dict):
+        raise InputError(path, f"bad checkpoint: calibration is {calibration!r}; expected a dict")
+    t = calibration.get("temperature", 1.0)
+    if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and t > 0):
+        raise InputError(path, f"bad checkpoint: calibration temperature is {t!r}")
+    u = calibration.get("unknown_threshold")
+    if u is not None and (
+        isinstance(u, bool) or not isinstance(u, (int, float)) or not 0.0 <= u <= 1.0
+    ):
+        raise InputError(path, f"bad checkpoint: calibration unknown_threshold is {u!r}")
 
 
 def _check_size(arch: str, args: dict[str, Any], path: Path) -> None:

@@ -25,6 +25,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "inspect": ("stmt.commands.inspect", "show what a MoCap file holds once read"),
     "synth": ("stmt.commands.synth", "generate the built-in synthetic action dataset"),
     "prepare": ("stmt.commands.prepare", "pose a dataset once into a training cache"),
+    "calibrate": (
+        "stmt.commands.calibrate",
+        'fit a trained checkpoint\'s temperature and "unknown" rule on held-out clips',
+    ),
     "classify": ("stmt.commands.classify", "label the actions in MoCap files"),
     "view": ("stmt.commands.view", "play a MoCap file with the model's attention"),
 }

@@ -27,6 +27,11 @@ inferencer (MMAction2's), it runs in three steps, each a method:
    :class:`Prediction`: per window, and **overall** as the mean of the window
    probabilities (every window weighs the same).
 
+A calibrated checkpoint (``stmt calibrate``, :mod:`stmt.engine.calibration`)
+divides the logits by its temperature before the softmax, and says "unknown"
+for a file (or a window) whose top-1 probability is below its threshold
+(``unknown_threshold``; 0 turns it off).
+
 Only the template vertices are posed (the template: a farthest point sample of
 ``num_points`` vertices of the topology's rest mesh, cached on disk by
 :func:`stmt.data.template.get_template`). :meth:`Classifier.read` with
@@ -80,6 +85,8 @@ class Prediction:
         fps: the sequence's own frame rate.
         warnings: lines about input that is legal but odd (from the reader, the body
             or the windows), shown with the label.
+        unknown_threshold: a top-1 probability below this says "unknown" (none of the
+            classes fits); None: the checkpoint has no such rule.
     """
 
     file: Path
@@ -88,6 +95,22 @@ class Prediction:
     duration_s: float = 0.0
     fps: float = 0.0
     warnings: list[str] = field(default_factory=list)
+    unknown_threshold: float | None = None
+
+    @property
+    def score(self) -> float:
+        """The overall top-1 probability, which the "unknown" rule thresholds."""
+        return float(self.overall[0][1])
+
+    @property
+    def unknown(self) -> bool:
+        """True when none of the classes fits: the top-1 probability is below the rule's
+        threshold (always False without one)."""
+        return self.is_unknown(self.overall)
+
+    def is_unknown(self, ranked: Ranked) -> bool:
+        """Whether a ranked list (overall, or a window's) is "unknown"."""
+        return self.unknown_threshold is not None and float(ranked[0][1]) < self.unknown_threshold
 
     def to_json(self) -> dict[str, Any]:
         """The ``stmt classify --json`` record of this file (see stmt.commands.classify)."""
@@ -95,11 +118,14 @@ class Prediction:
             "file": str(self.file),
             "duration_s": round(float(self.duration_s), 4),
             "fps": round(float(self.fps), 4),
+            "unknown": self.unknown,
+            "score": self.score,
             "overall": [{"label": a, "prob": float(p)} for a, p in self.overall],
             "windows": [
                 {
                     "start": round(float(s), 4),
                     "end": round(float(e), 4),
+                    "unknown": self.is_unknown(top),
                     "top_k": [{"label": a, "prob": float(p)} for a, p in top],
                 }
                 for s, e, top in self.windows
@@ -232,6 +258,8 @@ class Classifier:
         source: Path | None = None,
         clip_s: float | None = None,
         fixed_window: bool = False,
+        temperature: float = 1.0,
+        unknown_threshold: float | None = None,
     ):
         self.model = model.eval()
         self.class_names = list(class_names)
@@ -241,6 +269,8 @@ class Classifier:
         self.window_s = float(window_s)
         self.clip_s = None if clip_s is None else float(clip_s)
         self.fixed_window = bool(fixed_window)
+        self.temperature = float(temperature)  # logits are divided by it before the softmax
+        self.unknown_threshold = unknown_threshold  # top-1 probability under it: "unknown"
         self.arch = arch
         self.train_geodesic = geodesic  # (N, N) of the training template, or None
         self.device = device
@@ -256,6 +286,7 @@ class Classifier:
 
         path = Path(path)
         model, hp, geodesic = load_classifier(path)
+        calibration = hp.get("calibration") or {}
         return cls(
             model.to(device),
             class_names=list(hp["class_names"]),
@@ -269,6 +300,8 @@ class Classifier:
             source=path,
             clip_s=None if hp.get("clip_s") is None else float(hp["clip_s"]),
             fixed_window=bool(hp.get("fixed_window", False)),
+            temperature=float(calibration.get("temperature", 1.0)),
+            unknown_threshold=calibration.get("unknown_threshold"),
         )
 
     # ----------------------------------------------------------------- template
@@ -482,6 +515,7 @@ class Classifier:
             duration_s=item.duration_s,
             fps=item.fps,
             warnings=list(item.warnings),
+            unknown_threshold=self.unknown_threshold or None,  # 0 turns the rule off
         )
 
     def predict(
@@ -512,7 +546,7 @@ class Classifier:
         import torch
 
         out = self._batched(
-            lambda x, g: torch.softmax(self.model(x, g).float(), dim=-1),
+            lambda x, g: torch.softmax(self.model(x, g).float() / self.temperature, dim=-1),
             clips,
             geodesic,
             batch_size,

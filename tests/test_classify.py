@@ -86,8 +86,12 @@ def run_cli(argv, capsys) -> tuple[int, str, str]:
 
 def check_schema(record: dict, classes: list[str], top_k: int) -> None:
     """The documented --json schema (stmt.commands.classify docstring)."""
-    assert set(record) == {"file", "duration_s", "fps", "overall", "windows", "warnings"}
+    assert set(record) == {
+        "file", "duration_s", "fps", "unknown", "score", "overall", "windows", "warnings"
+    }  # fmt: skip
     assert isinstance(record["file"], str)
+    assert isinstance(record["unknown"], bool)
+    assert record["score"] == record["overall"][0]["prob"]
     assert isinstance(record["warnings"], list)
     assert all(isinstance(w, str) for w in record["warnings"])
     assert isinstance(record["duration_s"], float) and record["duration_s"] > 0
@@ -107,7 +111,8 @@ def check_schema(record: dict, classes: list[str], top_k: int) -> None:
     check_ranked(record["overall"])
     assert isinstance(record["windows"], list) and record["windows"]
     for w in record["windows"]:
-        assert set(w) == {"start", "end", "top_k"}
+        assert set(w) == {"start", "end", "unknown", "top_k"}
+        assert isinstance(w["unknown"], bool)
         assert isinstance(w["start"], float) and isinstance(w["end"], float)
         assert 0.0 <= w["start"] < w["end"] <= record["duration_s"] + 1e-6
         check_ranked(w["top_k"])
@@ -187,6 +192,49 @@ def test_sequence_warnings_reach_the_prediction_and_the_table(clf):
     lines = format_table(pred).splitlines()
     assert lines[1] == "  warning: the source skeleton has 3 zero-length bones"
     assert clf.predict(sequence(2.0)).warnings == []  # nothing carried over between calls
+
+
+def test_unknown_rule_and_temperature(ckpt):
+    """The calibration a checkpoint carries: logits / T before the softmax, and "unknown"
+    below the threshold, for the file and per window; a threshold of 0 turns it off."""
+    from stmt.commands.classify import format_table
+
+    plain = Classifier.from_checkpoint(ckpt)
+    seq = sequence(3.0)
+    base = plain.predict(seq, top_k=4)
+    assert base.unknown is False and base.unknown_threshold is None  # no rule: never unknown
+    item = plain.preprocess(seq)
+    logits = plain._batched(plain.model, item.clips, item.template.geodesic, 16)[0]
+    warm = Classifier.from_checkpoint(ckpt)
+    warm.temperature = 3.0
+    expect = torch.softmax(torch.as_tensor(logits) / 3.0, dim=-1).numpy().mean(0)
+    got = warm.predict(seq, top_k=4)
+    np.testing.assert_allclose(sorted(p for _, p in got.overall), sorted(expect), rtol=1e-5)
+    # a threshold above the top-1 probability: unknown, in the table and JSON
+    warm.unknown_threshold = got.score + 1e-3
+    pred = warm.predict(seq, top_k=4)
+    assert pred.unknown and pred.to_json()["unknown"] is True
+    best, prob = pred.overall[0]
+    assert f"  overall: unknown (best: {best} {prob:.3f})" in format_table(pred).splitlines()
+    flags = [w["unknown"] for w in pred.to_json()["windows"]]
+    assert flags == [top[0][1] < warm.unknown_threshold for _, _, top in pred.windows]
+    assert sum("unknown (best:" in ln for ln in format_table(pred).splitlines()[1:]) == 1 + sum(
+        flags
+    )
+    warm.unknown_threshold = got.score - 1e-3
+    assert not warm.predict(seq, top_k=4).unknown
+    warm.unknown_threshold = 0.0  # off
+    assert warm.predict(seq, top_k=4).unknown_threshold is None
+
+
+def test_cli_unknown_threshold_option(ckpt, tmp_path, capsys):
+    f = write_mesh_npz(tmp_path / "a.npz", 1.5)
+    code, out, _ = run_cli([f, "--ckpt", ckpt, "--json", "--unknown-threshold", "1"], capsys)
+    assert code == 0 and json.loads(out)[0]["unknown"] is True  # nothing reaches 1
+    code, out, _ = run_cli([f, "--ckpt", ckpt, "--json", "--unknown-threshold", "0"], capsys)
+    assert code == 0 and json.loads(out)[0]["unknown"] is False
+    code, _, err = run_cli([f, "--ckpt", ckpt, "--unknown-threshold", "1.5"], capsys)
+    assert code == 2 and "--unknown-threshold must be 0 to 1" in err
 
 
 def test_predict_short_sequence_is_one_window(clf):
@@ -481,8 +529,8 @@ def test_cli_out_csv_one_row_per_file(ckpt, tmp_path, capsys):
     assert code == 0, err
     assert stdout.rstrip().endswith(f"wrote 2 predictions to {out}")
     rows = list(csv.DictReader(out.open()))
-    assert list(rows[0]) == ["file", "label", "prob", "label_2", "prob_2", "label_3", "prob_3",
-                             "duration_s", "windows"]  # fmt: skip
+    assert list(rows[0]) == ["file", "label", "prob", "unknown", "label_2", "prob_2", "label_3",
+                             "prob_3", "duration_s", "windows"]  # fmt: skip
     _, js, _ = run_cli([*files, "--ckpt", ckpt, "--top-k", "3", "--window", "1", "--stride", "0.25",
                         "--json"], capsys)  # fmt: skip
     for row, rec in zip(rows, json.loads(js), strict=True):
@@ -491,6 +539,7 @@ def test_cli_out_csv_one_row_per_file(ckpt, tmp_path, capsys):
             x["label"] for x in rec["overall"]
         ]
         assert float(row["prob"]) == pytest.approx(rec["overall"][0]["prob"], abs=1e-6)
+        assert row["unknown"] == str(rec["unknown"]).lower()
         assert int(row["windows"]) == len(rec["windows"])
     assert int(rows[0]["windows"]) == 7  # 2.5 s, 1 s windows every 0.25 s
 

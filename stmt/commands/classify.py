@@ -18,12 +18,15 @@ one JSON document, a list with one object per file that was read::
         "file": "walk.npz",            # the path as given
         "duration_s": 10.0,            # seconds the sequence covers
         "fps": 120.0,                  # the file's own frame rate
+        "unknown": false,              # true: none of the classes fits (score below the
+        "score": 0.81,                 #   checkpoint's threshold); score = top-1 prob
         "overall": [                   # top-k of the mean window probabilities,
           {"label": "walk", "prob": 0.81},      # sorted by falling prob
           ...
         ],
         "windows": [                   # in time order; their union is [0, duration_s]
           {"start": 0.0, "end": 2.0,   # seconds
+           "unknown": false,           # this window's own "unknown"
            "top_k": [{"label": "walk", "prob": 0.93}, ...]},
           ...
         ],
@@ -32,8 +35,12 @@ one JSON document, a list with one object per file that was read::
       ...
     ]
 
-Probabilities are softmax outputs (floats in [0, 1]); a top-k list sums to at
-most 1. Several files are read one after another and their windows go
+Probabilities are softmax outputs (floats in [0, 1]; of the logits divided by
+the checkpoint's temperature when it is calibrated); a top-k list sums to at
+most 1. **Unknown**: a calibrated checkpoint (``stmt calibrate``) says a file
+or window shows none of its actions when its top-1 probability is below its
+threshold: the table then reads ``unknown (best: LABEL 0.31)``.
+``--unknown-threshold P`` sets another threshold, ``0`` turns the rule off. Several files are read one after another and their windows go
 through the model ``--batch-size`` at a time, across files.
 
 Keeping the predictions: ``--out FILE.json`` writes one JSON document that
@@ -51,8 +58,8 @@ also says how they were made::
     }
 
 ``--out FILE.csv`` writes one row per file: ``file, label, prob`` (the overall
-top-1), then ``label_2, prob_2, ... label_k, prob_k``, then ``duration_s`` and
-``windows``. Both are written atomically (a temporary file renamed into place);
+top-1), ``unknown`` (true/false), then ``label_2, prob_2, ... label_k, prob_k``,
+then ``duration_s`` and ``windows``. Both are written atomically (a temporary file renamed into place);
 the path is printed at the end (on stderr with ``--json``, which keeps stdout
 for the JSON).
 
@@ -123,6 +130,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--json", action="store_true", help="print JSON (schema in `pydoc stmt.commands.classify`)"
     )
+    p.add_argument(
+        "--unknown-threshold",
+        type=float,
+        default=None,
+        metavar="P",
+        help='say "unknown" when the top-1 probability is below P (default: the '
+        "checkpoint's calibrated threshold, if it has one; 0: never)",
+    )
     p.add_argument("--batch-size", type=int, default=16, help="windows per model call")
     p.add_argument(
         "--device", default="auto", help="torch device: auto (cuda when there is one), cpu, cuda:0"
@@ -138,7 +153,7 @@ def format_table(pred, show_timeline: bool = True) -> str:
     lines = [head]
     lines += [f"  warning: {w}" for w in pred.warnings]
     width = max(len(a) for a, _ in pred.overall)
-    lines.append("  overall")
+    lines.append(f"  overall: {unknown_text(pred.overall)}" if pred.unknown else "  overall")
     for i, (label, prob) in enumerate(pred.overall, 1):
         lines.append(f"    {i}. {label:<{width}}  {prob:6.3f}")
     if show_timeline and n > 1:
@@ -146,8 +161,15 @@ def format_table(pred, show_timeline: bool = True) -> str:
         lines.append("  timeline (top-1 per window)")
         for start, end, top in pred.windows:
             label, prob = top[0]
-            lines.append(f"    {start:7.2f} - {end:7.2f} s  {label:<{width}}  {prob:6.3f}")
+            said = unknown_text(top) if pred.is_unknown(top) else f"{label:<{width}}  {prob:6.3f}"
+            lines.append(f"    {start:7.2f} - {end:7.2f} s  {said}")
     return "\n".join(lines)
+
+
+def unknown_text(ranked) -> str:
+    """``unknown (best: LABEL 0.310)``: what the table says for an "unknown" file or window."""
+    label, prob = ranked[0]
+    return f"unknown (best: {label} {prob:.3f})"
 
 
 def is_mesh_folder(path: Path) -> bool:
@@ -227,7 +249,7 @@ def predictions_csv(records: list[dict], top_k: int) -> str:
     import csv
     import io
 
-    header = ["file", "label", "prob"]
+    header = ["file", "label", "prob", "unknown"]
     for i in range(2, top_k + 1):
         header += [f"label_{i}", f"prob_{i}"]
     header += ["duration_s", "windows"]
@@ -236,8 +258,10 @@ def predictions_csv(records: list[dict], top_k: int) -> str:
     writer.writerow(header)
     for r in records:
         row: list = [r["file"]]
-        for item in r["overall"][:top_k]:
+        for i, item in enumerate(r["overall"][:top_k]):
             row += [item["label"], f"{item['prob']:.6f}"]
+            if i == 0:
+                row.append("true" if r["unknown"] else "false")
         row += [""] * (len(header) - 2 - len(row))
         row += [r["duration_s"], len(r["windows"])]
         writer.writerow(row)
@@ -278,7 +302,11 @@ def main(args: argparse.Namespace) -> int:
             raise InputError(args.out, "--out must end in .csv or .json")
         check_output(args.out)  # before any file is read and classified
     inputs, folder_errors = expand_inputs(list(args.files), args.recursive)
+    if args.unknown_threshold is not None and not 0.0 <= args.unknown_threshold <= 1.0:
+        raise InputError(None, f"--unknown-threshold must be 0 to 1, got {args.unknown_threshold}")
     clf = Classifier.from_checkpoint(args.ckpt, device=device)
+    if args.unknown_threshold is not None:
+        clf.unknown_threshold = args.unknown_threshold
     if args.stride is not None and args.window is None and args.stride > clf.window_s:
         raise InputError(
             None, f"--stride {args.stride} must not exceed the window {clf.window_s} s (gaps)"

@@ -1,0 +1,80 @@
+"""``stmt calibrate CKPT --cache CACHE --out NEW.ckpt``: temperature and "unknown" rule.
+
+After ``stmt fit``: runs the checkpoint on the cache's clips cut as ``stmt classify``
+cuts files, fits a softmax temperature on the validation split's labelled clips, and
+chooses the "unknown" threshold on the calibrated top-1 probability from the clips of
+actions outside the classes (label -2; realmix's pointing and calling gestures, lying
+down, Kinder-Gator's mimes and letters) against the known clips: the threshold flags as
+many of them as it can while flagging at most ``--max-known-rate`` of the known clips.
+It prints the numbers on the validation, rule and test clips (accuracy, expected
+calibration error before and after, the rule's AUROC and the share flagged of each) and
+writes a copy of the checkpoint with them (``hyper_parameters["calibration"]``), which
+``stmt classify`` uses. See :mod:`stmt.engine.calibration`.
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("ckpt", type=Path, help="trained classifier checkpoint (.ckpt)")
+    p.add_argument("--cache", type=Path, required=True, help="the cache it was trained from")
+    p.add_argument("--out", type=Path, required=True, help="the calibrated checkpoint to write")
+    p.add_argument("--val-split", default="val", help="split the temperature is fitted on")
+    p.add_argument(
+        "--unknown-split",
+        default=None,
+        help="split(s) the unknown rule is chosen on, e.g. train+val for a model that never "
+        "trained on other actions (default: --val-split)",
+    )
+    p.add_argument("--test-split", default="test", help="split the numbers are reported on")
+    p.add_argument(
+        "--sources", nargs="*", default=None, help="only these sources of the cache (realmix)"
+    )
+    p.add_argument(
+        "--max-known-rate",
+        type=float,
+        default=0.05,
+        help="the share of known clips the rule may call unknown",
+    )
+
+
+def _fmt(v) -> str:
+    return "  -  " if v is None or v != v else f"{v:.3f}"
+
+
+def main(args: argparse.Namespace) -> int:
+    import torch
+
+    from stmt import checkpoint
+    from stmt.engine.calibration import calibrate
+    from stmt.errors import InputError
+    from stmt.fileio import atomic_write, check_output
+
+    if not 0.0 <= args.max_known_rate < 1.0:
+        raise InputError(None, f"--max-known-rate must be in [0, 1), got {args.max_known_rate}")
+    if args.out.resolve() == args.ckpt.resolve():
+        raise InputError(args.out, "--out must not be the checkpoint being read")
+    check_output(args.out)
+    calibration, report = calibrate(
+        args.ckpt, args.cache, args.val_split, args.unknown_split, args.test_split,
+        args.sources, args.max_known_rate,
+    )  # fmt: skip
+    print(
+        f"temperature {calibration['temperature']:.3f}, unknown below a top-1 probability of "
+        f"{calibration['unknown_threshold']:.3f}"
+    )
+    print(f"{'clips':<13} {'known':>6} {'other':>6} {'top-1':>6} {'ECE before':>10} "
+          f"{'ECE':>6} {'AUROC':>6} {'unknown: known':>15} {'other':>6}")  # fmt: skip
+    for name, r in report.items():
+        print(f"{name:<13} {r['known_clips']:>6} {r['other_clips']:>6} {_fmt(r['top1']):>6} "
+              f"{_fmt(r['ece_before']):>10} {_fmt(r['ece']):>6} {_fmt(r['auroc']):>6} "
+              f"{_fmt(r.get('unknown_known')):>15} {_fmt(r.get('unknown_other')):>6}")  # fmt: skip
+    ckpt = checkpoint.read(args.ckpt)
+    ckpt["hyper_parameters"]["calibration"] = calibration
+    with atomic_write(args.out) as f:
+        torch.save(ckpt, f)
+    print(f"wrote {args.out}")
+    return 0

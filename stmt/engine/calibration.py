@@ -1,0 +1,262 @@
+"""After training: a softmax temperature and an "unknown" rule, fitted on held-out clips.
+
+``stmt calibrate CKPT --cache CACHE --out NEW.ckpt`` (:func:`calibrate`) runs a trained
+classifier on a cache's clips cut exactly as ``stmt classify`` cuts a file (fixed
+windows every half window, the probabilities of a sample's windows averaged), then
+
+1. **temperature**: the T > 0 that minimises the negative log-likelihood of the
+   validation clips' labels under ``softmax(logits / T)`` (Guo et al., ICML 2017),
+   so that a probability of 0.8 is right about 80 % of the time;
+2. **unknown rule**: a sample is "unknown" when its calibrated top-1 probability is
+   below a threshold, chosen on clips of actions the model was not trained on
+   (label -2, ``OTHER_ACTION``) against clips of its classes: the threshold that
+   flags the most other-action clips while flagging at most ``max_known_rate`` of
+   the known clips (:func:`choose_threshold`);
+3. **report** on the test split: expected calibration error before and after,
+   the rule's AUROC (other actions vs known clips), and the share flagged of each.
+
+The result goes into the checkpoint's ``hyper_parameters["calibration"]`` (plain
+data), which :class:`stmt.predict.Classifier` reads.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from stmt.data.prepare import OTHER_ACTION
+
+#: Score of the "unknown" rule: the calibrated top-1 probability of a sample.
+SCORE = "max_prob"
+
+
+# --------------------------------------------------------------------------- the maths
+def softmax(logits: np.ndarray, temperature: float = 1.0) -> np.ndarray:
+    """Row-wise softmax of ``logits / temperature`` (float64)."""
+    z = np.asarray(logits, np.float64) / temperature
+    z = z - z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def nll(logits: np.ndarray, labels: np.ndarray, temperature: float) -> float:
+    """Mean negative log-likelihood of ``labels`` under ``softmax(logits / T)``."""
+    p = softmax(logits, temperature)[np.arange(len(labels)), labels]
+    return float(-np.mean(np.log(np.maximum(p, 1e-300))))
+
+
+def fit_temperature(logits: np.ndarray, labels: np.ndarray) -> float:
+    """The temperature in [0.05, 20] minimising :func:`nll` (a log-spaced grid, then a
+    golden-section search around its best point; the NLL is convex in 1/T)."""
+    if len(labels) == 0:
+        return 1.0
+    grid = np.exp(np.linspace(np.log(0.05), np.log(20.0), 61))
+    losses = [nll(logits, labels, t) for t in grid]
+    i = int(np.argmin(losses))
+    lo, hi = np.log(grid[max(i - 1, 0)]), np.log(grid[min(i + 1, len(grid) - 1)])
+    g = (math.sqrt(5) - 1) / 2
+    a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    for _ in range(40):
+        if nll(logits, labels, math.exp(a)) < nll(logits, labels, math.exp(b)):
+            hi = b
+        else:
+            lo = a
+        a, b = hi - g * (hi - lo), lo + g * (hi - lo)
+    return float(math.exp((lo + hi) / 2))
+
+
+def expected_calibration_error(probs: np.ndarray, labels: np.ndarray, bins: int = 15) -> float:
+    """ECE: the confidence-weighted gap between top-1 probability and accuracy over
+    ``bins`` equal-width confidence bins (Guo et al. 2017)."""
+    if len(labels) == 0:
+        return float("nan")
+    conf = probs.max(axis=1)
+    hit = (probs.argmax(axis=1) == labels).astype(np.float64)
+    which = np.minimum((conf * bins).astype(np.int64), bins - 1)
+    total = 0.0
+    for b in range(bins):
+        sel = which == b
+        if sel.any():
+            total += sel.mean() * abs(hit[sel].mean() - conf[sel].mean())
+    return float(total)
+
+
+def auroc(positive: np.ndarray, negative: np.ndarray) -> float:
+    """Area under the ROC curve of telling ``positive`` scores from ``negative`` ones
+    (higher = more positive): the Mann-Whitney probability, ties counted half."""
+    pos, neg = np.asarray(positive, np.float64), np.asarray(negative, np.float64)
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    both = np.concatenate([pos, neg])
+    order = np.argsort(both, kind="mergesort")
+    ranks = np.empty(len(both))
+    ranks[order] = np.arange(1, len(both) + 1)
+    for value in np.unique(both):  # average ranks of ties
+        tie = both == value
+        ranks[tie] = ranks[tie].mean()
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def choose_threshold(known: np.ndarray, other: np.ndarray, max_known_rate: float = 0.05) -> float:
+    """The "unknown" threshold on the top-1 probability (a sample scoring below it is
+    unknown): the largest one that flags at most ``max_known_rate`` of ``known`` scores,
+    so as many ``other`` scores as that allows fall below it. With no known scores: 0."""
+    known = np.sort(np.asarray(known, np.float64))
+    if len(known) == 0:
+        return 0.0
+    allowed = math.floor(max_known_rate * len(known))  # known samples we may flag
+    # flag exactly the `allowed` lowest known scores: the threshold sits just above them
+    if allowed >= len(known):
+        return float(known[-1])
+    return float(known[allowed])
+
+
+# --------------------------------------------------------------------------- the clips
+@dataclass
+class Scored:
+    """Per-sample results of a split: the mean window logits' softmax is not the mean
+    softmax, so each sample keeps its windows' logits."""
+
+    labels: np.ndarray  # (S,) class index, or OTHER_ACTION
+    window_logits: list[np.ndarray]  # per sample (W_i, C)
+
+    def probs(self, temperature: float) -> np.ndarray:
+        """(S, C): each sample's mean window probability at ``temperature`` (as classify)."""
+        return np.stack([softmax(w, temperature).mean(axis=0) for w in self.window_logits])
+
+    def subset(self, keep: np.ndarray) -> Scored:
+        return Scored(self.labels[keep], [w for w, k in zip(self.window_logits, keep) if k])
+
+
+def score_split(clf, dm, split: str, sources: list[str] | None, batch_size: int = 64) -> Scored:
+    """Run ``clf`` on every sample of ``split`` (labelled and other actions), each cut into
+    the windows ``stmt classify`` would cut a file of its length into."""
+    import torch
+
+    from stmt.data.datamodule import CacheClips
+
+    ids = dm._split_indices(split, sources)
+    if not ids.size:
+        return Scored(np.zeros(0, np.int64), [])
+    index = dm.index
+    first = index.sample_frame_start()
+    starts, lengths, owner = [], [], []
+    for n, i in enumerate(ids):
+        w = clf.windows(int(index.sample_length[i]), index.fps)  # as classify cuts a file
+        starts.append(first[i] + w.start)
+        lengths.append(w.length)
+        owner.append(np.full(len(w), n))
+    ds = CacheClips(
+        dm.cache,
+        np.repeat(ids, [len(s) for s in starts]),
+        np.concatenate(starts),
+        np.concatenate(lengths),
+        np.zeros(sum(len(s) for s in starts), np.int64),
+        clf.num_frames,
+        train=False,
+        window=round(clf.window_s * clf.fps) if clf.fixed_window else 0,
+    )
+    owner = np.concatenate(owner)
+    geodesic = dm.geodesic.to(clf.device)
+    logits = []
+    with torch.inference_mode():
+        for at in range(0, len(ds), batch_size):
+            x, _ = ds.clips(np.arange(at, min(at + batch_size, len(ds))))
+            logits.append(clf.model(x.to(clf.device), geodesic).float().cpu().numpy())
+    all_logits = np.concatenate(logits)
+    per_sample = [all_logits[owner == n] for n in range(len(ids))]
+    return Scored(index.sample_label[ids].astype(np.int64), per_sample)
+
+
+# --------------------------------------------------------------------------- the command
+def summary_of(scored: Scored, temperature: float, threshold: float | None) -> dict[str, Any]:
+    """Numbers of one split at a temperature and threshold (see the module docstring)."""
+    known = scored.labels >= 0
+    other = scored.labels == OTHER_ACTION
+    probs = scored.probs(temperature)
+    raw = scored.probs(1.0)
+    score = probs.max(axis=1)
+    out: dict[str, Any] = {
+        "known_clips": int(known.sum()),
+        "other_clips": int(other.sum()),
+        "top1": float((probs[known].argmax(1) == scored.labels[known]).mean())
+        if known.any()
+        else float("nan"),
+        "ece_before": expected_calibration_error(raw[known], scored.labels[known]),
+        "ece": expected_calibration_error(probs[known], scored.labels[known]),
+        # AUROC of "unknown" (other actions) from a low score
+        "auroc": auroc(-score[other], -score[known]),
+    }
+    if threshold is not None:
+        out["unknown_known"] = float((score[known] < threshold).mean()) if known.any() else None
+        out["unknown_other"] = float((score[other] < threshold).mean()) if other.any() else None
+    return out
+
+
+def calibrate(
+    ckpt: str | Path,
+    cache: str | Path,
+    val_split: str = "val",
+    unknown_split: str | None = None,
+    test_split: str = "test",
+    sources: list[str] | None = None,
+    max_known_rate: float = 0.05,
+    device: str = "cpu",
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Fit the temperature on ``val_split``'s labelled clips and the threshold on
+    ``unknown_split``'s (default: ``val_split``) known and other-action clips; report on
+    ``test_split``. Returns ``(calibration for the checkpoint, report)``."""
+    from stmt.data.datamodule import STMTDataModule
+    from stmt.errors import InputError
+    from stmt.predict import Classifier
+
+    clf = Classifier.from_checkpoint(ckpt, device=device)
+    dm = STMTDataModule(
+        str(cache), num_frames=clf.num_frames, num_workers=0, with_other=True,
+        window=clf.fixed_window,
+    )  # fmt: skip
+    if (dm.class_names, dm.num_points, dm.fps) != (clf.class_names, clf.num_points, clf.fps):
+        raise InputError(
+            cache, "the cache's classes, points or frame rate differ from the checkpoint's; "
+            "calibrate on the cache the checkpoint was trained from",
+        )  # fmt: skip
+    val = score_split(clf, dm, val_split, sources)
+    val_known = val.subset(val.labels >= 0)
+    if len(val_known.labels) == 0:
+        raise InputError(cache, f"the '{val_split}' split has no labelled clip to calibrate on")
+    logits = np.concatenate([w.mean(axis=0, keepdims=True) for w in val_known.window_logits])
+    temperature = fit_temperature(logits, val_known.labels)
+    pool = (
+        val if unknown_split in (None, val_split) else score_split(clf, dm, unknown_split, sources)
+    )
+    score = pool.probs(temperature).max(axis=1)
+    if not (pool.labels == OTHER_ACTION).any():
+        raise InputError(
+            cache, f"the '{unknown_split or val_split}' split has no clip of another action "
+            "(label -2) to choose the unknown rule on",
+        )  # fmt: skip
+    threshold = choose_threshold(score[pool.labels >= 0], score[pool.labels == OTHER_ACTION],
+                                 max_known_rate)  # fmt: skip
+    report = {
+        "val": summary_of(val, temperature, threshold),
+        "unknown_pool": summary_of(pool, temperature, threshold),
+        "test": summary_of(score_split(clf, dm, test_split, sources), temperature, threshold),
+    }
+    calibration = {
+        "temperature": round(temperature, 6),
+        "unknown_threshold": round(threshold, 6),
+        "score": SCORE,
+        "fitted_on": {
+            "cache": str(cache),
+            "val_split": val_split,
+            "unknown_split": unknown_split or val_split,
+            "test_split": test_split,
+            "max_known_rate": max_known_rate,
+        },
+        "report": report,
+    }
+    return calibration, report

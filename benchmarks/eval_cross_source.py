@@ -1,0 +1,136 @@
+"""Cross-source accuracy: train on one recorded source, test on another one it never saw.
+
+A model judged on held-out parts of the sources it trained on can lean on what those
+sources share (their rigs, clip lengths, studios, the way their actors move). This
+script trains the realmix recipe (``datasets/realmix/cross-source.yaml`` plus any
+``--set`` overrides) on one recorded source plus the synthetic classes, and labels every
+clip of the other sources whose class the training source has recorded clips of (the
+shared classes), each clip cut into windows exactly as ``stmt classify`` cuts a file and
+labelled by the mean of its window probabilities. Both directions by default:
+
+    bandai -> hdm05   train: Bandai's train styles + synthetic; test: all HDM05 clips
+    hdm05 -> bandai   train: all HDM05 performers + synthetic; test: all labelled Bandai clips
+
+It prints top-1 (over clips) and top-1-norm (mean over shared classes) per direction and
+per class, and appends a record to ``--results`` (JSON lines) so that changes can be
+compared run by run (``benchmarks/README.md``, "Cross-source").
+
+    python benchmarks/eval_cross_source.py --cache cache/realmix --name baseline
+    python benchmarks/eval_cross_source.py --cache cache/realmix --name crop \\
+        --set data.crop=0.5
+    python benchmarks/eval_cross_source.py --cache cache/realmix --name shipped \\
+        --ckpt checkpoints/stmt-realmix.ckpt --directions hdm05:bandai
+
+``--ckpt`` skips training and tests a given checkpoint (only meaningful for one that
+never saw the test source).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CONFIG = REPO / "datasets/realmix/cross-source.yaml"
+DIRECTIONS = {
+    # train source -> (train split of it, test sources)
+    "bandai": ("train", ["hdm05"]),
+    "hdm05": ("train+test", ["bandai"]),
+}
+ALL_SPLITS = "train+val+test"
+
+
+def train(cache: str, source: str, out: Path, overrides: list[str], extra: list[str]) -> Path:
+    """``stmt fit`` of the cross-source recipe on ``source`` (+ synthetic, + the ``extra``
+    sources, same splits: never the test source); returns last.ckpt."""
+    split, _ = DIRECTIONS[source]
+    val = ["synthetic"] if source == "hdm05" else [source, "synthetic"]  # HDM05 has no val
+    argv = [
+        sys.executable, "-m", "stmt", "fit", "--config", str(CONFIG),
+        f"--data.cache={cache}", f"--data.train_split={split}",
+        f"--data.train_sources=[{', '.join([source, *extra, 'synthetic'])}]",
+        f"--data.val_sources=[{', '.join(val)}]",
+        f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
+        *[f"--{o}" for o in overrides],
+    ]  # fmt: skip
+    t0 = time.time()
+    subprocess.run(argv, check=True)
+    print(f"trained on {source} in {(time.time() - t0) / 60:.1f} min", flush=True)
+    return max(out.glob("**/checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+
+
+def evaluate(ckpt: Path, cache: str, source: str, targets: list[str]) -> dict:
+    """Top-1 of ``ckpt`` on ``targets``' clips (all splits) of the classes ``source`` has."""
+    from stmt.data.datamodule import STMTDataModule
+    from stmt.engine.calibration import score_split
+    from stmt.predict import Classifier
+
+    clf = Classifier.from_checkpoint(ckpt)
+    dm = STMTDataModule(cache, num_frames=clf.num_frames, num_workers=0, window=clf.fixed_window)
+    split, _ = DIRECTIONS[source]
+    trained = dm._split_indices(split, [source])
+    have = set(np.unique(dm.index.sample_label[trained]).tolist())
+    scored = score_split(clf, dm, ALL_SPLITS, targets)
+    keep = np.isin(scored.labels, sorted(have))
+    scored = scored.subset(keep)
+    pred = scored.probs(clf.temperature).argmax(axis=1)
+    hit = pred == scored.labels
+    names = clf.class_names
+    per_class = {}
+    for c in np.unique(scored.labels):
+        sel = scored.labels == c
+        wrong = np.bincount(pred[sel & ~hit], minlength=len(names))
+        per_class[names[c]] = {
+            "clips": int(sel.sum()),
+            "top1": float(hit[sel].mean()),
+            "mistaken_for": {names[i]: int(n) for i in np.argsort(-wrong)[:3] if (n := wrong[i])},
+        }
+    return {
+        "clips": len(hit),
+        "top1": float(hit.mean()) if len(hit) else float("nan"),
+        "top1_norm": float(np.mean([v["top1"] for v in per_class.values()])),
+        "per_class": per_class,
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--cache", required=True)
+    ap.add_argument("--name", required=True, help="the run's name in the results")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="overrides of the config, e.g. data.crop=0.5 trainer.max_epochs=8")  # fmt: skip
+    ap.add_argument("--directions", nargs="*", default=["bandai:hdm05", "hdm05:bandai"],
+                    help="train:test source pairs")  # fmt: skip
+    ap.add_argument("--with", dest="extra", nargs="*", default=[],
+                    help="more training sources for both directions, e.g. kindergator")  # fmt: skip
+    ap.add_argument("--ckpt", type=Path, default=None, help="test this checkpoint, no training")
+    ap.add_argument("--runs", type=Path, default=REPO / "runs/cross-source")
+    ap.add_argument("--results", type=Path, default=REPO / "benchmarks/cross_source/results.jsonl")
+    args = ap.parse_args()
+
+    record = {"name": args.name, "set": args.set, "with": args.extra,
+              "ckpt": str(args.ckpt) if args.ckpt else None}  # fmt: skip
+    for pair in args.directions:
+        source, target = pair.split(":")
+        ckpt = args.ckpt
+        if ckpt is None:
+            ckpt = train(args.cache, source, args.runs / args.name / source, args.set, args.extra)
+        result = evaluate(ckpt, args.cache, source, target.split(","))
+        record[pair] = result
+        print(f"\n{args.name}: {source} -> {target}: top-1 {result['top1']:.3f} "
+              f"top-1-norm {result['top1_norm']:.3f} ({result['clips']} clips)")  # fmt: skip
+        for name, v in result["per_class"].items():
+            print(f"  {name:<20} {v['top1']:6.3f}  ({v['clips']:4d} clips)  {v['mistaken_for']}")
+    args.results.parent.mkdir(parents=True, exist_ok=True)
+    with args.results.open("a") as f:
+        f.write(json.dumps(record) + "\n")
+
+
+if __name__ == "__main__":
+    main()

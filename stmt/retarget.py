@@ -740,6 +740,9 @@ def _human_score(p: dict[str, np.ndarray]) -> float:
 
 _MIN_BONE_M = 0.01  # a bone shorter than this (median over the take) has no direction
 _STRETCH = 0.2  # a bone whose length changes by more than this share is not rigid
+# A bone turning more than this between two frames at this rate or more flips: a limb
+# turns at most ~2,500 degrees/s (a pitcher's elbow), 83 degrees a frame at 30 fps.
+_FLIP_DEG, _FLIP_FPS = 120.0, 20.0
 
 
 @dataclass
@@ -780,27 +783,36 @@ def _rest_pose(motion: SkeletonMotion) -> np.ndarray:
     return out
 
 
-def _skeleton_warnings(p: dict[str, np.ndarray]) -> list[str]:
+def _skeleton_warnings(p: dict[str, np.ndarray], fps: float) -> list[str]:
     """Lines about a usable but degenerate skeleton (``p`` in metres): bones of no length
-    (posed from the next joint, or moved with their parent) and bones that change length
-    (tracked joint positions, Kinect-style, where frames with jumping joints pose badly)."""
+    (posed from the next joint, or moved with their parent), bones that change length
+    (tracked joint positions, Kinect-style, where frames with jumping joints pose badly)
+    and bones that flip between two frames faster than a body turns (they tear the mesh)."""
     out = []
-    short, stretched = [], []
+    short, stretched, flipped = [], [], []
     for label, (tips, _) in BONES.items():
         tip = next((k for k in tips if k in p), None)
         if label not in p or tip is None:
             continue
-        length = _length(p, label, tip)
+        bone = p[tip] - p[label]  # (T, 3)
+        length = np.linalg.norm(bone, axis=-1)
         med = float(np.median(length))
         if med < _MIN_BONE_M:
             short.append(f"{label}->{tip}")
-        elif label in ("LeftHand", "RightHand", "LeftToeBase", "RightToeBase"):
+            continue
+        both = (length[1:] > _MIN_BONE_M) & (length[:-1] > _MIN_BONE_M)
+        cos = np.einsum("ti,ti->t", _unit(bone[1:]), _unit(bone[:-1]))[both]
+        turn = float(np.degrees(np.arccos(np.clip(cos.min(), -1.0, 1.0)))) if cos.size else 0.0
+        if turn > _FLIP_DEG and fps >= _FLIP_FPS:
+            flipped.append(
+                (turn, f"{label}->{tip}", int(np.sum(cos < np.cos(np.radians(_FLIP_DEG)))))
+            )
+        if label in ("LeftHand", "RightHand", "LeftToeBase", "RightToeBase"):
             continue  # tips of hands and toes: a finger pose or an end site, no bone to keep
-        else:
-            change = float(np.max(np.abs(length / med - 1.0)))
-            if change > _STRETCH:
-                stretched.append((change, f"{label}->{tip}", float(np.mean(
-                    np.abs(length / med - 1.0) > _STRETCH))))  # fmt: skip
+        change = float(np.max(np.abs(length / med - 1.0)))
+        if change > _STRETCH:
+            share = float(np.mean(np.abs(length / med - 1.0) > _STRETCH))
+            stretched.append((change, f"{label}->{tip}", share))
     if short:
         out.append(
             f"degenerate skeleton: zero-length bone(s) {', '.join(short)}; "
@@ -812,6 +824,12 @@ def _skeleton_warnings(p: dict[str, np.ndarray]) -> list[str]:
             f"degenerate skeleton: {len(stretched)} bone(s) change length during the take "
             f"({bone} by up to {change:.0%}, in {share:.0%} of frames): tracked joint "
             "positions rather than a rigid skeleton; frames where joints jump pose badly"
+        )
+    if flipped:
+        turn, bone, count = max(flipped)
+        out.append(
+            f"degenerate skeleton: {len(flipped)} bone(s) flip between frames ({bone} turns "
+            f"{turn:.0f} degrees from one frame to the next, {count} time(s)): the mesh tears there"
         )
     if "LeftUpLeg" in p and float(np.median(_length(p, "LeftUpLeg", "RightUpLeg"))) < _MIN_BONE_M:
         out.append("degenerate skeleton: both thighs start at one point; the pelvis turns "
@@ -882,7 +900,7 @@ def canonical_motion(
     if match.head_end is not None:
         end = tip(match.head_end)
         out["Head"] = (pos[:, match.head_end] if end is None else end) @ world.T * scale
-    return CanonicalMotion(out, match, unit_name, up, _skeleton_warnings(out))
+    return CanonicalMotion(out, match, unit_name, up, _skeleton_warnings(out, motion.fps))
 
 
 # ---------------------------------------------------------------------- rotation helpers

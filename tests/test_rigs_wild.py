@@ -9,6 +9,8 @@ limb of the posed body pointing where the clip's limb points.
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 
@@ -208,6 +210,15 @@ def test_zero_length_bones_warn_and_pose(tmp_path, clip_body):
         assert bone in seq.warnings[0]
     assert_upright_kick(seq)
     assert max(limb_angles(seq, clip_body).values()) < 1.0
+
+
+def test_a_bone_that_flips_between_frames_warns(tmp_path, clip_body):
+    """A tracking glitch throws the left forearm back for two frames (at 120 fps): one
+    warning naming it; the frames around it still pose the clip."""
+    seq = load(rigs.flipped(rigs.cmu_clip(), "LeftForeArm", slice(30, 32)), tmp_path, "flip")
+    assert len(seq.warnings) == 1 and "flip between frames" in seq.warnings[0]
+    assert re.search(r"LeftForeArm->LeftHand turns 1[5-8]\d degrees", seq.warnings[0])
+    assert max(limb_angles(seq, clip_body, np.r_[0:30, 32:60]).values()) < 1.0
 
 
 def test_real_fixture_rigs_load_without_warnings():

@@ -378,6 +378,19 @@ def zero_bones(motion: SkeletonMotion, joints: list[str]) -> SkeletonMotion:
     return replace(motion, offsets=offsets, translations=trans)
 
 
+def flipped(motion: SkeletonMotion, joint: str, frames: slice) -> SkeletonMotion:
+    """``motion`` with ``joint``'s bone (to its first child) turned half a turn in
+    ``frames``, as a tracking glitch throws it."""
+    j = motion.names.index(joint)
+    child = motion.parents.index(j)
+    axis = np.cross(motion.offsets[child], [0.0, 0.0, 1.0])
+    axis /= np.linalg.norm(axis)
+    half = 2.0 * np.outer(axis, axis) - np.eye(3)  # a half turn about the axis
+    rot = motion.rotations.copy()
+    rot[frames, j] = rot[frames, j] @ half
+    return replace(motion, rotations=rot)
+
+
 def scaled(motion: SkeletonMotion, factor: float) -> SkeletonMotion:
     """``motion`` in another length unit (offsets, end sites, translations times ``factor``)."""
     return replace(

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -87,15 +87,27 @@ RIGS: dict[str, dict[str, str]] = {
         "{Side}FingerBase": "{Side}FingerBase", "{Side}HandIndex1": "{Side}HandFinger1",
         "{Side}HandFinger1": "{Side}HandFinger1", "{S}Thumb": "{C}Thumb",
     }),
-    # Acclaim ASF bone names (CMU database, HDM05); a joint sits at the start of its bone.
+    # Acclaim ASF bone names (CMU database, HDM05; also BVH files converted from them, with
+    # the root named "hip" or "pelvis"); a joint sits at the start of its bone.
     "acclaim": _sided({
-        "root": "Hips", "{s}hipjoint": "{C}HipJoint", "{s}femur": "{Side}UpLeg",
-        "{s}tibia": "{Side}Leg", "{s}foot": "{Side}Foot", "{s}toes": "{Side}ToeBase",
+        "root": "Hips", "hip": "Hips", "pelvis": "Hips", "{s}hipjoint": "{C}HipJoint",
+        "{s}femur": "{Side}UpLeg", "{s}tibia": "{Side}Leg", "{s}foot": "{Side}Foot", "{s}toes": "{Side}ToeBase",
         "lowerback": "LowerBack", "upperback": "Spine", "thorax": "Spine1",
         "lowerneck": "Neck", "upperneck": "Neck1", "head": "Head",
         "{s}clavicle": "{Side}Shoulder", "{s}humerus": "{Side}Arm",
         "{s}radius": "{Side}ForeArm", "{s}wrist": "{Side}Hand", "{s}hand": "{Side}FingerBase",
         "{s}fingers": "{Side}HandFinger1", "{s}thumb": "{C}Thumb",
+    }),
+    # The same names where a converter put each joint at the END of its bone (the joint
+    # "lfemur" at the knee): the canonical joints sit one name up the chain. Which of the
+    # two a file is, the geometry decides (see canonical_motion).
+    "acclaim-end": _sided({
+        "root": "Hips", "hip": "Hips", "pelvis": "Hips", "{s}hipjoint": "{Side}UpLeg",
+        "{s}femur": "{Side}Leg", "{s}tibia": "{Side}Foot", "{s}foot": "{Side}ToeBase",
+        "lowerback": "Spine", "upperback": "Spine1", "thorax": "Neck", "lowerneck": "Neck1",
+        "upperneck": "Head", "{s}clavicle": "{Side}Arm", "{s}humerus": "{Side}ForeArm",
+        "{s}radius": "{Side}Hand", "{s}wrist": "{Side}FingerBase",
+        "{s}hand": "{Side}HandFinger1",
     }),
     # CMU conversions with DAZ / Poser names.
     "daz": _sided({
@@ -189,6 +201,7 @@ RIGS: dict[str, dict[str, str]] = {
 RIG_NOTES = {
     "cmu": "CMU BVH names",
     "acclaim": "Acclaim ASF bones (CMU, HDM05)",
+    "acclaim-end": "Acclaim ASF bones, each joint at the end of its bone",
     "daz": "DAZ-style CMU BVH",
     "3dsmax": "3ds-Max-style CMU BVH",
     "iclone": "Reallusion iClone / Character Creator",
@@ -216,6 +229,7 @@ class RigMatch:
     rig: str  # a key of RIGS, "joint-map" or "inferred"
     joints: dict[str, int]  # canonical name -> source joint index
     names: tuple[str, ...] = ()  # the skeleton's joint names (shown for an inferred rig)
+    head_end: int | None = None  # no head joint: the head is where this joint's chain ends
 
     def describe(self) -> str:
         text = f"{self.rig} ({RIG_NOTES.get(self.rig, self.rig)}; {len(self.joints)} joints mapped"
@@ -223,6 +237,8 @@ class RigMatch:
             # what was guessed, in --joint-map's terms, so that a wrong guess can be fixed
             pairs = ", ".join(f"{self.names[j]}: {c}" for c, j in self.joints.items())
             text += f"; as a --joint-map: {{{pairs}}}"
+        if self.head_end is not None and self.names:
+            text += f"; no head joint: the head is the end of {self.names[self.head_end]}"
         return text + ")"
 
 
@@ -265,50 +281,106 @@ def load_joint_map(path: str | Path) -> dict[str, str]:
     return data
 
 
-def detect_rig(
+def _neck_end(joints: dict[str, int], parents: tuple[int, ...] | list[int]) -> int | None:
+    """The joint whose end is the head of a skeleton without a head joint: from the top of
+    the mapped neck (or chest) down the one chain that leads to no mapped joint, to its
+    leaf (whose ``End Site`` is the head). None if there is no such single chain."""
+    top = next((joints[c] for c in ("Neck1", "Neck", "Spine1") if c in joints), None)
+    if top is None:
+        return None
+    n = len(parents)
+    on_the_way = set()  # every joint on the path from the root to a mapped joint
+    for j in joints.values():
+        while j >= 0 and j not in on_the_way:
+            on_the_way.add(j)
+            j = parents[j]
+    j = top
+    while True:
+        kids = [c for c in range(n) if parents[c] == j]
+        if not kids:
+            return j
+        free = [c for c in kids if c not in on_the_way]
+        if len(free) != 1:
+            return None  # no chain, or a fork: nothing to call the neck
+        j = free[0]
+
+
+def _complete(rig: str, found: dict[str, int], names: tuple[str, ...], parents) -> RigMatch | None:
+    """A match that drives a body, or None: every required joint, the head possibly as
+    the end of the neck chain (:func:`_neck_end`, needs ``parents``)."""
+    if any(j not in found for j in REQUIRED if j != "Head"):
+        return None
+    if parents is not None:  # an extra root above the hips ("Reference", "root"): skip it
+        taken = set(found.values())
+        kids = [c for c, p in enumerate(parents) if p == found["Hips"]]
+        while len(kids) == 1 and kids[0] not in taken:
+            found = {**found, "Hips": kids[0]}
+            kids = [c for c, p in enumerate(parents) if p == kids[0]]
+    if "Head" in found:
+        return RigMatch(rig, found, names)
+    end = _neck_end(found, parents) if parents is not None else None
+    return None if end is None else RigMatch(rig, found, names, head_end=end)
+
+
+def rig_candidates(
     names: tuple[str, ...] | list[str],
     joint_map: dict[str, str] | None = None,
     source: Path | None = None,
     parents: tuple[int, ...] | list[int] | None = None,
-) -> RigMatch:
-    """Match a skeleton's joint names to the canonical joints.
-
-    With ``joint_map`` that mapping is used (on top of nothing else). Otherwise every
-    rig of :data:`RIGS` is tried; the one that maps all :data:`REQUIRED` joints and the
-    most joints overall wins. If none does and ``parents`` is given, the joints are
-    inferred from the tree (:func:`infer_joints`): rigs nobody listed load too.
+) -> list[RigMatch]:
+    """Every way to map a skeleton's joints that drives a body, the most joints first: the
+    ``joint_map``'s; else each rig of :data:`RIGS` that maps :data:`REQUIRED`; else, if
+    ``parents`` is given, the joints inferred from the tree (:func:`infer_joints`). A
+    missing ``Head`` may be the end of the neck chain (needs ``parents``).
 
     Raises:
-        InputError: no rig maps every required joint; the message lists the joints
+        InputError: nothing maps every required joint; the message lists the joints
             needed and names ``--joint-map``.
     """
     names = tuple(names)
     if joint_map is not None:
         found = _match(names, joint_map)
-        missing = [j for j in REQUIRED if j not in found]
-        if missing:
+        match = _complete("joint-map", found, names, parents)
+        if match is None:
+            missing = [j for j in REQUIRED if j not in found]
             raise InputError(
                 source,
                 f"the --joint-map leaves required joints unmapped: {', '.join(missing)} "
                 f"(the file's joints: {', '.join(names[:40])}{' ...' if len(names) > 40 else ''})",
             )
-        return RigMatch("joint-map", found)
-    best: tuple[int, str, dict[str, int]] | None = None
-    for rig, table in RIGS.items():
-        found = _match(names, table)
-        if all(j in found for j in REQUIRED) and (best is None or len(found) > best[0]):
-            best = (len(found), rig, found)
-    if best is not None:
-        return RigMatch(best[1], best[2])
+        return [match]
+    found_all = [
+        _complete(rig, _match(names, table), names, parents) for rig, table in RIGS.items()
+    ]
+    out = sorted((m for m in found_all if m is not None), key=lambda m: -len(m.joints))
+    if out:
+        return out
     inferred = infer_joints(names, parents) if parents is not None else None
-    if inferred is not None:
-        return RigMatch("inferred", inferred, names)
+    match = _complete("inferred", inferred, names, parents) if inferred is not None else None
+    if match is not None:
+        return [match]
     shown = ", ".join(names[:25]) + (" ..." if len(names) > 25 else "")
     raise InputError(
         source,
         f"unknown rig: cannot map its joints ({shown}) to the body's; pass --joint-map FILE "
         f"(YAML/JSON, their name -> ours) covering at least {', '.join(REQUIRED)}",
     )
+
+
+def detect_rig(
+    names: tuple[str, ...] | list[str],
+    joint_map: dict[str, str] | None = None,
+    source: Path | None = None,
+    parents: tuple[int, ...] | list[int] | None = None,
+) -> RigMatch:
+    """Match a skeleton's joint names to the canonical joints: the first of
+    :func:`rig_candidates` (the rig table that maps the most joints). Where several rigs
+    map a file differently, :func:`canonical_motion` lets the geometry decide.
+
+    Raises:
+        InputError: no rig maps every required joint (see :func:`rig_candidates`).
+    """
+    return rig_candidates(names, joint_map, source, parents)[0]
 
 
 # Words of joint names, for rigs no table lists. Only the side, the hands, feet and head
@@ -323,6 +395,15 @@ _HELPER_AFFIX = ("twist", "roll")  # also as part of a word: ForearmTwist -> "fo
 _MIDDLE = ("m", "c", "mid", "center", "centre")  # Head_M, Spine1_M: a middle marker
 _PREFIX = r"^(cc_base_|bip0*1[ _]|def[-_.]|org[-_.]|mch[-_.]|rl_)"
 _CLAVICLE = ("clavicle", "collar", "shoulder", "scapula")
+# Words a one-letter side prefix stands before in names written in one case (Acclaim's
+# "lfemur", MocapNET's "lshoulder"): "l"+"owerback" is no side, "l"+"hand" is.
+_BODY_WORDS = (
+    "hand", "wrist", "finger", "thumb", "index", "mid", "ring", "pinky", "palm", "carpal",
+    "metacarpal", "foot", "ankle", "toe", "heel", "ball", "knee", "hip", "thigh", "shin",
+    "calf", "leg", "upleg", "arm", "uparm", "fore", "lowarm", "lowleg", "lower", "upper",
+    "elbow", "shoulder", "shldr", "collar", "clavicle", "scapula", "buttock", "pelvis",
+    "femur", "tibia", "humerus", "radius", "eye",
+)  # fmt: skip
 
 
 def _words(name: str) -> tuple[str | None, tuple[str, ...]]:
@@ -334,8 +415,13 @@ def _words(name: str) -> tuple[str | None, tuple[str, ...]]:
     raw = name.rsplit(":", 1)[-1].rsplit("|", 1)[-1].strip()
     raw = re.sub(_PREFIX, "", raw, flags=re.IGNORECASE)
     side = None
-    m = re.match(r"^([LlRr])(?=[A-Z])", raw)
-    if m:  # lThigh, LUArm, RHipJoint (not "LowerBack": a lowercase letter follows)
+    run = re.match(r"[A-Za-z]*", raw).group(0)  # the first run of letters
+    if run.islower() or run.isupper() or run[1:].islower():
+        # one case: lhand, rfoot, LSHOULDER, Lfemur (a body word must follow the letter)
+        if run[:1].lower() in ("l", "r") and run[1:].lower().startswith(_BODY_WORDS):
+            side, raw = _SIDE_WORDS[run[0].lower()], raw[1:]
+    elif m := re.match(r"^([LlRr])(?=[A-Z])", raw):
+        # lThigh, LUArm, RHipJoint (not "LowerBack": a lowercase letter follows)
         side, raw = _SIDE_WORDS[m.group(1).lower()], raw[1:]
     words = [
         w.lower()
@@ -351,6 +437,13 @@ def _words(name: str) -> tuple[str | None, tuple[str, ...]]:
     if side is None and len(words) > 1 and words[-1] in _MIDDLE:
         words.pop()
     return side, tuple(words)
+
+
+def _is_helper(words: tuple[str, ...]) -> bool:
+    """A twist / roll / share / end ... bone: it moves with its parent, drives nothing."""
+    return any(
+        w in _HELPER or w.startswith(_HELPER_AFFIX) or w.endswith(_HELPER_AFFIX) for w in words
+    )
 
 
 def _has(words: tuple[str, ...], vocab: tuple[str, ...]) -> bool:
@@ -384,10 +477,7 @@ def infer_joints(
     depth = [len(ancestors(j)) for j in range(n)]
 
     def helper(j: int) -> bool:
-        return any(
-            w in _HELPER or w.startswith(_HELPER_AFFIX) or w.endswith(_HELPER_AFFIX)
-            for w in info[j][1]
-        )
+        return _is_helper(info[j][1])
 
     def first(side: str | None, vocab: tuple[str, ...], avoid: tuple[str, ...]) -> int | None:
         hits = [
@@ -436,16 +526,25 @@ def infer_joints(
         return next(x for x in [b, *ancestors(b)] if x in chain)
 
     hips = common(out["LeftUpLeg"], out["RightUpLeg"])
-    # "Head", "head", "Head_M", and "torso_head" (bones named parent_child)
+    out["Hips"] = hips
+    chest = common(out["LeftHand"], out["RightHand"])
+    # "Head", "head", "Head_M", and "torso_head" (bones named parent_child); without one,
+    # the head is the end of the neck chain above the chest (stmt.retarget._neck_end)
     heads = [j for j in range(n) if info[j][0] is None and info[j][1][-1:] == ("head",)]
     heads = [j for j in heads if hips in ancestors(j)]
-    if not heads:
-        return None
-    head = min(heads, key=lambda j: depth[j])
-    out["Hips"], out["Head"] = hips, head
-    path = ancestors(head)[::-1]  # root ... head's parent
+    if heads:
+        head = out["Head"] = min(heads, key=lambda j: depth[j])
+        path = ancestors(head)[::-1]  # root ... head's parent
+    else:
+        end = (
+            _neck_end({**out, "Spine1": chest}, parents)
+            if hips in [chest, *ancestors(chest)]
+            else None
+        )
+        if end is None:
+            return None
+        path = [*ancestors(end)[::-1], end]  # root ... the neck's last joint
     path = [j for j in path[path.index(hips) + 1 :] if not helper(j)]  # hips .. head, exclusive
-    chest = common(out["LeftHand"], out["RightHand"])
     if chest in path:
         k = path.index(chest)
         out["Spine1"] = chest
@@ -517,6 +616,147 @@ def detect_up(pos: np.ndarray, joints: dict[str, int]) -> str:
     return ("-" if torso[axis] < 0 else "") + "xyz"[axis]
 
 
+# --------------------------------------------------------------- is it a human body?
+
+#: Proportions of a human skeleton, as (typical, lowest, highest). Typical: the median of
+#: Bandai-Namco and HDM05 takes (thigh/shin 0.89-1.06, upper arm/forearm 1.09-1.63,
+#: arm/leg 0.53-0.63, torso/leg 0.48-0.71 there); the range is far wider than people
+#: vary, so that only a skeleton that is no human body (or a wrong mapping) falls out.
+#: "leg" is hip -> knee -> ankle, "arm" shoulder -> elbow -> wrist, "torso" the mid-hip
+#: -> mid-shoulder distance, lengths the median over the take.
+HUMAN_PROPORTIONS = {
+    "thigh/shin": (1.0, 0.5, 2.0),
+    "upper arm/forearm": (1.2, 0.5, 2.5),
+    "arm/leg": (0.6, 0.3, 1.1),
+    "torso/leg": (0.55, 0.25, 1.3),
+    "hip width/leg": (0.2, 0.0, 0.8),
+    "shoulder width/leg": (0.35, 0.0, 1.2),
+}
+_SIDE_RATIO = 1.6  # a left limb bone this many times its right one (or less) is no body's
+_QUADRUPED = 0.85  # torso/leg or arm/leg above this, never upright: four-legged
+_LIMBS = {
+    "left leg": ("LeftUpLeg", "LeftLeg", "LeftFoot"),
+    "right leg": ("RightUpLeg", "RightLeg", "RightFoot"),
+    "left arm": ("LeftArm", "LeftForeArm", "LeftHand"),
+    "right arm": ("RightArm", "RightForeArm", "RightHand"),
+}
+
+
+def _length(p: dict[str, np.ndarray], a: str, b: str) -> np.ndarray:
+    return np.linalg.norm(p[b] - p[a], axis=-1)
+
+
+def _mid(p: dict[str, np.ndarray], a: str) -> np.ndarray:
+    return 0.5 * (p[f"Left{a}"] + p[f"Right{a}"])
+
+
+def proportions(p: dict[str, np.ndarray]) -> dict[str, float]:
+    """The ratios of :data:`HUMAN_PROPORTIONS` (and each limb bone's left/right ratio,
+    keyed "left/right <bone>") of joint positions ``p`` (canonical name -> (T, 3))."""
+    med = {}
+    for side in ("Left", "Right"):
+        for bone, (a, b) in {
+            "thigh": ("UpLeg", "Leg"), "shin": ("Leg", "Foot"),
+            "upper arm": ("Arm", "ForeArm"), "forearm": ("ForeArm", "Hand"),
+        }.items():  # fmt: skip
+            med[side, bone] = float(np.median(_length(p, side + a, side + b)))
+    both = {b: med["Left", b] + med["Right", b] for _, b in med}
+    leg = 0.5 * (both["thigh"] + both["shin"])
+    tiny = 1e-12
+    out = {
+        "thigh/shin": both["thigh"] / max(both["shin"], tiny),
+        "upper arm/forearm": both["upper arm"] / max(both["forearm"], tiny),
+        "arm/leg": 0.5 * (both["upper arm"] + both["forearm"]) / max(leg, tiny),
+        "torso/leg": float(np.median(np.linalg.norm(_mid(p, "Arm") - _mid(p, "UpLeg"), axis=-1)))
+        / max(leg, tiny),
+        "hip width/leg": float(np.median(_length(p, "LeftUpLeg", "RightUpLeg"))) / max(leg, tiny),
+        "shoulder width/leg": float(np.median(_length(p, "LeftArm", "RightArm"))) / max(leg, tiny),
+    }
+    for _, b in med:
+        out[f"left/right {b}"] = med["Left", b] / max(med["Right", b], tiny)
+    return out
+
+
+def _upright_share(p: dict[str, np.ndarray]) -> float:
+    """Share of frames in which the legs hang from the hips away from the shoulders (the
+    hips -> shoulders and hips -> feet directions more than 120 degrees apart)."""
+    hips = _mid(p, "UpLeg")
+    cos = np.einsum("ti,ti->t", _unit(_mid(p, "Arm") - hips), _unit(_mid(p, "Foot") - hips))
+    return float(np.mean(cos < -0.5))
+
+
+def _tree_problems(joints: dict[str, int], parents, head: int | None) -> list[str]:
+    """What is wrong with the joint tree of a mapping (each limb one chain from its root
+    out, no limb or head hanging below another)."""
+
+    def above(a: int, b: int) -> bool:  # a is an ancestor of b
+        while b >= 0:
+            b = parents[b]
+            if b == a:
+                return True
+        return False
+
+    out = []
+    for limb, chain in _LIMBS.items():
+        idx = [joints[c] for c in chain]
+        if not (above(idx[0], idx[1]) and above(idx[1], idx[2])):
+            out.append(f"its {limb} is not one chain ({' -> '.join(chain)})")
+    parts = {limb: [joints[c] for c in chain] for limb, chain in _LIMBS.items()}
+    if head is not None:
+        parts["head"] = [head]
+    for a, ja in parts.items():
+        for b, jb in parts.items():
+            if a != b and any(above(x, y) for x in ja for y in jb):
+                out.append(f"its {b} hangs below its {a}")
+    return out
+
+
+def human_problems(
+    p: dict[str, np.ndarray], rest: dict[str, np.ndarray] | None = None
+) -> list[str]:
+    """Why joint positions ``p`` (canonical name -> (T, 3), any unit and axes) are no
+    human body: proportions outside :data:`HUMAN_PROPORTIONS`, unequal sides, or a long
+    torso that is upright neither in the ``rest`` pose nor in most frames (a four-legged
+    animal). Empty for a human."""
+    ratios = proportions(p)
+    out = []
+    for name, (typical, low, high) in HUMAN_PROPORTIONS.items():
+        if not low <= ratios[name] <= high:
+            out.append(f"its {name} ratio is {ratios[name]:.2f} (a human's is about {typical})")
+    for name, r in ratios.items():
+        if name.startswith("left/right") and not 1 / _SIDE_RATIO <= r <= _SIDE_RATIO:
+            out.append(
+                f"its left and right {name[11:]} differ {max(r, 1 / max(r, 1e-12)):.1f}-fold"
+            )
+    upright = _upright_share(p) >= 0.5 or (rest is not None and _upright_share(rest) > 0)
+    part = max(("torso/leg", "arm/leg"), key=lambda k: ratios[k])
+    if not upright and ratios[part] > _QUADRUPED:
+        out.append(
+            f"it never stands upright (not in its rest pose, not in most frames) and its "
+            f"{part.split('/')[0]} is {ratios[part]:.2f} leg lengths long (a human's about "
+            f"{HUMAN_PROPORTIONS[part][0]}): a four-legged animal?"
+        )
+    return out
+
+
+def _human_score(p: dict[str, np.ndarray]) -> float:
+    """How far from a typical human's proportions (0 = typical): picks between mappings."""
+    ratios = proportions(p)
+    return float(
+        sum(np.log(max(ratios[k], 1e-12) / t) ** 2 for k, (t, _, _) in HUMAN_PROPORTIONS.items()
+            if t > 0)
+    )  # fmt: skip
+
+
+# ------------------------------------------------------------------ the canonical motion
+
+_MIN_BONE_M = 0.01  # a bone shorter than this (median over the take) has no direction
+_STRETCH = 0.2  # a bone whose length changes by more than this share is not rigid
+# A bone turning more than this between two frames at this rate or more flips: a limb
+# turns at most ~2,500 degrees/s (a pitcher's elbow), 83 degrees a frame at 30 fps.
+_FLIP_DEG, _FLIP_FPS = 120.0, 20.0
+
+
 @dataclass
 class CanonicalMotion:
     """Canonical joint positions in metres, Z up: what :func:`bone_rotations` needs."""
@@ -525,19 +765,126 @@ class CanonicalMotion:
     rig: RigMatch
     unit: str
     up: str
+    warnings: list[str] = field(default_factory=list)  # the skeleton is odd but usable
+
+
+def _choose(matches: list[RigMatch], pos: np.ndarray) -> RigMatch:
+    """Of mappings that all drive a body, the first unless they place the required
+    joints differently: then the one with the most human proportions (Acclaim names
+    with joints at the start or at the end of their bones, for instance)."""
+    first = matches[0]
+
+    def key(m: RigMatch) -> tuple:
+        return tuple(m.joints.get(j, -1) for j in REQUIRED) + (m.head_end,)
+
+    if all(key(m) == key(first) for m in matches):
+        return first
+    scores = [_human_score(_positions(pos, m.joints, REQUIRED[:-1])) for m in matches]
+    return matches[int(np.argmin(scores))]  # the first of equals: the most joints
+
+
+def _positions(pos: np.ndarray, joints: dict[str, int], names) -> dict[str, np.ndarray]:
+    return {c: pos[:, joints[c]] for c in names if c in joints}
+
+
+def _rest_pose(motion: SkeletonMotion) -> np.ndarray:
+    """(1, J, 3) the joints of the file's rest pose (its offsets, no rotation)."""
+    out = np.zeros((1, len(motion.names), 3))
+    for j, p in enumerate(motion.parents):
+        out[0, j] = motion.offsets[j] + (out[0, p] if p >= 0 else 0.0)
+    return out
+
+
+def _skeleton_warnings(p: dict[str, np.ndarray], fps: float) -> list[str]:
+    """Lines about a usable but degenerate skeleton (``p`` in metres): bones of no length
+    (posed from the next joint, or moved with their parent), bones that change length
+    (tracked joint positions, Kinect-style, where frames with jumping joints pose badly)
+    and bones that flip between two frames faster than a body turns (they tear the mesh)."""
+    out = []
+    short, stretched, flipped = [], [], []
+    for label, (tips, _) in BONES.items():
+        tip = next((k for k in tips if k in p), None)
+        if label not in p or tip is None:
+            continue
+        bone = p[tip] - p[label]  # (T, 3)
+        length = np.linalg.norm(bone, axis=-1)
+        med = float(np.median(length))
+        if med < _MIN_BONE_M:
+            short.append(f"{label}->{tip}")
+            continue
+        both = (length[1:] > _MIN_BONE_M) & (length[:-1] > _MIN_BONE_M)
+        cos = np.einsum("ti,ti->t", _unit(bone[1:]), _unit(bone[:-1]))[both]
+        turn = float(np.degrees(np.arccos(np.clip(cos.min(), -1.0, 1.0)))) if cos.size else 0.0
+        if turn > _FLIP_DEG and fps >= _FLIP_FPS:
+            flipped.append(
+                (turn, f"{label}->{tip}", int(np.sum(cos < np.cos(np.radians(_FLIP_DEG)))))
+            )
+        if label in ("LeftHand", "RightHand", "LeftToeBase", "RightToeBase"):
+            continue  # tips of hands and toes: a finger pose or an end site, no bone to keep
+        change = float(np.max(np.abs(length / med - 1.0)))
+        if change > _STRETCH:
+            share = float(np.mean(np.abs(length / med - 1.0) > _STRETCH))
+            stretched.append((change, f"{label}->{tip}", share))
+    if short:
+        out.append(
+            f"degenerate skeleton: zero-length bone(s) {', '.join(short)}; "
+            "each is posed from the next joint along, or moves with its parent"
+        )
+    if stretched:
+        change, bone, share = max(stretched)
+        out.append(
+            f"degenerate skeleton: {len(stretched)} bone(s) change length during the take "
+            f"({bone} by up to {change:.0%}, in {share:.0%} of frames): tracked joint "
+            "positions rather than a rigid skeleton; frames where joints jump pose badly"
+        )
+    if flipped:
+        turn, bone, count = max(flipped)
+        out.append(
+            f"degenerate skeleton: {len(flipped)} bone(s) flip between frames ({bone} turns "
+            f"{turn:.0f} degrees from one frame to the next, {count} time(s)): the mesh tears there"
+        )
+    if "LeftUpLeg" in p and float(np.median(_length(p, "LeftUpLeg", "RightUpLeg"))) < _MIN_BONE_M:
+        out.append("degenerate skeleton: both thighs start at one point; the pelvis turns "
+                   "with the shoulders")  # fmt: skip
+    return out
 
 
 def canonical_motion(
     motion: SkeletonMotion | JointPositions, joint_map: dict[str, str] | None = None
 ) -> CanonicalMotion:
     """Forward kinematics of ``motion`` -> canonical joint (and tip) positions, metres, Z up.
-    Joint positions (:class:`JointPositions`) are taken as they are."""
-    if isinstance(motion, JointPositions):
-        match = detect_rig(motion.names, joint_map, motion.source)
+    Joint positions (:class:`JointPositions`) are taken as they are (they have no tree
+    and no rest pose to check).
+
+    Where rig tables map the file differently, the most human geometry wins
+    (:func:`_choose`). A skeleton that is no human body is refused; a degenerate one is
+    posed with :attr:`CanonicalMotion.warnings`.
+
+    Raises:
+        InputError: no rig maps the joints; the joints are NaN/Inf; or the mapped
+            skeleton is no human body (:func:`human_problems`, the reason named).
+    """
+    points = isinstance(motion, JointPositions)
+    parents = None if points else motion.parents
+    matches = rig_candidates(motion.names, joint_map, motion.source, parents)
+    if points:
         pos, glob = motion.positions, None
     else:
-        match = detect_rig(motion.names, joint_map, motion.source, motion.parents)
         pos, glob = motion.forward_kinematics()  # (T, J, 3), (T, J, 3, 3), file units, axes
+    if not np.isfinite(pos).all():
+        raise InputError(motion.source, "the skeleton's joint positions contain NaN or Inf")
+    match = _choose(matches, pos)
+    body = _positions(pos, match.joints, REQUIRED[:-1])
+    problems = [] if points else _tree_problems(
+        match.joints, motion.parents, match.joints.get("Head", match.head_end)
+    )  # fmt: skip
+    rest = None if points else _positions(_rest_pose(motion), match.joints, REQUIRED[:-1])
+    problems = problems or human_problems(body, rest)
+    if problems:
+        raise InputError(
+            motion.source,
+            f"not a human body, as mapped by rig {match.rig}: {'; '.join(problems)}",
+        )
     if motion.unit is not None:
         scale = float(motion.unit)
         unit_name = f"{scale:.4g} m (stated)"
@@ -545,16 +892,35 @@ def canonical_motion(
         unit_name, scale = detect_unit(_leg_length(pos, match.joints))
     up = motion.up or detect_up(pos, match.joints)
     world = world_to_z_up(up)
+
+    def tip(j: int) -> np.ndarray | None:
+        """Where joint j's bone ends: its End Site, else its one child if that is a leaf
+        no canonical joint takes (a "HeadTop_End" or "ltoes" joint), else None."""
+        if points:
+            return None
+        if np.linalg.norm(motion.end_offsets[j]) > 0:
+            return pos[:, j] + np.einsum("tij,j->ti", glob[:, j], motion.end_offsets[j])
+        kids = [c for c, p in enumerate(motion.parents) if p == j]
+        leaf = kids[0] if len(kids) == 1 and kids[0] not in motion.parents else None
+        if (
+            leaf is not None
+            and leaf not in mapped
+            and not _is_helper(_words(motion.names[leaf])[1])
+        ):
+            return pos[:, leaf]
+        return None
+
+    mapped = set(match.joints.values())
     out: dict[str, np.ndarray] = {}
     for canon, j in match.joints.items():
         out[canon] = pos[:, j] @ world.T * scale
-        end = motion.end_offsets[j] if glob is not None else np.zeros(3)
-        if np.linalg.norm(end) > 0:
-            tip = pos[:, j] + np.einsum("tij,j->ti", glob[:, j], end)
-            out[f"{canon}_end"] = tip @ world.T * scale
-    if not all(np.isfinite(v).all() for v in out.values()):
-        raise InputError(motion.source, "the skeleton's joint positions contain NaN or Inf")
-    return CanonicalMotion(out, match, unit_name, up)
+        end = tip(j)
+        if end is not None:
+            out[f"{canon}_end"] = end @ world.T * scale
+    if match.head_end is not None:
+        end = tip(match.head_end)
+        out["Head"] = (pos[:, match.head_end] if end is None else end) @ world.T * scale
+    return CanonicalMotion(out, match, unit_name, up, _skeleton_warnings(out, motion.fps))
 
 
 # ---------------------------------------------------------------------- rotation helpers
@@ -685,7 +1051,9 @@ def bone_rotations(
 
     # The pelvis: a full frame from the hip line and the torso.
     def pelvis_frame(p: dict[str, np.ndarray]) -> np.ndarray:
-        left = _unit(p["LeftUpLeg"] - p["RightUpLeg"])
+        left = p["LeftUpLeg"] - p["RightUpLeg"]
+        narrow = np.linalg.norm(left, axis=-1, keepdims=True) < _MIN_BONE_M
+        left = _unit(np.where(narrow, p["LeftArm"] - p["RightArm"], left))  # thighs at one point
         up = 0.5 * (p["LeftArm"] + p["RightArm"]) - 0.5 * (p["LeftUpLeg"] + p["RightUpLeg"])
         up = _unit(_perp(up, left))
         return np.stack([left, up, np.cross(left, up)], axis=-1)  # (T, 3, 3) columns
@@ -699,7 +1067,11 @@ def bone_rotations(
         spec = BONES.get(label)
         tip = None
         if spec is not None and label in positions:
-            tip = next((k for k in spec[0] if k in positions and k in rest), None)
+            tip = next(  # the first tip the bone has a direction to (_MIN_BONE_M)
+                (k for k in spec[0] if k in positions and k in rest
+                 and np.median(_length(positions, label, k)) >= _MIN_BONE_M),
+                None,
+            )  # fmt: skip
         if tip is None:  # not driven by the source: rigid with the parent
             rot[:, b] = rot[:, parent]
             continue

@@ -126,4 +126,5 @@ def _pose_skeleton(motion, vertex_ids, frames, joint_map):
         vertex_ids=ids,
         joint_names=list(bone_labels()),
         rig=f"{canonical.rig.describe()}, unit {canonical.unit}, up {canonical.up}",
+        warnings=list(canonical.warnings),
     )

@@ -1,0 +1,261 @@
+"""Rigs from the wild (issue 25): Acclaim names in BVH files, one-letter side prefixes, a
+head that is only an End Site, an extra root above the hips, skeletons in millimetres or
+with zero-length bones load and pose the clip they hold; a four-legged animal is refused.
+
+Every fixture re-expresses the real HDM05 clip (tests/helpers/rigs.py), so "poses right"
+is checked against that clip: the same body where the geometry is the same, else each
+limb of the posed body pointing where the clip's limb points.
+"""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+
+from stmt.errors import InputError
+from stmt.io import read_motion, read_sequence
+from stmt.retarget import (
+    HUMAN_PROPORTIONS,
+    canonical_motion,
+    detect_rig,
+    human_problems,
+    proportions,
+)
+from tests.helpers import rigs
+
+SAME_BODY_M = 1e-3  # as tests/test_retarget.py: BVH text rounds to 1e-6
+
+# Limb bones of the posed body, as (head joint, tail joint) of anny's bones.
+LIMBS = {
+    f"{s} {part}": (f"{s}{a}", f"{s}{b}")
+    for s in ("Left", "Right")
+    for part, (a, b) in {
+        "thigh": ("UpLeg", "Leg"), "shin": ("Leg", "Foot"),
+        "upper arm": ("Arm", "ForeArm"), "forearm": ("ForeArm", "Hand"),
+    }.items()
+}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def clip_body():
+    """The HDM05 clip as its own AMC file poses it (the truth every rig is held to)."""
+    return read_sequence(rigs.HDM05_CLIP)
+
+
+def limb_angles(seq, truth, frames=slice(None)) -> dict[str, float]:
+    """Largest angle (degrees) over ``frames`` between each limb bone of ``seq`` and of
+    ``truth`` (both posed bodies)."""
+    out = {}
+    for limb, (a, b) in LIMBS.items():
+        dirs = []
+        for s in (seq, truth):
+            v = s.joints[frames, s.joint_names.index(b)] - s.joints[frames, s.joint_names.index(a)]
+            dirs.append(v / np.linalg.norm(v, axis=-1, keepdims=True))
+        cos = np.clip(np.einsum("ti,ti->t", *dirs), -1.0, 1.0)
+        out[limb] = float(np.degrees(np.arccos(cos)).max())
+    return out
+
+
+def assert_upright_kick(seq) -> None:
+    """An upright adult whose left foot kicks (the clip's motion, not a rest pose)."""
+    j, names = seq.joints, seq.joint_names
+    head, hips = j[:, names.index("Head"), 2], j[:, names.index("Hips"), 2]
+    feet = j[:, [names.index("LeftFoot"), names.index("RightFoot")], 2]
+    assert np.all(head > hips + 0.4) and np.all(feet.max(axis=1) < hips)
+    assert np.ptp(j[:, names.index("LeftFoot"), 2]) > 0.2
+
+
+def load(motion, tmp_path, name: str):
+    return read_sequence(rigs.to_bvh(motion, tmp_path / f"{name}.bvh"))
+
+
+# ------------------------------------------------------------------- Acclaim names in BVH
+
+
+@pytest.mark.parametrize(
+    ("root", "case"),
+    [("hip", None), ("pelvis", str.upper), ("root", str.title), ("HIP", str.lower)],
+)
+def test_acclaim_names_in_a_bvh_file_pose_the_clip(root, case, tmp_path, clip_body):
+    """ASF bone names in a BVH file (the joint at the start of its bone), the root named
+    hip, pelvis or root, any case: the body of the AMC file itself."""
+    seq = load(rigs.renamed(rigs.asf_clip(), {"root": root}, case), tmp_path, "asf")
+    assert seq.rig.startswith("acclaim (") and "unit cmu" in seq.rig
+    assert np.abs(seq.vertices - clip_body.vertices).max() < SAME_BODY_M
+    assert seq.warnings == []
+
+
+def test_acclaim_names_at_bone_ends_are_told_apart_by_geometry(tmp_path, clip_body):
+    """The same names where each joint sits at the END of its bone ("lfemur" at the knee):
+    both Acclaim tables map every name (the start one more joints), and the leg and arm
+    proportions pick the end one; the body kicks like the clip."""
+    motion = rigs.renamed(rigs.bone_ends(rigs.asf_clip()), {"root": "hip"})
+    assert detect_rig(motion.names).rig == "acclaim", "by names alone: the start convention"
+    path = rigs.to_bvh(motion, tmp_path / "ends.bvh")
+    seq = read_sequence(path)
+    assert seq.rig.startswith("acclaim-end (")
+    assert_upright_kick(seq)
+    worst = limb_angles(seq, clip_body)
+    assert max(worst.values()) < 5.0, worst
+    # read the start way, these joint positions are no human's: the reason the end way won
+    pos, _ = read_motion(path).forward_kinematics()
+    start = detect_rig(motion.names, parents=motion.parents).joints
+    assert human_problems({c: pos[:, j] for c, j in start.items()})
+
+
+# --------------------------------------------------------------- side prefixes, MocapNET
+
+
+@pytest.mark.parametrize(
+    ("name", "side", "words"),
+    [
+        ("lhand", "Left", ("hand",)), ("rfoot", "Right", ("foot",)),
+        ("lshoulder", "Left", ("shoulder",)), ("LFEMUR", "Left", ("femur",)),
+        ("Rhumerus", "Right", ("humerus",)), ("rring1", "Right", ("ring",)),
+        ("lowerback", None, ("lowerback",)), ("LOWERBACK", None, ("lowerback",)),
+        ("radius", None, ("radius",)), ("ring1", None, ("ring",)), ("root", None, ("root",)),
+    ],
+)  # fmt: skip
+def test_one_letter_side_prefixes_in_one_case(name, side, words):
+    from stmt.retarget import _words
+
+    assert _words(name) == (side, words)
+
+
+def test_mocapnet_names_pose_the_clip(tmp_path, clip_body):
+    """MocapNET's output rig ("lhip" the thigh, "lshoulder" the upper arm), random rest
+    pose; the full identity with the CMU-named clip is in test_retarget's unlisted-rig test."""
+    seq = load(rigs.unlisted(rigs.cmu_clip(), "mocapnet", seed=6), tmp_path, "mocapnet")
+    assert seq.rig.startswith("inferred") and "lhip: LeftUpLeg" in seq.rig
+    assert_upright_kick(seq)
+    assert max(limb_angles(seq, clip_body).values()) < 1.0
+
+
+# ------------------------------------------------------------------ a head that is an End Site
+
+
+@pytest.mark.parametrize("rig", ["cmu", "kinect", "mocapnet"])
+def test_a_head_that_is_only_an_end_site(rig, tmp_path):
+    """No head joint, the neck ending in an End Site where the head sits (a listed rig and
+    two inferred ones): the body is the one with the head joint, bar the head's own nod."""
+    clip = rigs.cmu_clip()
+    if rig != "cmu":
+        clip = rigs.renamed(clip, rigs.unlisted_names(rig))
+    head = next(n for n in clip.names if n.lower() == "head")
+    ref = load(clip, tmp_path, "ref")
+    seq = load(rigs.without_head(clip, head), tmp_path, "headless")
+    assert "no head joint: the head is the end of" in seq.rig
+    assert_upright_kick(seq)
+    np.testing.assert_allclose(seq.joints, ref.joints, atol=SAME_BODY_M)
+
+
+# -------------------------------------------------------------- an extra root above the hips
+
+
+@pytest.mark.parametrize(
+    ("name", "follow", "z_up"),
+    [("Reference", False, False), ("SimulationBone", True, False), ("root", False, True)],
+)
+def test_an_extra_root_above_the_hips(name, follow, z_up, tmp_path):
+    """A still "Reference", a "SimulationBone" turning with the hips, a "root" that makes
+    the world Z up: the same body as without it (also for inferred and Acclaim names)."""
+    clip = rigs.cmu_clip()
+    acclaim = rigs.renamed(rigs.asf_clip(), {"root": "hip"})
+    for motion in (clip, rigs.renamed(clip, rigs.unlisted_names("unreal")), acclaim):
+        ref = load(motion, tmp_path, "ref")
+        moved = rigs.extra_root(motion, name, follow, z_up)
+        seq = load(moved, tmp_path, name)
+        assert seq.rig.split(" ")[0] == ref.rig.split(" ")[0]
+        assert ("up z" in seq.rig) == z_up
+        assert np.abs(seq.vertices - ref.vertices).max() < SAME_BODY_M
+        hips = detect_rig(moved.names, parents=moved.parents).joints["Hips"]
+        assert hips == 1, f"the hips, not the {name} above them"
+
+
+# ---------------------------------------------------------------------- units, degenerate
+
+
+def test_a_skeleton_in_millimetres(tmp_path):
+    clip = rigs.cmu_clip()
+    seq = load(rigs.scaled(clip, rigs.HDM05_UNIT_M * 1000), tmp_path, "mm")
+    ref = load(clip, tmp_path, "ref")
+    assert "unit mm" in seq.rig and seq.warnings == []
+    assert np.abs(seq.vertices - ref.vertices).max() < SAME_BODY_M
+
+
+def test_tracked_joint_positions_in_millimetres_warn_and_pose(tmp_path, clip_body):
+    """A Kinect-style file: position channels only, millimetres, tracking noise, the left
+    wrist lost onto the elbow for five frames: loads in mm, warns that bones change
+    length, and poses the clip in the frames where tracking held."""
+    kinect = rigs.unlisted(rigs.cmu_clip(), "kinect")
+    motion = rigs.tracked_positions(kinect, rigs.HDM05_UNIT_M * 1000)
+    seq = read_sequence(rigs.write_positions_bvh(motion, tmp_path / "kinect.bvh"))
+    assert "unit mm" in seq.rig
+    assert len(seq.warnings) == 1 and "change length" in seq.warnings[0]
+    assert "LeftForeArm->LeftHand" in seq.warnings[0]
+    good = np.r_[0:20, 25:60]
+    assert_upright_kick(seq)
+    assert max(limb_angles(seq, clip_body, good).values()) < 8.0  # 3 mm of noise: 4.6
+
+
+def test_zero_length_bones_warn_and_pose(tmp_path, clip_body):
+    """Joints sitting on their parent (no bone to point along): one warning naming the
+    bones; each is posed from the next joint along, the limbs still follow the clip."""
+    motion = rigs.zero_bones(rigs.cmu_clip(), ["Spine1", "LeftToeBase", "LeftFingerBase"])
+    seq = load(motion, tmp_path, "zero")
+    assert len(seq.warnings) == 1
+    for bone in ("Spine->Spine1", "LeftFoot->LeftToeBase", "LeftHand->LeftFingerBase"):
+        assert bone in seq.warnings[0]
+    assert_upright_kick(seq)
+    assert max(limb_angles(seq, clip_body).values()) < 1.0
+
+
+def test_a_bone_that_flips_between_frames_warns(tmp_path, clip_body):
+    """A tracking glitch throws the left forearm back for two frames (at 120 fps): one
+    warning naming it; the frames around it still pose the clip."""
+    seq = load(rigs.flipped(rigs.cmu_clip(), "LeftForeArm", slice(30, 32)), tmp_path, "flip")
+    assert len(seq.warnings) == 1 and "flip between frames" in seq.warnings[0]
+    assert re.search(r"LeftForeArm->LeftHand turns 1[5-8]\d degrees", seq.warnings[0])
+    assert max(limb_angles(seq, clip_body, np.r_[0:30, 32:60]).values()) < 1.0
+
+
+def test_real_fixture_rigs_load_without_warnings():
+    for path in (rigs.BANDAI_CLIP, rigs.HDM05_CLIP, rigs.DATA / "wild" / "biovision_example.bvh"):
+        assert read_sequence(path).warnings == [], path
+
+
+# -------------------------------------------------------------------------- not a human
+
+
+def test_a_four_legged_animal_is_refused(tmp_path):
+    """A quadruped rigged with 3ds Max Biped names maps as a biped; its proportions and
+    posture say it is none: one line naming the file, exit status 2."""
+    path = rigs.to_bvh(rigs.quadruped(), tmp_path / "dog.bvh")
+    with pytest.raises(InputError, match="not a human body") as err:
+        read_sequence(path)
+    assert "dog.bvh" in str(err.value) and "four-legged" in str(err.value)
+    assert "not a human body" in rigs.inspect_error(path)
+
+
+def test_a_mapping_whose_limbs_cross_the_tree_is_refused(tmp_path):
+    """A --joint-map that swaps the left hand and the right foot (a wrong map): the tree
+    check says so instead of posing a body from it."""
+    clip = rigs.cmu_clip()
+    wrong = {n: n for n in clip.names if n in ("Hips", "Head") or n.startswith(("Left", "Right"))}
+    wrong = {k: v for k, v in wrong.items() if "Finger" not in k and "Index" not in k}
+    wrong["RightFoot"], wrong["LeftHand"] = "LeftHand", "RightFoot"
+    with pytest.raises(InputError, match="not a human body.*left arm is not one chain"):
+        canonical_motion(clip, wrong)
+
+
+def test_every_human_fixture_has_human_proportions():
+    """The real clips sit inside HUMAN_PROPORTIONS' ranges, near the typical values."""
+    for path in (rigs.BANDAI_CLIP, rigs.HDM05_CLIP, rigs.DATA / "wild" / "biovision_example.bvh"):
+        c = canonical_motion(read_motion(path))
+        body = {k: v for k, v in c.positions.items() if not k.endswith("_end")}
+        assert human_problems(body) == [], path
+        ratios = proportions(body)
+        for name, (typical, _, _) in HUMAN_PROPORTIONS.items():
+            assert abs(np.log(ratios[name] / typical)) < np.log(2.2), (path, name)

@@ -78,11 +78,13 @@ from stmt.commands.inspect import (
     add_body_arguments,
     add_files_argument,
     add_max_frames_argument,
+    add_take_argument,
     apply_max_frames,
     joint_map_of,
+    take_entries,
 )
 
-MOCAP_SUFFIXES = (".npz", ".bvh", ".amc")
+MOCAP_SUFFIXES = (".npz", ".bvh", ".amc", ".fbx", ".glb", ".gltf", ".vrma")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -129,6 +131,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_body_arguments(p)
     add_max_frames_argument(p)
+    add_take_argument(p, "classify")
 
 
 def format_table(pred, show_timeline: bool = True) -> str:
@@ -278,6 +281,8 @@ def main(args: argparse.Namespace) -> int:
             raise InputError(args.out, "--out must end in .csv or .json")
         check_output(args.out)  # before any file is read and classified
     inputs, folder_errors = expand_inputs(list(args.files), args.recursive)
+    inputs, take_errors = take_entries(inputs, args.take)  # FILE#TAKE per take
+    folder_errors += take_errors
     clf = Classifier.from_checkpoint(args.ckpt, device=device)
     if args.stride is not None and args.window is None and args.stride > clf.window_s:
         raise InputError(

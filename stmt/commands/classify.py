@@ -61,6 +61,11 @@ folder needs ``--recursive``: then every MoCap file under it (AMASS/mesh
 ``.npz``, ``.bvh``, ``.amc``; a mesh-sequence folder counts as one) is
 classified, in sorted path order.
 
+Takes: an FBX or glTF file with several takes (animation stacks, glTF
+``animations``) is classified once per take, each its own entry named
+``FILE#TAKE`` (``walk.fbx#Take 001``) in the table, JSON and CSV; ``--take
+NAME|INDEX`` keeps one. ``FILE#TAKE`` on the command line names one too.
+
 Errors: a file that cannot be read prints ``stmt: error: <file>: <why>`` on
 stderr and is left out of the output; the other files still complete. The
 exit status is 0 when every file was labelled, 2 when any file failed (or the

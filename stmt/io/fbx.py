@@ -55,6 +55,7 @@ class _Scan:
     unit: float
     up: str
     skins: int
+    keys: int
 
 
 def _run(path: Path, mode: str, take: int = 0) -> dict:
@@ -99,6 +100,7 @@ def _scan(path: Path, data: dict) -> _Scan:
         unit=float(data["unit"]),
         up=str(data["up"]),
         skins=int(data["skins"]),
+        keys=int(data["keys"]),
     )
 
 
@@ -112,8 +114,8 @@ def _usable(path: Path, scan: _Scan) -> None:
         what = (
             f"its {scan.stacks} take(s) move no node of its skeleton (morph or other properties "
             "only)"
-            if scan.stacks
-            else "it has a skeleton but no animation"
+            if scan.keys
+            else "it has a skeleton but no animation (no keys)"
         )
         raise InputError(path, f"nothing to read: {what} ({len(scan.nodes)} nodes)")
 

@@ -143,6 +143,7 @@ def main(argv) -> int:
         "unit": np.array(float(scene.settings.unit_meters)),
         "up": np.array(str(scene.settings.axes.up.name)),
         "skins": np.array(len(scene.skin_clusters)),
+        "keys": np.array(keys),
     }
     if len(chosen) > MAX_JOINTS:
         raise Refused(f"a skeleton of {len(chosen)} nodes, more than the limit of {MAX_JOINTS}")

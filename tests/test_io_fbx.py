@@ -153,3 +153,21 @@ def test_the_binding_crash_stays_in_the_worker(tmp_path, bandai):
     assert done.returncode != 0  # the binding's bug, as shipped (a signal or an error)
     m = read_motion(f)
     assert m.num_frames == 30
+
+
+def test_bvh_fbx_and_gltf_pose_the_same_body(tmp_path, bandai):
+    """One BVH clip written as ASCII FBX and as GLB poses anny to the same vertices
+    (within 1 mm: float32 storage and ufbx's Euler curves)."""
+    from stmt.io import read_sequence
+    from tests.helpers.scene_writers import write_gltf
+
+    fbx = write_fbx_ascii(tmp_path / "walk.fbx", [FbxTake("Take 001", bandai)])
+    glb = write_gltf(tmp_path / "walk.glb", [("walk", bandai)], unit=0.01)
+    ids = np.arange(0, 13000, 50)
+    frames = np.array([0, 10, 29])
+    seqs = [read_sequence(p, vertex_ids=ids, frames=frames) for p in (BANDAI_CLIP, fbx, glb)]
+    base = seqs[0].vertices[frames]
+    assert np.ptp(base, axis=(0, 1))[2] > 1.0  # a standing body, Z up
+    for seq in seqs[1:]:
+        assert seq.num_frames == 30 and seq.body == "anny"
+        assert np.abs(seq.vertices[frames] - base).max() < 1e-3

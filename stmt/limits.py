@@ -15,7 +15,9 @@ naming the file or option). The frame cap can be raised for long takes with
   at 30 frames/s would reach the frame cap: 9.3 h by default);
 - one text file (BVH, ASF, AMC): at most :data:`MAX_TEXT_BYTES`; one array of an
   ``.npz``, once unpacked: at most :data:`MAX_ARRAY_BYTES` (read from the array's
-  header before it is decompressed).
+  header before it is decompressed);
+- one FBX / glTF file: at most :data:`MAX_MODEL_BYTES`, :data:`MAX_NODES` nodes and
+  :data:`MAX_KEYS` animation keys (counted before the keys are read or sampled).
 """
 
 from __future__ import annotations
@@ -32,6 +34,9 @@ MIN_FPS = 1.0
 MAX_FPS = 1000.0
 MAX_ARRAY_BYTES = 2 * 1024**3  # one array of an .npz, once unpacked
 MAX_TEXT_BYTES = 2 * 1024**3  # a 2 GB BVH is ~1M frames of a 300-channel rig
+MAX_MODEL_BYTES = 2 * 1024**3  # one FBX / glTF / GLB file (and each buffer it names)
+MAX_NODES = 100_000  # nodes in one FBX / glTF scene (meshes, cameras, bones, ...)
+MAX_KEYS = 50_000_000  # animation keys in one FBX / glTF file, all takes together
 RESAMPLE_FPS = 30.0  # the rate the duration cap is measured in
 
 _max_frames: int | None = None
@@ -115,6 +120,21 @@ def check_text_size(path: Path) -> None:
             f"is {size / 1024**3:.1f} GB, more than the {MAX_TEXT_BYTES / 1024**3:.0f} GB "
             "a MoCap text file may be",
         )
+
+
+def check_model_size(path: Path) -> int:
+    """The size of an FBX / glTF file in bytes, refused past :data:`MAX_MODEL_BYTES`."""
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise InputError(path, f"cannot read the file ({e.strerror})") from None
+    if size > MAX_MODEL_BYTES:
+        raise InputError(
+            path,
+            f"is {size / 1024**3:.1f} GB, more than the {MAX_MODEL_BYTES / 1024**3:.0f} GB "
+            "a scene file may be",
+        )
+    return size
 
 
 def positive_number(

@@ -611,7 +611,7 @@ def _topology_without_reading(
     if detect is None or topology is None:
         return None
     fmt = detect(path)
-    if not str(fmt).startswith(("amass", "bvh", "asf")):
+    if not str(fmt).startswith(("amass", "bvh", "asf", "joint-csv", "fbx", "gltf")):
         return None
     rest, faces, _name = topology(body=body, body_models=body_models, fmt=fmt, path=path)
     return np.asarray(rest, dtype=np.float32), np.asarray(faces, dtype=np.int64)

@@ -216,9 +216,14 @@ RIG_NOTES = {
 }
 
 
+# Rig prefixes written without a namespace colon: Mixamo's "mixamorig_Hips" (Blender,
+# Unity) and "mixamorigHips" (three.js), MotionBuilder / HumanIK's "Character1_Hips".
+_NAME_PREFIX = re.compile(r"^(mixamorig\d*[:_]?|character\d*_)", re.IGNORECASE)
+
+
 def _key(name: str) -> str:
     """Match key of a joint name: namespace prefix dropped, case and separators ignored."""
-    key = name.rsplit(":", 1)[-1].strip().lower()
+    key = _NAME_PREFIX.sub("", name.rsplit(":", 1)[-1].strip()).lower()
     return "".join(c for c in key if c not in " _-.")
 
 

@@ -118,7 +118,7 @@ def test_cropped_clips_are_padded_as_inference_pads_a_short_file(cache):
     rng = np.random.default_rng(5)
     ds._rng = rng
     length = ds.length[:1].repeat(200)
-    start, part, cover = clip_rules.draw_spans(length, ds.window, np.random.default_rng(5),
+    _, part, cover = clip_rules.draw_spans(length, ds.window, np.random.default_rng(5),
                                                **ds.draw)  # fmt: skip
     frames = clip_rules.bin_frames(part, 12, np.random.default_rng(6), cover)
     short = part < cover
@@ -165,7 +165,7 @@ def test_outlier_loss_spreads_probability_on_other_actions():
 
     torch.manual_seed(0)
     args = {"num_frames": 4, "num_points": 32, "centers1": 8, "centers2": 4}
-    kw = dict(num_classes=3, num_frames=4, num_points=32, model_args=args)
+    kw = {"num_classes": 3, "num_frames": 4, "num_points": 32, "model_args": args}
     plain = STMTClassifier(**kw)
     oe = STMTClassifier(**kw, other_weight=0.5)
     oe.load_state_dict(plain.state_dict())

@@ -78,7 +78,7 @@ def test_poses_like_the_skeleton_it_came_from(tmp_path):
                  ("LeftUpLeg", "LeftLeg"), ("RightLeg", "RightFoot")]:  # fmt: skip
         ia, ib = names.index(a), names.index(b)
 
-        def direction(s):
+        def direction(s, ia=ia, ib=ib):
             d = s.joints[:n, ib] - s.joints[:n, ia]
             return d / np.linalg.norm(d, axis=-1, keepdims=True)
 

@@ -42,7 +42,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _fmt(v) -> str:
-    return "  -  " if v is None or v != v else f"{v:.3f}"
+    import math
+
+    return "  -  " if v is None or math.isnan(v) else f"{v:.3f}"
 
 
 def main(args: argparse.Namespace) -> int:

@@ -68,6 +68,11 @@ folder needs ``--recursive``: then every MoCap file under it (AMASS/mesh
 ``.npz``, ``.bvh``, ``.amc``; a mesh-sequence folder counts as one) is
 classified, in sorted path order.
 
+Takes: an FBX or glTF file with several takes (animation stacks, glTF
+``animations``) is classified once per take, each its own entry named
+``FILE#TAKE`` (``walk.fbx#Take 001``) in the table, JSON and CSV; ``--take
+NAME|INDEX`` keeps one. ``FILE#TAKE`` on the command line names one too.
+
 Errors: a file that cannot be read prints ``stmt: error: <file>: <why>`` on
 stderr and is left out of the output; the other files still complete. The
 exit status is 0 when every file was labelled, 2 when any file failed (or the
@@ -85,11 +90,13 @@ from stmt.commands.inspect import (
     add_body_arguments,
     add_files_argument,
     add_max_frames_argument,
+    add_take_argument,
     apply_max_frames,
     joint_map_of,
+    take_entries,
 )
 
-MOCAP_SUFFIXES = (".npz", ".bvh", ".amc")
+MOCAP_SUFFIXES = (".npz", ".bvh", ".amc", ".csv", ".fbx", ".glb", ".gltf", ".vrma")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -144,6 +151,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     add_body_arguments(p)
     add_max_frames_argument(p)
+    add_take_argument(p, "classify")
 
 
 def format_table(pred, show_timeline: bool = True) -> str:
@@ -216,9 +224,9 @@ def expand_inputs(paths: list[Path], recursive: bool) -> tuple[list[Path], list[
                 f = root_path / name
                 if f.suffix.lower() not in MOCAP_SUFFIXES:
                     continue
-                if f.suffix.lower() == ".npz":
+                if f.suffix.lower() in (".npz", ".csv"):
                     try:
-                        detect_format(f)  # AMASS or mesh .npz, not some other array file
+                        detect_format(f)  # AMASS, mesh or joint file, not some other table
                     except InputError:
                         continue
                 found.append(f)
@@ -304,6 +312,8 @@ def main(args: argparse.Namespace) -> int:
     inputs, folder_errors = expand_inputs(list(args.files), args.recursive)
     if args.unknown_threshold is not None and not 0.0 <= args.unknown_threshold <= 1.0:
         raise InputError(None, f"--unknown-threshold must be 0 to 1, got {args.unknown_threshold}")
+    inputs, take_errors = take_entries(inputs, args.take)  # FILE#TAKE per take
+    folder_errors += take_errors
     clf = Classifier.from_checkpoint(args.ckpt, device=device)
     if args.unknown_threshold is not None:
         clf.unknown_threshold = args.unknown_threshold

@@ -52,8 +52,37 @@ def add_files_argument(p: argparse.ArgumentParser) -> None:
         nargs="+",
         type=Path,
         metavar="FILE",
-        help="AMASS .npz, BVH, ASF/AMC, mesh .npz or mesh folder",
+        help="AMASS .npz, BVH, ASF/AMC, FBX, glTF/GLB, mesh .npz or mesh folder "
+        "(FILE#TAKE: one take of an FBX/glTF file)",
     )
+
+
+def add_take_argument(p: argparse.ArgumentParser, what: str) -> None:
+    """``--take NAME|INDEX``: one take of FBX / glTF files with several."""
+    p.add_argument(
+        "--take",
+        default=None,
+        metavar="NAME|INDEX",
+        help=f"FBX/glTF files with several takes: {what} only this take (its name, or its "
+        "index from 0 as `stmt inspect` lists them); FILE#TAKE names one too",
+    )
+
+
+def take_entries(paths: list[Path], take: str | None) -> tuple[list[Path], list[str]]:
+    """Each path as the entries it is read as (``FILE#TAKE`` per take of a file with
+    several, :func:`stmt.io.expand_takes`); a file whose takes cannot be listed is an
+    error line and left out."""
+    from stmt.errors import InputError
+    from stmt.io import expand_takes
+
+    entries: list[Path] = []
+    errors: list[str] = []
+    for path in paths:
+        try:
+            entries += expand_takes(path, take)
+        except InputError as err:
+            errors.append(str(err))
+    return entries, errors
 
 
 def add_max_frames_argument(p: argparse.ArgumentParser) -> None:
@@ -83,6 +112,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_files_argument(p)
     add_body_arguments(p)
     add_max_frames_argument(p)
+    add_take_argument(p, "describe")
     p.add_argument(
         "--json", action="store_true", help="print one JSON object per file (JSON Lines)"
     )
@@ -106,7 +136,7 @@ def main(args: argparse.Namespace) -> int:
     failed = 0
     for i, path in enumerate(args.files):
         try:
-            info = describe(path, args.body, args.body_models, joint_map)
+            info = describe(path, args.body, args.body_models, joint_map, args.take)
         except InputError as err:
             print(f"stmt: error: {err}", file=sys.stderr)
             failed += 1
@@ -117,18 +147,30 @@ def main(args: argparse.Namespace) -> int:
     return 2 if failed else 0
 
 
-def describe(path: Path, body: str = "auto", body_models=None, joint_map=None) -> dict:
+def describe(
+    path: Path, body: str = "auto", body_models=None, joint_map=None, take: str | None = None
+) -> dict:
     """What ``stmt inspect`` prints about one file.
 
-    Parameter files (BVH, ASF/AMC, AMASS) are posed ``CHUNK`` frames at a time and
-    only the extent is kept, so memory does not grow with the length of the take."""
+    Parameter files (BVH, ASF/AMC, FBX, glTF, AMASS) are posed ``CHUNK`` frames at a
+    time and only the extent is kept, so memory does not grow with the length of the
+    take. An FBX / glTF file lists its takes and describes one (``take``, or the one
+    ``FILE#TAKE`` names, or the first)."""
     import numpy as np
 
-    from stmt.io import detect_format, read_motion, read_sequence
+    from stmt.io import detect_format, list_takes, read_motion, read_sequence, split_take
+    from stmt.io.detect import SKELETON_FORMATS
+    from stmt.io.scenegraph import pick_take, take_path
 
     fmt = detect_format(path)
+    takes = []
+    if fmt in ("fbx", "gltf"):
+        file, named = split_take(path)
+        takes = list_takes(file)
+        chosen = pick_take(takes, named if named is not None else take, file)
+        path = take_path(file, takes[chosen].name) if len(takes) > 1 or named else file
     if fmt in ("mesh-npz", "mesh-folder") or (
-        fmt in ("bvh", "asf-amc") and body not in ("auto", "anny")
+        fmt in SKELETON_FORMATS and body not in ("auto", "anny")
     ):  # mesh sequences are their own vertices; the rest is read_sequence's error
         seq = read_sequence(path, body=body, body_models=body_models, joint_map=joint_map)
         return _info(seq, seq.num_frames, seq.fps, seq.vertices.min(axis=(0, 1)),
@@ -153,10 +195,10 @@ def describe(path: Path, body: str = "auto", body_models=None, joint_map=None) -
         if first is None:
             first = seq
         del seq
-    return _info(first, total, float(motion.fps), lo, hi)
+    return _info(first, total, float(motion.fps), lo, hi, takes)
 
 
-def _info(seq, frames: int, fps: float, lo, hi) -> dict:
+def _info(seq, frames: int, fps: float, lo, hi, takes=()) -> dict:
     info = {
         "file": str(seq.source),
         "format": seq.format,
@@ -168,6 +210,9 @@ def _info(seq, frames: int, fps: float, lo, hi) -> dict:
         "joints": 0 if seq.joints is None else int(seq.joints.shape[1]),
         "body": seq.body,
     }
+    if takes:
+        info["takes"] = [f"{i}: {t.name} ({t.duration_s:.2f} s, {t.frames} frames)"
+                         for i, t in enumerate(takes)]  # fmt: skip
     if seq.rig is not None:
         info["rig"] = seq.rig
     info["extent_m"] = [round(float(x), 3) for x in (hi - lo)]

@@ -16,8 +16,9 @@ Public functions:
 
 Formats (``seq.format``): "amass-smplh", "amass-smplx" (:mod:`stmt.io.amass`),
 "bvh" (:mod:`stmt.io.bvh`), "asf-amc" (:mod:`stmt.io.asf_amc`), "joint-csv"
-(:mod:`stmt.io.joints_csv`), "mesh-npz",
-"mesh-folder" (:mod:`stmt.io.mesh`). Every reader raises
+(:mod:`stmt.io.joints_csv`), "fbx" (:mod:`stmt.io.fbx`), "gltf" (:mod:`stmt.io.gltf`),
+"mesh-npz", "mesh-folder" (:mod:`stmt.io.mesh`). FBX and glTF files hold takes:
+``FILE#TAKE`` reads one (:func:`list_takes`, :func:`expand_takes`). Every reader raises
 :class:`stmt.errors.InputError` (one line naming the file) for bad input.
 
 This module imports only numpy and the light stmt modules; readers and body
@@ -32,25 +33,72 @@ import numpy as np
 
 from stmt.body import BODIES, Frames, check_body, fill_frames, select_frames
 from stmt.errors import InputError
-from stmt.io.detect import FORMATS, SKELETON_FORMATS, detect_format
+from stmt.io.detect import FORMATS, SCENE_SUFFIXES, SKELETON_FORMATS, detect_format
+from stmt.io.scenegraph import Take, pick_take, split_take, take_path
 from stmt.sequence import MeshSequence
 
 __all__ = [
-    "BODIES", "FORMATS", "Frames", "body_topology", "detect_format", "fill_frames",
-    "read_motion", "read_sequence", "select_frames",
+    "BODIES", "FORMATS", "Frames", "Take", "body_topology", "detect_format", "expand_takes",
+    "fill_frames", "list_takes", "read_motion", "read_sequence", "select_frames",
 ]  # fmt: skip
+
+
+def list_takes(path: str | Path) -> list[Take]:
+    """The takes of an FBX or glTF file (``[]`` for other formats)."""
+    file, _ = split_take(path)
+    fmt = detect_format(file)
+    if fmt == "fbx":
+        from stmt.io.fbx import fbx_takes
+
+        return fbx_takes(file)
+    if fmt == "gltf":
+        from stmt.io.gltf import gltf_takes
+
+        return gltf_takes(file)
+    return []
+
+
+def expand_takes(path: str | Path, take: str | None = None) -> list[Path]:
+    """The entries a file is classified as: ``FILE#TAKE`` for each take of an FBX or glTF
+    file with several (only ``take``, a name or an index counting from 0, when given), the
+    path itself otherwise. A path that names its take already is kept as it is."""
+    path = Path(path)
+    file, named = split_take(path)
+    if named is not None or file.suffix.lower() not in SCENE_SUFFIXES and not _is_scene(file):
+        return [path]
+    takes = list_takes(file)
+    if take is not None:
+        return [take_path(file, takes[pick_take(takes, take, file)].name)]
+    if len(takes) <= 1:
+        return [path]
+    return [take_path(file, t.name) for t in takes]
+
+
+def _is_scene(path: Path) -> bool:
+    try:
+        return path.is_file() and detect_format(path) in ("fbx", "gltf")
+    except InputError:
+        return False
 
 
 def read_motion(path: str | Path, fmt: str | None = None):
     """Parse a MoCap file without posing it.
 
     Returns:
-        :class:`~stmt.motion.SkeletonMotion` (BVH, ASF/AMC), :class:`~stmt.io.amass.AmassMotion`
+        :class:`~stmt.motion.SkeletonMotion` (BVH, ASF/AMC, FBX, glTF: the first take
+        unless the path is ``FILE#TAKE``), :class:`~stmt.io.amass.AmassMotion`
         (AMASS), or :class:`~stmt.sequence.MeshSequence` (mesh files: the vertices are
         the motion).
     """
     path = Path(path)
     fmt = fmt or detect_format(path)
+    if fmt in ("fbx", "gltf"):
+        file, take = split_take(path)
+        if fmt == "fbx":
+            from stmt.io.fbx import fbx_motion as scene_motion
+        else:
+            from stmt.io.gltf import gltf_motion as scene_motion
+        return scene_motion(file, take, source=path)
     if fmt in ("amass-smplh", "amass-smplx"):
         from stmt.io.amass import load_amass
 
@@ -94,8 +142,9 @@ def read_sequence(
 
     Args:
         path: AMASS SMPL+H / SMPL-X ``.npz``, mesh-sequence ``.npz``, ``.bvh``,
-            ``.amc`` (its ``.asf`` is found by the ASF/AMC reader), or a folder
-            of per-frame ``.obj`` / ``.ply`` files.
+            ``.amc`` (its ``.asf`` is found by the ASF/AMC reader), ``.fbx``,
+            ``.glb`` / ``.gltf`` / ``.vrma`` (``FILE#TAKE`` for one take of several;
+            the first take otherwise), or a folder of per-frame ``.obj`` / ``.ply`` files.
         body: "auto" | "smplh" | "smplx" | "anny": the body parameter files are posed
             on. "auto": AMASS files use their own SMPL family when a body-model folder
             is known (``body_models`` or ``$STMT_BODY_MODELS``), else anny; BVH and
@@ -133,7 +182,8 @@ def read_sequence(
         read = read_mesh_npz if fmt == "mesh-npz" else read_mesh_folder
         return read(path, vertex_ids=vertex_ids)
     if fmt in SKELETON_FORMATS and body not in ("auto", "anny"):
-        name = {"bvh": "BVH", "asf-amc": "ASF/AMC", "joint-csv": "joint-position"}[fmt]
+        name = {"bvh": "BVH", "asf-amc": "ASF/AMC", "joint-csv": "joint-position", "fbx": "FBX",
+                "gltf": "glTF"}[fmt]  # fmt: skip
         raise InputError(
             path, f"{name} files are posed on the anny body only (--body auto or anny), not {body}"
         )

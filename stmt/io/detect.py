@@ -13,7 +13,14 @@ format             recognised by
 ``asf-amc``        ``.amc`` / ``.asf``, or a file starting with ``:FULLY-SPECIFIED``
                    / ``:DEGREES`` (AMC) or ``:version`` (ASF)
 ``joint-csv``      ``.csv`` whose header names joints' X, Y, Z columns (Kinect)
+``fbx``            ``.fbx``, or a file starting with ``Kaydara FBX Binary`` or an
+                   ASCII FBX header (``; FBX`` / ``FBXHeaderExtension``)
+``gltf``           ``.glb`` / ``.vrma`` starting with ``glTF``, or ``.gltf`` /
+                   any JSON file with an ``"asset"`` object
 =================  =====================================================
+
+``FILE#TAKE`` names one take of an FBX or glTF file with several
+(:func:`stmt.io.scenegraph.split_take`); its format is the file's.
 
 A file whose extension and content disagree (an ``.npz`` that is not a zip
 archive) is an :class:`~stmt.errors.InputError`, not a guess.
@@ -28,13 +35,19 @@ from pathlib import Path
 import numpy as np
 
 from stmt.errors import InputError
+from stmt.io.scenegraph import split_take
 
-FORMATS = ("amass-smplh", "amass-smplx", "bvh", "asf-amc", "joint-csv", "mesh-npz", "mesh-folder")
-SKELETON_FORMATS = ("bvh", "asf-amc", "joint-csv")  # posed on anny through stmt.retarget
+FORMATS = (
+    "amass-smplh", "amass-smplx", "bvh", "asf-amc", "joint-csv", "mesh-npz", "mesh-folder",
+    "fbx", "gltf",
+)  # fmt: skip
+SKELETON_FORMATS = ("bvh", "asf-amc", "joint-csv", "fbx", "gltf")  # posed through stmt.retarget
+SCENE_SUFFIXES = (".fbx", ".glb", ".gltf", ".vrma")  # formats with takes (FILE#TAKE)
 MESH_SUFFIXES = (".obj", ".ply")
 _ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
 _SUPPORTED = (
-    "expected an AMASS or mesh-sequence .npz, a .bvh, an .amc/.asf, a joint-position .csv, "
+    "expected an AMASS or mesh-sequence .npz, a .bvh, an .amc/.asf, an .fbx, a .glb/.gltf, "
+    "a joint-position .csv, "
     "or a folder of per-frame .obj/.ply files"
 )
 
@@ -145,7 +158,12 @@ def detect_format(path: str | Path) -> str:
     opened to tell AMASS SMPL+H / SMPL-X parameters from a mesh sequence).
     Files with another extension are recognised by their first bytes.
     """
-    path = Path(path)
+    path, take = split_take(path)
+    if take is not None:
+        fmt = detect_format(path)
+        if fmt not in ("fbx", "gltf"):
+            raise InputError(path, f"'#{take}' names a take, but a {fmt} file has no takes")
+        return fmt
     if path.is_dir():
         return "mesh-folder"
     if not path.exists():
@@ -173,6 +191,8 @@ def detect_format(path: str | Path) -> str:
         return "bvh"
     if suffix in (".amc", ".asf"):
         return "asf-amc"
+    if suffix in SCENE_SUFFIXES:
+        return _scene_format(path, suffix)
     if suffix == ".csv":
         from stmt.io.joints_csv import MIN_JOINTS, looks_like_joint_csv
 
@@ -193,6 +213,9 @@ def detect_format(path: str | Path) -> str:
         head = f.read(512)
     if head.startswith(_ZIP_MAGIC):
         return _npz_format(path)
+    scene = _sniff_scene(head)
+    if scene is not None:
+        return scene
     text = head.lstrip().decode("latin-1")
     if text.startswith("HIERARCHY"):
         return "bvh"
@@ -201,3 +224,32 @@ def detect_format(path: str | Path) -> str:
     ):
         return "asf-amc"
     raise InputError(path, f"unrecognised file format; {_SUPPORTED}")
+
+
+def _sniff_scene(head: bytes) -> str | None:
+    """The format ("fbx" or "gltf") a file's first bytes show, or None."""
+    if head.startswith(b"Kaydara FBX Binary"):
+        return "fbx"
+    if head.startswith(b"glTF"):
+        return "gltf"
+    text = head.lstrip(b"\xef\xbb\xbf \t\r\n").decode("latin-1")
+    if text.startswith("; FBX") or "FBXHeaderExtension" in text:
+        return "fbx"
+    if text.startswith("{") and '"asset"' in text:
+        return "gltf"
+    return None
+
+
+def _scene_format(path: Path, suffix: str) -> str:
+    """The format of an ``.fbx`` / ``.glb`` / ``.gltf`` / ``.vrma`` file, confirmed by its
+    first bytes (a ``.gltf`` whose ``asset`` comes late is trusted to its reader)."""
+    with open(path, "rb") as f:
+        head = f.read(4096)
+    found = _sniff_scene(head)
+    want = "fbx" if suffix == ".fbx" else "gltf"
+    if found == want or (want == "gltf" and suffix == ".gltf" and head.lstrip().startswith(b"{")):
+        return want
+    what = "an FBX file" if want == "fbx" else "a glTF file"
+    if not head:
+        raise InputError(path, f"is empty; expected {what}")
+    raise InputError(path, f"not {what}: its first bytes are no {want.upper()} header")

@@ -690,9 +690,12 @@ def _upright_share(p: dict[str, np.ndarray]) -> float:
     return float(np.mean(cos < -0.5))
 
 
-def _tree_problems(joints: dict[str, int], parents, head: int | None) -> list[str]:
-    """What is wrong with the joint tree of a mapping (each limb one chain from its root
-    out, no limb or head hanging below another)."""
+def _tree_problems(
+    joints: dict[str, int], parents, head: int | None
+) -> tuple[list[str], list[str]]:
+    """What is wrong with the joint tree of a mapping: ``(limbs that are not one chain from
+    their root out, limbs or the head hanging below another)``. An IK rig breaks only the
+    first (its feet hang from the root); a wrong mapping breaks the second."""
 
     def above(a: int, b: int) -> bool:  # a is an ancestor of b
         while b >= 0:
@@ -701,19 +704,19 @@ def _tree_problems(joints: dict[str, int], parents, head: int | None) -> list[st
                 return True
         return False
 
-    out = []
+    chains, hangs = [], []
     for limb, chain in _LIMBS.items():
         idx = [joints[c] for c in chain]
         if not (above(idx[0], idx[1]) and above(idx[1], idx[2])):
-            out.append(f"its {limb} is not one chain ({' -> '.join(chain)})")
+            chains.append(f"its {limb} is not one chain ({' -> '.join(chain)})")
     parts = {limb: [joints[c] for c in chain] for limb, chain in _LIMBS.items()}
     if head is not None:
         parts["head"] = [head]
     for a, ja in parts.items():
         for b, jb in parts.items():
             if a != b and any(above(x, y) for x in ja for y in jb):
-                out.append(f"its {b} hangs below its {a}")
-    return out
+                hangs.append(f"its {b} hangs below its {a}")
+    return chains, hangs
 
 
 def human_problems(
@@ -862,8 +865,9 @@ def canonical_motion(
     and no rest pose to check).
 
     Where rig tables map the file differently, the most human geometry wins
-    (:func:`_choose`). A skeleton that is no human body is refused; a degenerate one is
-    posed with :attr:`CanonicalMotion.warnings`.
+    (:func:`_choose`). A skeleton that is no human body is refused (with a ``joint_map``,
+    the user's word that it is one, posed with a warning); a degenerate one is posed
+    with :attr:`CanonicalMotion.warnings`.
 
     Raises:
         InputError: no rig maps the joints; the joints are NaN/Inf; or the mapped
@@ -880,12 +884,17 @@ def canonical_motion(
         raise InputError(motion.source, "the skeleton's joint positions contain NaN or Inf")
     match = _choose(matches, pos)
     body = _positions(pos, match.joints, REQUIRED[:-1])
-    problems = [] if points else _tree_problems(
-        match.joints, motion.parents, match.joints.get("Head", match.head_end)
-    )  # fmt: skip
+    chains, hangs = [], []
+    if not points:
+        head = match.joints.get("Head", match.head_end)
+        chains, hangs = _tree_problems(match.joints, motion.parents, head)
     rest = None if points else _positions(_rest_pose(motion), match.joints, REQUIRED[:-1])
-    problems = problems or human_problems(body, rest)
-    if problems:
+    problems = hangs or chains or human_problems(body, rest)
+    odd = []  # a --joint-map is the user's word that the file is a body: only a mapping
+    if match.rig == "joint-map" and problems and not hangs:  # that crosses limbs is refused
+        odd = [f"not a human body's tree or proportions (posed as --joint-map says): "
+               f"{'; '.join(chains + human_problems(body, rest))}"]  # fmt: skip
+    elif problems:
         raise InputError(
             motion.source,
             f"not a human body, as mapped by rig {match.rig}: {'; '.join(problems)}",
@@ -925,7 +934,7 @@ def canonical_motion(
     if match.head_end is not None:
         end = tip(match.head_end)
         out["Head"] = (pos[:, match.head_end] if end is None else end) @ world.T * scale
-    return CanonicalMotion(out, match, unit_name, up, _skeleton_warnings(out, motion.fps))
+    return CanonicalMotion(out, match, unit_name, up, odd + _skeleton_warnings(out, motion.fps))
 
 
 # ---------------------------------------------------------------------- rotation helpers

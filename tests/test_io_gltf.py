@@ -83,6 +83,9 @@ def test_three_js_robot_fixture_has_its_clips_and_stands_upright():
         for foot in ("LeftFoot", "RightFoot"):  # (a cartoon run kicks a foot up to the hips)
             assert p["Hips"][:, 2].mean() > p[foot][:, 2].mean() + 0.5
         assert (np.abs(p["LeftHand"] - p["RightHand"]).max(axis=1) > 0.3).all()  # two arms
+        # an IK rig (feet off the armature) and a cartoon's proportions: posed as the
+        # --joint-map says, with a warning instead of the refusal an unmapped file gets
+        assert any("posed as --joint-map says" in w and "not one chain" in w for w in c.warnings)
     with pytest.raises(InputError, match="unknown rig"):  # its feet hang off the armature
         canonical_motion(read_motion(f"{ROBOT}#Running"))
 

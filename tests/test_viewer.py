@@ -133,6 +133,11 @@ def test_timeline_follows_nearest_window_centre():
     pred = Prediction(file=Path("x"), windows=windows, overall=[("a", 0.5)], duration_s=4.0)
     scene = Scene(np.zeros((40, 3, 3), np.float32), None, 10.0, Path("x"), prediction=pred)
     assert scene.timeline() == [(0.0, 1.5, "a"), (1.5, 2.5, "b"), (2.5, 4.0, "c")]
+    # a calibrated checkpoint's "unknown" window: in the timeline and the labels shown
+    pred.unknown_threshold = 0.75
+    assert scene.timeline() == [(0.0, 1.5, "a"), (1.5, 2.5, "b"), (2.5, 4.0, "unknown")]
+    scene.window_of_frame = np.array([0] * 15 + [1] * 10 + [2] * 15)
+    assert scene.top(0) == [("a", 0.9)] and scene.top(39) == [("unknown (best: c)", 0.7)]
 
 
 def test_scene_colours_and_labels(scenes):

@@ -136,21 +136,26 @@ class Scene:
         return np.broadcast_to(PLAIN_COLOR, (self.vertices.shape[1], 3)).copy()
 
     def top(self, frame: int, k: int = 3) -> list[tuple[str, float]] | None:
-        """The top-k labels of the window shown at ``frame``, or None without a model."""
+        """The top-k labels of the window shown at ``frame``, or None without a model; the
+        first reads ``unknown (best: LABEL)`` where the checkpoint's rule says so."""
         if self.prediction is None or self.window_of_frame is None:
             return None
-        return list(self.prediction.windows[int(self.window_of_frame[frame])][2][:k])
+        ranked = list(self.prediction.windows[int(self.window_of_frame[frame])][2][:k])
+        if self.prediction.is_unknown(ranked):
+            ranked[0] = (f"unknown (best: {ranked[0][0]})", ranked[0][1])
+        return ranked
 
     def timeline(self) -> list[tuple[float, float, str]] | None:
-        """[(start_s, end_s, top-1 label)] partitioning [0, duration], or None."""
+        """[(start_s, end_s, top-1 label or "unknown")] partitioning [0, duration], or None."""
         if self.prediction is None:
             return None
         from stmt.clip import window_cuts
 
         spans = [(s, e) for s, e, _ in self.prediction.windows]
         cuts = window_cuts(spans, self.duration)  # each instant: the nearest window centre
+        unknown = self.prediction.is_unknown
         return [
-            (float(a), float(b), w[2][0][0])
+            (float(a), float(b), "unknown" if unknown(w[2]) else w[2][0][0])
             for a, b, w in zip(cuts[:-1], cuts[1:], self.prediction.windows)
         ]
 

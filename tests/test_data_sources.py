@@ -183,3 +183,19 @@ def test_outlier_loss_spreads_probability_on_other_actions():
     assert oe.training_step(batch, 0).item() == pytest.approx((ce + 0.5 * uniform).item(), rel=1e-5)
     with pytest.raises(ValueError, match="other_weight"):
         STMTClassifier(**kw, other_weight=-1.0)
+
+
+def test_class_balance_min_draws_a_tiny_class_less(cache):
+    """Class 0 has 3 training samples, class 1 two: with a minimum count of 6 both are
+    weighted as if they had 6, so each sample's weight is 1/6 and the classes are drawn
+    in proportion to their sizes."""
+    plain = STMTDataModule(cache, num_frames=4, num_workers=0, class_balance=1.0)
+    floor = STMTDataModule(cache, num_frames=4, num_workers=0, class_balance=1.0,
+                           class_balance_min=6)  # fmt: skip
+    ds = plain.dataset("fit")
+    w_plain = plain._balanced_sampler(ds).weights.numpy()
+    w_floor = floor._balanced_sampler(floor.dataset("fit")).weights.numpy()
+    counts = {c: int((ds.label == c).sum()) for c in (0, 1)}
+    assert counts == {0: 3, 1: 2}
+    np.testing.assert_allclose(w_plain, [1 / counts[c] for c in ds.label])
+    np.testing.assert_allclose(w_floor, 1 / 6)

@@ -208,6 +208,9 @@ class STMTDataModule(pl.LightningDataModule):
             (with replacement, as many draws per epoch as samples): 0 keeps the plain
             shuffle, 1 sees every class equally often. For mixed sets whose classes
             differ in size by 10x or more (realmix).
+        class_balance_min: a class of fewer samples is weighted as if it had this many
+            (``max(count, min)**-b``): a class of one clip is not drawn as often as one of
+            hundreds, which makes it the answer for whatever the model has not seen.
         pin_memory: pin batches for faster host-to-GPU copies.
         max_samples: keep at most this many samples of each split, taken from the
             classes in turn (a class-balanced subset fixed by ``seed``; after
@@ -276,6 +279,7 @@ class STMTDataModule(pl.LightningDataModule):
         speed_max: float = 1.0,
         source_balance: bool = False,
         window_seconds: float | None = None,
+        class_balance_min: int = 1,
     ):
         super().__init__()
         if num_frames < 1:
@@ -290,6 +294,8 @@ class STMTDataModule(pl.LightningDataModule):
             raise ValueError(f"max_samples must be >= 1 or null, got {max_samples}")
         if not 0.0 <= class_balance <= 1.0:
             raise ValueError(f"class_balance must be in [0, 1], got {class_balance}")
+        if not 1 <= class_balance_min <= 10**9:
+            raise ValueError(f"class_balance_min must be >= 1, got {class_balance_min}")
         if not (0.0 <= crop <= 1.0 and 0.0 < crop_min <= 1.0):
             raise ValueError(f"need crop in [0, 1] and crop_min in (0, 1], got {crop}, {crop_min}")
         if window_seconds is not None and not 0.0 < window_seconds <= 3600.0:
@@ -312,6 +318,7 @@ class STMTDataModule(pl.LightningDataModule):
         self.source_balance = source_balance
         self._window_s = None if window_seconds is None else float(window_seconds)
         self.class_balance = float(class_balance)
+        self.class_balance_min = int(class_balance_min)
         self.pin_memory = pin_memory
         self.max_samples = max_samples
         self.splits = {
@@ -458,7 +465,8 @@ class STMTDataModule(pl.LightningDataModule):
         """Draws with weight count(class)**-class_balance, shared equally by the class's
         sources with ``source_balance`` (see the class docstring)."""
         _, inverse, counts = np.unique(ds.label, return_inverse=True, return_counts=True)
-        weights = counts[inverse].astype(np.float64) ** -self.class_balance
+        per_class = np.maximum(counts[inverse], self.class_balance_min).astype(np.float64)
+        weights = per_class**-self.class_balance
         if self.source_balance:
             source = self.index.sample_source()[ds.sample_ids]
             pairs = np.stack([ds.label.astype(str), source], axis=1)  # (S, 2) class, source

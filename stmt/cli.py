@@ -82,8 +82,17 @@ def _run_command(name: str, argv: list[str]) -> int:
     return int(module.main(args) or 0)
 
 
+def _bytes_names() -> None:
+    """Print any file name the OS allows: a name that is not UTF-8 (held as surrogate
+    escapes, PEP 383) goes out as its original bytes instead of a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _bytes_names()
     try:
         if argv and argv[0] in LIGHTNING_COMMANDS:
             from stmt.engine.cli import lightning_main

@@ -15,7 +15,12 @@ naming the file or option). The frame cap can be raised for long takes with
   at 30 frames/s would reach the frame cap: 9.3 h by default);
 - one text file (BVH, ASF, AMC): at most :data:`MAX_TEXT_BYTES`; one array of an
   ``.npz``, once unpacked: at most :data:`MAX_ARRAY_BYTES` (read from the array's
-  header before it is decompressed).
+  header before it is decompressed);
+- the small files read whole (:mod:`stmt.fileio`): a joint map, a config, a marker
+  at most :data:`MAX_CONFIG_BYTES`; BABEL annotations :data:`MAX_ANNOTATION_BYTES`;
+  a checkpoint :data:`MAX_CHECKPOINT_BYTES`; YAML whose aliases expand past
+  :data:`MAX_YAML_NODES` values is refused;
+- integer options (:func:`whole_number`): in their range before anything is allocated.
 """
 
 from __future__ import annotations
@@ -33,6 +38,13 @@ MAX_FPS = 1000.0
 MAX_ARRAY_BYTES = 2 * 1024**3  # one array of an .npz, once unpacked
 MAX_TEXT_BYTES = 2 * 1024**3  # a 2 GB BVH is ~1M frames of a 300-channel rig
 RESAMPLE_FPS = 30.0  # the rate the duration cap is measured in
+MAX_CONFIG_BYTES = 16 * 1024**2  # a joint map, a YAML config, a marker file
+MAX_ANNOTATION_BYTES = 1024**3  # BABEL's train.json is ~40 MB
+MAX_CHECKPOINT_BYTES = 8 * 1024**3  # stmt_base with its optimiser state is ~0.4 GB
+MAX_YAML_NODES = 1_000_000  # values a YAML document may stand for once aliases expand
+# the longest window or clip a checkpoint may record: the default duration cap, whatever
+# --max-frames says (a lowered frame cap is about the files, not the checkpoint)
+MAX_WINDOW_S = DEFAULT_MAX_FRAMES / RESAMPLE_FPS
 
 _max_frames: int | None = None
 
@@ -70,12 +82,19 @@ def check_joints(path: str | Path | None, count: int) -> None:
         raise InputError(path, f"more than {MAX_JOINTS} joints ({count}); not a body skeleton")
 
 
-def check_fps(path: str | Path | None, fps: float, what: str = "the frame rate") -> float:
-    """``fps`` as a float, if finite and within [MIN_FPS, MAX_FPS]."""
-    try:
-        value = float(fps)
-    except (TypeError, ValueError):
-        raise InputError(path, f"{what} must be a number, got {fps!r}") from None
+def check_fps(path: str | Path | None, fps, what: str = "the frame rate") -> float:
+    """``fps`` as a float, if a real number (an int or float, or a numpy array of one:
+    not a boolean, a string or a complex number), finite and within [MIN_FPS, MAX_FPS]."""
+    kind = getattr(getattr(fps, "dtype", None), "kind", None)
+    if kind is not None:
+        if getattr(fps, "size", 1) != 1:
+            raise InputError(path, f"{what} must be one number, got shape {fps.shape}")
+        if kind not in "iuf":
+            raise InputError(path, f"{what} must be a real number, got {fps.dtype} {fps!r}")
+        fps = fps.item() if hasattr(fps, "item") else fps
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)):
+        raise InputError(path, f"{what} must be a real number, got {type(fps).__name__} {fps!r}")
+    value = float(fps)
     if not (math.isfinite(value) and MIN_FPS <= value <= MAX_FPS):
         raise InputError(
             path, f"{what} is {fps!r}; expected {MIN_FPS:g} to {MAX_FPS:g} frames per second"
@@ -115,6 +134,13 @@ def check_text_size(path: Path) -> None:
             f"is {size / 1024**3:.1f} GB, more than the {MAX_TEXT_BYTES / 1024**3:.0f} GB "
             "a MoCap text file may be",
         )
+
+
+def whole_number(name: str, value, low: int, high: int) -> int:
+    """A command-line integer within [low, high], else an InputError naming ``--name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError(None, f"--{name} must be a whole number {low:,} to {high:,}, got {value}")
+    return value
 
 
 def positive_number(

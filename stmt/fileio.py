@@ -76,7 +76,7 @@ def _is_special(target: Path) -> bool:
     return not (stat.S_ISREG(mode) or stat.S_ISDIR(mode))
 
 
-def _open_special(path: Path, target: Path, mode: str, text: dict) -> IO:
+def _open_special(path: Path, target: Path) -> IO[bytes]:
     """Open a device or FIFO for writing; a FIFO nobody reads is an error, not a hang."""
     try:
         fd = os.open(target, os.O_WRONLY | os.O_NONBLOCK)
@@ -87,50 +87,61 @@ def _open_special(path: Path, target: Path, mode: str, text: dict) -> IO:
             ) from None
         raise InputError(path, f"cannot be written ({_strerror(err)})") from None
     os.set_blocking(fd, True)
-    return os.fdopen(fd, mode, **text)
+    return os.fdopen(fd, "wb")
 
 
 @contextmanager
-def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
-    """Open a temporary file beside ``path`` (through symbolic links); on success flush
-    it to disk, give it the mode of the file it replaces and rename it onto that file.
-
-    On any exception (KeyboardInterrupt included) the temporary file is removed and
-    ``path`` is left as it was; an OSError while writing becomes one InputError naming
-    ``path``. A target that is not a regular file is written into directly. Text modes
-    write UTF-8, file names that are not (surrogate escapes) as their original bytes.
-    Parent folders are created.
+def atomic_path(path: str | Path) -> Iterator[Path]:
+    """A temporary file name to write ``path``'s content to (for writers that want a
+    name; it ends in ``path``'s suffix). On success it is flushed to disk, given the
+    mode of the file it replaces and renamed onto ``path`` through symbolic links; a
+    target that is not a regular file (a device, a FIFO) gets its bytes copied in
+    instead. On any exception the temporary file is removed and ``path`` is left as it
+    was; an OSError becomes one InputError naming ``path``. Parent folders are created.
     """
+    import shutil
+
     path = Path(path)
     target = write_target(path)
-    text = {} if "b" in mode else {"encoding": "utf-8", "errors": "surrogateescape"}
     if target.is_dir():
         raise InputError(path, "is a folder; expected a file name to write")
-    if _is_special(target):
-        try:
-            with _open_special(path, target, mode, text) as f:
-                yield f
-        except OSError as err:
-            raise InputError(path, f"cannot be written ({_strerror(err)})") from None
-        return
+    special = _is_special(target)
     tmp = None
     try:
-        target.parent.mkdir(parents=True, exist_ok=True)
+        where = Path(tempfile.gettempdir()) if special else target.parent
+        where.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
-            dir=target.parent, prefix=f"{TEMP_PREFIX}{target.name}.", suffix=".tmp"
+            dir=where, prefix=f"{TEMP_PREFIX}{target.name}.", suffix=f".tmp{target.suffix}"
         )
-        with os.fdopen(fd, mode, **text) as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        _copy_mode(target, tmp)
-        os.replace(tmp, target)
-        tmp = None
+        os.close(fd)
+        yield Path(tmp)
+        if special:
+            with open(tmp, "rb") as src, _open_special(path, target) as dst:
+                shutil.copyfileobj(src, dst)
+        else:
+            fd = os.open(tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            _copy_mode(target, tmp)
+            os.replace(tmp, target)
+            tmp = None
     except OSError as err:
         raise InputError(path, f"cannot be written ({_strerror(err)})") from None
     finally:
         if tmp is not None and os.path.lexists(tmp):
             os.unlink(tmp)
+
+
+@contextmanager
+def atomic_write(path: str | Path, mode: str = "wb") -> Iterator[IO]:
+    """A file object to write ``path``'s content to, :func:`atomic_path`'s way: nothing
+    reaches ``path`` unless the block succeeds. Text modes write UTF-8, file names that
+    are not (surrogate escapes) as their original bytes."""
+    text = {} if "b" in mode else {"encoding": "utf-8", "errors": "surrogateescape"}
+    with atomic_path(path) as tmp, open(tmp, mode, **text) as f:
+        yield f
 
 
 def _copy_mode(target: Path, tmp: str) -> None:

@@ -431,8 +431,8 @@ def decode_text(data: bytes, path: str | Path | None, what: str = "text") -> str
         bad = data[skip + err.start : skip + err.start + 1]
         raise InputError(
             path,
-            f"is not {encoding.upper()} {what} (byte 0x{bad.hex() or '??'} at offset "
-            f"{skip + err.start}); save it as UTF-8",
+            f"is not valid {encoding.upper()} text (byte 0x{bad.hex() or '??'} at offset "
+            f"{skip + err.start}); expected {what} saved as UTF-8",
         ) from None
 
 

@@ -118,8 +118,9 @@ def load_amass(path: str | Path, fmt: str) -> AmassMotion:
     rate = npz_array(npz, path, rate_key)
     if rate.size != 1:
         raise InputError(path, f"'{rate_key}' has shape {rate.shape}; expected one number")
-    fps = float(_numeric(path, rate_key, rate).reshape(-1)[0])
-    fps = limits.check_fps(path, fps, f"'{rate_key}'")
+    if rate.dtype.kind in "fiu" and not np.isfinite(rate).all():
+        raise InputError(path, f"'{rate_key}' contains NaN or Inf")
+    fps = limits.check_fps(path, rate, f"'{rate_key}'")  # a real number: not True, not "30"
 
     # the frame count and duration, from the array headers, before anything unpacks
     for key in ["poses"] if "poses" in keys else [k for k, _ in _PARTS[kind]][:1]:

@@ -30,7 +30,10 @@ MAX_LINE = 1 << 20  # characters in one line of a text MoCap file
 
 _NUMBER = r"[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?"
 NUMBER = re.compile(_NUMBER)
-_ROW = re.compile(rf"[ \t]*(?:{_NUMBER}[ \t]+)*{_NUMBER}[ \t]*[\r\n]*")
+# a line of these characters only holds numbers in the grammar when float() takes every
+# word: float() refuses whatever else they spell ("1e", "--1", "1.2.3"), and all it takes
+# beyond the grammar needs another character (_, letters, non-ASCII digits)
+_NUMBER_CHARS = re.compile(r"[0-9eE.+\- \t\r\n]*")
 WHOLE = re.compile(r"[+]?[0-9]+")
 
 
@@ -41,8 +44,11 @@ def is_number(token: str) -> bool:
 def numbers(tokens: list[str], line: str | None = None) -> list[float] | str:
     """The values of ``tokens`` (the words of ``line``, when given: checked in one pass),
     or the first token that is not a number in the grammar."""
-    if line is not None and _ROW.fullmatch(line):
-        return [float(t) for t in tokens]
+    if line is not None and _NUMBER_CHARS.fullmatch(line):
+        try:
+            return [float(t) for t in tokens]
+        except ValueError:
+            pass
     bad = next((t for t in tokens if not is_number(t)), None)
     return [float(t) for t in tokens] if bad is None else bad
 

@@ -33,6 +33,7 @@ from stmt.errors import InputError
 
 MAX_JOINTS = 1000
 DEFAULT_MAX_FRAMES = 1_000_000
+MAX_MAX_FRAMES = 100_000_000  # the most --max-frames may raise it to (9.6 days at 120 fps)
 MIN_FPS = 1.0
 MAX_FPS = 1000.0
 MAX_ARRAY_BYTES = 2 * 1024**3  # one array of an .npz, once unpacked
@@ -59,8 +60,8 @@ def max_frames() -> int:
             value = int(env)
         except ValueError:
             raise InputError(None, f"STMT_MAX_FRAMES must be a whole number, got {env!r}") from None
-        if value < 1:
-            raise InputError(None, f"STMT_MAX_FRAMES must be at least 1, got {value}")
+        if not 1 <= value <= MAX_MAX_FRAMES:
+            raise InputError(None, f"STMT_MAX_FRAMES must be 1 to {MAX_MAX_FRAMES:,}, got {value}")
         return value
     return DEFAULT_MAX_FRAMES
 
@@ -70,6 +71,8 @@ def set_max_frames(value: int | None) -> None:
     global _max_frames
     if value is not None and (not isinstance(value, int) or value < 1):
         raise InputError(None, f"--max-frames must be a whole number >= 1, got {value!r}")
+    if value is not None and value > MAX_MAX_FRAMES:
+        raise InputError(None, f"--max-frames must be at most {MAX_MAX_FRAMES:,}, got {value}")
     _max_frames = value
 
 

@@ -216,6 +216,11 @@ def _parse_bvh(f, path: Path) -> BVH:
     limits.check_frames(path, frames, fps)
     if frames == 0:
         raise InputError(path, "the motion has zero frames")
+    size = path.stat().st_size  # each value takes a character and a separator at least
+    if frames * max(width, 1) * 2 > size:
+        raise InputError(
+            path, f"'Frames: {frames}' of {width} values each cannot fit in its {size} bytes"
+        )
     motion = np.empty((frames, width), dtype=np.float64)
     count = 0
     for n, line in lines:

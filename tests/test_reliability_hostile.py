@@ -15,25 +15,19 @@ from pathlib import Path
 import numpy as np
 import pytest
 import yaml
-from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from stmt import limits
 from stmt.errors import InputError
 from stmt.fileio import decode_text, input_file, load_yaml, read_bytes
 from stmt.io.text import NUMBER, numbers
+from tests.helpers.hostile import HOSTILE
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "datasets/samples"
 HDM = REPO / "tests/data/hdm05"
 BANDAI = REPO / "tests/data/bandai_walk-turn-left_normal_001_first30.bvh"
-HOSTILE = settings(
-    max_examples=30,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 # what Python's float() or int() takes and no MoCap exporter writes
 FLOAT_ONLY = ["1_0", "1_000.5", "nan", "-NaN", "inf", "+Infinity", "١٢", "٣.٥", "１", "0x10",

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
 
 from stmt.cli import main as stmt_main
@@ -34,17 +34,11 @@ from stmt.fileio import (
     claim_folder,
     new_folder,
 )
+from tests.helpers.hostile import HOSTILE
 
 REPO = Path(__file__).resolve().parents[1]
 SAMPLES = REPO / "datasets/samples"
 CKPT = REPO / "checkpoints/stmt-realmix.ckpt"
-EXAMPLES = settings(
-    max_examples=40,
-    deadline=None,
-    derandomize=True,
-    database=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
 
 
 def run(argv: list, capsys) -> tuple[int, str, str]:
@@ -178,7 +172,7 @@ def build(root: Path, layout: dict[str, str]) -> None:
 OUR_NAMES = ("train.json", "labels.json", "motions", "index.json", "shards", "v-000001")
 
 
-@EXAMPLES
+@HOSTILE
 @given(layout=entries, overwrite=st.booleans(), mine=st.sets(st.sampled_from(OUR_NAMES)))
 def test_folder_rule_on_random_contents(tmp_path_factory, layout, overwrite, mine):
     """Whatever a folder holds: it is refused with one line when it holds names stmt did

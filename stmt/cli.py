@@ -113,8 +113,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 141  # as a shell reports a process ended by SIGPIPE
     except OSError as err:  # the system refused a read or write (no such folder, disk full)
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"stmt: error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"stmt: error: {InputError(err.filename, str(err.strerror or err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("stmt: interrupted", file=sys.stderr)

@@ -58,13 +58,28 @@ def _strerror(err: OSError) -> str:
     return err.strerror or str(err) or type(err).__name__
 
 
-def write_target(path: str | Path) -> Path:
+def write_target(path: str | Path, follow: bool = True) -> Path:
     """The file a write to ``path`` lands in: ``path`` with symbolic links resolved (a
-    dangling link names the file it will create). InputError for a link loop."""
-    real = Path(os.path.realpath(path))
-    if real.is_symlink():  # realpath stops at a loop
+    dangling link names the file it will create; with ``follow=False`` only the folders
+    are resolved, and a link of that name is replaced). InputError for a link loop."""
+    path = Path(path)
+    real = (
+        Path(os.path.realpath(path)) if follow else Path(os.path.realpath(path.parent)) / path.name
+    )
+    if follow and real.is_symlink():  # realpath stops at a loop
         raise InputError(path, "is a symbolic link that loops back on itself")
     return real
+
+
+def _read_only(target: Path) -> bool:
+    """No write permission bit at all (even root keeps its hands off), or none for us."""
+    return not (os.stat(target).st_mode & 0o222) or not os.access(target, os.W_OK)
+
+
+def _temp_name(name: str) -> str:
+    """The start of a temporary sibling's name: stmt's prefix and (some of) the name, short
+    enough that the random part and suffix keep it within a file system's 255 bytes."""
+    return f"{TEMP_PREFIX}{os.fsencode(name)[:120].decode(errors='ignore') or 'x'}."
 
 
 def _is_special(target: Path) -> bool:
@@ -91,27 +106,31 @@ def _open_special(path: Path, target: Path) -> IO[bytes]:
 
 
 @contextmanager
-def atomic_path(path: str | Path) -> Iterator[Path]:
+def atomic_path(path: str | Path, follow: bool = True) -> Iterator[Path]:
     """A temporary file name to write ``path``'s content to (for writers that want a
     name; it ends in ``path``'s suffix). On success it is flushed to disk, given the
     mode of the file it replaces and renamed onto ``path`` through symbolic links; a
     target that is not a regular file (a device, a FIFO) gets its bytes copied in
-    instead. On any exception the temporary file is removed and ``path`` is left as it
-    was; an OSError becomes one InputError naming ``path``. Parent folders are created.
+    instead. A file the user may not write (read-only) is refused, not replaced. On any
+    exception the temporary file is removed and ``path`` is left as it was; an OSError
+    becomes one InputError naming ``path``. Parent folders are created. ``follow=False``:
+    a symbolic link at ``path`` is replaced, not written through (stmt's own files).
     """
     import shutil
 
     path = Path(path)
-    target = write_target(path)
-    if target.is_dir():
+    target = write_target(path, follow)
+    if target.is_dir() and not target.is_symlink():
         raise InputError(path, "is a folder; expected a file name to write")
-    special = _is_special(target)
+    special = follow and _is_special(target)
+    if os.path.exists(target) and not target.is_symlink() and _read_only(target):
+        raise InputError(path, "is read-only; not replaced (make it writable to replace it)")
     tmp = None
     try:
         where = Path(tempfile.gettempdir()) if special else target.parent
         where.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(
-            dir=where, prefix=f"{TEMP_PREFIX}{target.name}.", suffix=f".tmp{target.suffix}"
+            dir=where, prefix=_temp_name(target.name), suffix=f".tmp{target.suffix[:16]}"
         )
         os.close(fd)
         yield Path(tmp)
@@ -169,9 +188,12 @@ def atomic_savez(path: str | Path, **arrays) -> None:
         np.savez(f, **arrays)
 
 
-def atomic_text(path: str | Path, text: str) -> None:
-    """Write ``text`` to ``path`` atomically (UTF-8)."""
-    with atomic_write(path, "w") as f:
+def atomic_text(path: str | Path, text: str, follow: bool = True) -> None:
+    """Write ``text`` to ``path`` atomically (UTF-8; ``follow``: as :func:`atomic_path`)."""
+    with (
+        atomic_path(path, follow) as tmp,
+        open(tmp, "w", encoding="utf-8", errors="surrogateescape") as f,
+    ):
         f.write(text)
 
 
@@ -242,13 +264,13 @@ class OutputFolder:
 
     def save(self) -> None:
         doc = {"written_by": "stmt", "command": self.command, "entries": sorted(self.owned)}
-        atomic_text(self.path / MARKER, json.dumps(doc, indent=1) + "\n")
+        atomic_text(self.path / MARKER, json.dumps(doc, indent=1) + "\n", follow=False)
 
 
 def _marked(path: Path) -> set[str] | None:
     """The names the marker of ``path`` records (None: no marker, or a damaged one)."""
     marker = path / MARKER
-    if os.path.lexists(marker):
+    if os.path.lexists(marker) and not marker.is_symlink():  # stmt never writes a link there
         try:
             doc = json.loads(read_text(marker, "the stmt output marker", limits.MAX_CONFIG_BYTES))
             names = doc.get("entries") if isinstance(doc, dict) else None
@@ -302,7 +324,7 @@ def claim_folder(
 ) -> OutputFolder:
     """:func:`check_folder`, then create ``path`` if needed and record it as stmt's."""
     owned = check_folder(path, command, overwrite, adopt)
-    path = Path(path)
+    path = write_target(path)  # a link to a folder (even one not made yet) stays a link
     path.mkdir(parents=True, exist_ok=True)
     folder = OutputFolder(path, command, owned or set())
     if _marked(path) != folder.owned:  # unchanged: left as it is
@@ -320,14 +342,12 @@ def new_folder(
     atomically)."""
     import shutil
 
-    path = Path(path)
     if check_folder(path, command, overwrite, adopt) is not None:
         yield claim_folder(path, command, overwrite, adopt)
         return
+    path = write_target(path)  # a dangling link to a folder: the folder appears behind it
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(
-        tempfile.mkdtemp(dir=path.parent, prefix=f"{TEMP_PREFIX}{path.name}.", suffix=".tmp")
-    )
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=_temp_name(path.name), suffix=".tmp"))
     try:
         folder = OutputFolder(tmp, command, set())
         yield folder

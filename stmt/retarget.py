@@ -248,6 +248,10 @@ def load_joint_map(path: str | Path) -> dict[str, str]:
         raise InputError(
             path, f"unknown target joint(s) {', '.join(bad)}; ours are: {', '.join(CANONICAL)}"
         )
+    twice = sorted({v for v in data.values() if list(data.values()).count(v) > 1})
+    if twice:
+        theirs = [k for k, v in data.items() if v == twice[0]]
+        raise InputError(path, f"maps {', '.join(theirs)} all to {twice[0]}; one joint each")
     return data
 
 

@@ -392,3 +392,18 @@ def test_joint_maps_load_or_are_one_line(tmp_path_factory, data):
             one_line(err)
             continue
         assert isinstance(result, dict)
+
+
+def test_amass_angles_in_degrees_and_a_joint_map_mapping_twice_are_one_line(tmp_path):
+    from stmt.io.amass import load_amass
+    from stmt.retarget import load_joint_map
+
+    with np.load(SAMPLES / "walk.npz") as z:
+        arrays = {k: z[k] for k in z.files}
+    arrays["poses"] = np.degrees(arrays["poses"])
+    np.savez(tmp_path / "deg.npz", **arrays)
+    with pytest.raises(InputError, match="look like degrees"):
+        load_amass(tmp_path / "deg.npz", "amass-smplh")
+    (tmp_path / "map.yaml").write_text("hip: Hips\npelvis: Hips\n")
+    with pytest.raises(InputError, match="maps hip, pelvis all to Hips"):
+        load_joint_map(tmp_path / "map.yaml")

@@ -357,3 +357,36 @@ def test_samples_written_as_before(tmp_path):
     assert names == sorted([MARKER, "README.md", "jump.bvh", "walk.npz", "wave_mesh.npz"])
     with np.load(tmp_path / "s" / "walk.npz") as z:
         assert z["poses"].shape[1] == 156
+
+
+def test_odd_targets_long_names_read_only_files_and_links(tmp_path):
+    long = tmp_path / ("n" * 250 + ".csv")  # a legal name; its temporary sibling must be too
+    atomic_text(long, "x")
+    assert long.read_text() == "x" and len(list(tmp_path.iterdir())) == 1
+    frozen = tmp_path / "frozen.json"
+    frozen.write_text("keep")
+    frozen.chmod(0o444)
+    with pytest.raises(InputError, match="is read-only; not replaced"):
+        atomic_text(frozen, "new")
+    assert frozen.read_text() == "keep"
+    # a folder output through a link to a folder not made yet: the link stays, the folder appears
+    link = tmp_path / "out"
+    link.symlink_to(tmp_path / "real")
+    with new_folder(link, "test") as folder:
+        folder.own("a.txt")
+        atomic_text(folder.path / "a.txt", "1")
+    assert link.is_symlink() and (tmp_path / "real" / "a.txt").read_text() == "1"
+    # stmt's marker is never written through a link someone put in its place
+    victim = tmp_path / "victim.txt"
+    victim.write_text("precious")
+    (tmp_path / "real" / MARKER).unlink()
+    (tmp_path / "real" / MARKER).symlink_to(victim)
+    claim_folder(tmp_path / "real", "test", overwrite=True)
+    assert victim.read_text() == "precious" and not (tmp_path / "real" / MARKER).is_symlink()
+
+
+def test_an_error_line_stays_one_line_whatever_the_name(tmp_path, capsys):
+    bad = tmp_path / "two\nlines\x1b[31m.bvh"
+    bad.write_text("HIERARCHY\n")
+    code, _, err = run(["inspect", bad], capsys)
+    one_line_error(code, err, "two\\nlines\\x1b[31m.bvh")

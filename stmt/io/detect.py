@@ -166,9 +166,9 @@ def sniff(head: bytes) -> str | None:
 def detect_format(path: str | Path) -> str:
     """The format of ``path``: one of :data:`FORMATS`, or InputError.
 
-    The extension picks the family and the content confirms it (an ``.npz`` is
-    opened to tell AMASS SMPL+H / SMPL-X parameters from a mesh sequence).
-    Files with another extension are recognised by their first bytes.
+    The content decides first (:func:`sniff`: a zip archive, ``HIERARCHY``, Acclaim
+    header lines), the extension where the content names no format; an ``.npz`` is
+    opened to tell AMASS SMPL+H / SMPL-X parameters from a mesh sequence.
     """
     path = Path(path)
     if path.is_dir():

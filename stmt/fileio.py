@@ -282,12 +282,11 @@ def _marked(path: Path) -> set[str] | None:
 
 
 def _owned_names(path: Path, entries: set[str], adopt: Adopt | None) -> set[str]:
-    """The names stmt wrote in ``path``: its marker's, else what ``adopt`` recognises
-    (outputs written before markers existed), else none."""
-    marked = _marked(path)
-    if marked is not None:
-        return marked
-    return set(adopt(path, entries)) if adopt is not None else set()
+    """The names stmt wrote in ``path``: those its marker records, and those ``adopt``
+    recognises by their content (outputs written before markers existed, files a run
+    adds after its folder was claimed: Lightning's checkpoints)."""
+    adopted = set(adopt(path, entries - (_marked(path) or set()))) if adopt is not None else set()
+    return (_marked(path) or set()) | adopted
 
 
 def check_folder(
@@ -296,7 +295,7 @@ def check_folder(
     """Refuse an existing folder ``path`` that holds entries stmt did not write (one
     InputError line), unless ``overwrite``. Returns the names stmt wrote there (None
     when ``path`` does not exist yet). ``adopt(path, entries)`` names the entries of
-    a folder without a marker that are recognisably this command's own output."""
+    a folder that are recognisably this command's own output (with or without a marker)."""
     path = check_output(path, folder=True)
     if not path.exists():
         return None

@@ -390,3 +390,33 @@ def test_an_error_line_stays_one_line_whatever_the_name(tmp_path, capsys):
     bad.write_text("HIERARCHY\n")
     code, _, err = run(["inspect", bad], capsys)
     one_line_error(code, err, "two\\nlines\\x1b[31m.bvh")
+
+
+def test_fit_refuses_a_checkpoint_folder_of_user_files(tmp_path, capsys, monkeypatch):
+    import functools
+
+    from test_engine import FakeClipData, write_config
+
+    import stmt.engine.cli
+    from stmt.engine.cli import is_stmt_checkpoint
+
+    real = stmt.engine.cli.lightning_main
+    monkeypatch.setattr(
+        stmt.engine.cli, "lightning_main", functools.partial(real, datamodule_class=FakeClipData)
+    )
+    ckpts = tmp_path / "ckpt"
+    build(ckpts, {"last.ckpt": "file", "notes.txt": "file"})
+    before = snapshot(ckpts)
+    argv = ["fit", "--config", write_config(tmp_path), f"--trainer.default_root_dir={tmp_path}",
+            "--trainer.max_steps=1", "--trainer.limit_val_batches=1",
+            "--trainer.callbacks=ModelCheckpoint", "--trainer.callbacks.save_last=true",
+            f"--trainer.callbacks.dirpath={ckpts}"]  # fmt: skip
+    code, _, err = run(argv, capsys)
+    one_line_error(code, err, f"{ckpts}: holds files stmt did not write (last.ckpt, notes.txt)")
+    assert snapshot(ckpts) == before
+    code, _, err = run([*argv, "--overwrite"], capsys)  # the user asked for it
+    assert code == 0, err
+    after = snapshot(ckpts)
+    assert all(after[name] == before[name] for name in before)  # Lightning saves last-v1.ckpt
+    written = [n for n in after if n.endswith(".ckpt") and n not in before]
+    assert written and all(is_stmt_checkpoint(ckpts / n) for n in written)

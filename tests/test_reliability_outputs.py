@@ -420,3 +420,30 @@ def test_fit_refuses_a_checkpoint_folder_of_user_files(tmp_path, capsys, monkeyp
     assert all(after[name] == before[name] for name in before)  # Lightning saves last-v1.ckpt
     written = [n for n in after if n.endswith(".ckpt") and n not in before]
     assert written and all(is_stmt_checkpoint(ckpts / n) for n in written)
+
+
+def test_a_killed_synth_leaves_no_half_dataset_under_its_name(tmp_path):
+    """SIGKILL half-way: nothing under --out (only a hidden temporary sibling), and the
+    same command then writes the whole dataset."""
+    import signal
+    import sys
+    import time
+
+    out = tmp_path / "data"
+    cmd = [sys.executable, "-m", "stmt", "synth", "--out", str(out), "--per-class", "400",
+           "--subjects", "3", "--classes", "walk", "--quiet"]  # fmt: skip
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while not list(tmp_path.glob(f"{TEMP_PREFIX}data.*.tmp/motions/*/*.npz")):
+            assert proc.poll() is None and time.monotonic() < deadline, "finished too soon"
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+    finally:
+        proc.wait(30)
+    assert not out.exists()
+    assert [p.name.startswith(TEMP_PREFIX) for p in tmp_path.iterdir()] == [True]
+    cmd[cmd.index("400")] = "2"
+    assert subprocess.run(cmd, env=env, check=False, capture_output=True).returncode == 0
+    assert json.loads((out / "labels.json").read_text()) == ["walk"]

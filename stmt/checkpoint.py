@@ -84,9 +84,13 @@ def read(path: str | Path) -> dict[str, Any]:
 
     import torch
 
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(path, "checkpoint file not found")
+    from stmt import limits
+    from stmt.fileio import input_file
+
+    path = input_file(path, "a checkpoint file (.ckpt)")  # not a FIFO, device or folder
+    if path.stat().st_size > limits.MAX_CHECKPOINT_BYTES:
+        raise InputError(path, f"is larger than the {limits.MAX_CHECKPOINT_BYTES >> 30} GB a "
+                         "checkpoint may be")  # fmt: skip
     try:
         with path.open("rb") as f:
             head = f.read(4)
@@ -207,8 +211,8 @@ def check_hparams(hp: dict[str, Any], path: str | Path) -> None:
                 path, f"bad checkpoint: {key} is {value!r}; expected a whole number {lo} to {hi}"
             )
     for key, hi in (
-        ("window_s", limits.max_duration_s()),
-        ("clip_s", limits.max_duration_s()),
+        ("window_s", limits.MAX_WINDOW_S),
+        ("clip_s", limits.MAX_WINDOW_S),
         ("fps", limits.MAX_FPS),
     ):
         if key not in hp or (key == "clip_s" and hp[key] is None):  # clip_s: optional

@@ -86,8 +86,17 @@ def _run_command(name: str, argv: list[str]) -> int:
     return int(module.main(args) or 0)
 
 
+def _bytes_names() -> None:
+    """Print any file name the OS allows: a name that is not UTF-8 (held as surrogate
+    escapes, PEP 383) goes out as its original bytes instead of a UnicodeEncodeError."""
+    for stream in (sys.stdout, sys.stderr):
+        if hasattr(stream, "reconfigure"):
+            stream.reconfigure(errors="surrogateescape")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    _bytes_names()
     try:
         if argv and argv[0] in LIGHTNING_COMMANDS:
             from stmt.engine.cli import lightning_main
@@ -108,8 +117,7 @@ def main(argv: list[str] | None = None) -> int:
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())  # no error at exit
         return 141  # as a shell reports a process ended by SIGPIPE
     except OSError as err:  # the system refused a read or write (no such folder, disk full)
-        where = f"{err.filename}: " if err.filename else ""
-        print(f"stmt: error: {where}{err.strerror or err}", file=sys.stderr)
+        print(f"stmt: error: {InputError(err.filename, str(err.strerror or err))}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("stmt: interrupted", file=sys.stderr)

@@ -17,4 +17,16 @@ class InputError(Exception):
     def __init__(self, path: str | Path | None, message: str):
         self.path = None if path is None else Path(path)
         self.message = message
-        super().__init__(f"{self.path}: {message}" if self.path is not None else message)
+        super().__init__(f"{_shown(self.path)}: {message}" if self.path is not None else message)
+
+
+def _shown(path: Path) -> str:
+    """``path`` for the one line: a control character in a name (a newline, ESC) written
+    as its escape, so the line stays one line; other names as they are (bytes that are
+    not UTF-8 stay surrogate escapes, printed as those bytes)."""
+    text = str(path)
+    if text.isprintable():
+        return text
+    return "".join(
+        c if c.isprintable() or "\udc80" <= c <= "\udcff" else repr(c)[1:-1] for c in text
+    )

@@ -17,7 +17,12 @@ naming the file or option). The frame cap can be raised for long takes with
   ``.npz``, once unpacked: at most :data:`MAX_ARRAY_BYTES` (read from the array's
   header before it is decompressed);
 - one FBX / glTF file: at most :data:`MAX_MODEL_BYTES`, :data:`MAX_NODES` nodes and
-  :data:`MAX_KEYS` animation keys (counted before the keys are read or sampled).
+  :data:`MAX_KEYS` animation keys (counted before the keys are read or sampled);
+- the small files read whole (:mod:`stmt.fileio`): a joint map, a config, a marker
+  at most :data:`MAX_CONFIG_BYTES`; BABEL annotations :data:`MAX_ANNOTATION_BYTES`;
+  a checkpoint :data:`MAX_CHECKPOINT_BYTES`; YAML whose aliases expand past
+  :data:`MAX_YAML_NODES` values is refused;
+- integer options (:func:`whole_number`): in their range before anything is allocated.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from stmt.errors import InputError
 
 MAX_JOINTS = 1000
 DEFAULT_MAX_FRAMES = 1_000_000
+MAX_MAX_FRAMES = 100_000_000  # the most --max-frames may raise it to (9.6 days at 120 fps)
 MIN_FPS = 1.0
 MAX_FPS = 1000.0
 MAX_ARRAY_BYTES = 2 * 1024**3  # one array of an .npz, once unpacked
@@ -38,6 +44,13 @@ MAX_MODEL_BYTES = 2 * 1024**3  # one FBX / glTF / GLB file (and each buffer it n
 MAX_NODES = 100_000  # nodes in one FBX / glTF scene (meshes, cameras, bones, ...)
 MAX_KEYS = 50_000_000  # animation keys in one FBX / glTF file, all takes together
 RESAMPLE_FPS = 30.0  # the rate the duration cap is measured in
+MAX_CONFIG_BYTES = 16 * 1024**2  # a joint map, a YAML config, a marker file
+MAX_ANNOTATION_BYTES = 1024**3  # BABEL's train.json is ~40 MB
+MAX_CHECKPOINT_BYTES = 8 * 1024**3  # stmt_base with its optimiser state is ~0.4 GB
+MAX_YAML_NODES = 1_000_000  # values a YAML document may stand for once aliases expand
+# the longest window or clip a checkpoint may record: the default duration cap, whatever
+# --max-frames says (a lowered frame cap is about the files, not the checkpoint)
+MAX_WINDOW_S = DEFAULT_MAX_FRAMES / RESAMPLE_FPS
 
 _max_frames: int | None = None
 
@@ -52,8 +65,8 @@ def max_frames() -> int:
             value = int(env)
         except ValueError:
             raise InputError(None, f"STMT_MAX_FRAMES must be a whole number, got {env!r}") from None
-        if value < 1:
-            raise InputError(None, f"STMT_MAX_FRAMES must be at least 1, got {value}")
+        if not 1 <= value <= MAX_MAX_FRAMES:
+            raise InputError(None, f"STMT_MAX_FRAMES must be 1 to {MAX_MAX_FRAMES:,}, got {value}")
         return value
     return DEFAULT_MAX_FRAMES
 
@@ -63,6 +76,8 @@ def set_max_frames(value: int | None) -> None:
     global _max_frames
     if value is not None and (not isinstance(value, int) or value < 1):
         raise InputError(None, f"--max-frames must be a whole number >= 1, got {value!r}")
+    if value is not None and value > MAX_MAX_FRAMES:
+        raise InputError(None, f"--max-frames must be at most {MAX_MAX_FRAMES:,}, got {value}")
     _max_frames = value
 
 
@@ -75,12 +90,19 @@ def check_joints(path: str | Path | None, count: int) -> None:
         raise InputError(path, f"more than {MAX_JOINTS} joints ({count}); not a body skeleton")
 
 
-def check_fps(path: str | Path | None, fps: float, what: str = "the frame rate") -> float:
-    """``fps`` as a float, if finite and within [MIN_FPS, MAX_FPS]."""
-    try:
-        value = float(fps)
-    except (TypeError, ValueError):
-        raise InputError(path, f"{what} must be a number, got {fps!r}") from None
+def check_fps(path: str | Path | None, fps, what: str = "the frame rate") -> float:
+    """``fps`` as a float, if a real number (an int or float, or a numpy array of one:
+    not a boolean, a string or a complex number), finite and within [MIN_FPS, MAX_FPS]."""
+    kind = getattr(getattr(fps, "dtype", None), "kind", None)
+    if kind is not None:
+        if getattr(fps, "size", 1) != 1:
+            raise InputError(path, f"{what} must be one number, got shape {fps.shape}")
+        if kind not in "iuf":
+            raise InputError(path, f"{what} must be a real number, got {fps.dtype} {fps!r}")
+        fps = fps.item() if hasattr(fps, "item") else fps
+    if isinstance(fps, bool) or not isinstance(fps, (int, float)):
+        raise InputError(path, f"{what} must be a real number, got {type(fps).__name__} {fps!r}")
+    value = float(fps)
     if not (math.isfinite(value) and MIN_FPS <= value <= MAX_FPS):
         raise InputError(
             path, f"{what} is {fps!r}; expected {MIN_FPS:g} to {MAX_FPS:g} frames per second"
@@ -135,6 +157,13 @@ def check_model_size(path: Path) -> int:
             "a scene file may be",
         )
     return size
+
+
+def whole_number(name: str, value, low: int, high: int) -> int:
+    """A command-line integer within [low, high], else an InputError naming ``--name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or not low <= value <= high:
+        raise InputError(None, f"--{name} must be a whole number {low:,} to {high:,}, got {value}")
+    return value
 
 
 def positive_number(

@@ -66,6 +66,9 @@ if TYPE_CHECKING:  # pragma: no cover
 
 
 Ranked = list[tuple[str, float]]
+# a take shorter than this fraction of the model's window is labelled with a "too short:"
+# warning (the model sees one pose stretched over its window, not a motion)
+TOO_SHORT = 0.1
 NON_FINITE = (
     "the model's outputs are NaN or Inf (broken weights, or an input it cannot take); "
     "no label is given"
@@ -472,8 +475,16 @@ class Classifier:
                     f"{sequence.num_frames} frames only, not at all the frames these windows "
                     "use; read it with the same window and stride, or whole",
                 )
+        from stmt.io.mesh import check_plausible
+
         tpl = self._template_of(sequence)
         seq = self._template_vertices_seq(sequence, tpl)
+        warnings = list(sequence.warnings) + check_plausible(seq)  # or InputError: no body
+        if sequence.duration < TOO_SHORT * self.window_s:
+            warnings.append(
+                f"too short: {sequence.duration:.3g} s is less than {TOO_SHORT:.0%} of the "
+                f"model's {self.window_s:g} s window; the label is little more than a guess"
+            )
         return Inputs(
             source=Path(sequence.source),
             duration_s=float(sequence.duration),
@@ -481,7 +492,7 @@ class Classifier:
             windows=windows,
             clips=clip.clip_inputs(seq.vertices, seq.fps, self.fps, grid),
             template=tpl,
-            warnings=list(sequence.warnings),
+            warnings=warnings,
         )
 
     def forward(self, items: list[Inputs], batch_size: int = 16) -> list[np.ndarray]:

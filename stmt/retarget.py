@@ -259,21 +259,19 @@ def _match(names: tuple[str, ...], table: dict[str, str]) -> dict[str, int]:
 
 def load_joint_map(path: str | Path) -> dict[str, str]:
     """A ``--joint-map`` file: a YAML or JSON mapping {their joint name: canonical name}."""
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as e:
-        raise InputError(path, f"cannot read the joint map ({e.strerror})") from None
-    try:
-        if path.suffix.lower() == ".json":
-            data = json.loads(text)
-        else:
-            import yaml
+    from stmt import limits
+    from stmt.fileio import load_yaml, read_text
 
-            data = yaml.safe_load(text)
-    except Exception as e:  # noqa: BLE001 - any parse error is the user's file
-        first = str(e).splitlines()[0] if str(e) else type(e).__name__
-        raise InputError(path, f"not a YAML/JSON joint map: {first}") from None
+    path = Path(path)
+    text = read_text(path, "a YAML or JSON joint map", limits.MAX_CONFIG_BYTES)
+    if path.suffix.lower() == ".json":
+        try:
+            data = json.loads(text)
+        except (ValueError, RecursionError) as e:
+            first = str(e).splitlines()[0] if str(e) else "nested too deeply"
+            raise InputError(path, f"not a JSON joint map: {first}") from None
+    else:
+        data = load_yaml(text, path, "a YAML joint map")
     if not isinstance(data, dict) or not all(
         isinstance(k, str) and isinstance(v, str) for k, v in data.items()
     ):
@@ -283,6 +281,10 @@ def load_joint_map(path: str | Path) -> dict[str, str]:
         raise InputError(
             path, f"unknown target joint(s) {', '.join(bad)}; ours are: {', '.join(CANONICAL)}"
         )
+    twice = sorted({v for v in data.values() if list(data.values()).count(v) > 1})
+    if twice:
+        theirs = [k for k, v in data.items() if v == twice[0]]
+        raise InputError(path, f"maps {', '.join(theirs)} all to {twice[0]}; one joint each")
     return data
 
 

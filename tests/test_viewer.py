@@ -274,6 +274,7 @@ def test_write_outputs(display, scenes, tmp_path):
     assert iio.imread(png).shape[:2] == (H, W)
     folder = write_video(frames, tmp_path / "frames", 5)
     assert sorted(p.name for p in folder.iterdir()) == [
+        ".stmt-output.json",  # the names stmt wrote there (stmt.fileio)
         "frame_00000.png",
         "frame_00001.png",
         "frame_00002.png",

@@ -20,15 +20,14 @@ A attention colours on/off, S screenshot (PNG in the current folder), Q quit.
 
 from __future__ import annotations
 
-import os
-import shutil
-import tempfile
+import re
 import time
 from pathlib import Path
 
 import numpy as np
 
 from stmt.errors import InputError
+from stmt.fileio import atomic_path, atomic_write, new_folder
 from viz.overlay import draw_overlay
 from viz.scene import Scene
 
@@ -46,13 +45,6 @@ def camera_direction(facing: np.ndarray, azimuth: float, elevation: float) -> np
     az, el = np.radians(azimuth), np.radians(elevation)
     horizontal = np.cos(az) * f + np.sin(az) * right
     return np.cos(el) * horizontal + np.sin(el) * np.array([0.0, 0.0, 1.0])
-
-
-def _umask_mode(directory: bool = False) -> int:
-    """The mode a plain open()/mkdir() would give (mkstemp/mkdtemp use 0600/0700)."""
-    mask = os.umask(0)
-    os.umask(mask)
-    return (0o777 if directory else 0o666) & ~mask
 
 
 # GLFW key codes
@@ -159,10 +151,15 @@ class Player:
         else:
             self.geom = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(v0))
         self._set_colors()
-        # the view box is the body's (first geometry), so the zoom frames the body,
-        # not the whole floor it walks over; the camera then follows the body
+        # the view box is the body's (first geometry), so the zoom frames the body, not
+        # the whole floor it walks over. Open3D places its lights around that box, seen
+        # from the camera: so the body stays in it and the world (the floor) moves
+        # under it instead of the camera following the body, which left a body that
+        # walked towards a front camera past the lights, lit from behind (black).
         self.vis.add_geometry(self.geom)
-        self.vis.add_geometry(_floor_grid(o3d, scene.vertices), reset_bounding_box=False)
+        self.grid = _floor_grid(o3d, scene.vertices)
+        self._grid_points = np.asarray(self.grid.points).copy()  # (G, 3) world
+        self.vis.add_geometry(self.grid, reset_bounding_box=False)
         opt = self.vis.get_render_option()
         opt.background_color = np.asarray(BACKGROUND)
         opt.point_size = 4.0
@@ -173,7 +170,8 @@ class Player:
         self._centres[:, 2] = (lo[:, 2].min() + hi[:, 2].max()) / 2  # fixed height: jumps show
         self._ctr = ctr
         ctr.set_up([0.0, 0.0, 1.0])
-        ctr.set_front(camera_direction(scene.facing, *camera))
+        self._front = camera_direction(scene.facing, *camera)  # (3,) body -> camera
+        ctr.set_front(self._front)
         ctr.set_zoom(0.9)
         ctr.set_lookat(self._centres[0].astype(np.float64))
 
@@ -188,7 +186,8 @@ class Player:
     def show(self, frame: int) -> None:
         """Pose the geometry at ``frame`` (clamped) and recolour it."""
         self.frame = int(np.clip(frame, 0, self.scene.num_frames - 1))
-        v = self.scene.vertices[self.frame].astype(np.float64)
+        shift = (self._centres[self.frame] - self._centres[0]).astype(np.float64)  # (3,)
+        v = self.scene.vertices[self.frame].astype(np.float64) - shift
         if isinstance(self.geom, self.o3d.geometry.TriangleMesh):
             self.geom.vertices = self.o3d.utility.Vector3dVector(v)
             self.geom.compute_vertex_normals()
@@ -196,7 +195,8 @@ class Player:
             self.geom.points = self.o3d.utility.Vector3dVector(v)
         self._set_colors()
         self.vis.update_geometry(self.geom)
-        self._ctr.set_lookat(self._centres[self.frame].astype(np.float64))
+        self.grid.points = self.o3d.utility.Vector3dVector(self._grid_points - shift)
+        self.vis.update_geometry(self.grid)
 
     def toggle_attention(self) -> None:
         self.attention = (not self.attention) and self.scene.has_attention
@@ -206,12 +206,15 @@ class Player:
         self.playing = False
         self.show((self.frame + delta) % self.scene.num_frames)
 
-    def capture(self, overlay: bool = True) -> np.ndarray:
-        """(H, W, 3) uint8 image of the current frame, with labels drawn when ``overlay``."""
+    def capture(self, overlay: bool = True, check: bool = False) -> np.ndarray:
+        """(H, W, 3) uint8 image of the current frame, with labels drawn when ``overlay``;
+        with ``check``, :func:`check_shaded` on the body's pixels first."""
         self.vis.poll_events()
         self.vis.update_renderer()
         img = np.asarray(self.vis.capture_screen_float_buffer(do_render=True))  # (H, W, 3) float
         img = (np.clip(img, 0, 1) * 255).astype(np.uint8)
+        if check:
+            check_shaded(img, self.frame / self.scene.fps)
         if not overlay:
             return img
         s = self.scene
@@ -291,6 +294,38 @@ class Player:
 
 
 # --------------------------------------------------------------------------- rendering
+FLAT_LUMA_SPREAD = 0.02  # a lit body's pixels differ by more than this (of full scale)
+DARK_LUMA = 0.06  # darker than this is unlit
+
+
+def body_mask(image: np.ndarray) -> np.ndarray:
+    """(H, W) bool: the pixels of a render (before the overlay) that are neither the
+    white background nor the grey floor grid (light neutral greys, antialiased into the
+    white): the body's, lit or not."""
+    rgb = image.astype(np.float64) / 255.0  # (H, W, 3)
+    neutral = rgb.max(axis=2) - rgb.min(axis=2) < 0.04
+    return ~(neutral & (rgb.mean(axis=2) > 0.6))
+
+
+def check_shaded(image: np.ndarray, time_s: float = 0.0) -> None:
+    """Refuse a render (H, W, 3) uint8 whose body (:func:`body_mask`) is one flat colour:
+    an unlit silhouette, mostly black, or no shading at all. One InputError naming the
+    time; a body out of view (fewer than 20 pixels) is not judged."""
+    mask = body_mask(image)
+    if mask.sum() < 20:
+        return
+    luma = (image[mask].astype(np.float64) / 255.0) @ np.array([0.299, 0.587, 0.114])  # (K,)
+    dark = float((luma < DARK_LUMA).mean())
+    spread = float(np.percentile(luma, 90) - np.percentile(luma, 10))
+    if dark > 0.5 or spread < FLAT_LUMA_SPREAD:
+        what = f"{dark:.0%} of it black" if dark > 0.5 else "one flat colour"
+        raise InputError(
+            None,
+            f"the render at {time_s:.2f} s shows the body unlit ({what}); nothing was written "
+            "(try another --camera, and report it)",
+        )
+
+
 def render_frames(
     scene: Scene,
     fps: float | None = None,
@@ -321,34 +356,38 @@ def render_frames(
         out = []
         for f in frames:
             player.show(f)
-            out.append(player.capture(overlay=overlay))
+            out.append(player.capture(overlay=overlay, check=True))
         return out
     finally:
         player.close()
 
 
 def save_png(image: np.ndarray, path: Path) -> None:
-    """Write one PNG atomically."""
+    """Write one PNG atomically (:func:`stmt.fileio.atomic_write`)."""
     from PIL import Image
 
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".png", dir=path.parent or ".")
-    os.close(fd)
-    try:
-        Image.fromarray(image).save(tmp, optimize=True)
-        os.chmod(tmp, _umask_mode())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path) as f:
+        Image.fromarray(image).save(f, format="PNG", optimize=True)
 
 
-def write_video(images: list[np.ndarray], out: str | Path, fps: float) -> Path:
+FRAME_NAME = re.compile(r"frame_\d{5}\.png")
+
+
+def adopt_frames(path: Path, entries: set[str]) -> set[str]:
+    """The frames an earlier ``stmt view --render FOLDER`` wrote in a folder without a
+    marker (:func:`stmt.fileio.check_folder`): a folder of ``frame_NNNNN.png`` only."""
+    return entries if entries and all(FRAME_NAME.fullmatch(n) for n in entries) else set()
+
+
+def write_video(
+    images: list[np.ndarray], out: str | Path, fps: float, overwrite: bool = False
+) -> Path:
     """Write frames to ``out``: .gif, .mp4, .png (the middle frame) or a folder of PNGs
-    (any other name; ``frame_00000.png`` ...). Written to a temporary name, then renamed."""
+    (any other name; ``frame_00000.png`` ...), each file atomically. A folder is an
+    output folder of :mod:`stmt.fileio` (one holding other files needs ``overwrite``;
+    they are kept, and frames of an earlier, longer render there are removed)."""
     out = Path(out)
     suffix = out.suffix.lower()
-    out.parent.mkdir(parents=True, exist_ok=True)
     if suffix == ".png":
         save_png(images[len(images) // 2], out)
         return out
@@ -362,13 +401,10 @@ def write_video(images: list[np.ndarray], out: str | Path, fps: float) -> Path:
                     "writing MP4 needs imageio-ffmpeg (pip install imageio-ffmpeg); or write a .gif",
                 ) from None
         import imageio.v2 as imageio
+        import imageio.v3 as iio
 
-        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=suffix, dir=out.parent)
-        os.close(fd)
-        try:
+        with atomic_path(out) as tmp:
             if suffix == ".gif":
-                import imageio.v3 as iio
-
                 iio.imwrite(tmp, np.stack(images), duration=1000.0 / fps, loop=0)
             else:
                 with imageio.get_writer(
@@ -376,32 +412,17 @@ def write_video(images: list[np.ndarray], out: str | Path, fps: float) -> Path:
                 ) as w:
                     for im in images:
                         w.append_data(im)
-            os.chmod(tmp, _umask_mode())
-            os.replace(tmp, out)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
         return out
     if suffix:
         raise InputError(
             out, f"unknown render format {suffix!r}; use .gif, .mp4, .png or a folder name"
         )
-    tmpdir = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        for i, im in enumerate(images):
-            from PIL import Image
-
-            Image.fromarray(im).save(tmpdir / f"frame_{i:05d}.png")
-        os.chmod(tmpdir, _umask_mode(directory=True))
-        if out.exists():
-            if not out.is_dir():
-                raise InputError(out, "exists and is not a folder")
-            for p in sorted(tmpdir.iterdir()):
-                os.replace(p, out / p.name)
-            tmpdir.rmdir()
-        else:
-            os.replace(tmpdir, out)
-    except BaseException:
-        shutil.rmtree(tmpdir, ignore_errors=True)
-        raise
+    names = [f"frame_{i:05d}.png" for i in range(len(images))]
+    with new_folder(out, "stmt view --render", overwrite, adopt_frames) as folder:
+        folder.own(*names)
+        for name, im in zip(names, images):
+            save_png(im, folder.path / name)
+        for name in sorted(folder.owned - set(names)):
+            if FRAME_NAME.fullmatch(name):
+                folder.remove(name)  # a longer render's frames: not this one's
     return out

@@ -366,6 +366,9 @@ def main(args: argparse.Namespace) -> int:
             pending = []
     if args.json:
         print(json.dumps(records, indent=2))
+    if args.out is not None and not records:  # keep what the file held: nothing replaces it
+        print(f"stmt: error: {args.out}: not written, no file was labelled", file=sys.stderr)
+        return 2
     if args.out is not None:
         if args.out.suffix.lower() == ".json":
             doc = predictions_document(clf, window, stride, whole_clip_s, top_k, records)

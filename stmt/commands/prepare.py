@@ -7,6 +7,10 @@ index.json; the cache holds the rest); 2 on a user error, or at the first
 failure with ``--strict``. Rerunning the same command resumes an interrupted
 run and only poses what is not in the cache yet.
 
+--out is stmt's own folder: an existing folder that holds files stmt did not
+write is refused (exit 2) unless ``--overwrite`` is given, and even then only
+the cache's names are written and only what stmt wrote is ever removed.
+
 The cache becomes visible in one atomic step when complete (a kill leaves the
 previous cache); a second ``stmt prepare`` on the same ``--out`` while one runs
 exits 2 naming the holder. ``stmt prepare --out CACHE --verify`` checks every
@@ -68,6 +72,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--strict", action="store_true", help="stop at the first file that fails (exit 2)"
     )
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write the cache into a folder that holds files stmt did not write (only the "
+        "cache's own names are written there; the others are kept)",
+    )
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument(
@@ -85,9 +95,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from stmt import limits
-    from stmt.data.prepare import prepare
+    from stmt.data.prepare import adopt_cache, prepare
     from stmt.errors import InputError
-    from stmt.fileio import check_output
+    from stmt.fileio import check_folder
 
     if args.verify:
         from stmt.data.cache import verify_cache
@@ -101,11 +111,10 @@ def main(args: argparse.Namespace) -> int:
     missing = [f"--{k}" for k in ("dataset", "data") if getattr(args, k) is None]
     if missing:
         raise InputError(None, f"stmt prepare needs {' and '.join(missing)} (or --verify)")
-    if not args.list_only:
-        check_output(args.out, folder=True)
+    if not args.list_only:  # before any work: a folder of someone else's files is refused
+        check_folder(args.out, "stmt prepare", args.overwrite, adopt_cache)
     apply_max_frames(args)
-    if not 1 <= args.num_points <= 100_000:
-        raise InputError(None, f"--num-points must be 1 to 100000, got {args.num_points}")
+    limits.whole_number("num-points", args.num_points, 1, 100_000)
     args.fps = limits.check_fps(None, args.fps, "--fps")
     args.chunk_s = limits.positive_number("chunk-s", args.chunk_s)
     limits.check_frames(None, args.chunk_s * args.fps, what="--chunk-s at --fps")
@@ -123,6 +132,7 @@ def main(args: argparse.Namespace) -> int:
         progress=not args.quiet,
         synthetic=args.synthetic,
         list_only=args.list_only,
+        overwrite=args.overwrite,
     )
     print_summary(result, args.json)
     return result.exit_status

@@ -18,10 +18,17 @@ from pathlib import Path
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
     p.add_argument(
-        "--per-class", type=int, default=200, metavar="N", help="clips per class (default 200)"
+        "--per-class",
+        type=int,
+        default=200,
+        metavar="N",
+        help="clips per class, 1 to 100000 (default 200)",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="random seed (default 0); same seed, same files"
+        "--seed",
+        type=int,
+        default=0,
+        help="random seed, 0 to 2^32-1 (default 0); same seed, same files",
     )
     p.add_argument(
         "--subjects",
@@ -39,6 +46,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     p.add_argument("--json", action="store_true", help="print the summary as one JSON object")
     p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="write into an existing folder that holds files stmt did not write (only "
+        "stmt's own files there are replaced; the others are kept)",
+    )
+    p.add_argument(
         "--samples",
         action="store_true",
         help="write instead the small sample files (one per supported format, with a "
@@ -47,15 +60,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from stmt.data.synth import SYNTH_CLASSES, generate
-    from stmt.errors import InputError
-    from stmt.fileio import check_output
+    from stmt.data.synth import adopt_output, check_options, generate
+    from stmt.fileio import check_folder
 
-    check_output(args.out, folder=True)
     if args.samples:
-        from stmt.data.samples import write_samples
+        from stmt.data.samples import adopt_samples, write_samples
 
-        paths = write_samples(args.out, seed=args.seed)
+        check_options(1, args.seed, 3, None)
+        check_folder(args.out, "stmt synth --samples", args.overwrite, adopt_samples)
+        paths = write_samples(args.out, seed=args.seed, overwrite=args.overwrite)
         if args.json:
             print(json.dumps({"out": str(args.out), "files": [p.name for p in paths]}))
         else:
@@ -66,13 +79,8 @@ def main(args: argparse.Namespace) -> int:
     classes = None
     if args.classes:
         classes = [c.strip() for c in args.classes.split(",") if c.strip()]
-        unknown = [c for c in classes if c not in SYNTH_CLASSES]
-        if unknown:
-            raise InputError(None, f"unknown classes {unknown}; choose from {SYNTH_CLASSES}")
-    if args.per_class < 1:
-        raise InputError(None, f"--per-class must be >= 1, got {args.per_class}")
-    if args.subjects < 3:
-        raise InputError(None, f"--subjects must be >= 3 (one per split), got {args.subjects}")
+    check_options(args.per_class, args.seed, args.subjects, classes)
+    check_folder(args.out, "stmt synth", args.overwrite, adopt_output)  # before any work
     summary = generate(
         args.out,
         per_class=args.per_class,
@@ -80,6 +88,7 @@ def main(args: argparse.Namespace) -> int:
         subjects=args.subjects,
         classes=classes,
         progress=not args.quiet,
+        overwrite=args.overwrite,
     )
     print_summary({"out": str(args.out), **summary}, args.json)
     return 0

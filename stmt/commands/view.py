@@ -75,7 +75,7 @@ def check_options(args: argparse.Namespace) -> None:
     rendered: one InputError line naming the option."""
     from stmt import limits
     from stmt.errors import InputError
-    from stmt.fileio import check_output
+    from stmt.fileio import check_folder, check_output
 
     if args.fps is not None:
         args.fps = limits.check_fps(None, args.fps, "--fps")
@@ -88,7 +88,12 @@ def check_options(args: argparse.Namespace) -> None:
             raise InputError(
                 out, f"unknown render format {out.suffix!r}; use .gif, .mp4, .png or a folder name"
             )
-        check_output(out, folder=not out.suffix)  # no suffix: a folder of PNG frames
+        if out.suffix:
+            check_output(out)
+        else:  # a folder of PNG frames: stmt's, new or empty (or --overwrite)
+            from viz.viewer import adopt_frames
+
+            check_folder(out, "stmt view --render", args.overwrite, adopt_frames)
     if args.ckpt is not None:
         from stmt.predict import resolve_device
 
@@ -147,6 +152,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "(azimuth from the front towards its right, elevation above the horizon)",
     )
     p.add_argument("--no-attention", action="store_true", help="plain colours even with --ckpt")
+    p.add_argument(
+        "--overwrite",
+        action="store_true",
+        help="--render into an existing folder that holds files stmt did not write (only "
+        "frame_NNNNN.png files are written there; the others are kept)",
+    )
     p.add_argument("--window", type=float, default=None, metavar="S", help="window length (s)")
     p.add_argument("--stride", type=float, default=None, metavar="S", help="window stride (s)")
     p.add_argument("--device", default="cpu", help="torch device for the model")
@@ -171,8 +182,9 @@ def _argv(args: argparse.Namespace) -> list[str]:
         value = getattr(args, name)
         if value is not None:
             argv += [f"--{name.replace('_', '-')}", str(value)]
-    if args.no_attention:
-        argv.append("--no-attention")
+    for flag in ("no_attention", "overwrite"):
+        if getattr(args, flag):
+            argv.append(f"--{flag.replace('_', '-')}")
     return argv
 
 
@@ -264,6 +276,6 @@ def main(args: argparse.Namespace) -> int:
         frames=frames,
         camera=args.camera,
     )
-    out = write_video(images, args.render, fps)
+    out = write_video(images, args.render, fps, overwrite=args.overwrite)
     print(f"wrote {out} ({len(images)} frame{'s' if len(images) != 1 else ''}, {width}x{height})")
     return 0

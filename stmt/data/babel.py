@@ -30,10 +30,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from stmt import limits
 from stmt.errors import InputError
+from stmt.fileio import read_text
 
 # BABEL's action_label_2_idx ordering, first 120 categories.
 BABEL_CATEGORIES: list[str] = [
@@ -115,10 +118,11 @@ def load_annotations(folder: str | Path) -> dict[str, dict]:
     out = {}
     for split in ("train", "val", "test"):
         f = folder / f"{split}.json"
-        if f.exists():
+        if os.path.lexists(f):  # a regular file of bounded size (stmt.fileio), else one line
+            text = read_text(f, "BABEL annotations (JSON)", limits.MAX_ANNOTATION_BYTES)
             try:
-                out[split] = json.loads(f.read_text())
-            except (json.JSONDecodeError, UnicodeDecodeError) as err:
+                out[split] = json.loads(text)
+            except (ValueError, RecursionError) as err:
                 raise InputError(f, f"not valid JSON ({err})") from None
             if not isinstance(out[split], dict):
                 raise InputError(f, "expected a JSON object of BABEL sequences by id")

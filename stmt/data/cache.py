@@ -45,7 +45,9 @@ from pathlib import Path
 
 import numpy as np
 
+from stmt import limits
 from stmt.errors import InputError
+from stmt.fileio import read_text
 
 ARRAYS = {  # name -> (dtype, shape after the frame count F, given N points)
     "vertices.npy": ("float16", lambda n: (n, 3)),
@@ -134,12 +136,11 @@ def load_index(cache: str | Path, check: bool = True) -> CacheIndex:
             raise InputError(root, "the cache is incomplete (a `stmt prepare` was interrupted); "
                              "rerun that command to finish it")  # fmt: skip
         raise InputError(root, "not a prepared cache (no index.json); run `stmt prepare` first")
+    text = read_text(f, "a cache index (JSON)", limits.MAX_ANNOTATION_BYTES)  # bounded
     try:
-        meta = json.loads(f.read_text())
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        meta = json.loads(text)
+    except (ValueError, RecursionError) as err:
         raise InputError(f, f"not valid JSON ({err}); {rebuild_hint()}") from None
-    except OSError as err:
-        raise InputError(f, f"cannot be read ({err.strerror}); {rebuild_hint()}") from None
     if not isinstance(meta, dict):
         raise InputError(f, f"not a cache index (a {type(meta).__name__}); {rebuild_hint()}")
     if meta.get("format") != CACHE_FORMAT or meta.get("version") != CACHE_VERSION:

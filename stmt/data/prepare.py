@@ -41,6 +41,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 from dataclasses import dataclass, field
@@ -63,7 +64,7 @@ from stmt.data.cache import (
     load_index,
 )
 from stmt.errors import InputError
-from stmt.fileio import atomic_savez, atomic_text
+from stmt.fileio import TEMP_PREFIX, OutputFolder, atomic_savez, atomic_text, claim_folder
 
 UNLABELLED = -1  # label of a sample for self-supervised pretraining only
 OTHER_ACTION = -2  # label of a sample of an action outside the classes ("unknown")
@@ -116,6 +117,7 @@ def prepare(
     log=None,
     synthetic: str | Path | None = None,
     list_only: bool = False,
+    overwrite: bool = False,
 ) -> PrepareResult:
     """Build (or finish) the cache ``out`` for ``dataset``; see the module docstring.
 
@@ -134,6 +136,9 @@ def prepare(
         synthetic: realmix only: a ``stmt synth`` output whose clips of the classes the
             recorded data lacks are mixed in (:data:`stmt.data.realmix.SYNTH_USED`).
         list_only: list the files and samples (counted in the result), pose and write nothing.
+        overwrite: write into a folder that holds files stmt did not write (an output
+            folder of :mod:`stmt.fileio`: only the cache's own names are written, and a
+            folder of such a name that stmt did not write stops the run).
     """
     from tqdm import tqdm
 
@@ -172,9 +177,10 @@ def prepare(
         n = sum(len(j.segments) for j in jobs)
         return PrepareResult(cache=out, sequences=len(jobs), samples=n)
 
-    out.mkdir(parents=True, exist_ok=True)
+    folder = claim_folder(out, "stmt prepare", overwrite, adopt_cache)
+    take(folder, ".lock")
     with cache_lock(out):
-        _recover(out)
+        _recover(folder)
         rest, faces, body_name = body_topology(
             body=body, body_models=body_models, fmt="amass-smplh"
         )
@@ -182,8 +188,10 @@ def prepare(
         settings = {"template_key": template.key, "fps": float(fps), "body": body_name}
         shards = out / "shards"
         stamp = shards / "settings.json"
-        if shards.exists() and (not stamp.exists() or json.loads(stamp.read_text()) != settings):
-            shutil.rmtree(shards)  # shards of another template / fps / body: unusable
+        take(folder, "shards")
+        if shards.exists() and _stamp(stamp) != settings:
+            folder.remove("shards")  # shards of another template / fps / body: unusable
+            folder.own("shards")
         shards.mkdir(exist_ok=True)
         atomic_text(stamp, json.dumps(settings))
 
@@ -259,7 +267,7 @@ def prepare(
             seq_offset.append(total)
             total += done[j.key]
         same = [j.key for j in kept] == list(previous) and old_verts is not None
-        version = _new_version(out)
+        version = _new_version(folder)
         if same:  # the arrays do not change: the new version links the old files
             for name in ARRAYS:
                 _link_or_copy(out / name, version / name)
@@ -339,8 +347,8 @@ def prepare(
         index["files"] = describe_files(version)
         atomic_text(version / INDEX, json.dumps(index))
         _step("index")
-        _commit(out, version)
-        shutil.rmtree(shards, ignore_errors=True)
+        _commit(folder, version)
+        folder.remove("shards")
 
         result.sequences, result.samples, result.frames = len(kept), len(samples["label"]), total
         if result.missing:
@@ -373,18 +381,67 @@ def _fsync_dir(path: Path) -> None:
         os.close(fd)
 
 
-def _versions(out: Path) -> list[Path]:
-    return sorted(p for p in out.glob("v-[0-9]*") if p.is_dir())
+_VERSION = re.compile(r"v-\d{6}")
 
 
-def _new_version(out: Path) -> Path:
-    """An empty folder for the next version (``v-NNNNNN.tmp``, renamed by :func:`_commit`)."""
-    last = _versions(out)
-    n = int(last[-1].name[2:]) + 1 if last else 1
-    tmp = out / f"v-{n:06d}.tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
+def _versions(folder: OutputFolder) -> list[Path]:
+    """The finished versions stmt wrote in the cache folder, oldest first."""
+    return sorted(
+        p for p in folder.path.iterdir()
+        if _VERSION.fullmatch(p.name) and p.is_dir() and folder.owns(p.name)
+    )  # fmt: skip
+
+
+def _new_version(folder: OutputFolder) -> Path:
+    """An empty folder for the next version (``v-NNNNNN.tmp``, renamed by :func:`_commit`),
+    numbered past every version-like name in the folder, stmt's or not."""
+    numbers = [int(p.name[2:8]) for p in folder.path.glob("v-[0-9]*") if _VERSION.match(p.name)]
+    n = max(numbers, default=0) + 1
+    tmp = folder.path / f"v-{n:06d}.tmp"
+    folder.own(tmp.name, tmp.name[: -len(".tmp")])
     tmp.mkdir()
     return tmp
+
+
+def take(folder: OutputFolder, name: str) -> None:
+    """Record ``name`` as the cache's before it is written. A folder of that name that
+    stmt did not write (in a folder given with ``--overwrite``) is never replaced: the
+    run stops with one line instead."""
+    p = folder.path / name
+    if not folder.owns(name) and p.is_dir() and not p.is_symlink():
+        raise InputError(p, "is a folder stmt did not write; move it away or choose another --out")
+    folder.own(name)
+
+
+def _stamp(path: Path) -> dict | None:
+    """The settings a shards folder was made with (None when unreadable)."""
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+CACHE_NAMES = re.compile(
+    r"(index\.json|vertices\.npy|centres\.npy|bounds\.npy|template\.npz|current|\.lock|shards"
+    r"|v-\d{6}(\.tmp)?|\.current\.tmp|\..+\.link\.tmp)"
+)
+
+
+def adopt_cache(path: Path, entries: set[str]) -> set[str]:
+    """The entries of a folder without a marker that an earlier ``stmt prepare`` wrote
+    (:func:`stmt.fileio.check_folder`): the cache's names, when its index (or that of its
+    ``current`` version, or its shards' settings) says it is an stmt cache."""
+    for f in (path / INDEX, path / CURRENT / INDEX):
+        try:
+            with open(f, "rb") as fh:
+                head = fh.read(4096)
+        except OSError:
+            continue
+        if f'"format": "{CACHE_FORMAT}"'.encode() in head:
+            return {n for n in entries if CACHE_NAMES.fullmatch(n)}
+    if isinstance(_stamp(path / "shards" / "settings.json"), dict):
+        return {n for n in entries if CACHE_NAMES.fullmatch(n)}
+    return set()
 
 
 def _link_or_copy(src: Path, dst: Path) -> None:
@@ -395,10 +452,11 @@ def _link_or_copy(src: Path, dst: Path) -> None:
         shutil.copy2(src, dst)
 
 
-def _commit(out: Path, tmp: Path) -> None:
+def _commit(folder: OutputFolder, tmp: Path) -> None:
     """Make the complete version ``tmp`` the cache: rename it into place, switch the
     ``current`` symlink (the one atomic step that publishes it), then make sure the
     top-level names point through ``current`` and drop all but the last two versions."""
+    out = folder.path
     for name in os.listdir(tmp):
         fd = os.open(tmp / name, os.O_RDONLY)
         try:
@@ -410,25 +468,29 @@ def _commit(out: Path, tmp: Path) -> None:
     os.rename(tmp, final)
     _fsync_dir(out)
     _step("version")
-    link = out / f".{CURRENT}.tmp"
+    take(folder, CURRENT)
+    link = out / f"{TEMP_PREFIX}{CURRENT}.tmp"
     if link.is_symlink() or link.exists():
         link.unlink()
     os.symlink(final.name, link)
     os.replace(link, out / CURRENT)  # the switch
     _fsync_dir(out)
     _step("switch")
-    _link_names(out)
+    _link_names(folder)
     _step("links")
-    keep = {final.name, *(p.name for p in _versions(out)[-2:])}
-    for p in _versions(out):
+    keep = {final.name, *(p.name for p in _versions(folder)[-2:])}
+    for p in _versions(folder):
         if p.name not in keep:
-            shutil.rmtree(p, ignore_errors=True)
+            folder.remove(p.name)
 
 
-def _link_names(out: Path) -> None:
+def _link_names(folder: OutputFolder) -> None:
     """Top-level ``index.json``, arrays and template as symlinks through ``current``.
     A cache from before versions has plain files there: its index goes first (so a
     kill half-way leaves an incomplete cache, never a mix), then the rest, the index last."""
+    out = folder.path
+    for name in (*ARRAYS, TEMPLATE, INDEX):
+        take(folder, name)
     index = out / INDEX
     if index.exists() and not index.is_symlink():
         index.unlink()
@@ -439,7 +501,7 @@ def _link_names(out: Path) -> None:
         path = out / name
         if path.is_symlink() and os.readlink(path) == target:
             continue
-        tmp = out / f".{name}.link.tmp"
+        tmp = out / f"{TEMP_PREFIX}{name}.link.tmp"
         if tmp.is_symlink() or tmp.exists():
             tmp.unlink()
         os.symlink(target, tmp)
@@ -448,13 +510,14 @@ def _link_names(out: Path) -> None:
     _fsync_dir(out)
 
 
-def _recover(out: Path) -> None:
+def _recover(folder: OutputFolder) -> None:
     """Finish what a killed run left: half-built versions go, and a switched
     ``current`` whose top-level links were not all made gets them."""
+    out = folder.path
     for p in out.glob("v-*.tmp"):
-        shutil.rmtree(p, ignore_errors=True)
-    if (out / CURRENT).is_dir() and (out / CURRENT / INDEX).is_file():
-        _link_names(out)
+        folder.remove(p.name)  # only stmt's
+    if folder.owns(CURRENT) and (out / CURRENT).is_dir() and (out / CURRENT / INDEX).is_file():
+        _link_names(folder)
 
 
 class CacheLocked(InputError):

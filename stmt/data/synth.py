@@ -633,6 +633,47 @@ def make_subjects(count: int, rng: np.random.Generator) -> list[Subject]:
     return subjects
 
 
+OUTPUT_NAMES = ("labels.json", "train.json", "val.json", "test.json", "subjects.json", "motions")
+
+
+def adopt_output(path: Path, entries: set[str]) -> set[str]:
+    """The entries of a folder without a marker that an earlier ``stmt synth`` wrote
+    (:func:`stmt.fileio.check_folder`): its names, when ``labels.json`` lists synthetic
+    classes only."""
+    from stmt import limits
+    from stmt.errors import InputError
+    from stmt.fileio import read_text
+
+    try:
+        labels = json.loads(read_text(path / "labels.json", "labels", limits.MAX_CONFIG_BYTES))
+    except (InputError, ValueError):
+        return set()
+    if not (isinstance(labels, list) and labels and all(c in SYNTH_CLASSES for c in labels)):
+        return set()
+    return entries & set(OUTPUT_NAMES)
+
+
+def check_options(per_class: int, seed: int, subjects: int, classes: list[str] | None) -> None:
+    """The ranges of :func:`generate`'s arguments, checked before anything is allocated
+    (one InputError naming the option)."""
+    from stmt import limits
+    from stmt.errors import InputError
+
+    limits.whole_number("per-class", per_class, 1, MAX_PER_CLASS)
+    limits.whole_number("seed", seed, 0, 2**32 - 1)
+    limits.whole_number("subjects", subjects, 3, MAX_SUBJECTS)
+    for c in classes or []:
+        if c not in SYNTH_CLASSES:
+            raise InputError(None, f"unknown class {c!r}; choose from {', '.join(SYNTH_CLASSES)}")
+    twice = sorted({c for c in classes or [] if classes.count(c) > 1})
+    if twice:
+        raise InputError(None, f"--classes names {', '.join(twice)} more than once")
+
+
+MAX_PER_CLASS = 100_000
+MAX_SUBJECTS = 10_000
+
+
 def generate(
     out: str | Path,
     per_class: int = 200,
@@ -640,6 +681,7 @@ def generate(
     subjects: int = 20,
     classes: list[str] | None = None,
     progress: bool = True,
+    overwrite: bool = False,
 ) -> dict:
     """Write the synthetic dataset under ``out`` and return a summary.
 
@@ -650,16 +692,24 @@ def generate(
         out/subjects.json                    subject -> split, gender, betas
         out/motions/S003/walk_00012.npz       AMASS SMPL+H npz, 30 fps
 
-    Every file is written atomically; existing clips with the same name are
-    overwritten (generation is deterministic, so the content is the same).
+    A new ``out`` is built as a temporary sibling and renamed into place when complete.
+    An existing one must be stmt's (:mod:`stmt.fileio`: its marker, or an earlier
+    ``stmt synth``'s files), else InputError unless ``overwrite``; there every file is
+    written atomically, clips with the same name replaced (generation is deterministic,
+    so the content is the same) and nothing else touched.
     """
     from tqdm import tqdm
 
-    out = Path(out)
+    from stmt.fileio import new_folder
+
+    check_options(per_class, seed, subjects, classes)
     classes = list(classes or SYNTH_CLASSES)
-    unknown = [c for c in classes if c not in SYNTH_CLASSES]
-    if unknown:
-        raise ValueError(f"unknown synthetic classes {unknown}")
+    with new_folder(out, "stmt synth", overwrite, adopt_output) as folder:
+        folder.own(*OUTPUT_NAMES)
+        return _generate(folder.path, per_class, seed, subjects, classes, progress, tqdm)
+
+
+def _generate(out: Path, per_class, seed, subjects, classes, progress, tqdm) -> dict:
     rng = np.random.default_rng(seed)
     people = make_subjects(subjects, rng)
     ann: dict[str, dict] = {"train": {}, "val": {}, "test": {}}

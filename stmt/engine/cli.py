@@ -9,10 +9,21 @@ module is :class:`stmt.data.datamodule.STMTDataModule`; the dataset's
 model (never typed twice). ``--ckpt_path last`` resumes an interrupted run
 (the configs keep a ``last.ckpt``); DDP is Lightning's
 (``--trainer.strategy ddp --trainer.devices N --trainer.num_nodes M``).
+
+Files (:mod:`stmt.fileio`): every config file on the command line is read as a
+bounded regular file and its YAML checked for alias blow-up before jsonargparse
+reads it (:func:`check_config_files`). The run folders (each checkpoint folder a
+fit is given, a logger's log folder) are stmt output folders: one that holds
+files stmt and Lightning did not write is refused with one line unless
+``--overwrite`` (stmt's own flag, taken out before LightningCLI parses) is given
+(:func:`claim_run_folders`).
+Checkpoints are saved atomically (a temporary sibling renamed into place), so a
+killed run never leaves a truncated ``last.ckpt`` to resume from.
 """
 
 from __future__ import annotations
 
+import re
 import sys
 from pathlib import Path
 
@@ -23,11 +34,12 @@ LINKED = (
 )  # fmt: skip
 
 
-def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
+def build_cli(argv: list[str], datamodule_class=None, run: bool = True, overwrite: bool = False):
     """Build the LightningCLI and, with ``run``, execute its subcommand (``argv[0]``).
 
     ``datamodule_class`` defaults to STMTDataModule (tests pass a stand-in).
-    Without ``run``, ``argv`` holds no subcommand and only instantiates.
+    Without ``run``, ``argv`` holds no subcommand and only instantiates. ``overwrite``:
+    the run may write into folders that hold files stmt did not write (:func:`claim_run_folders`).
     """
     import warnings
 
@@ -66,6 +78,7 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True):
                 from stmt.engine.classifier import pretrained_encoder  # config is written
 
                 pretrained_encoder(self.model.model, pretrained)
+            claim_run_folders(self.trainer, self.subcommand, overwrite)  # inputs first
             if not any(isinstance(cb, FiniteBatches) for cb in self.trainer.callbacks):
                 self.trainer.callbacks.append(FiniteBatches(self.datamodule))
 
@@ -322,6 +335,117 @@ def save_predictions(trainer, model, datamodule) -> tuple:
     )
 
 
+# --------------------------------------------------------------------------- files
+CONFIG_SUFFIXES = (".yaml", ".yml", ".json")
+
+
+def check_config_files(argv: list[str]) -> None:
+    """Every config file named on the command line (``--config F``, ``-c F``,
+    ``--config=F``, or any option's value that names an existing .yaml/.yml/.json),
+    read as jsonargparse will read it, but bounded first: a regular file (a FIFO, a
+    device or a folder is one InputError line, not a hang or an endless read) of at
+    most :data:`stmt.limits.MAX_CONFIG_BYTES`, UTF-8, and YAML whose aliases do not
+    expand past :data:`stmt.limits.MAX_YAML_NODES` values. A value that names no
+    existing path is left to jsonargparse (it may be inline YAML)."""
+    import os
+
+    from stmt import limits
+    from stmt.fileio import load_yaml, read_text
+
+    values = []
+    for i, arg in enumerate(argv):
+        if arg in ("--config", "-c") and i + 1 < len(argv):
+            values.append((argv[i + 1], True))
+        elif arg.startswith("--") and "=" in arg:
+            key, value = arg.split("=", 1)
+            values.append((value, key == "--config"))
+        elif i and not arg.startswith("-") and argv[i - 1] not in ("--config", "-c"):
+            values.append((arg, False))
+    for value, is_config in values:
+        if not os.path.lexists(value):
+            continue
+        if not is_config and not value.lower().endswith(CONFIG_SUFFIXES):
+            continue
+        text = read_text(value, "a YAML or JSON config file", limits.MAX_CONFIG_BYTES)
+        load_yaml(text, value, "a YAML config")  # JSON is YAML
+
+
+RUN_NAMES = re.compile(
+    r"(version_\d+|checkpoints|lightning_logs|metrics\.csv|hparams\.yaml|config\.yaml"
+    r"|training_curves\.png|confusion_matrix\.(csv|png)|predictions\.(csv|json)"
+    r"|events\.out\.tfevents\..*)"
+)
+
+
+def is_stmt_checkpoint(path: Path) -> bool:
+    """True for a torch zip file whose pickled part names an stmt module (read from its
+    ``data.pkl`` member, not loaded)."""
+    import zipfile
+
+    try:
+        with zipfile.ZipFile(path) as z:
+            member = next((n for n in z.namelist() if n.endswith("/data.pkl")), None)
+            if member is None or z.getinfo(member).file_size > 64 * 1024**2:
+                return False
+            return b"stmt.engine." in z.read(member)
+    except (OSError, zipfile.BadZipFile, ValueError):
+        return False
+
+
+def adopt_run(path: Path, entries: set[str]) -> set[str]:
+    """The entries of a run folder that stmt and Lightning write (:func:`stmt.fileio.check_folder`):
+    logs, reports, version folders, and stmt checkpoints (told by their content)."""
+    own = {n for n in entries if RUN_NAMES.fullmatch(n)}
+    return own | {n for n in entries - own if n.endswith(".ckpt") and is_stmt_checkpoint(path / n)}
+
+
+def claim_run_folders(trainer, command: str, overwrite: bool) -> None:
+    """The run folders this run writes into (each ModelCheckpoint folder a ``fit`` is
+    given, a logger's log folder) as stmt output folders: one holding files neither stmt
+    nor Lightning wrote is refused with one line unless ``overwrite``. Without a logger
+    the reports go to ``default_root_dir``, the user's working folder (the current one
+    by default), which is not claimed: each file there is written atomically. ``fit``
+    saves checkpoints atomically from here on."""
+    from pytorch_lightning.callbacks import ModelCheckpoint
+
+    from stmt.fileio import claim_folder
+
+    folders = []
+    if command == "fit":
+        folders += [cb.dirpath for cb in trainer.checkpoint_callbacks
+                    if isinstance(cb, ModelCheckpoint) and cb.dirpath]  # fmt: skip
+        _atomic_checkpoints(trainer)
+    if trainer.loggers and trainer.log_dir:
+        folders.append(trainer.log_dir)
+    if not trainer.is_global_zero:
+        return
+    for folder in dict.fromkeys(str(f) for f in folders if "://" not in str(f)):
+        claim_folder(folder, f"stmt {command}", overwrite, adopt_run)
+
+
+def _atomic_checkpoints(trainer) -> None:
+    """Save checkpoints to a temporary sibling renamed into place (local paths), where the
+    strategy uses Lightning's plain torch checkpoint IO."""
+    from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+
+    strategy = trainer.strategy
+    if type(strategy.checkpoint_io) is not TorchCheckpointIO:
+        return  # a user's or a strategy's own IO: theirs to keep
+
+    class AtomicCheckpointIO(TorchCheckpointIO):
+        def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
+            if storage_options is not None or "://" in str(path):
+                return super().save_checkpoint(checkpoint, path, storage_options)
+            import torch
+
+            from stmt.fileio import atomic_write
+
+            with atomic_write(path) as f:
+                torch.save(checkpoint, f)
+
+    strategy.checkpoint_io = AtomicCheckpointIO()
+
+
 def _one_line(message: str) -> str:
     """jsonargparse's nested error as one line: 'model.lr: Expected a <class 'float'>. Got value: abc'."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
@@ -368,8 +492,12 @@ def lightning_main(argv: list[str], datamodule_class=None) -> int:
     from stmt.engine.host_memory import keep_freed_memory
 
     keep_freed_memory()  # CPU training steps reuse freed pages (stmt.engine.host_memory)
+    argv = list(argv)
+    overwrite = "--overwrite" in argv[1:]
+    argv = [argv[0], *(a for a in argv[1:] if a != "--overwrite")]
+    check_config_files(argv)
     try:
-        build_cli(list(argv), datamodule_class=datamodule_class)
+        build_cli(argv, datamodule_class=datamodule_class, overwrite=overwrite)
     except ArgumentError as err:
         print(f"stmt: error: {_one_line(str(err))} (see `stmt {argv[0]} --help`)", file=sys.stderr)
         return 2

@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from stmt.body import Frames
 
 _KIND = {"amass-smplh": "smplh", "amass-smplx": "smplx"}
+MAX_AXIS_ANGLE = 4 * np.pi  # an axis-angle longer than two turns was written in degrees
 _NAME = {"smplh": "SMPL+H", "smplx": "SMPL-X"}
 _WIDTH = {"smplh": 156, "smplx": 165}
 _PARTS = {
@@ -118,8 +119,9 @@ def load_amass(path: str | Path, fmt: str) -> AmassMotion:
     rate = npz_array(npz, path, rate_key)
     if rate.size != 1:
         raise InputError(path, f"'{rate_key}' has shape {rate.shape}; expected one number")
-    fps = float(_numeric(path, rate_key, rate).reshape(-1)[0])
-    fps = limits.check_fps(path, fps, f"'{rate_key}'")
+    if rate.dtype.kind in "fiu" and not np.isfinite(rate).all():
+        raise InputError(path, f"'{rate_key}' contains NaN or Inf")
+    fps = limits.check_fps(path, rate, f"'{rate_key}'")  # a real number: not True, not "30"
 
     # the frame count and duration, from the array headers, before anything unpacks
     for key in ["poses"] if "poses" in keys else [k for k, _ in _PARTS[kind]][:1]:
@@ -147,6 +149,14 @@ def load_amass(path: str | Path, fmt: str) -> AmassMotion:
     if poses.shape[0] == 0:
         raise InputError(path, f"the sequence has zero frames (poses is {poses.shape})")
     poses = _numeric(path, "poses", poses)
+    turn = np.linalg.norm(poses.reshape(len(poses), -1, 3), axis=-1)  # (T, joints) radians
+    if turn.max() > MAX_AXIS_ANGLE:  # a conversion gives at most pi; unwrapped, a little more
+        t, j = np.unravel_index(int(turn.argmax()), turn.shape)
+        raise InputError(
+            path,
+            f"'poses' turns joint {j} by {turn[t, j]:.4g} rad at frame {t}; AMASS stores "
+            "axis-angles in radians and these look like degrees",
+        )
 
     trans = npz_array(npz, path, "trans", "root translation (T, 3)")
     if trans.ndim != 2 or trans.shape[1] != 3:

@@ -27,6 +27,7 @@ import numpy as np
 
 from stmt import limits
 from stmt.errors import InputError
+from stmt.io.text import not_finite, numbers, open_text, read_lines, whole_number
 from stmt.motion import SkeletonMotion
 from stmt.sequence import MeshSequence
 
@@ -109,16 +110,81 @@ def _error(path: Path, n: int, message: str) -> InputError:
 def _floats(path: Path, n: int, parts: list[str], count: int, what: str) -> np.ndarray:
     if len(parts) != count:
         raise _error(path, n, f"expected {count} numbers for {what}, found {len(parts)}")
-    try:
-        out = np.array([float(x) for x in parts])
-    except ValueError:
-        raise _error(path, n, f"non-numeric value in {what}: {' '.join(parts)}") from None
+    values = numbers(parts)  # the exporters' grammar (stmt.io.text), not float()'s
+    if isinstance(values, str):
+        if not_finite(values):
+            raise _error(path, n, f"NaN or Inf in {what}")
+        raise _error(path, n, f"non-numeric value in {what}: {values!r}")
+    out = np.array(values, dtype=np.float64)
     if not np.isfinite(out).all():
         raise _error(path, n, f"NaN or Inf in {what}")
     return out
 
 
 _ROOT_CHANNELS = ("TX", "TY", "TZ", "RX", "RY", "RZ")
+_TURN = 2 * np.pi  # a joint angle in radians beyond a full turn is one written in degrees
+
+
+def _angle_unit(word: str) -> bool | None:
+    """True for degrees (``deg``, ``degrees``), False for radians, None for neither."""
+    word = word.lower()
+    if word in ("deg", "degs", "degree", "degrees"):
+        return True
+    if word in ("rad", "rads", "radian", "radians"):
+        return False
+    return None
+
+
+def amc_angle_unit(path: Path) -> bool | None:
+    """The angle unit an AMC file declares in its header (``:DEGREES`` -> True,
+    ``:RADIANS`` -> False), None when it says neither (the ASF's unit then holds)."""
+    with open_text(path) as f:
+        for n, raw in read_lines(f, path):
+            line = raw.strip()
+            if line.startswith(":"):
+                unit = _angle_unit(line[1:])
+                if unit is not None:
+                    return unit
+            elif line and not line.startswith("#") or n > 100:
+                return None  # the frames begin: the header is over
+    return None
+
+
+def check_angle_units(
+    asf_path: Path, asf: ASF, amc_path: Path, values: dict[str, np.ndarray], amc_degrees: bool
+) -> None:
+    """Refuse angles a declared unit cannot hold: a file that declares radians (the ASF's
+    ``:units angle rad``, an AMC's ``:RADIANS``) but has a bone axis or a joint angle
+    beyond a full turn (the root, which may turn round and round, aside) was written in
+    degrees. One InputError naming the file, the bone and the value."""
+    if not asf.degrees:
+        for name, bone in [("root", None), *asf.bones.items()]:
+            axis = asf.root_orientation if bone is None else bone.axis
+            if np.abs(axis).max(initial=0) > _TURN:
+                raise InputError(
+                    asf_path,
+                    f"declares angles in radians (':units angle rad') but the axis of bone "
+                    f"{name!r} is {' '.join(f'{a:g}' for a in axis)}, which only degrees can "
+                    "be; fix its ':units angle' line",
+                )
+    if not amc_degrees:
+        for name, v in values.items():
+            bone = asf.bones.get(name)
+            if bone is None:  # the root
+                continue
+            rot = [k for k, d in enumerate(bone.dof) if d.startswith("r")]
+            peak = float(np.abs(v[:, rot]).max(initial=0)) if rot else 0.0
+            if peak > _TURN:
+                where = (
+                    "its header's :RADIANS"
+                    if amc_angle_unit(amc_path) is False
+                    else (f"its skeleton {asf_path.name}'s ':units angle rad'")
+                )
+                raise InputError(
+                    amc_path,
+                    f"angles are declared in radians ({where}) but bone {name!r} turns by "
+                    f"{peak:.3g}, which only degrees can be; fix the declaration",
+                )
 
 
 def _axis_order(path: Path, n: int, text: str, bone: str) -> str:
@@ -134,15 +200,13 @@ def parse_asf(path: str | Path) -> ASF:
     path = Path(path)
     limits.check_text_size(path)
     try:
-        with path.open(encoding="utf-8", errors="replace") as f:
+        with open_text(path) as f:  # UTF-8, or what its byte-order mark says
             return _parse_asf(f, path)
     except OSError as e:
         raise InputError(path, f"cannot read the ASF skeleton ({e.strerror})") from None
 
 
 def _parse_asf(f, path: Path) -> ASF:
-    from stmt.io.bvh import read_lines
-
     length, degrees = 1.0, True
     root_order = ["TX", "TY", "TZ", "RX", "RY", "RZ"]
     root_axis, root_pos, root_orient = "XYZ", np.zeros(3), np.zeros(3)
@@ -169,7 +233,9 @@ def _parse_asf(f, path: Path) -> ASF:
                 if length <= 0:
                     raise _error(path, n, f"length unit must be positive, found {length}")
             elif key == "angle" and len(parts) == 2:
-                degrees = parts[1].lower().startswith("deg")
+                degrees = _angle_unit(parts[1])
+                if degrees is None:
+                    raise _error(path, n, f"angle unit {parts[1]!r}: expected deg or rad")
         elif section == ":root":
             if key == "order":
                 root_order = [p.upper() for p in parts[1:]]
@@ -273,8 +339,6 @@ def parse_amc(path: str | Path, asf: ASF, fps: float = CMU_FPS) -> dict[str, np.
     :mod:`stmt.limits` (at ``fps``) as the frames come in."""
     from array import array
 
-    from stmt.io.bvh import read_lines
-
     path = Path(path)
     limits.check_text_size(path)
     width = {name: len(b.dof) for name, b in asf.bones.items()}
@@ -290,14 +354,14 @@ def parse_amc(path: str | Path, asf: ASF, fps: float = CMU_FPS) -> dict[str, np.
                 raise InputError(path, f"frame {frames} lacks bone {name!r}")
 
     try:
-        with path.open(encoding="utf-8", errors="replace") as f:
+        with open_text(path) as f:
             for n, raw in read_lines(f, path):
                 line = raw.strip()
                 if not line or line.startswith(("#", ":")):
                     continue
                 parts = line.split()
-                if len(parts) == 1 and parts[0].isdigit():
-                    if int(parts[0]) != frames + 1:
+                if len(parts) == 1 and whole_number(parts[0]) is not None:
+                    if whole_number(parts[0]) != frames + 1:
                         raise _error(path, n, f"expected frame {frames + 1}, found {parts[0]}")
                     if frames:
                         close_frame(n)
@@ -341,8 +405,8 @@ def find_asf(amc_path: Path) -> Path:
     tried.extend(folder / f"{'_'.join(parts[:k])}.asf" for k in range(len(parts) - 1, 1, -1))
     tried.append(folder / f"{stem}.asf")
     try:
-        with amc_path.open(encoding="utf-8", errors="replace") as f:
-            head = [next(f, "") for _ in range(5)]
+        with open_text(amc_path) as f:
+            head = [f.readline(4096) for _ in range(5)]
         for line in head:
             if line.upper().startswith("#!OML:ASF"):
                 named = line.split(maxsplit=1)[1].strip() if len(line.split()) > 1 else ""
@@ -395,6 +459,9 @@ def amc_motion(
     fps = limits.check_fps(path, fps, "fps")
     asf = parse_asf(asf_file)
     values = parse_amc(path, asf, fps)
+    declared = amc_angle_unit(path)
+    amc_degrees = asf.degrees if declared is None else declared  # the AMC's own, else the ASF's
+    check_angle_units(asf_file, asf, path, values, amc_degrees)
     order = asf.order()
     names = [b for b, _ in order]
     index = {b: i for i, b in enumerate(names)}
@@ -410,7 +477,7 @@ def amc_motion(
             rot_cols = [k for k, ch in enumerate(asf.root_order) if ch.startswith("R")]
             if rot_cols and "root" in values:
                 axes = "".join(asf.root_order[k][1] for k in rot_cols)
-                m = _rotation(values["root"][:, rot_cols], axes, asf.degrees)
+                m = _rotation(values["root"][:, rot_cols], axes, amc_degrees)
                 local[:, i] = c @ m @ c.T
             continue
         bone = asf.bones[name]
@@ -423,7 +490,7 @@ def amc_motion(
         if rot_dof and name in values:
             axes = "".join(bone.dof[k][1].upper() for k in rot_dof)
             c = _rotation(bone.axis[None], bone.axis_order, asf.degrees)[0]
-            m = _rotation(values[name][:, rot_dof], axes, asf.degrees)
+            m = _rotation(values[name][:, rot_dof], axes, amc_degrees)
             local[:, i] = c @ m @ c.T
     translations = np.broadcast_to(offsets, (t,) + offsets.shape).copy()
     if "root" in values:

@@ -22,6 +22,15 @@ import numpy as np
 
 from stmt import limits
 from stmt.errors import InputError
+from stmt.io.text import (
+    MAX_LINE,  # noqa: F401 - re-exported
+    is_number,
+    not_finite,
+    numbers,
+    open_text,
+    read_lines,
+    whole_number,
+)
 from stmt.motion import SkeletonMotion
 from stmt.sequence import MeshSequence
 
@@ -98,25 +107,6 @@ def euler_matrices(angles: np.ndarray, axes: str, degrees: bool = True) -> np.nd
 # ---------------------------------------------------------------------------------- parsing
 
 
-MAX_LINE = 1 << 20  # characters in one line of a text MoCap file
-
-
-def read_lines(f, path: Path, first: int = 1):
-    """Yield ``(line number, line)`` from an open text file, refusing a line over
-    :data:`MAX_LINE` characters instead of reading it whole."""
-    n = first
-    while True:
-        line = f.readline(MAX_LINE + 1)
-        if not line:
-            return
-        if len(line) > MAX_LINE:
-            raise InputError(
-                path, f"line {n} is longer than {MAX_LINE} characters; not a MoCap text file"
-            )
-        yield n, line
-        n += 1
-
-
 class _Tokens:
     """Whitespace-separated tokens with their line numbers (braces split off)."""
 
@@ -151,15 +141,12 @@ class _Tokens:
 
     def number(self, what: str) -> float:
         tok = self.next(what)
-        try:
-            value = float(tok)
-        except ValueError:
+        if not is_number(tok):  # the exporters' grammar (stmt.io.text), not float()'s
             self.pos -= 1
-            raise self.error(f"expected a number for {what}, found {tok!r}") from None
-        if not np.isfinite(value):
-            self.pos -= 1
-            raise self.error(f"{what} is {tok}")
-        return value
+            if not_finite(tok):
+                raise self.error(f"{what} is {tok}")
+            raise self.error(f"expected a number for {what}, found {tok!r}")
+        return float(tok)
 
     def peek(self) -> str | None:
         return self.items[self.pos][0] if self.pos < len(self.items) else None
@@ -190,7 +177,7 @@ def parse_bvh(path: str | Path) -> BVH:
     path = Path(path)
     limits.check_text_size(path)
     try:
-        with path.open(encoding="utf-8", errors="replace") as f:
+        with open_text(path) as f:  # UTF-8, or what its byte-order mark says
             return _parse_bvh(f, path)
     except OSError as e:
         raise InputError(path, f"cannot read the file ({e.strerror})") from None
@@ -229,6 +216,11 @@ def _parse_bvh(f, path: Path) -> BVH:
     limits.check_frames(path, frames, fps)
     if frames == 0:
         raise InputError(path, "the motion has zero frames")
+    size = path.stat().st_size  # each value takes a character and a separator at least
+    if frames * max(width, 1) * 2 > size:
+        raise InputError(
+            path, f"'Frames: {frames}' of {width} values each cannot fit in its {size} bytes"
+        )
     motion = np.empty((frames, width), dtype=np.float64)
     count = 0
     for n, line in lines:
@@ -239,12 +231,10 @@ def _parse_bvh(f, path: Path) -> BVH:
             raise InputError(path, f"line {n}: more frame lines than 'Frames: {frames}'")
         if len(parts) != width:
             raise InputError(path, f"line {n}: expected {width} channel values, found {len(parts)}")
-        try:
-            row = [float(x) for x in parts]
-        except ValueError:
-            bad = next(x for x in parts if not _is_float(x))
-            raise InputError(path, f"line {n}: non-numeric value {bad!r}") from None
-        if not np.isfinite(row).all():
+        row = numbers(parts, line)
+        if isinstance(row, str) and not not_finite(row):
+            raise InputError(path, f"line {n}: non-numeric value {row!r}")
+        if isinstance(row, str) or not np.isfinite(row).all():
             raise InputError(path, f"line {n}: NaN or Inf among the channel values")
         motion[count] = row
         count += 1
@@ -327,14 +317,6 @@ def _hierarchy(tokens: _Tokens, path: Path):
 _CHANNELS = {f"{axis}{kind}" for axis in "xyz" for kind in ("position", "rotation")}  # lower case
 
 
-def _is_float(s: str) -> bool:
-    try:
-        float(s)
-        return True
-    except ValueError:
-        return False
-
-
 def _motion_header(lines, motion_at: int, path: Path) -> tuple[int, float]:
     """(frame count, frame time) from the lines after the MOTION line (consumed)."""
     values: dict[str, str] = {}
@@ -350,18 +332,14 @@ def _motion_header(lines, motion_at: int, path: Path) -> tuple[int, float]:
         if not line.lower().startswith(key):
             raise InputError(path, f"line {n}: expected '{key[:-1].title()}: ...'")
         values[key] = line[len(key) :].strip()
-    try:
-        frames = int(values["frames:"])
-    except ValueError:
-        raise InputError(
-            path, f"line {motion_at + 1}: bad frame count {values['frames:']!r}"
-        ) from None
-    try:
-        frame_time = float(values["frame time:"])
-    except ValueError:
-        raise InputError(path, f"bad Frame Time {values['frame time:']!r}") from None
-    if frames < 0:
-        raise InputError(path, f"negative frame count {frames}")
+    frames = whole_number(values["frames:"])
+    if frames is None:
+        if values["frames:"].startswith("-") and whole_number(values["frames:"][1:]) is not None:
+            raise InputError(path, f"negative frame count {values['frames:']}")
+        raise InputError(path, f"line {motion_at + 1}: bad frame count {values['frames:']!r}")
+    if not is_number(values["frame time:"]):
+        raise InputError(path, f"bad Frame Time {values['frame time:']!r}")
+    frame_time = float(values["frame time:"])
     if not (np.isfinite(frame_time) and frame_time > 0):
         raise InputError(path, f"expected a positive Frame Time, found {values['frame time:']}")
     return frames, frame_time

@@ -19,11 +19,16 @@ format             recognised by
                    any JSON file with an ``"asset"`` object
 =================  =====================================================
 
+The content decides first (:func:`sniff`): a zip archive is an ``.npz``, text
+starting with ``HIERARCHY`` a BVH, Acclaim header lines an ASF/AMC, whatever the
+extension says (an AMASS ``.npz`` renamed ``.bvh`` is read as what it is; text
+with a UTF-8/UTF-16/UTF-32 byte-order mark is recognised too). Content that names
+no format leaves it to the extension, and the reader of that format reports what
+is wrong (an ``.npz`` that is not a zip archive is an
+:class:`~stmt.errors.InputError`, not a guess).
+
 ``FILE#TAKE`` names one take of an FBX or glTF file with several
 (:func:`stmt.io.scenegraph.split_take`); its format is the file's.
-
-A file whose extension and content disagree (an ``.npz`` that is not a zip
-archive) is an :class:`~stmt.errors.InputError`, not a guess.
 """
 
 from __future__ import annotations
@@ -35,6 +40,7 @@ from pathlib import Path
 import numpy as np
 
 from stmt.errors import InputError
+from stmt.fileio import text_encoding
 from stmt.io.scenegraph import split_take
 
 FORMATS = (
@@ -151,12 +157,33 @@ def _npz_format(path: Path) -> str:
     )
 
 
+_ACCLAIM = (":FULLY-SPECIFIED", ":DEGREES", ":RADIANS", ":VERSION", ":NAME", ":UNITS", ":ROOT",
+            ":BONEDATA", "#!OML:ASF")  # fmt: skip
+
+
+def sniff(head: bytes) -> str | None:
+    """The format family the first bytes of a file name: "npz" (a zip archive), "npy",
+    "bvh", "asf-amc", or None."""
+    if head.startswith(_ZIP_MAGIC):
+        return "npz"
+    if head.startswith(b"\x93NUMPY"):
+        return "npy"
+    encoding, skip = text_encoding(head)
+    text = head[skip:].decode(encoding, errors="ignore").lstrip()
+    if text[:9].upper() == "HIERARCHY":
+        return "bvh"
+    lines = [line.strip().upper() for line in text.splitlines()[:20]]
+    if any(line.startswith(_ACCLAIM) for line in lines):
+        return "asf-amc"
+    return None
+
+
 def detect_format(path: str | Path) -> str:
     """The format of ``path``: one of :data:`FORMATS`, or InputError.
 
-    The extension picks the family and the content confirms it (an ``.npz`` is
-    opened to tell AMASS SMPL+H / SMPL-X parameters from a mesh sequence).
-    Files with another extension are recognised by their first bytes.
+    The content decides first (:func:`sniff`: a zip archive, ``HIERARCHY``, Acclaim
+    header lines), the extension where the content names no format; an ``.npz`` is
+    opened to tell AMASS SMPL+H / SMPL-X parameters from a mesh sequence.
     """
     path, take = split_take(path)
     if take is not None:
@@ -185,8 +212,19 @@ def detect_format(path: str | Path) -> str:
     if not path.is_file():
         raise InputError(path, f"not a regular file; {_SUPPORTED}")
     suffix = path.suffix.lower()
-    if suffix == ".npz":
-        return _npz_format(path)
+    try:
+        with open(path, "rb") as f:
+            head = f.read(512)
+    except OSError as err:
+        raise InputError(path, f"cannot be read ({err.strerror})") from None
+    kind = sniff(head)
+    if kind == "npz" or (kind in (None, "npy") and suffix == ".npz"):
+        return _npz_format(path)  # (not a zip archive: open_npz says so)
+    if kind in ("bvh", "asf-amc"):
+        return kind
+    scene = _sniff_scene(head)
+    if scene is not None:
+        return scene
     if suffix == ".bvh":
         return "bvh"
     if suffix in (".amc", ".asf"):
@@ -209,20 +247,8 @@ def detect_format(path: str | Path) -> str:
             "a single mesh file is not a sequence; put the per-frame meshes in a folder "
             "(ordered by the number in their names) and pass the folder",
         )
-    with open(path, "rb") as f:
-        head = f.read(512)
-    if head.startswith(_ZIP_MAGIC):
-        return _npz_format(path)
-    scene = _sniff_scene(head)
-    if scene is not None:
-        return scene
-    text = head.lstrip().decode("latin-1")
-    if text.startswith("HIERARCHY"):
-        return "bvh"
-    if text.startswith((":FULLY-SPECIFIED", ":DEGREES", ":version", "#")) and (
-        ":FULLY-SPECIFIED" in text or ":DEGREES" in text or ":version" in text
-    ):
-        return "asf-amc"
+    if kind == "npy":
+        raise InputError(path, f"a single .npy array, not a MoCap file; {_SUPPORTED}")
     raise InputError(path, f"unrecognised file format; {_SUPPORTED}")
 
 

@@ -27,6 +27,7 @@ from stmt import limits
 from stmt.body.smpl import check_vertex_ids  # numpy only at import
 from stmt.errors import InputError
 from stmt.io.detect import MESH_SUFFIXES, npz_array, npz_header, open_npz
+from stmt.io.text import is_number, open_text
 from stmt.sequence import MeshSequence
 
 DEFAULT_FPS = 30.0
@@ -34,13 +35,68 @@ FPS_FILE = "fps.txt"
 
 
 def _fps_value(path: Path, raw) -> float:
-    try:
-        fps = float(np.asarray(raw).reshape(-1)[0]) if np.asarray(raw).size == 1 else float("nan")
-    except (TypeError, ValueError):
-        fps = float("nan")
-    if not (np.isfinite(fps) and fps > 0):
-        raise InputError(path, f"fps must be one positive number, got {np.asarray(raw).tolist()!r}")
-    return limits.check_fps(path, fps, "fps")
+    """A mesh sequence's frame rate: one real number (not a boolean or a string) within
+    :mod:`stmt.limits`."""
+    raw = np.asarray(raw)
+    if raw.size != 1 or raw.dtype.kind not in "fiu" or not np.isfinite(raw).all() or raw <= 0:
+        shown = raw.tolist() if raw.size <= 8 else f"an array of shape {raw.shape}"
+        raise InputError(path, f"fps must be one positive number, got {shown!r} ({raw.dtype})")
+    return limits.check_fps(path, raw, "fps")
+
+
+# ------------------------------------------------------------------------- plausibility
+MIN_EXTENT_M = 1e-3  # a frame whose vertices all lie closer than this is a point
+FLAT_RATIO = 1e-3  # a body thinner than this fraction of its length is a plane or a line
+HUMAN_SIZE_M = (0.3, 5.0)  # the largest extent of a person's body, a child's to a giant's
+MAX_SPEED_M_S = 20.0  # faster than anyone runs, on average over a take
+
+
+def check_plausible(seq: MeshSequence) -> list[str]:
+    """Before a label: refuse geometry that is no body (every frame collapsed to a point,
+    or the body flat in a plane or a line: one InputError), and return a warning for
+    what is legal but odd: a few collapsed frames, a size far from a person's (units
+    that are not metres), a body that travels faster than anyone runs (a wrong unit for
+    the root's path)."""
+    v = seq.vertices  # (T, V, 3)
+    posed = np.arange(seq.num_frames) if seq.posed is None else seq.posed
+    ext = v[posed].max(axis=1) - v[posed].min(axis=1)  # (K, 3) per frame
+    largest = ext.max(axis=1)  # (K,)
+    if largest.max() < MIN_EXTENT_M:
+        raise InputError(
+            seq.source,
+            f"every frame's vertices lie within {largest.max() * 1000:.2g} mm of each other "
+            "(all zero, or collapsed to a point); expected a body",
+        )
+    small, _, size = np.median(np.sort(ext[largest >= MIN_EXTENT_M], axis=1), axis=0)
+    if small < FLAT_RATIO * size:
+        raise InputError(
+            seq.source,
+            f"the body is {size:.3g} m long but {small:.2g} m thick: its vertices lie in a "
+            "plane or on a line; expected a 3-D body",
+        )
+    warn: list[str] = []
+    collapsed = np.nonzero(largest < MIN_EXTENT_M)[0]
+    if len(collapsed):
+        warn.append(
+            f"{len(collapsed)} of {len(posed)} frames are collapsed to a point (the first at "
+            f"{posed[collapsed[0]] / seq.fps:.2f} s)"
+        )
+    lo, hi = HUMAN_SIZE_M
+    if not lo <= size <= hi:
+        warn.append(
+            f"the body is {size:.3g} m across, where a person is {lo:g} to {hi:g} m: are "
+            "the units metres?"
+        )
+    if len(posed) > 1:
+        centres = (v[posed].max(axis=1) + v[posed].min(axis=1)) / 2  # (K, 3)
+        travel = float(np.linalg.norm(np.diff(centres, axis=0), axis=1).sum())
+        speed = travel / ((posed[-1] - posed[0]) / seq.fps)
+        if speed > MAX_SPEED_M_S:
+            warn.append(
+                f"the body travels {speed:.3g} m/s on average, faster than anyone runs: "
+                "is the root's path in the file's units?"
+            )
+    return warn
 
 
 def _sequence(vertices, faces, fps, source, fmt, vertex_ids) -> MeshSequence:
@@ -134,13 +190,13 @@ def _folder_fps(folder: Path) -> float:
     if not fps_file.is_file():
         return DEFAULT_FPS
     try:
-        with fps_file.open(encoding="utf-8", errors="replace") as f:
-            text = f.read(256)
-        return _fps_value(fps_file, float(text.strip()))
+        with open_text(fps_file) as f:
+            text = f.read(256).strip()
     except OSError as e:
         raise InputError(fps_file, f"cannot read the file ({e.strerror})") from None
-    except ValueError:
-        raise InputError(fps_file, "expected one positive number (frames per second)") from None
+    if not is_number(text):  # the text readers' grammar (stmt.io.text)
+        raise InputError(fps_file, "expected one positive number (frames per second)")
+    return _fps_value(fps_file, float(text))
 
 
 def read_mesh_folder(path: str | Path, vertex_ids: np.ndarray | None = None) -> MeshSequence:

@@ -122,3 +122,22 @@ def test_a_csv_that_is_not_joints_is_not_taken_for_one(tmp_path):
     path.write_text("name,score\nwalk,1\n")
     with pytest.raises(InputError, match="not a joint-position file"):
         detect_format(path)
+
+
+def test_exporters_encodings_and_the_number_grammar(tmp_path):
+    """A byte-order mark or UTF-16 reads the same; Python-only numbers (1_0) are refused."""
+    path, _, _ = kinect_csv(tmp_path / "take.csv")
+    text = path.read_text()
+    want = read_joint_csv(path).positions
+    for name, data in (("bom.csv", b"\xef\xbb\xbf" + text.encode()),
+                       ("utf16.csv", text.encode("utf-16"))):  # fmt: skip
+        (tmp_path / name).write_bytes(data)
+        np.testing.assert_array_equal(read_joint_csv(tmp_path / name).positions, want)
+        assert detect_format(tmp_path / name) == "joint-csv"
+    lines = text.splitlines()
+    fields = lines[3].split(",")
+    fields[2] = "1_0"
+    lines[3] = ",".join(fields)
+    (tmp_path / "py.csv").write_text("\n".join(lines) + "\n")
+    with pytest.raises(InputError, match="line 4: non-numeric value '1_0'"):
+        read_joint_csv(tmp_path / "py.csv")

@@ -25,6 +25,7 @@ import numpy as np
 
 from stmt import limits
 from stmt.errors import InputError
+from stmt.io.text import is_number, not_finite, open_text, read_lines
 from stmt.motion import JointPositions
 
 _AXIS = re.compile(r"^(?P<joint>.+?)[ _.]?(?P<axis>[xyzXYZ])$")
@@ -58,7 +59,7 @@ def joint_columns(header: list[str]) -> tuple[list[str], np.ndarray, int | None]
 def looks_like_joint_csv(path: Path) -> bool:
     """True when the first line of ``path`` names at least :data:`MIN_JOINTS` joints."""
     try:
-        with open(path, encoding="utf-8-sig", errors="replace") as f:
+        with open_text(path) as f:
             first = f.readline(1 << 16)
     except OSError:
         return False
@@ -72,8 +73,8 @@ def read_joint_csv(path: str | Path) -> JointPositions:
     path = Path(path)
     limits.check_text_size(path)
     try:
-        with open(path, encoding="utf-8-sig", newline="") as f:
-            rows = csv.reader(f)
+        with open_text(path) as f:
+            rows = csv.reader(line for _, line in read_lines(f, path))
             header = next(rows, None)
             if header is None:
                 raise InputError(path, "the file is empty; expected a header of joint columns")
@@ -96,23 +97,21 @@ def read_joint_csv(path: str | Path) -> JointPositions:
                     continue
                 if len(times) >= limits.max_frames():
                     raise InputError(path, f"more than {limits.max_frames():,} frames")
-                try:
-                    nums = [float(row[i]) for i in needed]
-                except IndexError:
+                if len(row) <= max(needed):
                     raise InputError(
                         path, f"line {n}: {len(row)} fields, the header has {len(header)}"
-                    ) from None
-                except ValueError:
-                    bad = next(row[i] for i in needed if not _is_number(row[i]))
-                    raise InputError(path, f"line {n}: non-numeric value {bad!r}") from None
-                if not np.isfinite(nums).all():
+                    )
+                words = [row[i].strip() for i in needed]
+                bad = next((w for w in words if not is_number(w)), None)
+                if bad is not None and not_finite(bad):
                     raise InputError(path, f"line {n}: NaN or Inf among the values")
+                if bad is not None:
+                    raise InputError(path, f"line {n}: non-numeric value {bad!r}")
+                nums = [float(w) for w in words]
                 times.append(nums[0])
                 values.append(nums[1:])
     except OSError as e:
         raise InputError(path, f"cannot read the file ({e.strerror})") from None
-    except UnicodeDecodeError as e:
-        raise InputError(path, f"not UTF-8 text ({e.reason} at byte {e.start})") from None
     except csv.Error as e:
         raise InputError(path, f"not a readable CSV file ({e})") from None
     if len(times) < 2:
@@ -121,14 +120,6 @@ def read_joint_csv(path: str | Path) -> JointPositions:
     positions = np.asarray(values, dtype=np.float64).reshape(len(t), len(names), 3)
     fps, positions = _steady(path, t, positions)
     return JointPositions(tuple(names), positions, fps, source=path, format="joint-csv")
-
-
-def _is_number(s: str) -> bool:
-    try:
-        float(s)
-        return True
-    except ValueError:
-        return False
 
 
 def _steady(path: Path, t: np.ndarray, positions: np.ndarray) -> tuple[float, np.ndarray]:

@@ -90,6 +90,8 @@ class Prediction:
             or the windows), shown with the label.
         unknown_threshold: a top-1 probability below this says "unknown" (none of the
             classes fits); None: the checkpoint has no such rule.
+        too_short: the take is far shorter than the model's window (a "too short:"
+            warning): with an "unknown" rule, it is unknown whatever the probabilities.
     """
 
     file: Path
@@ -99,6 +101,7 @@ class Prediction:
     fps: float = 0.0
     warnings: list[str] = field(default_factory=list)
     unknown_threshold: float | None = None
+    too_short: bool = False
 
     @property
     def score(self) -> float:
@@ -113,7 +116,9 @@ class Prediction:
 
     def is_unknown(self, ranked: Ranked) -> bool:
         """Whether a ranked list (overall, or a window's) is "unknown"."""
-        return self.unknown_threshold is not None and float(ranked[0][1]) < self.unknown_threshold
+        if self.unknown_threshold is None:
+            return False
+        return self.too_short or float(ranked[0][1]) < self.unknown_threshold
 
     def to_json(self) -> dict[str, Any]:
         """The ``stmt classify --json`` record of this file (see stmt.commands.classify)."""
@@ -223,6 +228,7 @@ class Inputs:
         clips: (W, T, N, 3) float32 normalised model inputs, one per window.
         template: the template of its body topology (its ``geodesic`` goes to the model).
         warnings: the sequence's warnings (:attr:`MeshSequence.warnings`).
+        too_short: shorter than :data:`TOO_SHORT` of the model's window.
     """
 
     source: Path
@@ -232,6 +238,7 @@ class Inputs:
     clips: np.ndarray
     template: Any
     warnings: list[str] = field(default_factory=list)
+    too_short: bool = False
 
     @property
     def spans(self) -> list[tuple[float, float]]:
@@ -480,7 +487,8 @@ class Classifier:
         tpl = self._template_of(sequence)
         seq = self._template_vertices_seq(sequence, tpl)
         warnings = list(sequence.warnings) + check_plausible(seq)  # or InputError: no body
-        if sequence.duration < TOO_SHORT * self.window_s:
+        too_short = sequence.duration < TOO_SHORT * self.window_s
+        if too_short:
             warnings.append(
                 f"too short: {sequence.duration:.3g} s is less than {TOO_SHORT:.0%} of the "
                 f"model's {self.window_s:g} s window; the label is little more than a guess"
@@ -493,6 +501,7 @@ class Classifier:
             clips=clip.clip_inputs(seq.vertices, seq.fps, self.fps, grid),
             template=tpl,
             warnings=warnings,
+            too_short=too_short,
         )
 
     def forward(self, items: list[Inputs], batch_size: int = 16) -> list[np.ndarray]:
@@ -527,6 +536,7 @@ class Classifier:
             fps=item.fps,
             warnings=list(item.warnings),
             unknown_threshold=self.unknown_threshold or None,  # 0 turns the rule off
+            too_short=item.too_short,
         )
 
     def predict(

@@ -225,6 +225,13 @@ def test_unknown_rule_and_temperature(ckpt):
     assert not warm.predict(seq, top_k=4).unknown
     warm.unknown_threshold = 0.0  # off
     assert warm.predict(seq, top_k=4).unknown_threshold is None
+    # a take far shorter than the window: unknown once there is a rule, whatever it scores
+    blip = sequence(0.05)  # 0.05 s of the 1 s window
+    warm.unknown_threshold = 1e-9
+    short = warm.predict(blip, top_k=4)
+    assert short.too_short and short.unknown and any(w.startswith("too short") for w in short.warnings)
+    warm.unknown_threshold = 0.0
+    assert not warm.predict(blip, top_k=4).unknown  # no rule: the label with its warning
 
 
 def test_cli_unknown_threshold_option(ckpt, tmp_path, capsys):

@@ -894,8 +894,11 @@ def canonical_motion(
     problems = hangs or chains or human_problems(body, rest)
     odd = []  # a --joint-map is the user's word that the file is a body: only a mapping
     if match.rig == "joint-map" and problems and not hangs:  # that crosses limbs is refused
-        odd = [f"not a human body's tree or proportions (posed as --joint-map says): "
-               f"{'; '.join(chains + human_problems(body, rest))}"]  # fmt: skip
+        found = "; ".join(chains + human_problems(body, rest))
+        odd = [f"not a human body's tree or proportions (posed as --joint-map says): {found}"]
+    elif points and problems:  # tracked joints (Kinect) lose a limb for a while: not refused
+        found = "; ".join(problems)
+        odd = [f"joint positions far from a human body's proportions (tracking errors?): {found}"]
     elif problems:
         raise InputError(
             motion.source,

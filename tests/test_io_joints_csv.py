@@ -141,3 +141,22 @@ def test_exporters_encodings_and_the_number_grammar(tmp_path):
     (tmp_path / "py.csv").write_text("\n".join(lines) + "\n")
     with pytest.raises(InputError, match="line 4: non-numeric value '1_0'"):
         read_joint_csv(tmp_path / "py.csv")
+
+
+def test_tracking_errors_are_a_warning_not_a_refusal(tmp_path):
+    """A tracker that loses a leg for most of a take gives a skeleton no human has; the
+    file is still a person: posed with a warning (a BVH skeleton like it is refused)."""
+    path, joints, _ = kinect_csv(tmp_path / "take.csv")
+    text = path.read_text().splitlines()
+    header = text[0].split(",")
+    ank = [header.index(f"AnkleLeft{a}") for a in "XYZ"]
+    knee = [header.index(f"KneeLeft{a}") for a in "XYZ"]
+    rows = []
+    for line in text[1:]:
+        f = line.split(",")
+        for a, k in zip(ank, knee):  # the ankle stuck 1 cm below the knee: a shin of ~0
+            f[a] = f"{float(f[k]) - (0.01 if a == ank[1] else 0.0):.6f}"
+        rows.append(",".join(f))
+    path.write_text("\n".join([text[0], *rows]) + "\n")
+    seq = read_sequence(path)
+    assert any("tracking errors?" in w for w in seq.warnings)

@@ -332,6 +332,13 @@ def test_realmix_configs_pretrain_then_fine_tune_on_10pct(realmix_cache, tmp_pat
     steps = ["--trainer.max_steps=1", "--trainer.limit_val_batches=1"]
     assert cli(["fit", "--config", str(configs / "pretrain.yaml"), *small, *steps]) == 0
     assert (tmp_path / "runs/realmix/pretrain/checkpoints/last.ckpt").is_file()
-    for name in ("fit-10pct.yaml", "scratch-10pct.yaml", "finetune.yaml", "fit.yaml"):
+    for name in (
+        "fit-10pct.yaml",
+        "scratch-10pct.yaml",
+        "finetune.yaml",
+        "fit.yaml",
+        "fit-v1.yaml",
+        "cross-source.yaml",
+    ):
         argv = ["fit", "--config", str(configs / name), "--trainer.fast_dev_run=true", *small]
         assert cli(argv) == 0, name

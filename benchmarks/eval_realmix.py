@@ -27,15 +27,6 @@ import numpy as np
 import torch
 
 
-def source_of(path: str) -> str:
-    name = Path(path).name
-    if name.startswith("HDM_"):
-        return "hdm05"
-    if name.startswith(("dataset-1_", "dataset-2_")):
-        return "bandai"
-    return "synthetic"
-
-
 def metrics(true: np.ndarray, probs: np.ndarray, n_classes: int) -> dict:
     """top-1, top-5, top-1-norm over clips with a known class (true >= 0), clips with an
     unknown one (true == -1) counted wrong in top1_all."""
@@ -102,14 +93,12 @@ def main() -> None:
         # each checkpoint's clips cut as it was trained: whole samples or fixed windows
         dm = STMTDataModule(
             args.cache, num_workers=0, test_split=args.split, batch_size=64,
-            window=clf.fixed_window,
+            window=clf.fixed_window, window_seconds=clf.window_s,
         )  # fmt: skip
         if clf.num_points != dm.num_points:
             raise SystemExit(f"{ckpt}: N={clf.num_points} but the cache has N={dm.num_points}")
         ds = dm.dataset("test")
-        index = dm.index
-        seq_source = index.meta["sequences"]["source"]
-        sources = np.array([source_of(seq_source[s]) for s in index.sample_seq[ds.sample_ids]])
+        sources = dm.index.sample_source()[ds.sample_ids]  # bandai, hdm05, kindergator, ...
         geodesic = dm.geodesic.numpy()
         cache_names = dm.class_names
         probs = []
@@ -124,7 +113,7 @@ def main() -> None:
         true = np.array([to_ckpt.get(int(c), -1) for c in ds.label])
         pred = probs.argmax(1)
         row = {}
-        for src in ["hdm05", "bandai", "synthetic", "all"]:
+        for src in ["hdm05", "bandai", "kindergator", "synthetic", "all"]:
             sel = np.ones(len(true), bool) if src == "all" else sources == src
             if not sel.any():
                 continue

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -235,15 +235,22 @@ class RigMatch:
     joints: dict[str, int]  # canonical name -> source joint index
     names: tuple[str, ...] = ()  # the skeleton's joint names (shown for an inferred rig)
     head_end: int | None = None  # no head joint: the head is where this joint's chain ends
+    # no hand joints ("LeftHand", forearm index): the hand is where the forearm's bone ends
+    hand_ends: tuple[tuple[str, int], ...] = ()
 
     def describe(self) -> str:
         text = f"{self.rig} ({RIG_NOTES.get(self.rig, self.rig)}; {len(self.joints)} joints mapped"
         if self.rig == "inferred" and self.names:
             # what was guessed, in --joint-map's terms, so that a wrong guess can be fixed
-            pairs = ", ".join(f"{self.names[j]}: {c}" for c, j in self.joints.items())
+            pairs = ", ".join(
+                f"{self.names[j]}: {c}" for c, j in self.joints.items() if j < len(self.names)
+            )  # (a hand that is a forearm's end has no name of its own)
             text += f"; as a --joint-map: {{{pairs}}}"
         if self.head_end is not None and self.names:
             text += f"; no head joint: the head is the end of {self.names[self.head_end]}"
+        if self.hand_ends and self.names:
+            ends = " and ".join(self.names[j] for _, j in self.hand_ends)
+            text += f"; no hand joints: the hands are the ends of {ends}"
         return text + ")"
 
 
@@ -314,8 +321,14 @@ def _neck_end(joints: dict[str, int], parents: tuple[int, ...] | list[int]) -> i
 
 def _complete(rig: str, found: dict[str, int], names: tuple[str, ...], parents) -> RigMatch | None:
     """A match that drives a body, or None: every required joint, the head possibly as
-    the end of the neck chain (:func:`_neck_end`, needs ``parents``)."""
-    if any(j not in found for j in REQUIRED if j != "Head"):
+    the end of the neck chain (:func:`_neck_end`, needs ``parents``), a hand as the end of
+    its forearm's bone (a rig with no hand joints: the tip is checked when posing)."""
+    hands = tuple(
+        (h, found[f"{h[:-4]}ForeArm"])
+        for h in ("LeftHand", "RightHand")
+        if h not in found and f"{h[:-4]}ForeArm" in found and parents is not None
+    )
+    if any(j not in found for j in REQUIRED if j != "Head" and j not in dict(hands)):
         return None
     if parents is not None:  # an extra root above the hips ("Reference", "root"): skip it
         taken = set(found.values())
@@ -324,9 +337,9 @@ def _complete(rig: str, found: dict[str, int], names: tuple[str, ...], parents) 
             found = {**found, "Hips": kids[0]}
             kids = [c for c, p in enumerate(parents) if p == kids[0]]
     if "Head" in found:
-        return RigMatch(rig, found, names)
+        return RigMatch(rig, found, names, hand_ends=hands)
     end = _neck_end(found, parents) if parents is not None else None
-    return None if end is None else RigMatch(rig, found, names, head_end=end)
+    return None if end is None else RigMatch(rig, found, names, head_end=end, hand_ends=hands)
 
 
 def rig_candidates(
@@ -366,8 +379,13 @@ def rig_candidates(
     match = _complete("inferred", inferred, names, parents) if inferred is not None else None
     if match is not None:
         return [match]
+    raise unknown_rig(names, source)
+
+
+def unknown_rig(names: tuple[str, ...], source: Path | None) -> InputError:
+    """The one line for a skeleton no rig table, inference or tip completes."""
     shown = ", ".join(names[:25]) + (" ..." if len(names) > 25 else "")
-    raise InputError(
+    return InputError(
         source,
         f"unknown rig: cannot map its joints ({shown}) to the body's; pass --joint-map FILE "
         f"(YAML/JSON, their name -> ours) covering at least {', '.join(REQUIRED)}",
@@ -504,20 +522,34 @@ def infer_joints(
             a = parents[a]
         return a
 
+    def forearm(side: str) -> int | None:
+        """A rig without hand joints (a Blender metarig export): the forearm by name."""
+        words = [set(w) for _, w in info]
+        hits = [
+            j
+            for j in range(n)
+            if info[j][0] == side
+            and not helper(j)
+            and (_has(info[j][1], ("forearm", "lowerarm")) or {"lower", "arm"} <= words[j])
+        ]
+        return min(hits, key=lambda j: depth[j]) if hits else None
+
     out: dict[str, int] = {}
     for side in ("Left", "Right"):
         hand = first(side, _HAND_WORDS, _NOT_HAND)
         foot = first(side, _FOOT_WORDS, _NOT_FOOT)
-        if hand is None or foot is None:
+        if foot is None:
             return None
-        fore = up(hand)
+        fore = up(hand) if hand is not None else forearm(side)
         arm = up(fore) if fore is not None else None
         leg = up(foot)
         upleg = up(leg) if leg is not None else None
         if None in (fore, arm, leg, upleg):
             return None
-        out.update({f"{side}Hand": hand, f"{side}ForeArm": fore, f"{side}Arm": arm,
+        out.update({f"{side}ForeArm": fore, f"{side}Arm": arm,
                     f"{side}Foot": foot, f"{side}Leg": leg, f"{side}UpLeg": upleg})  # fmt: skip
+        if hand is not None:  # else the hand is where the forearm ends (_complete)
+            out[f"{side}Hand"] = hand
         clav = parents[arm]
         if clav >= 0 and info[clav][0] == side and _has(info[clav][1], _CLAVICLE):
             out[f"{side}Shoulder"] = clav
@@ -534,7 +566,7 @@ def infer_joints(
 
     hips = common(out["LeftUpLeg"], out["RightUpLeg"])
     out["Hips"] = hips
-    chest = common(out["LeftHand"], out["RightHand"])
+    chest = common(*(out.get(f"{s}Hand", out[f"{s}ForeArm"]) for s in ("Left", "Right")))
     # "Head", "head", "Head_M", and "torso_head" (bones named parent_child); without one,
     # the head is the end of the neck chain above the chest (stmt.retarget._neck_end)
     heads = [j for j in range(n) if info[j][0] is None and info[j][1][-1:] == ("head",)]
@@ -805,6 +837,49 @@ def _rest_pose(motion: SkeletonMotion) -> np.ndarray:
     return out
 
 
+def _bone_end(motion: SkeletonMotion, pos: np.ndarray, glob: np.ndarray, j: int, mapped=()):
+    """(T, 3) where joint j's bone ends: its End Site, else its one child if that is a leaf
+    no canonical joint takes (a "HeadTop_End" or "ltoes" joint), else None. ``pos`` and
+    ``glob`` are forward kinematics of ``motion`` (or its rest pose, ``glob`` identity)."""
+    if np.linalg.norm(motion.end_offsets[j]) > 0:
+        return pos[:, j] + np.einsum("tij,j->ti", glob[:, j], motion.end_offsets[j])
+    kids = [c for c, p in enumerate(motion.parents) if p == j]
+    leaf = kids[0] if len(kids) == 1 and kids[0] not in motion.parents else None
+    if leaf is not None and leaf not in mapped and not _is_helper(_words(motion.names[leaf])[1]):
+        return pos[:, leaf]
+    return None
+
+
+def _with_hand_ends(motion: SkeletonMotion, matches: list[RigMatch], pos, glob):
+    """Rigs without hand joints (:attr:`RigMatch.hand_ends`): the ends of their forearms
+    as joints appended after the file's, so that every check and the posing see hands.
+    Returns ``(pos (T, J + K, 3), rest (1, J + K, 3), matches, parents of the K)``; a match
+    whose forearm has no end is dropped (InputError when none is left)."""
+    rest = _rest_pose(motion)
+    eye = np.broadcast_to(np.eye(3), (1, len(motion.names), 3, 3))
+    extra: dict[int, int] = {}  # forearm -> index of its end
+    ends, rest_ends, out = [], [], []
+    for m in matches:
+        joints = dict(m.joints)
+        for canon, j in m.hand_ends:
+            if j not in extra:
+                tip = _bone_end(motion, pos, glob, j, set(m.joints.values()))
+                if tip is None:
+                    break
+                extra[j] = len(motion.names) + len(ends)
+                ends.append(tip)
+                rest_ends.append(_bone_end(motion, rest, eye, j, set(m.joints.values())))
+            joints[canon] = extra[j]
+        else:
+            out.append(replace(m, joints=joints))
+    if not out:  # no hand joints, and the forearms end in no End Site
+        raise unknown_rig(motion.names, motion.source)
+    if ends:
+        pos = np.concatenate([pos, np.stack(ends, axis=1)], axis=1)
+        rest = np.concatenate([rest, np.stack(rest_ends, axis=1)], axis=1)
+    return pos, rest, out, list(extra)
+
+
 def _skeleton_warnings(p: dict[str, np.ndarray], fps: float) -> list[str]:
     """Lines about a usable but degenerate skeleton (``p`` in metres): bones of no length
     (posed from the next joint, or moved with their parent), bones that change length
@@ -878,19 +953,23 @@ def canonical_motion(
     points = isinstance(motion, JointPositions)
     parents = None if points else motion.parents
     matches = rig_candidates(motion.names, joint_map, motion.source, parents)
+    rest_pose, hand_parents = None, []
     if points:
         pos, glob = motion.positions, None
     else:
         pos, glob = motion.forward_kinematics()  # (T, J, 3), (T, J, 3, 3), file units, axes
     if not np.isfinite(pos).all():
         raise InputError(motion.source, "the skeleton's joint positions contain NaN or Inf")
+    if not points:
+        pos, rest_pose, matches, hand_parents = _with_hand_ends(motion, matches, pos, glob)
     match = _choose(matches, pos)
     body = _positions(pos, match.joints, REQUIRED[:-1])
     chains, hangs = [], []
     if not points:
         head = match.joints.get("Head", match.head_end)
-        chains, hangs = _tree_problems(match.joints, motion.parents, head)
-    rest = None if points else _positions(_rest_pose(motion), match.joints, REQUIRED[:-1])
+        tree = [*motion.parents, *hand_parents]
+        chains, hangs = _tree_problems(match.joints, tree, head)
+    rest = None if points else _positions(rest_pose, match.joints, REQUIRED[:-1])
     problems = hangs or chains or human_problems(body, rest)
     odd = []  # a --joint-map is the user's word that the file is a body: only a mapping
     if match.rig == "joint-map" and problems and not hangs:  # that crosses limbs is refused
@@ -912,24 +991,15 @@ def canonical_motion(
     up = motion.up or detect_up(pos, match.joints)
     world = world_to_z_up(up)
 
-    def tip(j: int) -> np.ndarray | None:
-        """Where joint j's bone ends: its End Site, else its one child if that is a leaf
-        no canonical joint takes (a "HeadTop_End" or "ltoes" joint), else None."""
-        if points:
-            return None
-        if np.linalg.norm(motion.end_offsets[j]) > 0:
-            return pos[:, j] + np.einsum("tij,j->ti", glob[:, j], motion.end_offsets[j])
-        kids = [c for c, p in enumerate(motion.parents) if p == j]
-        leaf = kids[0] if len(kids) == 1 and kids[0] not in motion.parents else None
-        if (
-            leaf is not None
-            and leaf not in mapped
-            and not _is_helper(_words(motion.names[leaf])[1])
-        ):
-            return pos[:, leaf]
-        return None
-
     mapped = set(match.joints.values())
+
+    def tip(j: int) -> np.ndarray | None:
+        """Where joint j's bone ends (:func:`_bone_end`); None for joint positions and
+        for a hand that is itself a forearm's end."""
+        if points or j >= len(motion.names):
+            return None
+        return _bone_end(motion, pos, glob, j, mapped)
+
     out: dict[str, np.ndarray] = {}
     for canon, j in match.joints.items():
         out[canon] = pos[:, j] @ world.T * scale

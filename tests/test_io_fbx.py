@@ -107,7 +107,11 @@ def test_malformed_files_are_one_line(tmp_path, bandai):
             canonical_motion(read_motion(f))
         assert "\n" not in str(err.value) and name in str(err.value), name
     notfbx = tmp_path / "x.fbx"
+    notfbx.write_text("; FBX 7.4.0 project file\nnot really\n")
+    assert detect_format(notfbx) == "fbx"  # the content decides (a BVH named .fbx is a BVH)
     notfbx.write_text("HIERARCHY\nROOT Hips\n")
+    assert detect_format(notfbx) == "bvh"
+    notfbx.write_text("just some text\n")
     with pytest.raises(InputError, match="not an FBX file"):
         detect_format(notfbx)
 

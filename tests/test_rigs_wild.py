@@ -10,6 +10,7 @@ limb of the posed body pointing where the clip's limb points.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -259,3 +260,21 @@ def test_every_human_fixture_has_human_proportions():
         ratios = proportions(body)
         for name, (typical, _, _) in HUMAN_PROPORTIONS.items():
             assert abs(np.log(ratios[name] / typical)) < np.log(2.2), (path, name)
+
+
+def test_forearms_that_end_in_an_end_site_are_the_hands(tmp_path, clip_body):
+    """No hand joints (a Blender metarig / FreeMoCap export: upper_arm.L, forearm.L ending
+    in an End Site): the hands are the forearms' ends, by CMU names and by inference from
+    metarig names alike, and the limbs pose as the clip's."""
+    cut = rigs.without_hands(rigs.cmu_clip())
+    assert "LeftHand" not in cut.names
+    seq = load(cut, tmp_path, "cmu-no-hands")
+    assert "the hands are the ends of LeftForeArm and RightForeArm" in seq.rig
+    angles = limb_angles(seq, clip_body)
+    assert max(angles.values()) < 1.0, angles
+    metarig = replace(cut, names=tuple(rigs.METARIG.get(n, f"Extra_{n}") for n in cut.names))
+    meta = load(metarig, tmp_path, "metarig")
+    assert meta.rig.startswith("inferred") and "ends of forearm.L and forearm.R" in meta.rig
+    assert_upright_kick(meta)
+    angles = limb_angles(meta, clip_body)
+    assert max(angles.values()) < 1.0, angles

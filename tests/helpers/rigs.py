@@ -332,6 +332,43 @@ def without_head(motion: SkeletonMotion, head: str) -> SkeletonMotion:
     )  # fmt: skip
 
 
+def without_hands(motion: SkeletonMotion) -> SkeletonMotion:
+    """``motion`` with every joint below the forearms cut off: each forearm ends in an
+    End Site where its hand joint was (a Blender metarig or FreeMoCap export has no hand
+    joints)."""
+    drop: set[int] = set()
+    ends = motion.end_offsets.copy()
+    for side in ("Left", "Right"):
+        hand = motion.names.index(f"{side}Hand")
+        ends[motion.parents[hand]] = motion.offsets[hand]
+        drop.add(hand)
+    changed = True
+    while changed:  # and everything under the hands
+        extra = {i for i, p in enumerate(motion.parents) if p in drop} - drop
+        changed = bool(extra)
+        drop |= extra
+    keep = [i for i in range(len(motion.names)) if i not in drop]
+    index = {old: new for new, old in enumerate(keep)}
+    return replace(
+        motion, names=tuple(motion.names[i] for i in keep),
+        parents=tuple(index[motion.parents[i]] if motion.parents[i] >= 0 else -1 for i in keep),
+        offsets=motion.offsets[keep], end_offsets=ends[keep],
+        rotations=motion.rotations[:, keep], translations=motion.translations[:, keep],
+    )  # fmt: skip
+
+
+# Blender metarig names (as FreeMoCap and Rigify exports write them): no hand joints
+METARIG = {
+    "Hips": "pelvis", "LowerBack": "spine", "Spine": "spine.001", "Spine1": "spine.002",
+    "Neck": "neck", "Neck1": "neck.001", "Head": "face", "LHipJoint": "pelvis.L",
+    "RHipJoint": "pelvis.R", "LeftUpLeg": "thigh.L", "LeftLeg": "shin.L", "LeftFoot": "foot.L",
+    "LeftToeBase": "toe.L", "RightUpLeg": "thigh.R", "RightLeg": "shin.R",
+    "RightFoot": "foot.R", "RightToeBase": "toe.R", "LeftShoulder": "shoulder.L",
+    "LeftArm": "upper_arm.L", "LeftForeArm": "forearm.L", "RightShoulder": "shoulder.R",
+    "RightArm": "upper_arm.R", "RightForeArm": "forearm.R",
+}  # fmt: skip
+
+
 def _yaw(angle: np.ndarray) -> np.ndarray:
     """(T,) angles -> (T, 3, 3) rotations about +Y."""
     c, s, z, o = np.cos(angle), np.sin(angle), np.zeros_like(angle), np.ones_like(angle)

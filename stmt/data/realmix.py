@@ -14,6 +14,9 @@ a folder holding both clones or either clone itself; see datasets/realmix/README
   adults, 58 actions each): ``{Adults,Children}/POSE-p<id>_<n>-<Action>-<time>.csv``.
   Labels from the action (:data:`KINDERGATOR_LABELS`), split by performer
   (:data:`KINDERGATOR_SPLIT`: two children and two adults test, one of each val).
+- ReActIdle (BVH, 24 fps, a Blender metarig without hand joints; MIT): idle standing of
+  15 people, ``{acted,genuine}/<id>_<kind>.bvh``, every file "stand", split by person
+  (:data:`REACTIDLE_SPLIT`); the takes are long (40-140 s): a training clip is a window.
 - Optionally the ``stmt synth`` output (``--synthetic DIR``): only the clips of
   :data:`SYNTH_USED`, the classes the recorded data lacks (and punch, of which
   Bandai has two clips), in the synthetic set's own subject split.
@@ -145,6 +148,9 @@ KINDERGATOR_LABELS: dict[str, str | None] = {
 KINDERGATOR_SPLIT = {"595": "test", "103": "test", "577": "test", "921": "test",
                      "342": "val", "934": "val"}  # fmt: skip
 
+# ReActIdle people held out (each acted and genuine take of one person goes together).
+REACTIDLE_SPLIT = {"002": "test", "011": "test", "008": "val"}
+
 # Synthetic classes mixed in: those the recorded data lacks, and punch (2 Bandai clips).
 SYNTH_USED = ("stand", "t pose", "jump", "sit", "stand up", "punch")
 
@@ -162,8 +168,9 @@ BANDAI_TRAIN_CAP = 150  # labelled Bandai training clips per label
 BANDAI_RE = re.compile(r"^(dataset-[12])_([^_]+)_([^_]+)_(\d+)\.bvh$", re.IGNORECASE)
 HDM05_RE = re.compile(r"^HDM_([A-Za-z]+)_([A-Za-z0-9]+)_(\d+)_120\.amc$")
 KINDERGATOR_RE = re.compile(r"^POSE-p(\d+)_(\d+)-(.+?)-?-(\d+)\.csv$")
-SOURCES = ("bandai", "hdm05", "kindergator", "synthetic")
-RECORDED = ("bandai", "hdm05", "kindergator")
+REACTIDLE_RE = re.compile(r"^(\d{3})_(acted|genuine)\.bvh$")
+SOURCES = ("bandai", "hdm05", "kindergator", "reactidle", "synthetic")
+RECORDED = ("bandai", "hdm05", "kindergator", "reactidle")
 
 
 def realmix_classes() -> list[str]:
@@ -340,6 +347,22 @@ def _kindergator_clip(path: Path, m: re.Match) -> Clip | None:
     )
 
 
+def _reactidle_clip(path: Path, m: re.Match) -> Clip | None:
+    person, kind = m.group(1), m.group(2)
+    if path.parent.name != kind:  # acted/000_acted.bvh: the folder names the kind too
+        return None
+    return Clip(
+        source="reactidle",
+        key=f"reactidle/{kind}/{path.name}",
+        path=path,
+        content=f"idle ({kind})",
+        group=person,
+        take=0,
+        split=REACTIDLE_SPLIT.get(person, "train"),
+        label="stand",
+    )
+
+
 def find_real_clips(data: str | Path) -> tuple[list[Clip], dict[str, list[str]], Counter]:
     """Bandai BVH and HDM05 AMC files under ``data``, recognised by their names.
 
@@ -369,6 +392,11 @@ def find_real_clips(data: str | Path) -> tuple[list[Clip], dict[str, list[str]],
                 dropped[("hdm05", m.group(2))] += 1
             else:
                 clips.append(clip)
+            continue
+        m = REACTIDLE_RE.match(path.name)
+        if m and (clip := _reactidle_clip(path, m)) is not None:
+            roots.setdefault("reactidle", set()).add(str(path.parent.parent))
+            clips.append(clip)
             continue
         m = KINDERGATOR_RE.match(path.name)
         if m:

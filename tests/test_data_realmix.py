@@ -79,6 +79,10 @@ def _fixture_tree(root: Path) -> None:
     _touch(kg / "Adults/POSE-p565_53-Throw-a-ball--1469183320067.csv")  # trailing '-'
     _touch(kg / "Adults/POSE-p934_20-Swim-1469183320067.csv")  # another action, val adult
     _touch(kg / "Adults/POSE-p934_21-Juggle-1469183320067.csv")  # in no table: dropped
+    ri = root / "ReActIdle"
+    _touch(ri / "acted/011_acted.bvh")  # a test person
+    _touch(ri / "genuine/003_genuine.bvh")
+    _touch(ri / "genuine/003_acted.bvh")  # in the wrong folder: not ReActIdle's
     _touch(root / "elsewhere/README.md")
     _touch(root / "copy/dataset-1_guide_happy_001.bvh")  # a second copy: kept once
 
@@ -87,7 +91,12 @@ def test_listing_labels_splits_and_drops_by_file_name(tmp_path):
     _fixture_tree(tmp_path)
     listing = rm.list_realmix(tmp_path)
     clips = {c.key: c for c in listing.clips}
-    assert len(clips) == 4 + 3 + 2 + 3 + 3
+    assert len(clips) == 4 + 3 + 2 + 3 + 3 + 2
+    assert clips["reactidle/acted/011_acted.bvh"].split == "test"
+    assert (
+        clips["reactidle/genuine/003_genuine.bvh"].label,
+        clips["reactidle/genuine/003_genuine.bvh"].split,
+    ) == ("stand", "train")
     split = {k: c.split for k, c in clips.items()}
     assert split["bandai/dataset-2_wave-left-hand_youthful_001.bvh"] == "test"
     assert split["bandai/dataset-2_wave-left-hand_feminine_001.bvh"] == "val"
@@ -128,11 +137,11 @@ def test_listing_labels_splits_and_drops_by_file_name(tmp_path):
     assert cnt["sources"]["hdm05"]["train"] == {
         "labelled": 1, "other": 1, "unlabelled": 0, "capped": 0
     }  # fmt: skip
-    assert cnt["missing_sources"] == []
+    assert cnt["missing_sources"] == []  # every recorded source has a file in the tree
     # the same keys whether --data is the parent folder or a clone itself
     alone = rm.list_realmix(tmp_path / "hdm05")
     assert {c.key for c in alone.clips} == {k for k in clips if k.startswith("hdm05/")}
-    assert alone.counts()["missing_sources"] == ["bandai", "kindergator"]
+    assert alone.counts()["missing_sources"] == ["bandai", "kindergator", "reactidle"]
     assert "bandai      not found" in alone.summary()
 
 
@@ -212,7 +221,7 @@ def test_prepare_list_only_poses_nothing(tmp_path, capsys):
     assert "labelled clips per class" in err and "dropped (content in no table" in err
     assert not (tmp_path / "c").exists()
     r = prepare("realmix", tmp_path / "data", tmp_path / "c", list_only=True, log=lambda m: None)
-    assert (r.sequences, r.samples, r.posed) == (15, 15, 0)
+    assert (r.sequences, r.samples, r.posed) == (17, 17, 0)
     assert cli(args + ["--out", str(tmp_path / "c"), "--body", "smplh"]) == 2
     assert "anny only" in capsys.readouterr().err
     with pytest.raises(InputError, match="realmix only"):
@@ -291,7 +300,7 @@ def test_prepare_realmix_end_to_end_on_hdm05_clips(realmix_cache):
     assert idx.seq_length[wave] == 19  # Bandai is 30 fps already
     assert idx.seq_subject[hop] == "hdm05/bk"
     assert idx.seq_subject[wave] == "bandai/dataset-2/active"
-    assert idx.meta["listing"]["missing_sources"] == ["kindergator"]
+    assert idx.meta["listing"]["missing_sources"] == ["kindergator", "reactidle"]
     verts, centres, _ = open_arrays(root / "cache")
     h = np.ptp(verts[0, :, 2].astype(np.float32) + centres[0, 2])
     assert 1.3 < h < 2.1  # a posed, human-sized body

@@ -26,7 +26,8 @@ compared run by run (``benchmarks/README.md``, "Cross-source").
         --ckpt checkpoints/stmt-realmix.ckpt --directions hdm05:bandai
 
 ``--ckpt`` skips training and tests a given checkpoint (only meaningful for one that
-never saw the test source).
+never saw the test source). ``--table`` prints the runs recorded so far as the markdown
+table of ``benchmarks/README.md`` and trains nothing.
 """
 
 from __future__ import annotations
@@ -104,10 +105,27 @@ def evaluate(ckpt: Path, cache: str, source: str, targets: list[str]) -> dict:
     }
 
 
+def table(results: Path) -> str:
+    """The recorded runs, one row each: top-1 (top-1-norm) per direction."""
+    runs = [json.loads(line) for line in results.read_text().splitlines() if line.strip()]
+    pairs = list(dict.fromkeys(k for r in runs for k, v in r.items() if isinstance(v, dict)))
+    head = "| run | changes | " + " | ".join(p.replace(":", " -> ") for p in pairs) + " |"
+    lines = [head, "|---|---|" + "---:|" * len(pairs)]
+    for r in runs:
+        changes = ", ".join([*(f"+{w}" for w in r.get("with") or []), *r.get("set", [])])
+        cells = [
+            f"{r[p]['top1'] * 100:.1f} % ({r[p]['top1_norm'] * 100:.1f} %)" if p in r else "-"
+            for p in pairs
+        ]
+        lines.append(f"| {r['name']} | {changes or '-'} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--cache", required=True)
-    ap.add_argument("--name", required=True, help="the run's name in the results")
+    ap.add_argument("--cache")
+    ap.add_argument("--name", help="the run's name in the results")
+    ap.add_argument("--table", action="store_true", help="print the recorded runs, train nothing")
     ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                     help="overrides of the config, e.g. data.crop=0.5 trainer.max_epochs=8")  # fmt: skip
     ap.add_argument("--directions", nargs="*", default=["bandai:hdm05", "hdm05:bandai"],
@@ -118,6 +136,11 @@ def main() -> None:
     ap.add_argument("--runs", type=Path, default=REPO / "runs/cross-source")
     ap.add_argument("--results", type=Path, default=REPO / "benchmarks/cross_source/results.jsonl")
     args = ap.parse_args()
+    if args.table:
+        print(table(args.results))
+        return
+    if not (args.cache and args.name):
+        ap.error("--cache and --name are needed to train and test")
 
     record = {"name": args.name, "set": args.set, "with": args.extra,
               "ckpt": str(args.ckpt) if args.ckpt else None}  # fmt: skip

@@ -10,7 +10,6 @@ limb of the posed body pointing where the clip's limb points.
 from __future__ import annotations
 
 import re
-from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -272,7 +271,7 @@ def test_forearms_that_end_in_an_end_site_are_the_hands(tmp_path, clip_body):
     assert "the hands are the ends of LeftForeArm and RightForeArm" in seq.rig
     angles = limb_angles(seq, clip_body)
     assert max(angles.values()) < 1.0, angles
-    metarig = replace(cut, names=tuple(rigs.METARIG.get(n, f"Extra_{n}") for n in cut.names))
+    metarig = rigs.renamed_to(cut, rigs.METARIG)
     meta = load(metarig, tmp_path, "metarig")
     assert meta.rig.startswith("inferred") and "ends of forearm.L and forearm.R" in meta.rig
     assert_upright_kick(meta)

@@ -31,6 +31,7 @@ def fixtures() -> dict[str, tuple[object, bool]]:
         "zero-length-bones": (rigs.zero_bones(clip, ["Spine1", "LeftToeBase", "LeftFingerBase"]), False),
         "millimetres": (rigs.scaled(clip, mm), False),
         "kinect-tracked-mm": (rigs.tracked_positions(rigs.unlisted(clip, "kinect"), mm), True),
+        "metarig-no-hands": (rigs.renamed_to(rigs.without_hands(clip), rigs.METARIG), False),
         "quadruped-biped": (rigs.quadruped(), False),
     }  # fmt: skip
 

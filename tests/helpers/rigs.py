@@ -357,6 +357,11 @@ def without_hands(motion: SkeletonMotion) -> SkeletonMotion:
     )  # fmt: skip
 
 
+def renamed_to(motion: SkeletonMotion, names: dict[str, str]) -> SkeletonMotion:
+    """``motion`` with its CMU names replaced by ``names`` (the others ``Extra_*``)."""
+    return replace(motion, names=tuple(names.get(n, f"Extra_{n}") for n in motion.names))
+
+
 # Blender metarig names (as FreeMoCap and Rigify exports write them): no hand joints
 METARIG = {
     "Hips": "pelvis", "LowerBack": "spine", "Spine": "spine.001", "Spine1": "spine.002",

@@ -850,6 +850,21 @@ def _bone_end(motion: SkeletonMotion, pos: np.ndarray, glob: np.ndarray, j: int,
     return None
 
 
+def _continues(motion: SkeletonMotion, j: int, max_deg: float = 60.0) -> bool:
+    """Whether joint j's End Site carries on its bone's direction (within ``max_deg`` in
+    the rest pose), as a head's top does above a neck: the end can stand for the head."""
+    bone, end = motion.offsets[j], motion.end_offsets[j]
+    n = np.linalg.norm(bone) * np.linalg.norm(end)
+    if n == 0:
+        return True  # a zero-length bone or a leaf end: nothing to compare
+    return float(np.dot(bone, end) / n) >= np.cos(np.radians(max_deg))
+
+
+def _names_of(match: RigMatch, j: int) -> set[str]:
+    """The canonical names a mapping gives joint j."""
+    return {c for c, k in match.joints.items() if k == j}
+
+
 def _with_hand_ends(motion: SkeletonMotion, matches: list[RigMatch], pos, glob):
     """Rigs without hand joints (:attr:`RigMatch.hand_ends`): the ends of their forearms
     as joints appended after the file's, so that every check and the posing see hands.
@@ -1007,8 +1022,13 @@ def canonical_motion(
         if end is not None:
             out[f"{canon}_end"] = end @ world.T * scale
     if match.head_end is not None:
-        end = tip(match.head_end)
-        out["Head"] = (pos[:, match.head_end] if end is None else end) @ world.T * scale
+        j = match.head_end
+        end = tip(j)
+        if end is not None and not _continues(motion, j):
+            end = None  # the end turns away (a metarig's "face" bone points forward)
+        if end is None:  # the head sits at the chain's last joint, then no neck bone
+            out = {k: v for k, v in out.items() if k.split("_end")[0] not in _names_of(match, j)}
+        out["Head"] = (pos[:, j] if end is None else end) @ world.T * scale
     return CanonicalMotion(out, match, unit_name, up, odd + _skeleton_warnings(out, motion.fps))
 
 

@@ -277,3 +277,23 @@ def test_forearms_that_end_in_an_end_site_are_the_hands(tmp_path, clip_body):
     assert_upright_kick(meta)
     angles = limb_angles(meta, clip_body)
     assert max(angles.values()) < 1.0, angles
+
+
+def test_a_neck_chain_ending_in_a_forward_face_keeps_the_head_up(tmp_path):
+    """A metarig's last neck bone (``face``) may end in an End Site pointing forward, not
+    up: that end is no head top, so the head sits at the joint and turns with the neck,
+    as if the file had no End Site there, instead of nodding 90 degrees."""
+    from dataclasses import replace
+
+    cut = rigs.without_head(rigs.cmu_clip(), "Head")  # the neck chain ends in an End Site
+    j = cut.names.index("Neck1")
+    up = cut.end_offsets[j]
+    forward = np.cross(up, cut.offsets[cut.names.index("LeftArm")])  # across the shoulders
+    forward *= 0.2 * np.linalg.norm(up) / np.linalg.norm(forward)
+    ends_fwd, ends_none = cut.end_offsets.copy(), cut.end_offsets.copy()
+    ends_fwd[j], ends_none[j] = forward, 0.0
+    face = load(replace(cut, end_offsets=ends_fwd), tmp_path, "face")
+    plain = load(replace(cut, end_offsets=ends_none), tmp_path, "plain")
+    assert np.abs(face.vertices - plain.vertices).max() < 1e-5
+    head, hips = (face.joints[:, face.joint_names.index(n), 2] for n in ("Head", "Hips"))
+    assert np.all(head > hips + 0.4)

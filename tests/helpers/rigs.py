@@ -319,34 +319,24 @@ def without_head(motion: SkeletonMotion, head: str) -> SkeletonMotion:
     head joint was, as rigs whose head is no joint have it."""
     j = motion.names.index(head)
     assert j not in motion.parents, "the head must be a leaf"
-    p = motion.parents[j]
-    keep = [i for i in range(len(motion.names)) if i != j]
-    ends = motion.end_offsets.copy()
-    ends[p] = motion.offsets[j]
-    index = {old: new for new, old in enumerate(keep)}
-    return replace(
-        motion, names=tuple(motion.names[i] for i in keep),
-        parents=tuple(index[motion.parents[i]] if motion.parents[i] >= 0 else -1 for i in keep),
-        offsets=motion.offsets[keep], end_offsets=ends[keep],
-        rotations=motion.rotations[:, keep], translations=motion.translations[:, keep],
-    )  # fmt: skip
+    return _cut_at(motion, [j])
 
 
 def without_hands(motion: SkeletonMotion) -> SkeletonMotion:
     """``motion`` with every joint below the forearms cut off: each forearm ends in an
     End Site where its hand joint was (a Blender metarig or FreeMoCap export has no hand
     joints)."""
-    drop: set[int] = set()
-    ends = motion.end_offsets.copy()
-    for side in ("Left", "Right"):
-        hand = motion.names.index(f"{side}Hand")
-        ends[motion.parents[hand]] = motion.offsets[hand]
-        drop.add(hand)
-    changed = True
-    while changed:  # and everything under the hands
-        extra = {i for i, p in enumerate(motion.parents) if p in drop} - drop
-        changed = bool(extra)
-        drop |= extra
+    return _cut_at(motion, [motion.names.index(f"{s}Hand") for s in ("Left", "Right")])
+
+
+def _cut_at(motion: SkeletonMotion, cut: list[int]) -> SkeletonMotion:
+    """``motion`` without the joints ``cut`` and all below them; each parent of a cut joint
+    ends in an End Site where that joint was."""
+    drop, ends = set(cut), motion.end_offsets.copy()
+    for j in cut:
+        ends[motion.parents[j]] = motion.offsets[j]
+    while extra := {i for i, p in enumerate(motion.parents) if p in drop} - drop:
+        drop |= extra  # and everything under them
     keep = [i for i in range(len(motion.names)) if i not in drop]
     index = {old: new for new, old in enumerate(keep)}
     return replace(

@@ -14,14 +14,14 @@ __version__ = "0.1.0"
 _LAZY = {
     "MeshSequence": "stmt.sequence",
     "InputError": "stmt.errors",
-    "read_sequence": "stmt.io",
-    "Classifier": "stmt.predict",
+    "read_sequence": "stmt.reading",
+    "Classifier": "stmt.inference",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from stmt.errors import InputError
-    from stmt.io import read_sequence
-    from stmt.predict import Classifier
+    from stmt.reading import read_sequence
+    from stmt.inference import Classifier
     from stmt.sequence import MeshSequence
 
 

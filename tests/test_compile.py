@@ -85,12 +85,13 @@ def test_fit_setup_compiles_where_asked(flag, device, compiled):
 def test_lightning_modules_take_a_typed_compile_flag():
     import inspect
 
-    from stmt.engine.classifier import STMTClassifier
-    from stmt.engine.pretrainer import STMTPretrainer
+    from stmt.clip import ClipSettings
+    from stmt.engine.classifier import ClassificationModule
+    from stmt.engine.pretrainer import PretrainingModule
 
-    for cls in (STMTClassifier, STMTPretrainer):
+    for cls in (ClassificationModule, PretrainingModule):
         param = inspect.signature(cls.__init__).parameters["compile"]
         assert param.default is None and param.annotation in ("bool | None", bool | None)
-    module = STMTClassifier(num_classes=3, num_points=N, num_frames=T, compile=True)
+    module = ClassificationModule(ClipSettings("abc", T, N), compile=True)
     assert module.compile_model is True
     assert "compile" not in module.hparams  # a run setting, not part of checkpoints

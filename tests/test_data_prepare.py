@@ -157,9 +157,9 @@ def test_corrupt_file_is_skipped_reported_and_strict_stops(synth_data, tmp_path,
 
 
 def test_killed_prepare_resumes_without_redoing_finished_files(synth_data, tmp_path, monkeypatch):
-    import stmt.io
+    import stmt.reading
 
-    real = stmt.io.read_sequence
+    real = stmt.reading.read_sequence
     calls = []
 
     def counting(path, **kw):
@@ -168,7 +168,7 @@ def test_killed_prepare_resumes_without_redoing_finished_files(synth_data, tmp_p
             raise KeyboardInterrupt  # the run is killed mid-way
         return real(path, **kw)
 
-    monkeypatch.setattr(stmt.io, "read_sequence", counting)
+    monkeypatch.setattr(stmt.reading, "read_sequence", counting)
     killed_once = False
     with pytest.raises(KeyboardInterrupt):
         _prepare(synth_data, tmp_path / "c")

@@ -74,8 +74,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"{name:<13} {r['known_clips']:>6} {r['other_clips']:>6} {_fmt(r['top1']):>6} "
               f"{_fmt(r['ece_before']):>10} {_fmt(r['ece']):>6} {_fmt(r['auroc']):>6} "
               f"{_fmt(r.get('unknown_known')):>15} {_fmt(r.get('unknown_other')):>6}")  # fmt: skip
-    ckpt = checkpoint.read(args.ckpt)
+    ckpt = checkpoint.read(args.ckpt)  # in today's layout (stmt.checkpoint.upgrade)
     ckpt["hyper_parameters"]["calibration"] = calibration
+    checkpoint.mark(ckpt)
     with atomic_write(args.out) as f:
         torch.save(ckpt, f)
     print(f"wrote {args.out}")

@@ -7,7 +7,7 @@ or any file when ``--window`` is given, is cut into windows of ``--window``
 seconds (default: the checkpoint's ``window_s``) every ``--stride`` seconds
 that cover the whole sequence (the last window is aligned to the end; a file
 shorter than a window is one window), and each window is labelled. The overall
-label is the mean of the window probabilities. See :mod:`stmt.predict`.
+label is the mean of the window probabilities. See :mod:`stmt.inference`.
 
 Output: a table per file (overall top-k, then a timeline of per-window top-1
 labels when there is more than one window). With ``--json`` stdout holds only
@@ -155,7 +155,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def format_table(pred, show_timeline: bool = True) -> str:
-    """The readable report of one :class:`stmt.predict.Prediction`."""
+    """The readable report of one :class:`stmt.inference.Prediction`."""
     n = len(pred.windows)
     head = f"{pred.file}  ({pred.duration_s:.2f} s at {pred.fps:g} fps, {n} window{'s' * (n != 1)})"
     lines = [head]
@@ -277,8 +277,8 @@ def predictions_csv(records: list[dict], top_k: int) -> str:
 
 
 def label_batch(clf, items: list, batch_size: int, top_k: int) -> list:
-    """Run :class:`stmt.predict.Inputs` of several files through the model together;
-    one :class:`~stmt.predict.Prediction`, or the :class:`~stmt.errors.InputError` that
+    """Run :class:`stmt.inference.Inputs` of several files through the model together;
+    one :class:`~stmt.inference.Prediction`, or the :class:`~stmt.errors.InputError` that
     file ends in (NaN/Inf outputs), per item, in order."""
     from stmt.errors import InputError
 
@@ -295,7 +295,7 @@ def main(args: argparse.Namespace) -> int:
     from stmt import limits
     from stmt.errors import InputError
     from stmt.fileio import atomic_text, check_output
-    from stmt.predict import Classifier, resolve_device
+    from stmt.inference import Classifier, resolve_device
 
     apply_max_frames(args)
     device = resolve_device(args.device)  # before anything loads
@@ -337,19 +337,15 @@ def main(args: argparse.Namespace) -> int:
 
     records: list[dict] = []
     failed = len(folder_errors)
-    pending: list = []  # stmt.predict.Inputs waiting for the model, across files
+    pending: list = []  # stmt.inference.Inputs waiting for the model, across files
     for n, path in enumerate(inputs, 1):
         try:
-            seq, _ = clf.read(
-                path,
-                body=args.body,
-                body_models=args.body_models,
-                only_windows=True,
-                window=args.window,
-                stride=args.stride,
-                joint_map=joint_map,
+            pending.append(
+                clf.read(
+                    path, body=args.body, body_models=args.body_models, window=args.window,
+                    stride=args.stride, joint_map=joint_map,
+                )  # fmt: skip
             )
-            pending.append(clf.preprocess(seq, args.window, args.stride))
         except InputError as err:
             failed += 1
             print(f"stmt: error: {err}", file=sys.stderr, flush=True)

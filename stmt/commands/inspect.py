@@ -158,9 +158,10 @@ def describe(
     ``FILE#TAKE`` names, or the first)."""
     import numpy as np
 
-    from stmt.io import detect_format, list_takes, read_motion, read_sequence, split_take
+    from stmt.io import detect_format, list_takes, read_motion, split_take
     from stmt.io.detect import SKELETON_FORMATS
     from stmt.io.scenegraph import pick_take, take_path
+    from stmt.reading import pose, read_sequence
 
     fmt = detect_format(path)
     takes = []
@@ -175,20 +176,12 @@ def describe(
         seq = read_sequence(path, body=body, body_models=body_models, joint_map=joint_map)
         return _info(seq, seq.num_frames, seq.fps, seq.vertices.min(axis=(0, 1)),
                      seq.vertices.max(axis=(0, 1)))  # fmt: skip
-    from dataclasses import replace
-
-    from stmt.body import pose_motion
-
     motion = read_motion(path, fmt)
-    total = motion.poses.shape[0] if hasattr(motion, "poses") else motion.num_frames
+    total = motion.num_frames
     lo = hi = first = None
     for start in range(0, total, CHUNK):
-        idx = np.arange(start, min(total, start + CHUNK))
-        if hasattr(motion, "poses"):
-            part = replace(motion, poses=motion.poses[idx], trans=motion.trans[idx])
-        else:
-            part = motion.take(idx)
-        seq = pose_motion(part, body=body, body_models=body_models, joint_map=joint_map)
+        part = motion.take(np.arange(start, min(total, start + CHUNK)))
+        seq = pose(part, body=body, body_models=body_models, joint_map=joint_map)
         v_lo, v_hi = seq.vertices.min(axis=(0, 1)), seq.vertices.max(axis=(0, 1))
         lo = v_lo if lo is None else np.minimum(lo, v_lo)
         hi = v_hi if hi is None else np.maximum(hi, v_hi)

@@ -95,7 +95,7 @@ def check_options(args: argparse.Namespace) -> None:
 
             check_folder(out, "stmt view --render", args.overwrite, adopt_frames)
     if args.ckpt is not None:
-        from stmt.predict import resolve_device
+        from stmt.inference import resolve_device
 
         resolve_device(args.device)
 

@@ -19,7 +19,7 @@ converted by the next ``stmt prepare``::
     bounds.npy      float32 (F, 2, 3): per-frame min and max corner of the N vertices
                     (world, as reconstructed from the two arrays above), so the
                     loader normalises a clip without reducing over its points
-    template.npz    the :class:`stmt.data.template.Template` (vertex ids, geodesic)
+    template.npz    the :class:`stmt.template.Template` (vertex ids, geodesic)
     shards/         per-sequence pieces of an unfinished prepare run
 
 ``index.json``::
@@ -309,17 +309,3 @@ def open_arrays(cache: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             root, f"cache arrays are unreadable ({err}); rerun `stmt prepare`"
         ) from None
     return verts, centres, bounds
-
-
-def frame_bounds(offsets: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """(T, 2, 3) float32 per-frame min/max of ``offsets`` (T, N, 3) + ``centres`` (T, 3)."""
-    world = offsets.astype(np.float32) + centres[:, None, :]  # (T, N, 3)
-    return np.stack([world.min(axis=1), world.max(axis=1)], axis=1)
-
-
-def gather_frames(verts: np.ndarray, centres: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """World positions float32 ``frames.shape + (N, 3)`` of the given absolute frames."""
-    flat = frames.reshape(-1)
-    out = verts[flat].astype(np.float32)  # (K, N, 3)
-    out += centres[flat][:, None, :]
-    return out.reshape(*frames.shape, *out.shape[1:])

@@ -26,10 +26,10 @@ Samples of actions outside the classes (``OTHER_ACTION`` = -2) are kept with
 The template's geodesic matrix is an attribute (``.geodesic``), handed to the
 model once, not per sample.
 
-The cache's index and template are read in ``__init__`` (small files), so
-``num_classes``, ``class_names``, ``num_points``, ``fps``, ``window_s``, ``clip_s``
-and ``geodesic`` are available before ``setup`` (LightningCLI links them into the
-model at instantiation). The big arrays are memory-mapped lazily, once per
+The cache's index and template are read in ``__init__`` (small files), so the clip
+settings (``clip_settings``: class names, frames and points per clip, fps, window,
+``clip_s``) and ``geodesic`` are available before ``setup`` (LightningCLI links the
+clip settings into the model at instantiation). The big arrays are memory-mapped lazily, once per
 DataLoader worker.
 """
 
@@ -44,10 +44,10 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from stmt.clip import bin_frames, draw_spans, normalise
+from stmt.clip import ClipSettings, bin_frames, draw_spans, normalise
 from stmt.data.cache import load_index, open_arrays
 from stmt.data.prepare import OTHER_ACTION
-from stmt.data.template import Template
+from stmt.template import Template
 from stmt.data.transforms import augment_matrices
 from stmt.errors import InputError
 
@@ -347,6 +347,15 @@ class STMTDataModule(pl.LightningDataModule):
         self._datasets: dict[str, CacheClips] = {}
 
     # ---- what the model needs to know (available right after __init__)
+    @property
+    def clip_settings(self) -> ClipSettings:
+        """How this module's clips are made (:class:`stmt.clip.ClipSettings`): what
+        ``stmt fit`` links into the model, once, and the checkpoint keeps."""
+        return ClipSettings(
+            tuple(self.class_names), self.num_frames, self.num_points, self.fps,
+            self.window_s, self.clip_s, self.fixed_window,
+        )  # fmt: skip
+
     @property
     def class_names(self) -> list[str]:
         return self.index.class_names

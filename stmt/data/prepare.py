@@ -2,8 +2,8 @@
 
 Steps (see :mod:`stmt.data.cache` for the layout):
 
-1. The template of the body the files are posed on (:func:`stmt.io.body_topology`
-   then :func:`stmt.data.template.get_template`), saved as ``template.npz``.
+1. The template of the body the files are posed on (:func:`stmt.reading.body_topology`
+   then :func:`stmt.template.get_template`), saved as ``template.npz``.
 2. For each annotated MoCap file, in a stable order: pose only the template
    vertices (``read_sequence(path, vertex_ids=...)``), resample linearly to
    ``fps``, write ``shards/<sha>.npz`` (float16 offsets, float32 centres) atomically.
@@ -49,7 +49,7 @@ from pathlib import Path
 
 import numpy as np
 
-from stmt.clip import resample, to_cache_form
+from stmt.clip import frame_bounds, resample, to_cache_form
 from stmt.data.babel import CHUNK_S, DATASETS, label_set, load_annotations, sequence_jobs
 from stmt.data.cache import (
     ARRAYS,
@@ -60,7 +60,6 @@ from stmt.data.cache import (
     TEMPLATE,
     check_files,
     describe_files,
-    frame_bounds,
     load_index,
 )
 from stmt.errors import InputError
@@ -142,8 +141,8 @@ def prepare(
     """
     from tqdm import tqdm
 
-    from stmt.data.template import get_template
-    from stmt.io import body_topology, read_sequence
+    from stmt.reading import body_topology, read_sequence
+    from stmt.template import get_template
 
     log = log or (lambda msg: print(msg, file=sys.stderr))
     if dataset not in DATASETS:

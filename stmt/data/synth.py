@@ -2,7 +2,7 @@
 
 Motions are generated procedurally as SMPL+H pose parameters and written as
 AMASS-format ``.npz`` files plus BABEL-format annotation JSON, so they pass
-through the same reader (:func:`stmt.io.read_sequence`) and the same
+through the same reader (:func:`stmt.reading.read_sequence`) and the same
 preparation (``stmt prepare --dataset synthetic``) as real data.
 
 How a clip is made

@@ -16,7 +16,7 @@ windows every half window, the probabilities of a sample's windows averaged), th
    the rule's AUROC (other actions vs known clips), and the share flagged of each.
 
 The result goes into the checkpoint's ``hyper_parameters["calibration"]`` (plain
-data), which :class:`stmt.predict.Classifier` reads.
+data), which :class:`stmt.inference.Classifier` reads.
 """
 
 from __future__ import annotations
@@ -146,7 +146,7 @@ def score_split(clf, dm, split: str, sources: list[str] | None, batch_size: int 
     first = index.sample_frame_start()
     starts, lengths, owner = [], [], []
     for n, i in enumerate(ids):
-        w = clf.windows(int(index.sample_length[i]), index.fps)  # as classify cuts a file
+        w = clf.clip.windows(int(index.sample_length[i]), index.fps)  # as classify cuts a file
         starts.append(first[i] + w.start)
         lengths.append(w.length)
         owner.append(np.full(len(w), n))
@@ -212,7 +212,7 @@ def calibrate(
     ``test_split``. Returns ``(calibration for the checkpoint, report)``."""
     from stmt.data.datamodule import STMTDataModule
     from stmt.errors import InputError
-    from stmt.predict import Classifier
+    from stmt.inference import Classifier
 
     clf = Classifier.from_checkpoint(ckpt, device=device)
     dm = STMTDataModule(

@@ -1,33 +1,11 @@
-"""Helpers shared by the Lightning modules: optimiser, schedule, plain hyper-parameters."""
+"""Helpers shared by the Lightning modules: optimiser, schedule, gradient clipping, set-up."""
 
 from __future__ import annotations
 
-import argparse
 import math
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 import torch
 from torch import nn
-
-
-def plain(value: Any) -> Any:
-    """Plain Python data (dict, list, tuple, str, int, float, bool, None), recursively.
-
-    Checkpoints must load with ``torch.load(weights_only=True)``, which accepts
-    only such types; jsonargparse may hand over Namespaces and Paths.
-    """
-    if isinstance(value, (Mapping, argparse.Namespace)):  # jsonargparse Namespaces too
-        items = value.items() if isinstance(value, Mapping) else vars(value).items()
-        return {str(k): plain(v) for k, v in items}
-    if isinstance(value, (list, tuple)):
-        return type(value)(plain(v) for v in value)
-    if isinstance(value, Path):
-        return str(value)
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    raise TypeError(f"hyper-parameter of type {type(value).__name__} is not plain data: {value!r}")
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:

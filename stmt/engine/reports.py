@@ -248,7 +248,7 @@ def summary_after_test(trainer, module) -> list[str]:
     """The per-class table and where the test's confusion matrix and metrics went."""
     lines: list[str] = []
     matrix = getattr(module, "last_test_confusion", None)
-    names = list(getattr(module.hparams, "class_names", []) or [])
+    names = list(getattr(getattr(module, "clip", None), "class_names", ()))
     if matrix is not None and names:
         lines += ["per-class accuracy (test)", per_class_table(matrix, names), ""]
     files = getattr(module, "last_test_files", ()) or ()

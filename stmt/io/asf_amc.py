@@ -21,7 +21,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -29,10 +28,6 @@ from stmt import limits
 from stmt.errors import InputError
 from stmt.io.text import not_finite, numbers, open_text, read_lines, whole_number
 from stmt.motion import SkeletonMotion
-from stmt.sequence import MeshSequence
-
-if TYPE_CHECKING:
-    from stmt.body import Frames
 
 CMU_FPS = 120.0
 
@@ -510,19 +505,3 @@ def amc_motion(
         source=path,
         format="asf-amc",
     )
-
-
-def read_amc(
-    path: str | Path,
-    asf_path: str | Path | None = None,
-    vertex_ids: np.ndarray | None = None,
-    fps: float = CMU_FPS,
-    frames: Frames | None = None,
-    joint_map: dict[str, str] | None = None,
-) -> MeshSequence:
-    """Read an AMC motion (with its ASF skeleton) and pose the anny body with it (the
-    composition :func:`stmt.io.read_sequence` does for ``.amc``)."""
-    from stmt.body import pose_motion
-
-    motion = amc_motion(path, asf_path, fps)
-    return pose_motion(motion, vertex_ids=vertex_ids, frames=frames, joint_map=joint_map)

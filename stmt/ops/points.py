@@ -2,7 +2,7 @@
 
 Centres are never sampled here: the template's points are in farthest-point
 order, so the first P points of a clip already are a farthest point sample
-(see ``stmt.data.template``). These helpers only find and gather neighbours.
+(see ``stmt.template``). These helpers only find and gather neighbours.
 """
 
 from __future__ import annotations

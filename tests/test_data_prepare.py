@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from stmt.cli import main as cli
+from stmt import clip
 from stmt.data import prepare as prep
 from stmt.data.cache import load_index, open_arrays
 from stmt.data.datamodule import CacheClips, STMTDataModule
@@ -195,11 +196,11 @@ def test_killed_prepare_resumes_without_redoing_finished_files(synth_data, tmp_p
 
 def test_resample_linear():
     v = np.arange(5, dtype=np.float32)[:, None, None] * np.ones((1, 2, 3), np.float32)  # (5, 2, 3)
-    out = prep.resample(v, 60.0, 30.0)
+    out = clip.resample(v, 60.0, 30.0)
     np.testing.assert_allclose(out[:, 0, 0], [0, 2, 4])
-    out = prep.resample(v, 30.0, 60.0)
+    out = clip.resample(v, 30.0, 60.0)
     np.testing.assert_allclose(out[:, 0, 0], np.arange(9) / 2)
-    assert prep.resample(v, 30.0, 30.0) is v
+    assert clip.resample(v, 30.0, 30.0) is v
 
 
 def test_train_fraction_is_stratified_and_deterministic(synth_data, tmp_path):

@@ -17,7 +17,7 @@ import torch
 from stmt import clip as clip_rules
 from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION, describe_files
 from stmt.data.datamodule import STMTDataModule
-from stmt.data.prepare import OTHER_ACTION, UNLABELLED
+from stmt.data.cache import OTHER_ACTION, UNLABELLED
 from stmt.template import Template
 
 N = 8  # points per frame

@@ -95,7 +95,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from stmt import limits
-    from stmt.data.prepare import adopt_cache, prepare
+    from stmt.data.cache_writer import adopt_cache
+    from stmt.data.prepare import prepare
     from stmt.errors import InputError
     from stmt.fileio import check_folder
 

@@ -33,7 +33,9 @@ converted by the next ``stmt prepare``::
                    "label": [...], "split": [...]},
      "failed": [{"source": ..., "error": ...}], "missing": [...]}
 
-A sample covers frames ``offset[seq] + start`` .. ``+ length`` of the arrays.
+A sample covers frames ``offset[seq] + start`` .. ``+ length`` of the arrays; its label
+is a class index, :data:`UNLABELLED` or :data:`OTHER_ACTION`. Writing a cache is
+:mod:`stmt.data.cache_writer`'s (one transaction per ``stmt prepare`` run).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy
 
 from stmt import limits
 from stmt.errors import InputError
@@ -63,6 +66,10 @@ _REQUIRED_KEYS = ("class_names", "fps", "num_points", "window_s", "num_frames_to
 
 CACHE_FORMAT = "stmt-cache"
 CACHE_VERSION = 1
+
+# sample labels that are no class
+UNLABELLED = -1  # a sample for self-supervised pretraining only
+OTHER_ACTION = -2  # a sample of an action outside the classes (what "unknown" is learnt on)
 
 
 @dataclass
@@ -209,8 +216,6 @@ def describe_files(root: Path) -> dict:
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """(shape, dtype, data offset) of a .npy file, from its header alone."""
-    from numpy.lib import format as npy
-
     with open(path, "rb") as fh:
         version = npy.read_magic(fh)
         read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0

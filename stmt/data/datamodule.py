@@ -46,7 +46,7 @@ from torch.utils.data import DataLoader, Dataset
 
 from stmt.clip import ClipSettings, bin_frames, draw_spans, normalise
 from stmt.data.cache import load_index, open_arrays
-from stmt.data.prepare import OTHER_ACTION
+from stmt.data.cache import OTHER_ACTION
 from stmt.template import Template
 from stmt.data.transforms import augment_matrices
 from stmt.errors import InputError

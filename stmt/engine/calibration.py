@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from stmt.data.prepare import OTHER_ACTION
+from stmt.data.cache import OTHER_ACTION
 
 #: Score of the "unknown" rule: the calibrated top-1 probability of a sample.
 SCORE = "max_prob"

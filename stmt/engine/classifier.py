@@ -22,7 +22,7 @@ from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionM
 
 from stmt import checkpoint
 from stmt.clip import ClipSettings
-from stmt.data.prepare import OTHER_ACTION
+from stmt.data.cache import OTHER_ACTION
 from stmt.engine.module import STMTModule
 from stmt.errors import InputError
 from stmt.model.stmt import STMT, build_model

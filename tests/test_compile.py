@@ -52,7 +52,7 @@ def test_model_compiles_as_one_graph_and_agrees_with_eager():
     # AMD EPYC box's oneDNN, under 1e-6 on the Intel one the bound was first set on
     torch.testing.assert_close(got_logits, want_logits, rtol=1e-4, atol=1e-5)
     assert got_grads.keys() == want_grads.keys()
-    # eager CPU training fuses batch norm, ReLU and the neighbour max (stmt.ops.points),
+    # eager CPU training fuses batch norm, ReLU and the neighbour max (stmt.ops.grouping),
     # the compiled graph runs them as three ops: equal to float32 rounding, measured against
     # the largest gradient (some, like v.bias's, are zero but for rounding)
     scale = max(grad.abs().max().item() for grad in want_grads.values())

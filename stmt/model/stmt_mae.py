@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stmt.model.stmt import STMT, Transformer, block_causal_mask, build_model
-from stmt.ops.points import Linear, gather_neighbors, knn_indices
+from stmt.ops.neighbors import gather_neighbors, knn_indices
+from stmt.ops.point_mlp import Linear
 
 
 def sample_mask(

@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 
 from stmt.env import env_flag
-from stmt.ops.kernel_support import (
+from stmt.ops.dispatch import (
     constant_when_traced,
     jit_kernels,
     kernels_allowed,

@@ -20,8 +20,8 @@ _LAZY = {
 
 if TYPE_CHECKING:  # pragma: no cover
     from stmt.errors import InputError
-    from stmt.reading import read_sequence
     from stmt.inference import Classifier
+    from stmt.reading import read_sequence
     from stmt.sequence import MeshSequence
 
 

@@ -148,13 +148,13 @@ def upgrade(hp: dict[str, Any], path: str | Path | None = None) -> dict[str, Any
         return hp
     out = {k: v for k, v in hp.items() if k not in (*CLIP_KEYS, "num_classes")}
     names = hp.get("class_names")
-    if "num_classes" in hp and isinstance(names, (list, tuple)) and names:
-        if not isinstance(hp["num_classes"], int) or hp["num_classes"] != len(names):
-            raise InputError(
-                path,
-                f"the class list has {len(names)} names but num_classes is {hp['num_classes']}: "
-                "the class list does not fit the head",
-            )
+    sized = "num_classes" in hp and isinstance(names, (list, tuple)) and names
+    if sized and (not isinstance(hp["num_classes"], int) or hp["num_classes"] != len(names)):
+        raise InputError(
+            path,
+            f"the class list has {len(names)} names but num_classes is {hp['num_classes']}: "
+            "the class list does not fit the head",
+        )
     out["clip"] = {k: hp[k] for k in CLIP_KEYS if k in hp}
     return out
 
@@ -276,7 +276,8 @@ def check_hparams(hp: dict[str, Any], path: str | Path | None) -> None:
             )
     if not isinstance(clip.get("fixed_window", False), bool):
         raise InputError(
-            path, f"bad checkpoint: fixed_window is {clip['fixed_window']!r}; expected true or false"
+            path,
+            f"bad checkpoint: fixed_window is {clip['fixed_window']!r}; expected true or false",
         )
     names = clip.get("class_names", [])
     if not (isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)):

@@ -19,7 +19,7 @@ The classifier keeps no state about the files it sees. Like an inferencer
    checkpoint without ``clip_s`` always cuts windows; one trained with fixed windows
    (``fixed_window``) cuts every file into windows that each cover ``window_s``, a
    shorter file padded in the middle of one, as its training clips were;
-3. **pose** (:func:`stmt.reading.pose`): only the vertices of the template of the
+3. **pose** (:func:`stmt.body.pose_motion`): only the vertices of the template of the
    motion's topology (a farthest point sample of ``num_points`` vertices of its rest
    mesh, :func:`stmt.template.get_template`; its key computed once per file, the
    template kept per topology) and only the frames the windows use;
@@ -313,11 +313,11 @@ class Classifier:
         rest, faces = reading.topology(motion, body, body_models)
         tpl = self.template(faces, rest, path)
         frames = windows.source_frames(self.num_frames, motion.fps, motion.num_frames)
-        seq = reading.pose(
-            motion, body=body, body_models=body_models, vertex_ids=tpl.vertex_ids,
-            frames=frames, joint_map=joint_map,
+        seq = reading.pose_motion(
+            motion, body=body, body_models=body_models, vertex_ids=tpl.vertex_ids, frames=frames,
+            joint_map=joint_map,
         )  # fmt: skip
-        return self._inputs(seq, windows, tpl)
+        return make_inputs(seq, windows, tpl, self.clip)
 
     def preprocess(
         self, sequence: MeshSequence, window: float | None = None, stride: float | None = None
@@ -329,18 +329,12 @@ class Classifier:
         windows = self.clip.windows(
             sequence.num_frames, sequence.fps, window, stride, sequence.source
         )
-        if sequence.posed is not None:
-            need = windows.source_frames(self.num_frames, sequence.fps, sequence.num_frames)
-            if not np.isin(need, sequence.posed).all():
-                raise InputError(
-                    sequence.source,
-                    f"the sequence was posed at {len(sequence.posed)} of its "
-                    f"{sequence.num_frames} frames only, not at all the frames these windows "
-                    "use; read it with the same window and stride, or whole",
-                )
-        rest = sequence.rest_vertices if sequence.rest_vertices is not None else sequence.vertices[0]
+        _check_posed(sequence, windows, self.num_frames)
+        rest = (
+            sequence.rest_vertices if sequence.rest_vertices is not None else sequence.vertices[0]
+        )
         tpl = self.template(sequence.faces, rest, sequence.source)
-        return self._inputs(_template_vertices(sequence, tpl), windows, tpl)
+        return make_inputs(_template_vertices(sequence, tpl), windows, tpl, self.clip)
 
     def template(
         self, faces: np.ndarray | None, rest_vertices: np.ndarray, source: Path | None = None
@@ -361,28 +355,6 @@ class Classifier:
                 )
             self._templates[key] = get_template(faces, rest, self.num_points, key=key)
         return self._templates[key]
-
-    def _inputs(self, seq: MeshSequence, windows: clip.Windows, tpl: Template) -> Inputs:
-        """Step 4: the windows' clips of ``seq`` (its template vertices only)."""
-        warnings = list(seq.warnings) + check_plausible(seq)  # or InputError: no body
-        too_short = seq.duration < TOO_SHORT * self.window_s
-        if too_short:
-            warnings.append(
-                f"too short: {seq.duration:.3g} s is less than {TOO_SHORT:.0%} of the "
-                f"model's {self.window_s:g} s window; the label is little more than a guess"
-            )
-        grid = windows.grid_frames(self.num_frames)  # (W, T) grid frames
-        return Inputs(
-            source=Path(seq.source),
-            duration_s=float(seq.duration),
-            fps=float(seq.fps),
-            num_frames=seq.num_frames,
-            windows=windows,
-            clips=clip.clip_inputs(seq.vertices, seq.fps, self.fps, grid),
-            template=tpl,
-            warnings=warnings,
-            too_short=too_short,
-        )
 
     # ----------------------------------------------------------------- steps 5 and 6
     def forward(self, items: list[Inputs], batch_size: int = 16) -> list[np.ndarray]:
@@ -443,27 +415,13 @@ class Classifier:
             raise InputError(self.source, NON_FINITE)
         return probs
 
-    def _batched(self, fn, clips: np.ndarray, geodesic: np.ndarray, batch_size: int) -> list:
-        """``fn(x, geodesic)`` as numpy float32 on ``clips`` (W, T, N, 3), ``batch_size`` at a time."""
-        import torch
-
-        geo = torch.as_tensor(np.asarray(geodesic, dtype=np.float32), device=self.device)
-        out = []
-        with torch.inference_mode():
-            for i in range(0, len(clips), max(1, int(batch_size))):
-                x = torch.as_tensor(clips[i : i + batch_size], device=self.device)
-                out.append(fn(x, geo).float().cpu().numpy())
-        return out
-
     def _softmax(self, clips: np.ndarray, geodesic: np.ndarray, batch_size: int) -> np.ndarray:
         import torch
 
-        out = self._batched(
+        out = _batched(
             lambda x, g: torch.softmax(self.model(x, g).float() / self.temperature, dim=-1),
-            clips,
-            geodesic,
-            batch_size,
-        )
+            clips, geodesic, batch_size, self.device,
+        )  # fmt: skip
         if not out:
             return np.zeros((0, len(self.class_names)), np.float32)
         return np.concatenate(out, axis=0)
@@ -472,26 +430,88 @@ class Classifier:
     def attention(self, item: Inputs, batch_size: int = 16) -> AttentionMap:
         """Per-frame, per-patch attention-rollout relevance of a preprocessed sequence
         (see :class:`AttentionMap`)."""
-        tpl, spans = item.template, item.spans
-        rolls = self._batched(self.model.attention_rollout, item.clips, tpl.geodesic, batch_size)
-        roll = np.concatenate(rolls, axis=0)  # (W, T, P2)
-        p2 = roll.shape[-1]
-        times = (np.arange(item.num_frames) + 0.5) / item.fps  # (T_seq,)
-        win = clip.nearest_window(times, spans)  # (T_seq,)
-        starts = np.array([s for s, _ in spans])[win]
-        lengths = np.array([max(e - s, 1e-9) for s, e in spans])[win]
-        bins = np.clip(
-            np.floor((times - starts) / lengths * self.num_frames), 0, self.num_frames - 1
+        rollout = _batched(
+            self.model.attention_rollout, item.clips, item.template.geodesic, batch_size,
+            self.device,
+        )  # fmt: skip
+        return attention_map(item, np.concatenate(rollout, axis=0), self.num_frames)
+
+
+def make_inputs(
+    seq: MeshSequence, windows: clip.Windows, tpl: Template, settings: ClipSettings
+) -> Inputs:
+    """Step 4: the clips of ``windows`` of ``seq`` (its template vertices only), made as
+    the settings' training clips were; the plausibility warnings (or an InputError: no
+    body) and a "too short:" one."""
+    warnings = list(seq.warnings) + check_plausible(seq)  # or InputError: no body
+    too_short = seq.duration < TOO_SHORT * settings.window_s
+    if too_short:
+        warnings.append(
+            f"too short: {seq.duration:.3g} s is less than {TOO_SHORT:.0%} of the "
+            f"model's {settings.window_s:g} s window; the label is little more than a guess"
         )
-        relevance = roll[win, bins.astype(np.int64)]  # (T_seq, P2)
-        geodesic = np.asarray(tpl.geodesic, dtype=np.float32)
-        patch_of_point = np.argmin(geodesic[:, :p2], axis=1).astype(np.int64)  # (N,)
-        return AttentionMap(
-            relevance=relevance.astype(np.float32),
-            vertex_ids=np.asarray(tpl.vertex_ids, dtype=np.int64),
-            patch_of_point=patch_of_point,
-            windows=spans,
-            window_of_frame=win,
+    grid = windows.grid_frames(settings.num_frames)  # (W, T) grid frames
+    return Inputs(
+        source=Path(seq.source),
+        duration_s=float(seq.duration),
+        fps=float(seq.fps),
+        num_frames=seq.num_frames,
+        windows=windows,
+        clips=clip.clip_inputs(seq.vertices, seq.fps, settings.fps, grid),
+        template=tpl,
+        warnings=warnings,
+        too_short=too_short,
+    )
+
+
+def attention_map(item: Inputs, rollout: np.ndarray, num_frames: int) -> AttentionMap:
+    """The windows' rollout (W, T, P2) of ``item`` mapped onto the sequence's frames: each
+    frame takes the window whose centre is nearest and that window's time bin holding it."""
+    tpl, spans = item.template, item.spans
+    p2 = rollout.shape[-1]
+    times = (np.arange(item.num_frames) + 0.5) / item.fps  # (T_seq,)
+    win = clip.nearest_window(times, spans)  # (T_seq,)
+    starts = np.array([s for s, _ in spans])[win]
+    lengths = np.array([max(e - s, 1e-9) for s, e in spans])[win]
+    bins = np.clip(np.floor((times - starts) / lengths * num_frames), 0, num_frames - 1)
+    relevance = rollout[win, bins.astype(np.int64)]  # (T_seq, P2)
+    geodesic = np.asarray(tpl.geodesic, dtype=np.float32)
+    patch_of_point = np.argmin(geodesic[:, :p2], axis=1).astype(np.int64)  # (N,)
+    return AttentionMap(
+        relevance=relevance.astype(np.float32),
+        vertex_ids=np.asarray(tpl.vertex_ids, dtype=np.int64),
+        patch_of_point=patch_of_point,
+        windows=spans,
+        window_of_frame=win,
+    )
+
+
+def _batched(fn, clips: np.ndarray, geodesic: np.ndarray, batch_size: int, device: str) -> list:
+    """``fn(x, geodesic)`` as numpy float32 on ``clips`` (W, T, N, 3), ``batch_size`` at a
+    time, without gradients."""
+    import torch
+
+    geo = torch.as_tensor(np.asarray(geodesic, dtype=np.float32), device=device)
+    out = []
+    with torch.inference_mode():
+        for i in range(0, len(clips), max(1, int(batch_size))):
+            x = torch.as_tensor(clips[i : i + batch_size], device=device)
+            out.append(fn(x, geo).float().cpu().numpy())
+    return out
+
+
+def _check_posed(sequence: MeshSequence, windows: clip.Windows, num_frames: int) -> None:
+    """InputError when ``sequence`` was posed at some frames only and the clips of
+    ``num_frames`` frames of ``windows`` need others."""
+    if sequence.posed is None:
+        return
+    need = windows.source_frames(num_frames, sequence.fps, sequence.num_frames)
+    if not np.isin(need, sequence.posed).all():
+        raise InputError(
+            sequence.source,
+            f"the sequence was posed at {len(sequence.posed)} of its {sequence.num_frames} "
+            "frames only, not at all the frames these windows use; read it with the same "
+            "window and stride, or whole",
         )
 
 
@@ -505,5 +525,7 @@ def _template_vertices(seq: MeshSequence, tpl: Template) -> MeshSequence:
     try:
         idx = np.array([pos[int(v)] for v in tpl.vertex_ids], dtype=np.int64)
     except KeyError:
-        raise InputError(seq.source, "the sequence's vertex subset lacks template vertices") from None
+        raise InputError(
+            seq.source, "the sequence's vertex subset lacks template vertices"
+        ) from None
     return dataclasses.replace(seq, vertices=seq.vertices[:, idx], vertex_ids=tpl.vertex_ids)

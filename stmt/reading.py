@@ -9,8 +9,8 @@ Readers parse, bodies pose, and neither imports the other. The path of a file:
    mesh files (the vertices are the motion);
 2. :func:`topology`: the rest mesh the motion will be posed on, known before posing
    (to pick a vertex template first);
-3. :func:`pose`: the motion on its body (:func:`stmt.body.pose_motion`), only the
-   vertices and frames asked for.
+3. :func:`stmt.body.pose_motion`: the motion on its body, only the vertices and frames
+   asked for (a mesh sequence as it is).
 
 :func:`read_sequence` is the three in one call; :func:`body_topology` is step 2 for a
 format, without reading a file (``stmt prepare`` builds its template from it).
@@ -28,9 +28,9 @@ from stmt.io import detect_format, read_motion
 from stmt.io.detect import FORMATS, SKELETON_FORMATS
 from stmt.io.mesh import read_rest_mesh
 from stmt.motion import AmassMotion, JointPositions, SkeletonMotion
-from stmt.sequence import MeshSequence, check_vertex_ids
+from stmt.sequence import MeshSequence
 
-__all__ = ["BODIES", "body_topology", "pose", "read", "read_sequence", "topology"]
+__all__ = ["BODIES", "body_topology", "pose_motion", "read", "read_sequence", "topology"]
 
 Motion = SkeletonMotion | JointPositions | AmassMotion | MeshSequence
 _NAMES = {"bvh": "BVH", "asf-amc": "ASF/AMC", "joint-csv": "joint-position", "fbx": "FBX",
@@ -59,7 +59,7 @@ def topology(
     motion: Motion, body: str = "auto", body_models: str | Path | None = None
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """``(rest_vertices (V, 3) float32, faces (F, 3) int64 | None)`` of the mesh
-    :func:`pose` will give ``motion``: the body's canonical rest mesh, or a mesh
+    :func:`stmt.body.pose_motion` will give ``motion``: the body's canonical rest mesh, or a mesh
     sequence's own first frame (faces None for point data)."""
     if isinstance(motion, MeshSequence):
         return motion.rest_vertices, motion.faces
@@ -69,39 +69,7 @@ def topology(
     return rest_mesh("anny")
 
 
-def pose(
-    motion: Motion,
-    *,
-    body: str = "auto",
-    body_models: str | Path | None = None,
-    vertex_ids: np.ndarray | None = None,
-    frames: np.ndarray | None = None,
-    joint_map: dict[str, str] | None = None,
-) -> MeshSequence:
-    """``motion`` as a mesh sequence: posed on its body (:func:`stmt.body.pose_motion`),
-    or a mesh sequence as it is, restricted to ``vertex_ids``."""
-    if isinstance(motion, MeshSequence):
-        ids = check_vertex_ids(vertex_ids, motion.num_vertices, motion.source)
-        return motion if ids is None else motion.subset(ids)
-    return pose_motion(
-        motion,
-        body=body,
-        body_models=body_models,
-        vertex_ids=vertex_ids,
-        frames=frames,
-        joint_map=joint_map,
-    )
-
-
-def read_sequence(
-    path: str | Path,
-    *,
-    body: str = "auto",
-    body_models: str | Path | None = None,
-    vertex_ids: np.ndarray | None = None,
-    frames: np.ndarray | None = None,
-    joint_map: dict[str, str] | None = None,
-) -> MeshSequence:
+def read_sequence(path: str | Path, *, body: str = "auto", **posing) -> MeshSequence:
     """Read a MoCap file or mesh folder as a posed mesh sequence (float32, metres, Z up).
 
     Args:
@@ -115,8 +83,10 @@ def read_sequence(
             is known (``body_models`` or ``$STMT_BODY_MODELS``), else anny; skeleton
             files always use anny. Mesh sequences carry their own vertices and
             ignore ``body`` and ``body_models``.
-        body_models: folder with SMPL-family model files (``smplh/SMPLH_MALE.npz`` or
-            ``smplh/male/model.npz`` layouts; likewise ``smplx/``).
+        posing: the other keywords of :func:`stmt.body.pose_motion`:
+
+            body_models: folder with SMPL-family model files (``smplh/SMPLH_MALE.npz``
+            or ``smplh/male/model.npz`` layouts; likewise ``smplx/``).
         vertex_ids: (N,) integer ids into the full mesh of the chosen body: only those
             vertices are posed (fast path) and ``seq.vertex_ids`` is set. ``seq.faces``
             and ``seq.rest_vertices`` still describe the full mesh.
@@ -136,14 +106,7 @@ def read_sequence(
     Raises:
         InputError: one line naming the file and what was expected.
     """
-    return pose(
-        read(path, body),
-        body=body,
-        body_models=body_models,
-        vertex_ids=vertex_ids,
-        frames=frames,
-        joint_map=joint_map,
-    )
+    return pose_motion(read(path, body), body=body, **posing)
 
 
 def body_topology(

@@ -233,7 +233,7 @@ def test_rig_cache_poses_without_importing_anny(tmp_path, monkeypatch):
         np.testing.assert_allclose(out["bvh"], bvh.vertices, atol=1e-6, rtol=0)
     finally:
         anny._rig.cache_clear()
-    
+
 
 def test_rig_cache_holds_the_anny_model_constants(tmp_path, monkeypatch):
     """The cached arrays are anny's own rest mesh and faces; a corrupt file is rebuilt."""

@@ -46,7 +46,12 @@ def test_sizes_are_stored_once_and_completed_on_read(tmp_path):
     path = save_module(classifier_module(num_points=48, num_frames=8), tmp_path / "new.ckpt")
     hp = torch.load(path, weights_only=True)["hyper_parameters"]
     assert hp["model_args"] == TINY and hp["clip"]["num_points"] == 48
-    assert checkpoint.model_args(hp) == {**TINY, "num_classes": 3, "num_frames": 8, "num_points": 48}
+    assert checkpoint.model_args(hp) == {
+        **TINY,
+        "num_classes": 3,
+        "num_frames": 8,
+        "num_points": 48,
+    }
     clf = Classifier.from_checkpoint(path)
     assert (clf.num_frames, clf.num_points, clf.class_names) == (8, 48, ["walk", "sit", "stand up"])
     with pytest.raises(ValueError, match="disagrees"):
@@ -102,14 +107,18 @@ def test_checkpoint_cache_mismatch_is_one_line(cache, tmp_path, capsys, monkeypa
     ckpt = save_module(classifier_module(num_points=48, names=names), tmp_path / "n48.ckpt")
     code, err = _test_with(cache, ckpt, capsys)
     assert code == 2 and "Traceback" not in err and "size mismatch" not in err
-    assert f"stmt: error: {ckpt}: the cache {cache} has N=64, the checkpoint N=48: rerun " \
+    assert (
+        f"stmt: error: {ckpt}: the cache {cache} has N=64, the checkpoint N=48: rerun "
         "`stmt prepare` with --num-points 48" in err
+    )
 
     ckpt = save_module(classifier_module(num_points=64, names=names[:3]), tmp_path / "c3.ckpt")
     code, err = _test_with(cache, ckpt, capsys)
     assert code == 2 and "Traceback" not in err
-    assert f"stmt: error: {ckpt}: the cache {cache} has {len(names)} classes, the checkpoint 3: " \
+    assert (
+        f"stmt: error: {ckpt}: the cache {cache} has {len(names)} classes, the checkpoint 3: "
         "the class list does not fit the head" in err
+    )
 
 
 def _old_layout(hp: dict) -> dict:
@@ -121,7 +130,9 @@ def _old_layout(hp: dict) -> dict:
     return old
 
 
-def test_old_layout_checkpoint_evaluates_and_classifies_the_same(cache, tmp_path, capsys, monkeypatch):
+def test_old_layout_checkpoint_evaluates_and_classifies_the_same(
+    cache, tmp_path, capsys, monkeypatch
+):
     """A checkpoint with the clip settings as separate keys (main's layout before issue 27)
     is read into today's layout: `stmt test --ckpt_path` and classify load it, and it
     labels a file as the same checkpoint in today's layout does."""

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from stmt.errors import InputError
 from stmt.checkpoint import read as load_checkpoint
+from stmt.errors import InputError
 from stmt.inference import Classifier
 
 ARGS = {"num_classes": 3, "num_frames": 8, "num_points": 64, "centers1": 16, "centers2": 8}

@@ -206,7 +206,8 @@ def test_unknown_rule_and_temperature(ckpt):
     base = plain.predict(seq, top_k=4)
     assert base.unknown is False and base.unknown_threshold is None  # no rule: never unknown
     item = plain.preprocess(seq)
-    logits = plain._batched(plain.model, item.clips, item.template.geodesic, 16)[0]
+    with torch.no_grad():
+        logits = plain.model(torch.as_tensor(item.clips), torch.as_tensor(item.template.geodesic))
     warm = Classifier.from_checkpoint(ckpt)
     warm.temperature = 3.0
     expect = torch.softmax(torch.as_tensor(logits) / 3.0, dim=-1).numpy().mean(0)
@@ -231,7 +232,9 @@ def test_unknown_rule_and_temperature(ckpt):
     blip = sequence(0.05)  # 0.05 s of the 1 s window
     warm.unknown_threshold = 1e-9
     short = warm.predict(blip, top_k=4)
-    assert short.too_short and short.unknown and any(w.startswith("too short") for w in short.warnings)
+    assert (
+        short.too_short and short.unknown and any(w.startswith("too short") for w in short.warnings)
+    )
     warm.unknown_threshold = 0.0
     assert not warm.predict(blip, top_k=4).unknown  # no rule: the label with its warning
 
@@ -388,14 +391,14 @@ def test_read_poses_only_the_template_vertices(clf, tmp_path):
     models = write_smplh_model(tmp_path / "models")
     clip = write_amass_npz(tmp_path / "a.npz", T=10, fps=30.0)
     posed = []
-    real = reading.pose
+    real = reading.pose_motion
 
     def spy(motion, **kw):
         posed.append(real(motion, **kw))
         return posed[-1]
 
     with pytest.MonkeyPatch.context() as mp:
-        mp.setattr(reading, "pose", spy)
+        mp.setattr(reading, "pose_motion", spy)
         item = clf.read(clip, body="smplh", body_models=models)
     assert posed[0].vertices.shape == (10, 64, 3)
     np.testing.assert_array_equal(posed[0].vertex_ids, item.template.vertex_ids)
@@ -478,9 +481,7 @@ def test_read_poses_only_the_frames_the_windows_use(clf, tmp_path):
     with pytest.raises(InputError, match="posed at .* frames only"):
         clf.preprocess(part, 0.6, 0.2)
     again = clf.read(clip, body="smplh", body_models=models, window=0.6, stride=0.2)
-    np.testing.assert_allclose(
-        again.clips, clf.preprocess(full, 0.6, 0.2).clips, atol=1e-6, rtol=0
-    )
+    np.testing.assert_allclose(again.clips, clf.preprocess(full, 0.6, 0.2).clips, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("fmt", ["bvh", "asf-amc"])
@@ -651,3 +652,48 @@ def test_checkpoint_clip_s_is_read_and_checked(ckpt, tmp_path, capsys):
     assert code == 2 and out == ""
     want = f"stmt: error: {bad}: bad checkpoint: clip_s is nan; expected a positive number"
     assert err.strip().splitlines()[0].startswith(want) and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- one straight path
+def test_each_step_of_the_classify_path_runs_once_per_file(ckpt, tmp_path, capsys, monkeypatch):
+    """`stmt classify` takes every file along read -> plan -> pose -> preprocess once: its
+    format is detected once, its template key computed once, its windows planned once
+    (one file of each kind of reader: skeleton, AMASS parameters, mesh)."""
+    import sys
+
+    from stmt import clip as clip_module
+    from stmt import template
+    from stmt.io import detect
+    from tests.helpers import cmu, write_amass_npz
+
+    dofs, root = _cmu_motion(36)
+    cmu.write_asf(tmp_path / "07.asf")
+    files = [
+        cmu.write_bvh(tmp_path / "lift.bvh", dofs, root, fps=120.0),
+        cmu.write_amc(tmp_path / "07_01.amc", dofs, root),
+        write_amass_npz(tmp_path / "amass.npz", T=30, fps=30.0),
+        write_mesh_npz(tmp_path / "mesh.npz", 2.0),
+    ]
+    monkeypatch.delenv("STMT_BODY_MODELS", raising=False)
+    calls: dict[str, list] = {"detect": [], "key": [], "plan": []}
+
+    def counting(name, original):
+        def wrapper(*args, **kwargs):
+            calls[name].append(args[0])
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    for name, original in (("detect", detect.detect_format), ("key", template.template_key),
+                           ("plan", clip_module.plan_windows)):  # fmt: skip
+        spy = counting(name, original)
+        for module in list(sys.modules.values()):  # every module that bound the function
+            for attr, value in list(vars(module).items()) if module else ():
+                if value is original:
+                    monkeypatch.setattr(module, attr, spy)
+    code, out, err = run_cli([*files, "--ckpt", ckpt, "--json"], capsys)
+    assert code == 0, err
+    assert len(json.loads(out)) == len(files)
+    assert sorted(map(str, calls["detect"])) == sorted(map(str, files))  # once per file
+    assert len(calls["key"]) == len(files)  # faces of each file's topology, hashed once
+    assert len(calls["plan"]) == len(files)  # num_frames of each file, planned once

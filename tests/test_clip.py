@@ -11,10 +11,10 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stmt import clip
+from stmt.clip import ClipSettings
 from stmt.data import prepare as prep
 from stmt.data.datamodule import CacheClips, STMTDataModule
 from stmt.data.synth import generate
-from stmt.clip import ClipSettings
 from stmt.inference import Classifier
 from stmt.reading import read_sequence
 from tests.helpers.smpl_model import write_smplh_model

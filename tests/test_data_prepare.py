@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from stmt.cli import main as cli
 from stmt import clip
+from stmt.cli import main as cli
 from stmt.data import prepare as prep
 from stmt.data.cache import load_index, open_arrays
 from stmt.data.datamodule import CacheClips, STMTDataModule
@@ -104,7 +104,7 @@ def test_prepare_cache_contents_and_batch(synth_data, tmp_path):
     r = _prepare(synth_data, tmp_path / "c")
     assert r.exit_status == 0 and r.sequences == 15 and r.samples == 15
     idx = load_index(tmp_path / "c")
-    verts, centres, bounds = open_arrays(tmp_path / "c")
+    verts, centres, _bounds = open_arrays(tmp_path / "c")
     assert verts.shape == (r.frames, 48, 3) and centres.shape == (r.frames, 3)
     assert not (tmp_path / "c" / "shards").exists()
     subj = idx.sample_subject()
@@ -213,7 +213,7 @@ def test_train_fraction_is_stratified_and_deterministic(synth_data, tmp_path):
     for dm in dms:
         dm.index.sample_label = labels
     ids = np.arange(len(labels))
-    full, a, b, c = (dm.labelled_subset(ids) for dm in dms)
+    full, a, b, c = (dm.samples.labelled_subset(ids) for dm in dms)
     np.testing.assert_array_equal(full, ids)
     np.testing.assert_array_equal(a, b)  # same seed, same subset
     assert not np.array_equal(a, c)
@@ -266,7 +266,7 @@ def test_class_balance_draws_small_classes_as_often_as_large_ones(synth_data, tm
     counts = {}
     for b in (0.0, 1.0):
         dm = STMTDataModule(str(tmp_path / "c"), num_workers=0, class_balance=b)
-        sampler = dm._balanced_sampler(ds) if b > 0 else None
+        sampler = dm.samples.balanced_sampler(ds.label, ds.sample_ids) if b > 0 else None
         if sampler is None:
             assert dm._loader("fit", shuffle=True).sampler.__class__.__name__ == "RandomSampler"
             continue

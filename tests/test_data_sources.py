@@ -15,9 +15,8 @@ import pytest
 import torch
 
 from stmt import clip as clip_rules
-from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION, describe_files
+from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION, OTHER_ACTION, UNLABELLED, describe_files
 from stmt.data.datamodule import STMTDataModule
-from stmt.data.cache import OTHER_ACTION, UNLABELLED
 from stmt.template import Template
 
 N = 8  # points per frame
@@ -150,7 +149,7 @@ def test_source_balance_shares_a_class_among_its_sources(cache):
     dm = STMTDataModule(cache, num_frames=4, num_workers=0, class_balance=1.0,
                         source_balance=True)  # fmt: skip
     ds = dm.dataset("fit")
-    weights = dm._balanced_sampler(ds).weights.numpy()
+    weights = dm.samples.balanced_sampler(ds.label, ds.sample_ids).weights.numpy()
     src = dm.index.sample_source()[ds.sample_ids]
     w = {}
     for lab, s, wt in zip(ds.label, src, weights):
@@ -194,8 +193,8 @@ def test_class_balance_min_draws_a_tiny_class_less(cache):
     floor = STMTDataModule(cache, num_frames=4, num_workers=0, class_balance=1.0,
                            class_balance_min=6)  # fmt: skip
     ds = plain.dataset("fit")
-    w_plain = plain._balanced_sampler(ds).weights.numpy()
-    w_floor = floor._balanced_sampler(floor.dataset("fit")).weights.numpy()
+    w_plain = plain.samples.balanced_sampler(ds.label, ds.sample_ids).weights.numpy()
+    w_floor = floor.samples.balanced_sampler(ds.label, ds.sample_ids).weights.numpy()
     counts = {c: int((ds.label == c).sum()) for c in (0, 1)}
     assert counts == {0: 3, 1: 2}
     np.testing.assert_allclose(w_plain, [1 / counts[c] for c in ds.label])

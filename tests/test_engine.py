@@ -138,7 +138,9 @@ def test_test_metrics_and_confusion_matrix(tmp_path):
     assert sum(int(x) for r in rows[1:] for x in r.split(",")[1:]) == len(dm.data)
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
     # the metrics agree with the confusion matrix: top-1 over all clips, top-1-norm per class
-    counts = torch.tensor([[int(x) for x in r.split(",")[1:]] for r in rows[1:]], dtype=torch.float64)
+    counts = torch.tensor(
+        [[int(x) for x in r.split(",")[1:]] for r in rows[1:]], dtype=torch.float64
+    )
     micro = counts.diag().sum() / counts.sum()
     per_class = counts.diag() / counts.sum(dim=1)
     macro = per_class[counts.sum(dim=1) > 0].mean()

@@ -147,7 +147,7 @@ def test_exporters_encodings_and_the_number_grammar(tmp_path):
 def test_tracking_errors_are_a_warning_not_a_refusal(tmp_path):
     """A tracker that loses a leg for most of a take gives a skeleton no human has; the
     file is still a person: posed with a warning (a BVH skeleton like it is refused)."""
-    path, joints, _ = kinect_csv(tmp_path / "take.csv")
+    path, _joints, _ = kinect_csv(tmp_path / "take.csv")
     text = path.read_text().splitlines()
     header = text[0].split(",")
     ank = [header.index(f"AnkleLeft{a}") for a in "XYZ"]

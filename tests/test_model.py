@@ -9,6 +9,9 @@ import torch.nn.functional as F
 from stmt.model import build_model
 from stmt.model.stmt_mae import STMTMAE, sample_mask
 
+MAE = {"patch_size": 8, "mask_ratio": 0.5, "masking": "tube", "decoder_width": 128,
+       "decoder_depth": 1, "decoder_heads": 4}  # fmt: skip
+
 N = 64  # points per frame in these tests
 
 
@@ -107,7 +110,7 @@ def test_every_parameter_gets_a_gradient():
     F.cross_entropy(model(clips(4, 3), geodesic_matrix()), torch.arange(4)).backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None]
     assert not dead
-    mae = STMTMAE("stmt_tiny", {"num_frames": 6, "num_points": N}, patch_size=8).train()
+    mae = STMTMAE("stmt_tiny", {"num_frames": 6, "num_points": N}, **MAE).train()
     mvm, ffp = mae(clips(2, 3), geodesic_matrix())
     (mvm + ffp).backward()
     assert not [n for n, p in mae.named_parameters() if p.grad is None]
@@ -126,7 +129,7 @@ def test_sample_mask_convention():
 
 
 def test_pretraining_targets_and_losses():
-    mae = STMTMAE("stmt_tiny", {"num_frames": 6, "num_points": N}, patch_size=8).eval()
+    mae = STMTMAE("stmt_tiny", {"num_frames": 6, "num_points": N}, **MAE).eval()
     v, g = clips(2, 5), geodesic_matrix()
     mvm_target, ffp_target = mae.targets(v, g)
     P = mae.encoder.num_patches

@@ -9,6 +9,7 @@
 ==========================  ========================================================
 motion (from a reader)      body
 ==========================  ========================================================
+MeshSequence (mesh files)   none: the file's own vertices
 SkeletonMotion (BVH, AMC,   anny
 FBX, glTF), JointPositions
 AmassMotion (AMASS npz)     its own SMPL family when model files are known
@@ -108,7 +109,7 @@ def rest_mesh(name: str, root: Path | None = None) -> tuple[np.ndarray, np.ndarr
 
 
 def pose_motion(
-    motion: SkeletonMotion | JointPositions | AmassMotion,
+    motion: SkeletonMotion | JointPositions | AmassMotion | MeshSequence,
     *,
     body: str = "auto",
     body_models: str | Path | None = None,
@@ -120,7 +121,9 @@ def pose_motion(
 
     Args:
         motion: a :class:`~stmt.motion.SkeletonMotion`, :class:`~stmt.motion.JointPositions`
-            or :class:`~stmt.motion.AmassMotion`.
+            or :class:`~stmt.motion.AmassMotion`; a mesh sequence's reader gives a
+            :class:`~stmt.sequence.MeshSequence`, posed already: it comes back as it is,
+            restricted to ``vertex_ids``.
         body: "auto" | "smplh" | "smplx" | "anny" (skeletons: "auto" or "anny").
         body_models: the SMPL-family model folder (AMASS motions).
         vertex_ids: (N,) ids into the body's full mesh: pose only those vertices.
@@ -133,6 +136,9 @@ def pose_motion(
         A :class:`~stmt.sequence.MeshSequence` (float32, metres, Z up).
     """
     check_body(body)
+    if isinstance(motion, MeshSequence):  # its own vertices: nothing to pose
+        ids = check_vertex_ids(vertex_ids, motion.num_vertices, motion.source)
+        return motion if ids is None else motion.subset(ids)
     if isinstance(motion, AmassMotion):
         return _pose_amass(motion, body, body_models, vertex_ids, frames)
     if body not in ("auto", "anny"):

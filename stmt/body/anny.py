@@ -95,6 +95,7 @@ _SMPL_OFFSETS = np.array(
     dtype=np.float64,
 )
 
+
 @dataclass(frozen=True)
 class Skeleton:
     """A source skeleton in its rest pose (all joint frames aligned with the world axes).
@@ -298,8 +299,6 @@ def rest_mesh() -> tuple[np.ndarray, np.ndarray]:
     """
     rig = _rig()
     return rig.vertices.copy(), rig.faces.copy()
-
-
 
 
 # ---------------------------------------------------------------------------------- posing

@@ -23,7 +23,7 @@ import argparse
 import json
 from pathlib import Path
 
-from stmt.commands.inspect import add_body_arguments, add_max_frames_argument, apply_max_frames
+from stmt.commands.options import add_body_arguments, add_max_frames_argument, apply_max_frames
 
 DATASETS = ("synthetic", "babel60", "babel120", "kit", "realmix")
 

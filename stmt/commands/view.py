@@ -23,7 +23,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from stmt.commands.inspect import add_body_arguments, joint_map_of
+from stmt.commands.options import add_body_arguments, joint_map_of
 
 _UNDER_XVFB = "STMT_VIEW_UNDER_XVFB"
 

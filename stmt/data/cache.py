@@ -107,6 +107,14 @@ class CacheIndex:
         """Sample indices of ``split`` ("train", "val", "test"; "train+test" for several)."""
         return np.nonzero(np.isin(self.sample_split, split.split("+")))[0]
 
+    def longest_labelled_s(self, split: str, default: float) -> float:
+        """Seconds of the longest labelled sample of ``split`` (``default`` without one)."""
+        ids = self.split_indices(split)
+        ids = ids[self.sample_label[ids] >= 0]
+        if len(ids) == 0:
+            return default
+        return float(np.max(self.sample_length[ids])) / self.fps
+
     def sample_frame_start(self) -> np.ndarray:
         """(M,) absolute first frame of each sample in vertices.npy."""
         return self.seq_offset[self.sample_seq] + self.sample_start

@@ -93,7 +93,7 @@ class CacheWriter:
         self._lock = contextlib.ExitStack()
 
     # ----------------------------------------------------------------- begin
-    def __enter__(self) -> CacheWriter:
+    def __enter__(self):  # the writer itself
         self.folder = claim_folder(self.out, "stmt prepare", self.overwrite, adopt_cache)
         take(self.folder, ".lock")
         self._lock.enter_context(cache_lock(self.out))

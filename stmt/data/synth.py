@@ -714,8 +714,7 @@ def _generate(out: Path, per_class, seed, subjects, classes, progress, tqdm) -> 
     people = make_subjects(subjects, rng)
     ann: dict[str, dict] = {"train": {}, "val": {}, "test": {}}
     jobs = [(label, i) for label in classes for i in range(per_class)]
-    counter = 0
-    for label, i in tqdm(jobs, desc="synth", unit="clip", disable=not progress):
+    for n, (label, i) in enumerate(tqdm(jobs, desc="synth", unit="clip", disable=not progress)):
         crng = np.random.default_rng([seed, SYNTH_CLASSES.index(label), i])
         subject = people[int(crng.integers(len(people)))]
         tr = make_track(label, crng, subject)
@@ -725,8 +724,7 @@ def _generate(out: Path, per_class, seed, subjects, classes, progress, tqdm) -> 
         rel = f"motions/S{subject.index:03d}/{label.replace(' ', '_')}_{i:05d}.npz"
         _write_npz(out / rel, poses, trans, subject)
         dur = len(poses) / FPS
-        babel_id = str(counter)
-        counter += 1
+        babel_id = str(n)
         seg = {
             "act_cat": [label],
             "proc_label": label,
@@ -736,7 +734,7 @@ def _generate(out: Path, per_class, seed, subjects, classes, progress, tqdm) -> 
             "end_t": round(dur, 4),
         }
         ann[subject.split][babel_id] = {
-            "babel_sid": counter,
+            "babel_sid": n + 1,
             "url": "",
             "feat_p": f"synthetic/{rel}",
             "dur": round(dur, 4),

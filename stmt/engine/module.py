@@ -57,9 +57,7 @@ class STMTModule(pl.LightningModule):
     def save_hyperparameters_of(self, **values: Any) -> None:
         """Save the constructor arguments as the checkpoint stores them (plain data, the
         clip settings among them: :func:`stmt.checkpoint.hyper_parameters`)."""
-        self.save_hyperparameters(
-            checkpoint.hyper_parameters(type(self), clip=self.clip, **values)
-        )
+        self.save_hyperparameters(checkpoint.hyper_parameters(type(self), clip=self.clip, **values))
 
     def setup(self, stage: str) -> None:
         copy_geodesic(self)

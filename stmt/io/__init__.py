@@ -40,7 +40,9 @@ from stmt.io.scenegraph import Take, pick_take, split_take, take_path
 from stmt.motion import AmassMotion, JointPositions, SkeletonMotion
 from stmt.sequence import MeshSequence
 
-__all__ = ["FORMATS", "Take", "detect_format", "expand_takes", "list_takes", "read_motion"]
+__all__ = [
+    "FORMATS", "Take", "detect_format", "expand_takes", "file_entries", "list_takes", "read_motion",
+]  # fmt: skip
 
 
 def list_takes(path: str | Path) -> list[Take]:
@@ -58,23 +60,33 @@ def expand_takes(path: str | Path, take: str | None = None) -> list[Path]:
     """The entries a file is classified as: ``FILE#TAKE`` for each take of an FBX or glTF
     file with several (only ``take``, a name or an index counting from 0, when given), the
     path itself otherwise. A path that names its take already is kept as it is."""
+    return [entry for entry, _ in file_entries(path, take)]
+
+
+def file_entries(
+    path: str | Path, take: str | None = None, fmt: str | None = None
+) -> list[tuple[Path, str | None]]:
+    """:func:`expand_takes`, each entry with its format, detected once here unless the
+    caller knows it (``fmt``); None where it is left to the reader: a path that names its
+    take, or a file whose format cannot be told, which the reader then reports."""
     path = Path(path)
     file, named = split_take(path)
-    if named is not None or file.suffix.lower() not in SCENE_SUFFIXES and not _is_scene(file):
-        return [path]
-    takes = list_takes(file)
-    if take is not None:
-        return [take_path(file, takes[pick_take(takes, take, file)].name)]
-    if len(takes) <= 1:
-        return [path]
-    return [take_path(file, t.name) for t in takes]
-
-
-def _is_scene(path: Path) -> bool:
+    if named is not None:
+        return [(path, None)]
     try:
-        return path.is_file() and detect_format(path) in ("fbx", "gltf")
+        fmt = fmt or detect_format(file)
     except InputError:
-        return False
+        if file.suffix.lower() in SCENE_SUFFIXES:
+            raise  # its takes cannot be listed: one line, as a take list is asked for
+        return [(path, None)]
+    if fmt not in ("fbx", "gltf"):
+        return [(path, fmt)]
+    takes = fbx_takes(file) if fmt == "fbx" else gltf_takes(file)
+    if take is not None:
+        return [(take_path(file, takes[pick_take(takes, take, file)].name), fmt)]
+    if len(takes) <= 1:
+        return [(path, fmt)]
+    return [(take_path(file, t.name), fmt) for t in takes]
 
 
 def read_motion(

@@ -37,8 +37,6 @@ import errno
 import os
 from pathlib import Path
 
-import numpy as np
-
 from stmt.errors import InputError
 from stmt.fileio import text_encoding
 from stmt.io.joints_csv import MIN_JOINTS, looks_like_joint_csv

@@ -35,7 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from stmt import limits
 from stmt.errors import InputError
+from stmt.fileio import load_yaml, read_text
 from stmt.motion import JointPositions, SkeletonMotion, axis_angle_to_matrix
 
 # ------------------------------------------------------------------------------ joints
@@ -259,9 +261,6 @@ def _match(names: tuple[str, ...], table: dict[str, str]) -> dict[str, int]:
 
 def load_joint_map(path: str | Path) -> dict[str, str]:
     """A ``--joint-map`` file: a YAML or JSON mapping {their joint name: canonical name}."""
-    from stmt import limits
-    from stmt.fileio import load_yaml, read_text
-
     path = Path(path)
     text = read_text(path, "a YAML or JSON joint map", limits.MAX_CONFIG_BYTES)
     if path.suffix.lower() == ".json":

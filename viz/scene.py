@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from stmt.clip import window_cuts
+from stmt.inference import Classifier
+from stmt.reading import read_sequence
 from viz.overlay import PLAIN_COLOR, colormap
 
 
@@ -149,7 +152,6 @@ class Scene:
         """[(start_s, end_s, top-1 label or "unknown")] partitioning [0, duration], or None."""
         if self.prediction is None:
             return None
-        from stmt.clip import window_cuts
 
         spans = [(s, e) for s, e, _ in self.prediction.windows]
         cuts = window_cuts(spans, self.duration)  # each instant: the nearest window centre
@@ -172,8 +174,6 @@ def load_scene(
     joint_map: dict[str, str] | None = None,
 ) -> Scene:
     """Read ``path`` (full mesh) and, with a checkpoint, label it and compute attention."""
-    from stmt.reading import read_sequence
-
     seq = read_sequence(path, body=body, body_models=body_models, joint_map=joint_map)
     return scene_from_sequence(seq, ckpt, window=window, stride=stride, device=device)
 
@@ -192,8 +192,6 @@ def scene_from_sequence(
     if ckpt is None and classifier is None:
         return scene
     if classifier is None:
-        from stmt.inference import Classifier
-
         classifier = Classifier.from_checkpoint(ckpt, device=device)
     item = classifier.preprocess(seq, window, stride)  # one preprocessing, labels and attention
     pred = classifier.postprocess(item, classifier.forward([item])[0], top_k=3)

@@ -15,7 +15,12 @@ writes a copy of the checkpoint with them (``hyper_parameters["calibration"]``),
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
+
+from stmt import checkpoint
+from stmt.errors import InputError
+from stmt.fileio import atomic_write, check_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,18 +47,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _fmt(v) -> str:
-    import math
-
     return "  -  " if v is None or math.isnan(v) else f"{v:.3f}"
 
 
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from stmt import checkpoint
     from stmt.engine.calibration import calibrate
-    from stmt.errors import InputError
-    from stmt.fileio import atomic_write, check_output
 
     if not 0.0 <= args.max_known_rate < 1.0:
         raise InputError(None, f"--max-known-rate must be in [0, 1), got {args.max_known_rate}")

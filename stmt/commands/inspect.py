@@ -4,9 +4,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
+import numpy as np
+
 from stmt.commands import options
+from stmt.errors import InputError
+from stmt.io import detect_format, list_takes, read_motion, split_take
+from stmt.io.detect import SKELETON_FORMATS
+from stmt.io.scenegraph import pick_take, take_path
+from stmt.reading import pose_motion, read_sequence
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -24,10 +32,6 @@ CHUNK = 256  # frames posed at a time: memory stays that of CHUNK frames, whatev
 
 def main(args: argparse.Namespace) -> int:
     """Describe each file; a file that cannot be read gets its one-line error and exit status 2."""
-    import sys
-
-    from stmt.errors import InputError
-
     try:
         options.apply_max_frames(args)
         joint_map = options.joint_map_of(args)
@@ -57,13 +61,6 @@ def describe(
     time and only the extent is kept, so memory does not grow with the length of the
     take. An FBX / glTF file lists its takes and describes one (``take``, or the one
     ``FILE#TAKE`` names, or the first)."""
-    import numpy as np
-
-    from stmt.io import detect_format, list_takes, read_motion, split_take
-    from stmt.io.detect import SKELETON_FORMATS
-    from stmt.io.scenegraph import pick_take, take_path
-    from stmt.reading import pose_motion, read_sequence
-
     fmt = detect_format(path)
     takes = []
     if fmt in ("fbx", "gltf"):

@@ -47,9 +47,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from stmt import limits
 from stmt.body.smpl import BODY_PARENTS
-from stmt.fileio import atomic_savez, atomic_text
+from stmt.errors import InputError
+from stmt.fileio import atomic_savez, atomic_text, new_folder, read_text
 
 FPS = 30.0
 
@@ -640,10 +643,6 @@ def adopt_output(path: Path, entries: set[str]) -> set[str]:
     """The entries of a folder without a marker that an earlier ``stmt synth`` wrote
     (:func:`stmt.fileio.check_folder`): its names, when ``labels.json`` lists synthetic
     classes only."""
-    from stmt import limits
-    from stmt.errors import InputError
-    from stmt.fileio import read_text
-
     try:
         labels = json.loads(read_text(path / "labels.json", "labels", limits.MAX_CONFIG_BYTES))
     except (InputError, ValueError):
@@ -656,9 +655,6 @@ def adopt_output(path: Path, entries: set[str]) -> set[str]:
 def check_options(per_class: int, seed: int, subjects: int, classes: list[str] | None) -> None:
     """The ranges of :func:`generate`'s arguments, checked before anything is allocated
     (one InputError naming the option)."""
-    from stmt import limits
-    from stmt.errors import InputError
-
     limits.whole_number("per-class", per_class, 1, MAX_PER_CLASS)
     limits.whole_number("seed", seed, 0, 2**32 - 1)
     limits.whole_number("subjects", subjects, 3, MAX_SUBJECTS)
@@ -698,10 +694,6 @@ def generate(
     written atomically, clips with the same name replaced (generation is deterministic,
     so the content is the same) and nothing else touched.
     """
-    from tqdm import tqdm
-
-    from stmt.fileio import new_folder
-
     check_options(per_class, seed, subjects, classes)
     classes = list(classes or SYNTH_CLASSES)
     with new_folder(out, "stmt synth", overwrite, adopt_output) as folder:

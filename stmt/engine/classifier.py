@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
@@ -243,16 +244,12 @@ def save_confusion_matrix(
             writer.writerow([name, *row])
     os.replace(tmp, csv_path)
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     counts = matrix.float()
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     n = len(class_names)
     size = min(4 + 0.25 * n, 30)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))  # drawn by Agg, without pyplot's state
+    ax = fig.subplots()
     im = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -262,7 +259,6 @@ def save_confusion_matrix(
     fig.tight_layout()
     tmp = png_path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     os.replace(tmp, png_path)
     return csv_path, png_path
 

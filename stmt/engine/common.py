@@ -5,7 +5,12 @@ from __future__ import annotations
 import math
 
 import torch
+from pytorch_lightning.plugins.precision import Precision
+from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.utilities import GradClipAlgorithmType
 from torch import nn
+
+from stmt.engine.sync_batchnorm import convert_sync_batchnorm
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
@@ -100,9 +105,6 @@ def clip_gradients(module, optimizer, clip_val: float | None, algorithm: str | N
     optimiser. Called from the modules' ``configure_gradient_clipping``.
     """
     if clip_val and optimizer.defaults.get("fused") and grad_scaler(module.trainer) is None:
-        from pytorch_lightning.plugins.precision import Precision
-        from pytorch_lightning.utilities import GradClipAlgorithmType
-
         # as LightningModule.clip_gradients reads the algorithm: None is the trainer's, else norm
         algorithm = algorithm or module.trainer.gradient_clip_algorithm or "norm"
         algorithm = GradClipAlgorithmType(algorithm.lower())
@@ -149,11 +151,7 @@ def prepare_model_for_fit(module, compile_model: bool | None) -> None:
     trainer = module._trainer
     if trainer is None:
         return
-    from pytorch_lightning.strategies import DDPStrategy
-
     if isinstance(trainer.strategy, DDPStrategy) and trainer.world_size > 1:
-        from stmt.engine.sync_batchnorm import convert_sync_batchnorm
-
         convert_sync_batchnorm(module.model)
     if compile_model is None:
         compile_model = trainer.strategy.root_device.type == "cuda"

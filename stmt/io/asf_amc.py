@@ -19,6 +19,7 @@ of its ASF bone). :data:`ASF_TO_BVH` gives the CMU BVH names of the same bones.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,6 +27,7 @@ import numpy as np
 
 from stmt import limits
 from stmt.errors import InputError
+from stmt.io.bvh import euler_matrices
 from stmt.io.text import not_finite, numbers, open_text, read_lines, whole_number
 from stmt.motion import SkeletonMotion
 
@@ -365,8 +367,6 @@ def parse_amc(path: str | Path, asf: ASF, fps: float = CMU_FPS) -> dict[str, np.
 
     Read line by line into compact buffers; the frame count is held to
     :mod:`stmt.limits` (at ``fps``) as the frames come in."""
-    from array import array
-
     path = Path(path)
     limits.check_text_size(path)
     width = {name: len(b.dof) for name, b in asf.bones.items()}
@@ -461,8 +461,6 @@ def find_asf(amc_path: Path) -> Path:
 
 def _rotation(values: np.ndarray, axes: str, degrees: bool) -> np.ndarray:
     """(T, n) angles about ``axes``, the first listed applied first -> (T, 3, 3)."""
-    from stmt.io.bvh import euler_matrices
-
     # R = R_last ... R_first is the intrinsic product in reversed order.
     return euler_matrices(values[:, ::-1], axes[::-1], degrees=degrees)
 

@@ -49,7 +49,7 @@ def triton_importable() -> bool:
 @functools.cache
 def _find_triton() -> bool:
     try:
-        import triton  # noqa: F401
+        import triton  # noqa: F401, PLC0415 - optional (pyproject.toml's list)
     except ImportError:
         return False
     return True
@@ -76,8 +76,8 @@ def jit_kernels(namespace: dict, sources: dict) -> None:
     kernel runs compiled or interpreted (CPU, ``TRITON_INTERPRET=1``) when it is
     wrapped, so that is fixed per process.
     """
-    import triton
-    import triton.language
+    import triton  # noqa: PLC0415 - optional (pyproject.toml's list)
+    import triton.language  # noqa: PLC0415
 
     namespace["tl"] = triton.language
     for name, fn in sources.items():

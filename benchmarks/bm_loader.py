@@ -32,9 +32,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION, frame_bounds
+from stmt.clip import frame_bounds
+from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION
 from stmt.data.datamodule import STMTDataModule
-from stmt.data.template import Template
+from stmt.template import Template
 
 
 def write_random_cache(root: Path, samples: int, frames: int, n: int) -> None:

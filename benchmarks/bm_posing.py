@@ -29,7 +29,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # for tests.helpers
 
 from stmt.body.smpl import load_model, pose
-from stmt.io import read_sequence
+from stmt.reading import read_sequence
 from tests.helpers.smpl_model import amass_arrays, write_amass_npz, write_smplh_model
 
 

@@ -12,8 +12,8 @@ from pathlib import Path
 
 from stmt.data.prepare import prepare
 from stmt.data.synth import generate
-from stmt.data.template import get_template
-from stmt.io import body_topology
+from stmt.reading import body_topology
+from stmt.template import get_template
 
 
 def main() -> None:

@@ -8,8 +8,8 @@ from __future__ import annotations
 import argparse
 import time
 
-from stmt.data.template import compute_template
-from stmt.io import body_topology
+from stmt.reading import body_topology
+from stmt.template import compute_template
 
 
 def main() -> None:

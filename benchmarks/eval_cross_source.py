@@ -76,7 +76,7 @@ def evaluate(ckpt: Path, cache: str, source: str, targets: list[str]) -> dict:
     """Top-1 of ``ckpt`` on ``targets``' clips (all splits) of the classes ``source`` has."""
     from stmt.data.datamodule import STMTDataModule
     from stmt.engine.calibration import score_split
-    from stmt.predict import Classifier
+    from stmt.inference import Classifier
 
     clf = Classifier.from_checkpoint(ckpt)
     dm = STMTDataModule(cache, num_frames=clf.num_frames, num_workers=0, window=clf.fixed_window)

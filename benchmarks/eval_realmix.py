@@ -85,7 +85,7 @@ def main() -> None:
     args = ap.parse_args()
 
     from stmt.data.datamodule import STMTDataModule
-    from stmt.predict import Classifier
+    from stmt.inference import Classifier
 
     results = {}
     for ckpt in args.ckpt:

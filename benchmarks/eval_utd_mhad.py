@@ -73,7 +73,7 @@ def to_csv(mat: Path, out: Path) -> Path:
 
 def evaluate(ckpt: str, takes: list[tuple[int, Path]]) -> dict:
     from stmt.engine.calibration import auroc
-    from stmt.predict import Classifier
+    from stmt.inference import Classifier
 
     clf = Classifier.from_checkpoint(ckpt)
     rule = clf.unknown_threshold

@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING
 
 __version__ = "0.1.0"
@@ -14,21 +15,19 @@ __version__ = "0.1.0"
 _LAZY = {
     "MeshSequence": "stmt.sequence",
     "InputError": "stmt.errors",
-    "read_sequence": "stmt.io",
-    "Classifier": "stmt.predict",
+    "read_sequence": "stmt.reading",
+    "Classifier": "stmt.inference",
 }
 
 if TYPE_CHECKING:  # pragma: no cover
     from stmt.errors import InputError
-    from stmt.io import read_sequence
-    from stmt.predict import Classifier
+    from stmt.inference import Classifier
+    from stmt.reading import read_sequence
     from stmt.sequence import MeshSequence
 
 
 def __getattr__(name: str):
     if name in _LAZY:
-        import importlib
-
         return getattr(importlib.import_module(_LAZY[name]), name)
     raise AttributeError(f"module 'stmt' has no attribute {name!r}")
 

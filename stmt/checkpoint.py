@@ -1,32 +1,30 @@
 """The stmt checkpoint format, written and read in one place.
 
 A checkpoint is the dict a Lightning ``Trainer`` saves for
-:class:`~stmt.engine.classifier.STMTClassifier` or
-:class:`~stmt.engine.pretrainer.STMTPretrainer`, holding only tensors and plain
+:class:`~stmt.engine.classifier.ClassificationModule` or
+:class:`~stmt.engine.pretrainer.PretrainingModule`, holding only tensors and plain
 data, so that ``torch.load(path, weights_only=True)`` reads it:
 
 - ``hyper_parameters``: the module's constructor arguments, each once, as plain
   data (:func:`hyper_parameters`): ``arch``, ``model_args`` (the overrides of
-  the arch's defaults), ``num_classes``, ``num_frames``, ``num_points``,
-  ``class_names``, ``fps``, ``window_s``, optionally ``clip_s`` (the longest
-  labelled training sample in seconds, ``STMTDataModule.clip_s``: inference
-  takes a file no longer than that as one whole clip; checkpoints without it
-  are always cut into windows of ``window_s``), optionally ``fixed_window``
-  (true: trained on clips that each cover ``window_s`` seconds, so inference
-  cuts every file into such windows; see :mod:`stmt.clip`), optionally
-  ``calibration`` (``stmt calibrate``: the softmax temperature and the
-  "unknown" threshold; :mod:`stmt.engine.calibration`), the optimiser
-  settings, and
-  ``_class_path`` (which module wrote it; LightningCLI's ``--ckpt_path`` reads
-  it). :func:`model_args` completes ``model_args`` with the three sizes, so
+  the arch's defaults), ``clip`` (the :class:`~stmt.clip.ClipSettings`: class
+  names, frames and points per clip, fps, ``window_s``, ``clip_s``,
+  ``fixed_window``; how inference cuts a file, see :mod:`stmt.clip`),
+  optionally ``calibration`` (``stmt calibrate``: the softmax temperature and the
+  "unknown" threshold; :mod:`stmt.engine.calibration`), the optimiser settings,
+  and ``_class_path`` (which module wrote it; LightningCLI's ``--ckpt_path`` reads
+  it). :func:`model_args` completes ``model_args`` with the sizes, so
   ``build_model(arch, **model_args(hp))`` rebuilds the bare model. Checkpoints
-  written before ``stmt_format`` 2 repeat the sizes inside ``model_args``; they
-  load the same.
+  written before ``stmt_format`` 3 keep the clip settings as separate keys
+  (``num_classes``, ``num_frames``, ``num_points``, ``class_names``, ``fps``,
+  ``window_s``, optionally ``clip_s`` and ``fixed_window``), and before 2 repeat
+  the sizes inside ``model_args``: :func:`read` brings both to today's layout
+  (:func:`upgrade`), so they load the same.
 - ``state_dict``: ``model.*`` (the model; a pretraining checkpoint holds
   ``model.encoder.*`` and ``model.decoder*``) and ``geodesic``, the (N, N)
   geodesic matrix of the training template (the template's other half, its
   vertex ids, is recomputed deterministically from the rest mesh).
-- ``stmt_format``: 2 (absent before).
+- ``stmt_format``: 3 (absent before 2).
 
 Errors a user can cause (a pretraining checkpoint where a classifier is needed,
 a checkpoint that does not fit the cache, a class list that does not fit the
@@ -36,18 +34,27 @@ Nothing here imports Lightning.
 
 from __future__ import annotations
 
+import argparse
+import dataclasses
 import math
+import pickle
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from stmt import limits
+from stmt.clip import ClipSettings
 from stmt.errors import InputError
+from stmt.fileio import input_file
 
-FORMAT_VERSION = 2
+FORMAT_VERSION = 3
 REQUIRED_HPARAMS = ("arch", "class_names", "num_frames", "num_points", "fps", "window_s")
-# the sizes every builder takes, stored once at the top level of the hyper-parameters
+# the clip settings as checkpoints before stmt_format 3 kept them, each a top-level key
+CLIP_KEYS = tuple(f.name for f in dataclasses.fields(ClipSettings))
+# the sizes every builder takes (from the clip settings)
 SIZES = ("num_classes", "num_frames", "num_points")
-PRETRAINER = "STMTPretrainer"
+PRETRAINERS = ("STMTPretrainer", "PretrainingModule")  # the class's names, old and new
 FINETUNE_HINT = (
     "fine-tune it first: set model.init_args.pretrained to this file in a fit config "
     "(see datasets/synthetic/finetune.yaml) and run `stmt fit`"
@@ -55,13 +62,32 @@ FINETUNE_HINT = (
 
 
 # --------------------------------------------------------------------------- writing
+def plain(value: Any) -> Any:
+    """Plain Python data (dict, list, tuple, str, int, float, bool, None), recursively.
+
+    Checkpoints must load with ``torch.load(weights_only=True)``, which accepts
+    only such types; jsonargparse may hand over Namespaces and Paths, and the clip
+    settings are a dataclass.
+    """
+    if isinstance(value, ClipSettings):
+        return value.as_dict()
+    if isinstance(value, (Mapping, argparse.Namespace)):  # jsonargparse Namespaces too
+        items = value.items() if isinstance(value, Mapping) else vars(value).items()
+        return {str(k): plain(v) for k, v in items}
+    if isinstance(value, (list, tuple)):
+        return type(value)(plain(v) for v in value)
+    if isinstance(value, Path):
+        return str(value)
+    if value is None or isinstance(value, (str, bool, int, float)):
+        return value
+    raise TypeError(f"hyper-parameter of type {type(value).__name__} is not plain data: {value!r}")
+
+
 def hyper_parameters(module_class: type, **values: Any) -> dict[str, Any]:
     """The ``hyper_parameters`` a module saves: its constructor arguments as plain data.
 
-    ``model_args`` keeps only the user's overrides (the sizes live at the top level).
+    ``model_args`` keeps only the user's overrides (the sizes come from ``clip``).
     """
-    from stmt.engine.common import plain
-
     values = dict(values)
     overrides = {k: v for k, v in dict(values.get("model_args") or {}).items() if k not in SIZES}
     values["model_args"] = overrides
@@ -80,12 +106,7 @@ def read(path: str | Path) -> dict[str, Any]:
     """Read a checkpoint safely (``weights_only=True``); checks only that it is a dict
     with ``hyper_parameters``. Raises :class:`InputError` naming the file if it is
     missing, not a torch file, or holds pickled code or other non-plain objects."""
-    import pickle
-
     import torch
-
-    from stmt import limits
-    from stmt.fileio import input_file
 
     path = input_file(path, "a checkpoint file (.ckpt)")  # not a FIFO, device or folder
     if path.stat().st_size > limits.MAX_CHECKPOINT_BYTES:
@@ -114,30 +135,63 @@ def read(path: str | Path) -> dict[str, Any]:
         raise InputError(path, f"not a PyTorch checkpoint ({first[:200]})") from None
     if not isinstance(ckpt, dict) or not isinstance(ckpt.get("hyper_parameters"), dict):
         raise InputError(path, "not an stmt checkpoint: no 'hyper_parameters' dict")
+    ckpt["hyper_parameters"] = upgrade(ckpt["hyper_parameters"], path)
     return ckpt
 
 
+def upgrade(hp: dict[str, Any], path: str | Path | None = None) -> dict[str, Any]:
+    """Hyper-parameters in today's layout: the clip settings of a checkpoint from before
+    ``stmt_format`` 3 (top-level keys, module docstring) folded into ``clip``; a
+    ``num_classes`` that disagrees with the class list is an InputError. Today's
+    layout (or hyper-parameters without clip settings) comes back as it is."""
+    if "clip" in hp or not any(k in hp for k in CLIP_KEYS):
+        return hp
+    out = {k: v for k, v in hp.items() if k not in (*CLIP_KEYS, "num_classes")}
+    names = hp.get("class_names")
+    sized = "num_classes" in hp and isinstance(names, (list, tuple)) and names
+    if sized and (not isinstance(hp["num_classes"], int) or hp["num_classes"] != len(names)):
+        raise InputError(
+            path,
+            f"the class list has {len(names)} names but num_classes is {hp['num_classes']}: "
+            "the class list does not fit the head",
+        )
+    out["clip"] = {k: hp[k] for k in CLIP_KEYS if k in hp}
+    return out
+
+
+def clip_settings(hp: dict[str, Any], path: str | Path | None = None) -> ClipSettings:
+    """The :class:`~stmt.clip.ClipSettings` of (upgraded) hyper-parameters, checked
+    (:func:`check_hparams`)."""
+    check_hparams(hp, path)
+    return ClipSettings(**hp["clip"])
+
+
 def is_pretraining(ckpt: dict[str, Any]) -> bool:
-    """True for an STMTPretrainer checkpoint (an encoder without a classification head)."""
+    """True for a pretraining checkpoint (an encoder without a classification head)."""
     hp = ckpt.get("hyper_parameters") or {}
-    if str(hp.get("_class_path", "")).endswith(PRETRAINER):
+    if str(hp.get("_class_path", "")).endswith(PRETRAINERS):
         return True
     state = ckpt.get("state_dict") or {}
     return any(str(k).startswith("model.encoder.") for k in state)
 
 
 def model_args(hp: dict[str, Any]) -> dict[str, Any]:
-    """``build_model(hp["arch"], **model_args(hp))`` arguments: the overrides plus the sizes.
+    """``build_model(hp["arch"], **model_args(hp))`` arguments: the overrides plus the sizes
+    (of the clip settings: classes, frames, points).
 
     Old checkpoints repeat the sizes inside ``model_args``; a copy that disagrees
-    with the top level is an error (ValueError)."""
+    with the clip settings is an error (ValueError)."""
     args = dict(hp.get("model_args") or {})
-    for key in SIZES:
-        if key not in hp:
+    clip = hp.get("clip") or {}
+    sizes = {"num_frames": clip.get("num_frames"), "num_points": clip.get("num_points")}
+    if "class_names" in clip:
+        sizes["num_classes"] = len(clip["class_names"])
+    for key, value in sizes.items():
+        if value is None:
             continue
-        if key in args and int(args[key]) != int(hp[key]):
-            raise ValueError(f"model_args {key}={args[key]} disagrees with {key}={hp[key]}")
-        args[key] = int(hp[key])
+        if key in args and int(args[key]) != int(value):
+            raise ValueError(f"model_args {key}={args[key]} disagrees with {key}={value}")
+        args[key] = int(value)
     return args
 
 
@@ -165,20 +219,15 @@ def check_classifier(ckpt: dict[str, Any], path: str | Path) -> None:
             path, f"this is a pretraining checkpoint (no classification head); {FINETUNE_HINT}"
         )
     hp = ckpt["hyper_parameters"]
-    missing = [k for k in REQUIRED_HPARAMS if k not in hp]
+    clip = hp.get("clip") if isinstance(hp.get("clip"), dict) else {}
+    missing = [k for k in REQUIRED_HPARAMS if k not in hp and k not in clip]
     if missing:
         raise InputError(path, f"not an stmt checkpoint: hyper_parameters lacks {missing}")
     if not isinstance(ckpt.get("state_dict"), dict):
         raise InputError(path, "not an stmt checkpoint: no 'state_dict'")
-    names = hp["class_names"]
+    names = clip["class_names"]
     if not (isinstance(names, (list, tuple)) and names and all(isinstance(n, str) for n in names)):
         raise InputError(path, "not an stmt checkpoint: class_names is not a list of strings")
-    if "num_classes" in hp and int(hp["num_classes"]) != len(names):
-        raise InputError(
-            path,
-            f"the class list has {len(names)} names but num_classes is {hp['num_classes']}: "
-            "the class list does not fit the head",
-        )
     outputs = head_outputs(model_weights(ckpt))
     if outputs is not None and outputs != len(names):
         raise InputError(
@@ -191,16 +240,18 @@ def check_classifier(ckpt: dict[str, Any], path: str | Path) -> None:
 MAX_PARAMETERS = 1_000_000_000  # 4 GB of float32 weights
 
 
-def check_hparams(hp: dict[str, Any], path: str | Path) -> None:
-    """Refuse hyper-parameters no trained stmt model has, with one line naming the field:
-    sizes that are not whole numbers in range, a NaN or non-positive window or fps."""
-    from stmt import limits
-
-    ranges = {"num_frames": (1, 10_000), "num_points": (1, 100_000), "num_classes": (1, 100_000)}
+def check_hparams(hp: dict[str, Any], path: str | Path | None) -> None:
+    """Refuse (upgraded) hyper-parameters no trained stmt model has, with one line naming
+    the field: sizes that are not whole numbers in range, a NaN or non-positive window or
+    fps, clip settings that are not a dict of them."""
+    clip = hp.get("clip", {})
+    if not isinstance(clip, dict) or not set(clip) <= set(CLIP_KEYS):
+        raise InputError(path, f"bad checkpoint: clip is {clip!r}; expected the clip settings")
+    ranges = {"num_frames": (1, 10_000), "num_points": (1, 100_000)}
     for key, (lo, hi) in ranges.items():
-        if key not in hp:
+        if key not in clip:
             continue
-        value = hp[key]
+        value = clip[key]
         if (
             isinstance(value, bool)
             or not isinstance(value, (int, float))
@@ -215,18 +266,22 @@ def check_hparams(hp: dict[str, Any], path: str | Path) -> None:
         ("clip_s", limits.MAX_WINDOW_S),
         ("fps", limits.MAX_FPS),
     ):
-        if key not in hp or (key == "clip_s" and hp[key] is None):  # clip_s: optional
+        if key not in clip or (key == "clip_s" and clip[key] is None):  # clip_s: optional
             continue
-        value = hp[key]
+        value = clip[key]
         ok = isinstance(value, (int, float)) and not isinstance(value, bool)
         if not (ok and math.isfinite(value) and 0 < value <= hi):
             raise InputError(
                 path, f"bad checkpoint: {key} is {value!r}; expected a positive number up to {hi:g}"
             )
-    if not isinstance(hp.get("fixed_window", False), bool):
+    if not isinstance(clip.get("fixed_window", False), bool):
         raise InputError(
-            path, f"bad checkpoint: fixed_window is {hp['fixed_window']!r}; expected true or false"
+            path,
+            f"bad checkpoint: fixed_window is {clip['fixed_window']!r}; expected true or false",
         )
+    names = clip.get("class_names", [])
+    if not (isinstance(names, (list, tuple)) and all(isinstance(n, str) for n in names)):
+        raise InputError(path, "bad checkpoint: class_names is not a list of strings")
     for key, value in (hp.get("model_args") or {}).items():
         if isinstance(value, float) and not math.isfinite(value):
             raise InputError(path, f"bad checkpoint: model_args {key} is {value!r}")
@@ -283,10 +338,10 @@ def check_finite(weights: dict[str, Any], path: str | Path) -> None:
             raise InputError(path, f"bad checkpoint: weight {key!r} holds NaN or Inf")
 
 
-def load_classifier(path: str | Path):
+def load_model(path: str | Path):
     """Rebuild the bare trained model of a classifier checkpoint (no Lightning import).
 
-    Returns ``(model in eval mode, hyper_parameters, geodesic (N, N) tensor or None)``.
+    Returns ``(model in eval mode, hyper_parameters, clip settings)``.
     """
     from stmt.model.stmt import build_model
 
@@ -294,7 +349,7 @@ def load_classifier(path: str | Path):
     ckpt = read(path)
     check_classifier(ckpt, path)
     hp = ckpt["hyper_parameters"]
-    check_hparams(hp, path)
+    clip = clip_settings(hp, path)
     try:
         _check_size(str(hp["arch"]), model_args(hp), path)
     except ValueError as err:
@@ -312,7 +367,7 @@ def load_classifier(path: str | Path):
     except RuntimeError as err:
         first = str(err).strip().splitlines()[0]
         raise InputError(path, f"weights do not fit arch {hp['arch']!r}: {first}") from None
-    return model.eval(), hp, ckpt["state_dict"].get("geodesic")
+    return model.eval(), hp, clip
 
 
 def encoder_weights(path: str | Path) -> dict[str, Any]:
@@ -320,41 +375,41 @@ def encoder_weights(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise InputError(
-            path, "pretrained checkpoint not found (expected an STMTPretrainer .ckpt file)"
+            path, "pretrained checkpoint not found (expected a pretraining .ckpt file)"
         )
     ckpt = read(path)
     encoder = model_weights(ckpt, "model.encoder.")
     if not encoder:
-        raise InputError(path, "no 'model.encoder.*' weights: not an STMTPretrainer checkpoint")
+        raise InputError(path, "no 'model.encoder.*' weights: not a pretraining checkpoint")
     return encoder
 
 
 # --------------------------------------------------------------------------- checkpoint vs data
 def check_fits_data(
-    saved: dict[str, Any], current: dict[str, Any], path: str | Path | None, cache: Any = None
+    saved: dict[str, Any], current: ClipSettings, path: str | Path | None, cache: Any = None
 ) -> None:
-    """Check a checkpoint's hyper-parameters against the model built for the data.
+    """Check a checkpoint's hyper-parameters against the clip settings of the data.
 
-    ``saved`` are the checkpoint's hyper-parameters, ``current`` those the data
-    module linked into the model (``num_points``, ``num_frames``, ``class_names``).
-    Raises InputError saying how to make them agree.
-    """
+    ``saved`` are the checkpoint's hyper-parameters (either layout), ``current`` the
+    settings the data module linked into the model. Raises InputError saying how to
+    make them agree."""
+    clip = upgrade(saved, path).get("clip") or {}
     where = f"the cache {cache}" if cache is not None else "the data"
-    n_ck, n_data = saved.get("num_points"), current.get("num_points")
-    if n_ck is not None and n_data is not None and int(n_ck) != int(n_data):
+    n_ck, n_data = clip.get("num_points"), current.num_points
+    if n_ck is not None and int(n_ck) != n_data:
         raise InputError(
             path,
             f"{where} has N={n_data}, the checkpoint N={n_ck}: "
             f"rerun `stmt prepare` with --num-points {n_ck}",
         )
-    t_ck, t_data = saved.get("num_frames"), current.get("num_frames")
-    if t_ck is not None and t_data is not None and int(t_ck) != int(t_data):
+    t_ck, t_data = clip.get("num_frames"), current.num_frames
+    if t_ck is not None and int(t_ck) != t_data:
         raise InputError(
             path,
             f"the data module cuts clips of T={t_data} frames, the checkpoint T={t_ck}: "
             f"set data.num_frames to {t_ck}",
         )
-    c_ck, c_data = list(saved.get("class_names") or []), list(current.get("class_names") or [])
+    c_ck, c_data = list(clip.get("class_names") or []), list(current.class_names)
     if c_ck and c_data and c_ck != c_data:
         if len(c_ck) != len(c_data):
             detail = f"{len(c_data)} classes, the checkpoint {len(c_ck)}"

@@ -1,9 +1,10 @@
 """The ``stmt`` command.
 
 Start-up stays light: this module and the ``stmt.commands.*`` modules import
-nothing heavy at module level (no torch, open3d, smplx, anny), so
-``stmt --help`` and ``stmt <command> --help`` answer at once. Each command
-imports what it needs inside its ``main``.
+nothing heavy at module level (no torch, open3d, smplx, anny: the list in
+``pyproject.toml``, held by ruff's TID253), so ``stmt --help`` and
+``stmt <command> --help`` answer at once; a command imports a heavy module where
+it uses it.
 
 ``fit``, ``validate``, ``test`` and ``predict`` are handed to LightningCLI
 (:mod:`stmt.engine.cli`); every other command is a module under

@@ -1,9 +1,11 @@
 """The one clip pipeline: sequence -> windows -> frame indices -> normalised model input.
 
 Training (:class:`stmt.data.datamodule.STMTDataModule`), inference
-(:class:`stmt.predict.Classifier`) and the viewer use these functions and no
+(:class:`stmt.inference.Classifier`) and the viewer use these functions and no
 copies of them, so a clip ``stmt classify`` shows the model is made the way
-the clips it was trained on were.
+the clips it was trained on were. How a model's clips are made travels as one
+object, :class:`ClipSettings`: the data module produces it, the training CLI links
+it into the model once, the checkpoint stores it, inference reads it.
 
 1. **Grid.** Clips are cut on a grid of the checkpoint's (the cache's) frame
    rate ``fps``: grid frame k is the file at time k / fps, linearly
@@ -46,13 +48,115 @@ Nothing here imports torch at module level.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import math
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 
-from stmt.data.cache import frame_bounds
+from stmt import limits
+from stmt.errors import InputError
 
 EPS_HEIGHT = 1e-6  # lower bound on the body height a clip is divided by
+
+
+# --------------------------------------------------------------------------- the settings
+@dataclass(frozen=True)
+class ClipSettings:
+    """How a model's clips are made: one typed object from the cache to inference.
+
+    :class:`stmt.data.datamodule.STMTDataModule` produces it (``clip_settings``),
+    ``stmt fit`` links it into the model once, the checkpoint stores it
+    (``hyper_parameters["clip"]``, :mod:`stmt.checkpoint`) and
+    :class:`stmt.inference.Classifier` cuts files by it (:meth:`windows`).
+
+    Attributes:
+        class_names: the classes, in the order of the model's outputs (empty for a
+            pretrained encoder).
+        num_frames: T, frames per clip.
+        num_points: N, template vertices per frame.
+        fps: the frame rate of the grid clips are cut on (step 1).
+        window_s: seconds a window covers (step 2).
+        clip_s: seconds of the longest training sample: a file no longer than it is one
+            whole clip at inference; None: files are always cut into windows.
+        fixed_window: every clip covers ``window_s`` seconds (step 2).
+    """
+
+    class_names: tuple[str, ...] = ()
+    num_frames: int = 24
+    num_points: int = 256
+    fps: float = 30.0
+    window_s: float = 0.8
+    clip_s: float | None = None
+    fixed_window: bool = False
+
+    def __post_init__(self) -> None:  # plain types, whatever the caller passed
+        object.__setattr__(self, "class_names", tuple(str(n) for n in self.class_names))
+        for name, kind in (("num_frames", int), ("num_points", int), ("fps", float),
+                           ("window_s", float), ("fixed_window", bool)):  # fmt: skip
+            object.__setattr__(self, name, kind(getattr(self, name)))
+        if self.clip_s is not None:
+            object.__setattr__(self, "clip_s", float(self.clip_s))
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def as_dict(self) -> dict[str, Any]:
+        """Plain data, as a checkpoint stores it."""
+        out = asdict(self)
+        out["class_names"] = list(self.class_names)
+        return out
+
+    def windows(
+        self,
+        num_frames: int,
+        src_fps: float,
+        window: float | None = None,
+        stride: float | None = None,
+        source: Path | None = None,
+    ) -> Windows:
+        """How a sequence of ``num_frames`` at ``src_fps`` is cut for a model of these
+        settings: without ``window``, a sequence no longer than ``clip_s`` is one whole
+        clip, a longer one windows of ``window_s`` every ``stride`` seconds (default:
+        half a window); with fixed windows always windows (:func:`plan_windows`).
+
+        Raises :class:`InputError` for a bad window/stride, or windows whose clips would
+        pass the limits of :mod:`stmt.limits` (counted before any is cut)."""
+        whole = self.clip_s if window is None and not self.fixed_window else None
+        window = self.window_s if window is None else float(window)
+        stride = window / 2 if stride is None else float(stride)
+        if not (math.isfinite(window) and math.isfinite(stride)) or (
+            window <= 0 or stride <= 0 or stride > window
+        ):
+            raise InputError(
+                source, f"need 0 < stride <= window, got window {window} s, stride {stride} s"
+            )
+        for name, value in (("window", window), ("stride", stride)):
+            if value * self.fps < 1 - 1e-9:  # would be rounded up to one frame: say so
+                raise InputError(
+                    source,
+                    f"--{name} {value:g} s is shorter than one frame of the model's "
+                    f"{self.fps:g} fps ({1 / self.fps:.4g} s); use a larger --{name}",
+                )
+        total = grid_length(num_frames, src_fps, self.fps)
+        length, step = window_lengths(self.fps, window, stride)
+        count = count_windows(total, length, step)
+        if whole is not None and total <= round(whole * self.fps):
+            count = 1
+        clip_bytes = count * self.num_frames * self.num_points * 3 * 4
+        if count * self.num_frames > limits.max_frames() or clip_bytes > limits.MAX_ARRAY_BYTES:
+            raise InputError(
+                source,
+                f"{count} windows of {window:g} s every {stride:g} s over "
+                f"{num_frames / src_fps:.1f} s ({count * self.num_frames} clip frames, "
+                f"{clip_bytes / 1024**3:.1f} GB) pass the limits; use a larger --stride",
+            )
+        return plan_windows(
+            num_frames, src_fps, self.fps, clip_s=whole, window=window, stride=stride,
+            fixed=self.fixed_window,
+        )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- 1. grid
@@ -104,6 +208,14 @@ def resample(vertices: np.ndarray, src_fps: float, fps: float) -> np.ndarray:
     return frames_at(vertices, np.arange(n), src_fps, fps)
 
 
+def frame_bounds(offsets: np.ndarray, centres: np.ndarray) -> np.ndarray:
+    """(T, 2, 3) float32 per-frame min/max of ``offsets`` (T, N, 3) + ``centres`` (T, 3):
+    what the cache keeps beside the frames, so a clip is normalised without a
+    reduction over its points (step 4)."""
+    world = offsets.astype(np.float32) + centres[:, None, :]  # (T, N, 3)
+    return np.stack([world.min(axis=1), world.max(axis=1)], axis=1)
+
+
 def to_cache_form(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(K, N, 3) float32 -> float16 offsets (K, N, 3) from the frame's mean point and
     float32 centres (K, 3): how the cache keeps frames, and so how clips are made."""
@@ -142,6 +254,11 @@ class Windows:
     def grid_frames(self, num_frames: int) -> np.ndarray:
         """(W, num_frames) grid frames of each window's clip: bin centres."""
         return bin_frames(self.length, num_frames, window=self.span) + self.start[:, None]
+
+    def source_frames(self, num_frames: int, src_fps: float, src_frames: int) -> np.ndarray:
+        """Sorted source frames (of a sequence of ``src_frames`` at ``src_fps``) the
+        clips of ``num_frames`` frames of these windows use: what to pose."""
+        return source_frames(self.grid_frames(num_frames), src_fps, self.fps, src_frames)
 
 
 def window_starts(total: int, length: int, stride: int) -> np.ndarray:

@@ -33,12 +33,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import stat
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
+
+import numpy as np
+import yaml
 
 from stmt import limits
 from stmt.errors import InputError
@@ -116,8 +120,6 @@ def atomic_path(path: str | Path, follow: bool = True) -> Iterator[Path]:
     becomes one InputError naming ``path``. Parent folders are created. ``follow=False``:
     a symbolic link at ``path`` is replaced, not written through (stmt's own files).
     """
-    import shutil
-
     path = Path(path)
     target = write_target(path, follow)
     if target.is_dir() and not target.is_symlink():
@@ -182,8 +184,6 @@ def _copy_mode(target: Path, tmp: str) -> None:
 
 def atomic_savez(path: str | Path, **arrays) -> None:
     """``np.savez`` to ``path`` atomically."""
-    import numpy as np
-
     with atomic_write(path) as f:
         np.savez(f, **arrays)
 
@@ -249,8 +249,6 @@ class OutputFolder:
 
     def remove(self, name: str) -> None:
         """Remove the entry ``name`` if stmt wrote it; anything else is left alone."""
-        import shutil
-
         if not self.owns(name):
             return
         p = self.path / name
@@ -339,8 +337,6 @@ def new_folder(
     a temporary sibling and renamed to ``path`` when the block succeeds (removed when it
     fails); an existing one is :func:`claim_folder`'s and written in place (each file
     atomically)."""
-    import shutil
-
     if check_folder(path, command, overwrite, adopt) is not None:
         yield claim_folder(path, command, overwrite, adopt)
         return
@@ -478,8 +474,6 @@ def load_yaml(text: str, path: str | Path | None, what: str = "YAML") -> object:
     """``yaml.safe_load(text)``, refusing a document whose aliases would expand to more
     than :data:`stmt.limits.MAX_YAML_NODES` values, or refer to themselves; any YAML
     error is one InputError line."""
-    import yaml
-
     try:
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as err:
@@ -499,8 +493,6 @@ def load_yaml(text: str, path: str | Path | None, what: str = "YAML") -> object:
 def _expanded_size(root, path, what: str) -> int:
     """The number of values the node graph ``root`` stands for once its aliases are
     expanded (each shared node counted every time it is used), without expanding it."""
-    import yaml
-
     cap = limits.MAX_YAML_NODES
     sizes: dict[int, int] = {}
     stack: list[tuple[object, bool]] = [(root, False)]

@@ -4,14 +4,14 @@ Readers parse, bodies pose (see ``shared/DESIGN.md``): a BVH or ASF/AMC reader t
 a file into a :class:`SkeletonMotion` (its own joint names, rest offsets, per-frame
 local rotations and translations, frame rate), a joint-position reader (a Kinect
 CSV) into :class:`JointPositions`, an AMASS reader into
-:class:`stmt.io.amass.AmassMotion` (SMPL-family parameters), and a mesh reader
+:class:`AmassMotion` (SMPL-family parameters), and a mesh reader
 straight into a :class:`stmt.sequence.MeshSequence` (the vertices are the motion).
 :mod:`stmt.retarget` maps a skeleton onto a body's rig; :mod:`stmt.body` poses it.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -65,8 +65,6 @@ class SkeletonMotion:
         """The motion at the given frame indices only (all frames when None)."""
         if frames is None:
             return self
-        from dataclasses import replace
-
         return replace(
             self, rotations=self.rotations[frames], translations=self.translations[frames]
         )
@@ -113,9 +111,48 @@ class JointPositions:
         """The motion at the given frame indices only (all frames when None)."""
         if frames is None:
             return self
-        from dataclasses import replace
-
         return replace(self, positions=self.positions[frames])
+
+
+#: The two SMPL families AMASS files hold: name, and pose columns per frame.
+AMASS_FAMILIES = {"smplh": ("SMPL+H", 156), "smplx": ("SMPL-X", 165)}
+
+
+@dataclass
+class AmassMotion:
+    """The parameters of one AMASS file, checked (:func:`stmt.io.amass.load_amass`).
+
+    Attributes:
+        kind: "smplh" or "smplx" (:data:`AMASS_FAMILIES`).
+        poses: (T, 156 | 165) float64 axis-angle.
+        trans: (T, 3) float64 metres.
+        betas: (B,) float64, or None when the file has none.
+        gender: "male" | "female" | "neutral", or None when the file has none.
+        fps: frames per second.
+        source: the file.
+    """
+
+    kind: str
+    poses: np.ndarray
+    trans: np.ndarray
+    betas: np.ndarray | None
+    gender: str | None
+    fps: float
+    source: Path | None = None
+
+    @property
+    def format(self) -> str:
+        return f"amass-{self.kind}"
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.poses.shape[0])
+
+    def take(self, frames: np.ndarray | None) -> AmassMotion:
+        """The motion at the given frame indices only (all frames when None)."""
+        if frames is None:
+            return self
+        return replace(self, poses=self.poses[frames], trans=self.trans[frames])
 
 
 def axis_angle_to_matrix(rotvec: np.ndarray, eps: float = 0.0) -> np.ndarray:

@@ -35,7 +35,9 @@ from pathlib import Path
 
 import numpy as np
 
+from stmt import limits
 from stmt.errors import InputError
+from stmt.fileio import load_yaml, read_text
 from stmt.motion import JointPositions, SkeletonMotion, axis_angle_to_matrix
 
 # ------------------------------------------------------------------------------ joints
@@ -266,9 +268,6 @@ def _match(names: tuple[str, ...], table: dict[str, str]) -> dict[str, int]:
 
 def load_joint_map(path: str | Path) -> dict[str, str]:
     """A ``--joint-map`` file: a YAML or JSON mapping {their joint name: canonical name}."""
-    from stmt import limits
-    from stmt.fileio import load_yaml, read_text
-
     path = Path(path)
     text = read_text(path, "a YAML or JSON joint map", limits.MAX_CONFIG_BYTES)
     if path.suffix.lower() == ".json":
@@ -475,6 +474,63 @@ def _has(words: tuple[str, ...], vocab: tuple[str, ...]) -> bool:
     return any(v in w for w in words for v in vocab)
 
 
+class _Tree:
+    """A skeleton's joints as :func:`infer_joints` reads them: each joint's side and name
+    words, its parent, its depth, and the walks over the tree it needs."""
+
+    def __init__(self, names: tuple[str, ...], parents: list[int]):
+        self.parents, self.n = parents, len(names)
+        self.info = [_words(nm) for nm in names]
+        self.depth = [len(self.ancestors(j)) for j in range(self.n)]
+
+    def ancestors(self, j: int) -> list[int]:
+        out = []
+        while self.parents[j] >= 0:
+            j = self.parents[j]
+            out.append(j)
+        return out
+
+    def helper(self, j: int) -> bool:
+        return _is_helper(self.info[j][1])
+
+    def first(self, side: str | None, vocab: tuple[str, ...], avoid: tuple[str, ...]) -> int | None:
+        """The joint of ``side`` named by ``vocab`` (and by none of ``avoid``) nearest the
+        root; at equal depth the vocabulary's order (wrist before hand)."""
+        info = self.info
+        hits = [
+            j for j in range(self.n)
+            if info[j][0] == side and any(w in vocab for w in info[j][1])
+            and not _has(info[j][1], avoid) and not self.helper(j)
+        ]  # fmt: skip
+        rank = {j: min(vocab.index(w) for w in info[j][1] if w in vocab) for j in hits}
+        return min(hits, key=lambda j: (self.depth[j], rank[j])) if hits else None
+
+    def up(self, j: int | None) -> int | None:
+        """The nearest ancestor that is no helper bone; of a bone cut in segments
+        (``upperarm01.L``, ``upperarm02.L``), the first segment."""
+        if j is None:
+            return None
+        a = next((a for a in self.ancestors(j) if not self.helper(a)), None)
+        while a is not None and self.parents[a] >= 0 and self.info[self.parents[a]] == self.info[a]:
+            a = self.parents[a]
+        return a
+
+    def forearm(self, side: str) -> int | None:
+        """The joint of ``side`` named a forearm (``forearm.L``, ``LowerArm_L``) nearest
+        the root, for a rig without hand joints."""
+        hits = [
+            j for j in range(self.n)
+            if self.info[j][0] == side and not self.helper(j)
+            and (_has(self.info[j][1], ("forearm", "lowerarm"))
+                 or {"lower", "arm"} <= set(self.info[j][1]))
+        ]  # fmt: skip
+        return min(hits, key=lambda j: self.depth[j]) if hits else None
+
+    def common(self, a: int, b: int) -> int:
+        chain = [a, *self.ancestors(a)]
+        return next(x for x in [b, *self.ancestors(b)] if x in chain)
+
+
 def infer_joints(
     names: tuple[str, ...], parents: tuple[int, ...] | list[int]
 ) -> dict[str, int] | None:
@@ -488,102 +544,78 @@ def infer_joints(
     hip joint); the hips the common ancestor of the thighs, the chest that of the
     hands; the spine and neck joints are the path between hips, chest and head.
     """
-    parents = list(parents)
-    n = len(names)
-    info = [_words(nm) for nm in names]
-
-    def ancestors(j: int) -> list[int]:
-        out = []
-        while parents[j] >= 0:
-            j = parents[j]
-            out.append(j)
-        return out
-
-    depth = [len(ancestors(j)) for j in range(n)]
-
-    def helper(j: int) -> bool:
-        return _is_helper(info[j][1])
-
-    def first(side: str | None, vocab: tuple[str, ...], avoid: tuple[str, ...]) -> int | None:
-        hits = [
-            j for j in range(n)
-            if info[j][0] == side and any(w in vocab for w in info[j][1])
-            and not _has(info[j][1], avoid) and not helper(j)
-        ]  # fmt: skip
-        # the joint nearest the root; at equal depth the vocabulary's order (wrist before hand)
-        rank = {j: min(vocab.index(w) for w in info[j][1] if w in vocab) for j in hits}
-        return min(hits, key=lambda j: (depth[j], rank[j])) if hits else None
-
-    def up(j: int) -> int | None:
-        """The nearest ancestor that is no helper bone; of a bone cut in segments
-        (``upperarm01.L``, ``upperarm02.L``), the first segment."""
-        a = next((a for a in ancestors(j) if not helper(a)), None)
-        while a is not None and parents[a] >= 0 and info[parents[a]] == info[a]:
-            a = parents[a]
-        return a
-
-    def forearm(side: str) -> int | None:
-        """A rig without hand joints (a Blender metarig export): the forearm by name."""
-        words = [set(w) for _, w in info]
-        hits = [
-            j
-            for j in range(n)
-            if info[j][0] == side
-            and not helper(j)
-            and (_has(info[j][1], ("forearm", "lowerarm")) or {"lower", "arm"} <= words[j])
-        ]
-        return min(hits, key=lambda j: depth[j]) if hits else None
-
+    tree = _Tree(names, list(parents))
     out: dict[str, int] = {}
     for side in ("Left", "Right"):
-        hand = first(side, _HAND_WORDS, _NOT_HAND)
-        foot = first(side, _FOOT_WORDS, _NOT_FOOT)
-        if foot is None:
+        limbs = _limbs(tree, side)
+        if limbs is None:
             return None
-        fore = up(hand) if hand is not None else forearm(side)
-        arm = up(fore) if fore is not None else None
-        leg = up(foot)
-        upleg = up(leg) if leg is not None else None
-        if None in (fore, arm, leg, upleg):
-            return None
-        out.update({f"{side}ForeArm": fore, f"{side}Arm": arm,
-                    f"{side}Foot": foot, f"{side}Leg": leg, f"{side}UpLeg": upleg})  # fmt: skip
-        if hand is not None:  # else the hand is where the forearm ends (_complete)
-            out[f"{side}Hand"] = hand
-        clav = parents[arm]
-        if clav >= 0 and info[clav][0] == side and _has(info[clav][1], _CLAVICLE):
-            out[f"{side}Shoulder"] = clav
-        hipj = parents[upleg]
-        if hipj >= 0 and info[hipj][0] == side:
-            out[f"{side[0]}HipJoint"] = hipj
-        toes = [c for c in range(n) if parents[c] == foot and not helper(c)]
-        if len(toes) == 1 or any(_has(info[c][1], _NOT_FOOT) for c in toes):
-            out[f"{side}ToeBase"] = next((c for c in toes if _has(info[c][1], _NOT_FOOT)), toes[0])
+        out.update(limbs)
+    if not _trunk(tree, out):
+        return None
+    if len(set(out.values())) != len(out):
+        return None  # one joint in two roles: not a skeleton we understand
+    return out
 
-    def common(a: int, b: int) -> int:
-        chain = [a, *ancestors(a)]
-        return next(x for x in [b, *ancestors(b)] if x in chain)
 
-    hips = common(out["LeftUpLeg"], out["RightUpLeg"])
+def _limbs(tree: _Tree, side: str) -> dict[str, int] | None:
+    """The arm and leg joints of ``side`` (module docstring of :func:`infer_joints`)."""
+    parents, info = tree.parents, tree.info
+    hand = tree.first(side, _HAND_WORDS, _NOT_HAND)
+    foot = tree.first(side, _FOOT_WORDS, _NOT_FOOT)
+    if foot is None:
+        return None
+    # no hand joint (a Blender metarig export): the forearm by name; the hand is where its
+    # bone ends (stmt.retarget._complete)
+    fore = tree.up(hand) if hand is not None else tree.forearm(side)
+    arm = tree.up(fore)
+    leg = tree.up(foot)
+    upleg = tree.up(leg)
+    if None in (fore, arm, leg, upleg):
+        return None
+    out = {f"{side}ForeArm": fore, f"{side}Arm": arm,
+           f"{side}Foot": foot, f"{side}Leg": leg, f"{side}UpLeg": upleg}  # fmt: skip
+    if hand is not None:
+        out[f"{side}Hand"] = hand
+    clav = parents[arm]
+    if clav >= 0 and info[clav][0] == side and _has(info[clav][1], _CLAVICLE):
+        out[f"{side}Shoulder"] = clav
+    hipj = parents[upleg]
+    if hipj >= 0 and info[hipj][0] == side:
+        out[f"{side[0]}HipJoint"] = hipj
+    toes = [c for c in range(tree.n) if parents[c] == foot and not tree.helper(c)]
+    if len(toes) == 1 or any(_has(info[c][1], _NOT_FOOT) for c in toes):
+        out[f"{side}ToeBase"] = next((c for c in toes if _has(info[c][1], _NOT_FOOT)), toes[0])
+    return out
+
+
+def _trunk(tree: _Tree, out: dict[str, int]) -> bool:
+    """The hips, spine, chest, neck and head joints into ``out`` (which holds the limbs);
+    False when the head or the neck above the chest cannot be found."""
+    hips = tree.common(out["LeftUpLeg"], out["RightUpLeg"])
     out["Hips"] = hips
-    chest = common(*(out.get(f"{s}Hand", out[f"{s}ForeArm"]) for s in ("Left", "Right")))
+    chest = tree.common(*(out.get(f"{s}Hand", out[f"{s}ForeArm"]) for s in ("Left", "Right")))
     # "Head", "head", "Head_M", and "torso_head" (bones named parent_child); without one,
     # the head is the end of the neck chain above the chest (stmt.retarget._neck_end)
-    heads = [j for j in range(n) if info[j][0] is None and info[j][1][-1:] == ("head",)]
-    heads = [j for j in heads if hips in ancestors(j)]
+    heads = [
+        j for j in range(tree.n) if tree.info[j][0] is None and tree.info[j][1][-1:] == ("head",)
+    ]
+    heads = [j for j in heads if hips in tree.ancestors(j)]
     if heads:
-        head = out["Head"] = min(heads, key=lambda j: depth[j])
-        path = ancestors(head)[::-1]  # root ... head's parent
+        head = out["Head"] = min(heads, key=lambda j: tree.depth[j])
+        path = tree.ancestors(head)[::-1]  # root ... head's parent
     else:
         end = (
-            _neck_end({**out, "Spine1": chest}, parents)
-            if hips in [chest, *ancestors(chest)]
+            _neck_end({**out, "Spine1": chest}, tree.parents)
+            if hips in [chest, *tree.ancestors(chest)]
             else None
         )
         if end is None:
-            return None
-        path = [*ancestors(end)[::-1], end]  # root ... the neck's last joint
-    path = [j for j in path[path.index(hips) + 1 :] if not helper(j)]  # hips .. head, exclusive
+            return False
+        path = [*tree.ancestors(end)[::-1], end]  # root ... the neck's last joint
+    path = [
+        j for j in path[path.index(hips) + 1 :] if not tree.helper(j)
+    ]  # hips .. head, exclusive
     if chest in path:
         k = path.index(chest)
         out["Spine1"] = chest
@@ -596,9 +628,7 @@ def infer_joints(
             out["Neck"] = above[0]
         if len(above) >= 2:
             out["Neck1"] = above[1]
-    if len(set(out.values())) != len(out):
-        return None  # one joint in two roles: not a skeleton we understand
-    return out
+    return True
 
 
 # ------------------------------------------------------------------ positions, units, up
@@ -837,19 +867,6 @@ def _rest_pose(motion: SkeletonMotion) -> np.ndarray:
     return out
 
 
-def _bone_end(motion: SkeletonMotion, pos: np.ndarray, glob: np.ndarray, j: int, mapped=()):
-    """(T, 3) where joint j's bone ends: its End Site, else its one child if that is a leaf
-    no canonical joint takes (a "HeadTop_End" or "ltoes" joint), else None. ``pos`` and
-    ``glob`` are forward kinematics of ``motion`` (or its rest pose, ``glob`` identity)."""
-    if np.linalg.norm(motion.end_offsets[j]) > 0:
-        return pos[:, j] + np.einsum("tij,j->ti", glob[:, j], motion.end_offsets[j])
-    kids = [c for c, p in enumerate(motion.parents) if p == j]
-    leaf = kids[0] if len(kids) == 1 and kids[0] not in motion.parents else None
-    if leaf is not None and leaf not in mapped and not _is_helper(_words(motion.names[leaf])[1]):
-        return pos[:, leaf]
-    return None
-
-
 def _continues(motion: SkeletonMotion, j: int, max_deg: float = 60.0) -> bool:
     """Whether joint j's End Site carries on its bone's direction (within ``max_deg`` in
     the rest pose), as a head's top does above a neck: the end can stand for the head."""
@@ -878,12 +895,12 @@ def _with_hand_ends(motion: SkeletonMotion, matches: list[RigMatch], pos, glob):
         joints = dict(m.joints)
         for canon, j in m.hand_ends:
             if j not in extra:
-                tip = _bone_end(motion, pos, glob, j, set(m.joints.values()))
+                tip = _bone_tip(motion, pos, glob, set(m.joints.values()), j)
                 if tip is None:
                     break
                 extra[j] = len(motion.names) + len(ends)
                 ends.append(tip)
-                rest_ends.append(_bone_end(motion, rest, eye, j, set(m.joints.values())))
+                rest_ends.append(_bone_tip(motion, rest, eye, set(m.joints.values()), j))
             joints[canon] = extra[j]
         else:
             out.append(replace(m, joints=joints))
@@ -949,6 +966,51 @@ def _skeleton_warnings(p: dict[str, np.ndarray], fps: float) -> list[str]:
     return out
 
 
+def _human_check(
+    motion, match: RigMatch, pos: np.ndarray, rest_pose=None, hand_parents=()
+) -> list[str]:
+    """Refuse a mapped skeleton that is no human body (InputError, the reason named);
+    the warnings of one posed anyway: with a ``--joint-map`` (the user's word that the
+    file is a body: only a mapping that crosses limbs is refused) or as tracked joint
+    positions (a Kinect loses a limb for a while)."""
+    points = isinstance(motion, JointPositions)
+    body = _positions(pos, match.joints, REQUIRED[:-1])
+    chains, hangs = [], []
+    if not points:  # hands that are forearm ends (_with_hand_ends) hang off their forearms
+        head = match.joints.get("Head", match.head_end)
+        chains, hangs = _tree_problems(match.joints, [*motion.parents, *hand_parents], head)
+    if not points and rest_pose is None:
+        rest_pose = _rest_pose(motion)
+    rest = None if points else _positions(rest_pose, match.joints, REQUIRED[:-1])
+    problems = hangs or chains or human_problems(body, rest)
+    if match.rig == "joint-map" and problems and not hangs:
+        found = "; ".join(chains + human_problems(body, rest))
+        return [f"not a human body's tree or proportions (posed as --joint-map says): {found}"]
+    if points and problems:
+        found = "; ".join(problems)
+        return [f"joint positions far from a human body's proportions (tracking errors?): {found}"]
+    if problems:
+        raise InputError(
+            motion.source,
+            f"not a human body, as mapped by rig {match.rig}: {'; '.join(problems)}",
+        )
+    return []
+
+
+def _bone_tip(
+    motion: SkeletonMotion, pos: np.ndarray, glob: np.ndarray, mapped: set[int], j: int
+) -> np.ndarray | None:
+    """Where joint j's bone ends: its End Site, else its one child if that is a leaf
+    no canonical joint takes (a "HeadTop_End" or "ltoes" joint), else None."""
+    if np.linalg.norm(motion.end_offsets[j]) > 0:
+        return pos[:, j] + np.einsum("tij,j->ti", glob[:, j], motion.end_offsets[j])
+    kids = [c for c, p in enumerate(motion.parents) if p == j]
+    leaf = kids[0] if len(kids) == 1 and kids[0] not in motion.parents else None
+    if leaf is not None and leaf not in mapped and not _is_helper(_words(motion.names[leaf])[1]):
+        return pos[:, leaf]
+    return None
+
+
 def canonical_motion(
     motion: SkeletonMotion | JointPositions, joint_map: dict[str, str] | None = None
 ) -> CanonicalMotion:
@@ -978,26 +1040,7 @@ def canonical_motion(
     if not points:
         pos, rest_pose, matches, hand_parents = _with_hand_ends(motion, matches, pos, glob)
     match = _choose(matches, pos)
-    body = _positions(pos, match.joints, REQUIRED[:-1])
-    chains, hangs = [], []
-    if not points:
-        head = match.joints.get("Head", match.head_end)
-        tree = [*motion.parents, *hand_parents]
-        chains, hangs = _tree_problems(match.joints, tree, head)
-    rest = None if points else _positions(rest_pose, match.joints, REQUIRED[:-1])
-    problems = hangs or chains or human_problems(body, rest)
-    odd = []  # a --joint-map is the user's word that the file is a body: only a mapping
-    if match.rig == "joint-map" and problems and not hangs:  # that crosses limbs is refused
-        found = "; ".join(chains + human_problems(body, rest))
-        odd = [f"not a human body's tree or proportions (posed as --joint-map says): {found}"]
-    elif points and problems:  # tracked joints (Kinect) lose a limb for a while: not refused
-        found = "; ".join(problems)
-        odd = [f"joint positions far from a human body's proportions (tracking errors?): {found}"]
-    elif problems:
-        raise InputError(
-            motion.source,
-            f"not a human body, as mapped by rig {match.rig}: {'; '.join(problems)}",
-        )
+    odd = _human_check(motion, match, pos, rest_pose, hand_parents)
     if motion.unit is not None:
         scale = float(motion.unit)
         unit_name = f"{scale:.4g} m (stated)"
@@ -1009,11 +1052,11 @@ def canonical_motion(
     mapped = set(match.joints.values())
 
     def tip(j: int) -> np.ndarray | None:
-        """Where joint j's bone ends (:func:`_bone_end`); None for joint positions and
+        """Where joint j's bone ends (:func:`_bone_tip`); None for joint positions and
         for a hand that is itself a forearm's end."""
         if points or j >= len(motion.names):
             return None
-        return _bone_end(motion, pos, glob, j, mapped)
+        return _bone_tip(motion, pos, glob, mapped, j)
 
     out: dict[str, np.ndarray] = {}
     for canon, j in match.joints.items():

@@ -41,7 +41,7 @@ class MeshSequence:
         rig: for skeleton files, the rig :mod:`stmt.retarget` detected (with the unit
             and up axis), e.g. "bandai (Bandai-Namco; 21 joints mapped), unit cm, up y".
         posed: (K,) sorted int64 frame indices when only those frames were posed
-            (``frames`` of the readers, :func:`stmt.body.select_frames`): the other
+            (``frames`` of :func:`stmt.body.pose_motion`): the other
             frames repeat a posed neighbour and show no motion of their own. None:
             every frame is real.
         warnings: one line each about input that is legal but odd (a degenerate
@@ -154,3 +154,19 @@ class MeshSequence:
         return dataclasses.replace(
             self, vertices=self.vertices[:, ids], rest_vertices=rest, vertex_ids=ids
         )
+
+
+def check_vertex_ids(vertex_ids, num_vertices: int, source: Path) -> np.ndarray | None:
+    """``vertex_ids`` as an int64 array checked against the mesh size (InputError naming ``source``)."""
+    if vertex_ids is None:
+        return None
+    ids = np.asarray(vertex_ids)
+    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
+        raise ValueError(f"vertex_ids must be a 1-D integer array, got {ids.dtype} {ids.shape}")
+    if ids.size and (ids.min() < 0 or ids.max() >= num_vertices):
+        raise InputError(
+            source,
+            f"vertex ids span [{ids.min()}, {ids.max()}] but this mesh has {num_vertices} vertices "
+            "(a template made for another body topology?)",
+        )
+    return ids.astype(np.int64)

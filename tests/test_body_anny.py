@@ -177,7 +177,7 @@ _FRESH_PROCESS = """
 import sys
 import numpy as np
 from stmt.body.anny import pose_from_smpl, rest_mesh
-from stmt.io import read_sequence
+from stmt.reading import read_sequence
 
 work = sys.argv[1]
 z = np.load(work + "/in.npz")
@@ -197,7 +197,7 @@ def test_rig_cache_poses_without_importing_anny(tmp_path, monkeypatch):
     import sys
     from pathlib import Path
 
-    from stmt.io import read_sequence
+    from stmt.reading import read_sequence
     from tests.helpers import cmu
 
     monkeypatch.setenv("STMT_CACHE_DIR", str(tmp_path / "cache"))
@@ -233,7 +233,7 @@ def test_rig_cache_poses_without_importing_anny(tmp_path, monkeypatch):
         np.testing.assert_allclose(out["bvh"], bvh.vertices, atol=1e-6, rtol=0)
     finally:
         anny._rig.cache_clear()
-    
+
 
 def test_rig_cache_holds_the_anny_model_constants(tmp_path, monkeypatch):
     """The cached arrays are anny's own rest mesh and faces; a corrupt file is rebuilt."""

@@ -13,8 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from stmt.checkpoint import read as load_checkpoint
 from stmt.errors import InputError
-from stmt.predict import Classifier, load_checkpoint
+from stmt.inference import Classifier
 
 ARGS = {"num_classes": 3, "num_frames": 8, "num_points": 64, "centers1": 16, "centers2": 8}
 
@@ -161,14 +162,13 @@ def test_valid_checkpoint_rebuilds_the_model(tmp_path):
     assert clf.class_names == ["walk", "jump", "sit"]
     assert (clf.num_frames, clf.num_points, clf.fps, clf.window_s) == (8, 64, 30.0, 1.0)
     assert not clf.model.training
-    assert clf.train_geodesic.shape == (64, 64)
 
 
 def test_loading_imports_no_lightning_open3d_or_matplotlib(tmp_path):
     """Inference stays light: a fresh interpreter loads a checkpoint without those imports."""
     path = _valid_checkpoint(tmp_path / "ok.ckpt")
     code = (
-        "import sys; from stmt.predict import Classifier; "
+        "import sys; from stmt.inference import Classifier; "
         f"Classifier.from_checkpoint({str(path)!r}); "
         "heavy = [m for m in sys.modules if m.split('.')[0] in "
         "('lightning', 'pytorch_lightning', 'open3d', 'matplotlib', 'torchmetrics')]; "
@@ -181,11 +181,12 @@ def test_loading_imports_no_lightning_open3d_or_matplotlib(tmp_path):
 
 
 def test_lightning_checkpoint_loads_and_predicts_the_same(tmp_path):
-    """A checkpoint written by a Lightning Trainer from STMTClassifier rebuilds the same model."""
+    """A checkpoint written by a Lightning Trainer from ClassificationModule rebuilds the same model."""
     import pytorch_lightning as pl
     from torch.utils.data import DataLoader
 
-    from stmt.engine.classifier import STMTClassifier
+    from stmt.clip import ClipSettings
+    from stmt.engine.classifier import ClassificationModule
 
     torch.manual_seed(0)
     pts = torch.randn(64, 3)
@@ -202,8 +203,8 @@ def test_lightning_checkpoint_loads_and_predicts_the_same(tmp_path):
             return DataLoader(data, batch_size=2)
 
     dm = Clips()
-    module = STMTClassifier(num_classes=3, num_frames=8, num_points=64, class_names=list(dm.class_names),
-                            fps=30.0, window_s=1.0, model_args={"centers1": 16, "centers2": 8})  # fmt: skip
+    settings = ClipSettings(dm.class_names, num_frames=8, num_points=64, fps=30.0, window_s=1.0)
+    module = ClassificationModule(settings, model_args={"centers1": 16, "centers2": 8})
     trainer = pl.Trainer(accelerator="cpu", devices=1, max_steps=2, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False, default_root_dir=tmp_path,
                          limit_val_batches=0)  # fmt: skip
@@ -213,7 +214,7 @@ def test_lightning_checkpoint_loads_and_predicts_the_same(tmp_path):
 
     clf = Classifier.from_checkpoint(path)
     assert clf.class_names == list(dm.class_names) and (clf.num_frames, clf.num_points) == (8, 64)
-    assert torch.equal(clf.train_geodesic, dm.geodesic)
+    assert torch.equal(torch.load(path, weights_only=True)["state_dict"]["geodesic"], dm.geodesic)
     x = torch.randn(3, 8, 64, 3)
     module.model.eval()
     with torch.no_grad():

@@ -12,7 +12,9 @@ import torch
 
 from stmt import clip as clip_rules
 from stmt.cli import main as stmt_main
-from stmt.predict import Classifier, Prediction
+from stmt.clip import ClipSettings
+from stmt.inference import Classifier, Prediction
+from stmt.reading import read_sequence
 from stmt.sequence import MeshSequence
 
 CLASSES = ["walk", "jump", "sit", "wave"]
@@ -147,7 +149,7 @@ def test_whole_clip_up_to_clip_s_then_windows(ckpt):
     base = Classifier.from_checkpoint(ckpt)
     assert base.clip_s is None  # not recorded: always windows
     assert len(base.predict(sequence(2.0)).windows) == 3
-    whole = Classifier(base.model, CLASSES, 8, 64, 30.0, window_s=1.0, clip_s=2.5)
+    whole = Classifier(base.model, ClipSettings(CLASSES, 8, 64, 30.0, window_s=1.0, clip_s=2.5))
     pred = whole.predict(sequence(2.0))
     assert [(s, e) for s, e, _ in pred.windows] == [(0.0, pytest.approx(2.0))]
     assert len(whole.predict(sequence(3.0)).windows) == 5  # 1 s windows every 0.5 s
@@ -204,7 +206,8 @@ def test_unknown_rule_and_temperature(ckpt):
     base = plain.predict(seq, top_k=4)
     assert base.unknown is False and base.unknown_threshold is None  # no rule: never unknown
     item = plain.preprocess(seq)
-    logits = plain._batched(plain.model, item.clips, item.template.geodesic, 16)[0]
+    with torch.no_grad():
+        logits = plain.model(torch.as_tensor(item.clips), torch.as_tensor(item.template.geodesic))
     warm = Classifier.from_checkpoint(ckpt)
     warm.temperature = 3.0
     expect = torch.softmax(torch.as_tensor(logits) / 3.0, dim=-1).numpy().mean(0)
@@ -229,7 +232,9 @@ def test_unknown_rule_and_temperature(ckpt):
     blip = sequence(0.05)  # 0.05 s of the 1 s window
     warm.unknown_threshold = 1e-9
     short = warm.predict(blip, top_k=4)
-    assert short.too_short and short.unknown and any(w.startswith("too short") for w in short.warnings)
+    assert (
+        short.too_short and short.unknown and any(w.startswith("too short") for w in short.warnings)
+    )
     warm.unknown_threshold = 0.0
     assert not warm.predict(blip, top_k=4).unknown  # no rule: the label with its warning
 
@@ -258,7 +263,7 @@ def test_window_and_stride_options(clf):
 
 def test_attention_per_frame(clf):
     seq = sequence(2.0, fps=20.0)
-    att = clf.attention(seq)
+    att = clf.attention(clf.preprocess(seq))
     assert att.relevance.shape == (seq.num_frames, 8)
     assert np.isfinite(att.relevance).all() and (att.relevance >= 0).all()
     assert att.patch_of_point.shape == (64,) and set(att.patch_of_point[:8]) == set(range(8))
@@ -378,18 +383,33 @@ def test_format_amass_with_smpl_family_models(ckpt, tmp_path, capsys, kind):
 
 
 def test_read_poses_only_the_template_vertices(clf, tmp_path):
-    """Parameter files take the fast path: the reader poses just the N template vertices."""
+    """Parameter files take the fast path: only the N template vertices are posed, and the
+    clips are those of the whole mesh read and cut to the template."""
+    from stmt import reading
     from tests.helpers import write_amass_npz, write_smplh_model
 
     models = write_smplh_model(tmp_path / "models")
     clip = write_amass_npz(tmp_path / "a.npz", T=10, fps=30.0)
-    seq, tpl = clf.read(clip, body="smplh", body_models=models)
-    assert seq.vertices.shape == (10, 64, 3)
-    np.testing.assert_array_equal(seq.vertex_ids, tpl.vertex_ids)
-    from stmt.io import read_sequence
+    posed = []
+    real = reading.pose_motion
 
+    def spy(motion, **kw):
+        posed.append(real(motion, **kw))
+        return posed[-1]
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(reading, "pose_motion", spy)
+        item = clf.read(clip, body="smplh", body_models=models)
+    assert posed[0].vertices.shape == (10, 64, 3)
+    np.testing.assert_array_equal(posed[0].vertex_ids, item.template.vertex_ids)
     full = read_sequence(clip, body="smplh", body_models=models)
-    np.testing.assert_allclose(seq.vertices, full.vertices[:, tpl.vertex_ids], atol=1e-5)
+    real_frames = posed[0].posed if posed[0].posed is not None else slice(None)
+    np.testing.assert_allclose(
+        posed[0].vertices[real_frames],
+        full.vertices[real_frames][:, item.template.vertex_ids],
+        atol=1e-5,
+    )
+    np.testing.assert_allclose(item.clips, clf.preprocess(full).clips, atol=1e-5)
 
 
 def _cmu_motion(frames: int):
@@ -437,39 +457,38 @@ def test_format_amass_on_anny(ckpt, tmp_path, capsys, monkeypatch):
 
 
 def test_read_poses_only_the_frames_the_windows_use(clf, tmp_path):
-    """Classifier.read poses just the frames its windows use and says so (``posed``);
-    the sequence keeps its true length and fps and gives the clips of a full read;
-    windows that need other frames are refused, not quietly read again."""
+    """Classifier.read poses just the frames its windows use; its clips are those of a
+    full read; a sequence posed at some frames says so (``posed``) and windows that need
+    other frames are refused, not quietly read again."""
     from stmt.errors import InputError
-    from stmt.io import read_sequence
     from tests.helpers import write_amass_npz, write_smplh_model
 
     models = write_smplh_model(tmp_path / "models")
     clip = write_amass_npz(tmp_path / "a.npz", T=90, fps=30.0)
-    seq, tpl = clf.read(clip, body="smplh", body_models=models, only_windows=True)
-    assert seq.num_frames == 90 and seq.fps == 30.0 and seq.duration == pytest.approx(3.0)
-    assert seq.posed is not None and 0 < len(seq.posed) < 90  # 5 windows of 8 frames
-    full = read_sequence(clip, body="smplh", body_models=models, vertex_ids=tpl.vertex_ids)
+    item = clf.read(clip, body="smplh", body_models=models)
+    assert item.num_frames == 90 and item.fps == 30.0 and item.duration_s == pytest.approx(3.0)
+    full = read_sequence(clip, body="smplh", body_models=models)
     assert full.posed is None
-    np.testing.assert_allclose(seq.vertices[seq.posed], full.vertices[seq.posed], atol=1e-6, rtol=0)
-    got, want = clf.preprocess(seq), clf.preprocess(full)
-    assert got.spans == want.spans
-    np.testing.assert_allclose(got.clips, want.clips, atol=1e-6, rtol=0)
+    want = clf.preprocess(full)
+    assert item.spans == want.spans
+    np.testing.assert_allclose(item.clips, want.clips, atol=1e-6, rtol=0)
+    frames = item.windows.source_frames(clf.num_frames, 30.0, 90)
+    assert 0 < len(frames) < 90  # 5 windows of 8 frames
+    part = read_sequence(clip, body="smplh", body_models=models, frames=frames)
+    np.testing.assert_array_equal(part.posed, frames)
+    np.testing.assert_allclose(part.vertices[frames], full.vertices[frames], atol=1e-6, rtol=0)
+    np.testing.assert_allclose(clf.preprocess(part).clips, want.clips, atol=1e-6, rtol=0)
     with pytest.raises(InputError, match="posed at .* frames only"):
-        clf.preprocess(seq, 0.6, 0.2)
-    again, _ = clf.read(
-        clip, body="smplh", body_models=models, only_windows=True, window=0.6, stride=0.2
-    )
-    np.testing.assert_allclose(
-        clf.preprocess(again, 0.6, 0.2).clips, clf.preprocess(full, 0.6, 0.2).clips, atol=1e-6
-    )
+        clf.preprocess(part, 0.6, 0.2)
+    again = clf.read(clip, body="smplh", body_models=models, window=0.6, stride=0.2)
+    np.testing.assert_allclose(again.clips, clf.preprocess(full, 0.6, 0.2).clips, atol=1e-6, rtol=0)
 
 
 @pytest.mark.parametrize("fmt", ["bvh", "asf-amc"])
 def test_readers_pose_only_the_listed_frames(tmp_path, fmt):
     """read_sequence(frames=...): listed frames equal a full read, the length, fps and
-    duration are the file's; a callable gets (num_frames, fps)."""
-    from stmt.io import read_sequence
+    duration are the file's, and the sequence lists the posed frames."""
+    from stmt.reading import read_sequence
     from tests.helpers import cmu
 
     dofs, root = _cmu_motion(12)
@@ -480,20 +499,13 @@ def test_readers_pose_only_the_listed_frames(tmp_path, fmt):
         clip = cmu.write_amc(tmp_path / "07_01.amc", dofs, root)
     ids = np.arange(0, 13000, 101)
     full = read_sequence(clip, vertex_ids=ids)
-    asked = []
-
-    def frames(num_frames, fps):
-        asked.append((num_frames, fps))
-        return np.array([9, 2, 2, 5])
-
-    for sel in (np.array([9, 2, 2, 5]), frames):
-        seq = read_sequence(clip, vertex_ids=ids, frames=sel)
-        assert (seq.num_frames, seq.fps, seq.duration) == (12, full.fps, full.duration)
-        np.testing.assert_allclose(seq.vertices[[2, 5, 9]], full.vertices[[2, 5, 9]], atol=1e-6)
-        np.testing.assert_allclose(seq.joints[[2, 5, 9]], full.joints[[2, 5, 9]], atol=1e-6)
-        # frames in between repeat the last posed frame before them (the first before it)
-        np.testing.assert_array_equal(seq.vertices[[0, 1, 3, 4, 11]], seq.vertices[[2, 2, 2, 2, 9]])
-    assert asked == [(12, full.fps)]
+    seq = read_sequence(clip, vertex_ids=ids, frames=np.array([9, 2, 2, 5]))
+    assert (seq.num_frames, seq.fps, seq.duration) == (12, full.fps, full.duration)
+    np.testing.assert_array_equal(seq.posed, [2, 5, 9])
+    np.testing.assert_allclose(seq.vertices[[2, 5, 9]], full.vertices[[2, 5, 9]], atol=1e-6)
+    np.testing.assert_allclose(seq.joints[[2, 5, 9]], full.joints[[2, 5, 9]], atol=1e-6)
+    # frames in between repeat the last posed frame before them (the first before it)
+    np.testing.assert_array_equal(seq.vertices[[0, 1, 3, 4, 11]], seq.vertices[[2, 2, 2, 2, 9]])
     with pytest.raises(ValueError, match="frames"):
         read_sequence(clip, vertex_ids=ids, frames=np.array([12]))
 
@@ -640,3 +652,48 @@ def test_checkpoint_clip_s_is_read_and_checked(ckpt, tmp_path, capsys):
     assert code == 2 and out == ""
     want = f"stmt: error: {bad}: bad checkpoint: clip_s is nan; expected a positive number"
     assert err.strip().splitlines()[0].startswith(want) and len(err.strip().splitlines()) == 1
+
+
+# --------------------------------------------------------------------------- one straight path
+def test_each_step_of_the_classify_path_runs_once_per_file(ckpt, tmp_path, capsys, monkeypatch):
+    """`stmt classify` takes every file along read -> plan -> pose -> preprocess once: its
+    format is detected once, its template key computed once, its windows planned once
+    (one file of each kind of reader: skeleton, AMASS parameters, mesh)."""
+    import sys
+
+    from stmt import clip as clip_module
+    from stmt import template
+    from stmt.io import detect
+    from tests.helpers import cmu, write_amass_npz
+
+    dofs, root = _cmu_motion(36)
+    cmu.write_asf(tmp_path / "07.asf")
+    files = [
+        cmu.write_bvh(tmp_path / "lift.bvh", dofs, root, fps=120.0),
+        cmu.write_amc(tmp_path / "07_01.amc", dofs, root),
+        write_amass_npz(tmp_path / "amass.npz", T=30, fps=30.0),
+        write_mesh_npz(tmp_path / "mesh.npz", 2.0),
+    ]
+    monkeypatch.delenv("STMT_BODY_MODELS", raising=False)
+    calls: dict[str, list] = {"detect": [], "key": [], "plan": []}
+
+    def counting(name, original):
+        def wrapper(*args, **kwargs):
+            calls[name].append(args[0])
+            return original(*args, **kwargs)
+
+        return wrapper
+
+    for name, original in (("detect", detect.detect_format), ("key", template.template_key),
+                           ("plan", clip_module.plan_windows)):  # fmt: skip
+        spy = counting(name, original)
+        for module in list(sys.modules.values()):  # every module that bound the function
+            for attr, value in list(vars(module).items()) if module else ():
+                if value is original:
+                    monkeypatch.setattr(module, attr, spy)
+    code, out, err = run_cli([*files, "--ckpt", ckpt, "--json"], capsys)
+    assert code == 0, err
+    assert len(json.loads(out)) == len(files)
+    assert sorted(map(str, calls["detect"])) == sorted(map(str, files))  # once per file
+    assert len(calls["key"]) == len(files)  # faces of each file's topology, hashed once
+    assert len(calls["plan"]) == len(files)  # num_frames of each file, planned once

@@ -11,7 +11,9 @@ from stmt.cli import main
 
 def _mesh_npz(path, frames=5, verts=4):
     rng = np.random.default_rng(0)
-    np.savez(path, vertices=rng.normal(size=(frames, verts, 3)).astype(np.float32), fps=np.array(10.0))
+    np.savez(
+        path, vertices=rng.normal(size=(frames, verts, 3)).astype(np.float32), fps=np.array(10.0)
+    )
     return path
 
 

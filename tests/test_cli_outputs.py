@@ -115,7 +115,9 @@ def test_predict_writes_csv_and_json(run_dir):
     code, out = run(["predict", "--config", str(CONFIGS / "fit.yaml"), f"--data.cache={cache}",
                      *SMALL, f"--ckpt_path={last}"], cwd)  # fmt: skip
     assert code == 0
-    written = [cwd / line.split()[-1] for line in out.splitlines() if line.startswith("predictions:")]
+    written = [
+        cwd / line.split()[-1] for line in out.splitlines() if line.startswith("predictions:")
+    ]
     assert [p.suffix for p in written] == [".csv", ".json"] and all(p.is_file() for p in written)
     doc = json.loads(written[1].read_text())
     index = json.loads((cache / "index.json").read_text())
@@ -139,7 +141,12 @@ def test_predict_writes_csv_and_json(run_dir):
 
 def test_finetune_says_where_the_encoder_came_from(run_dir):
     cache, cwd, _ = run_dir
-    common = [f"--data.cache={cache}", *SMALL, "--trainer.max_steps=1", "--trainer.limit_val_batches=0"]
+    common = [
+        f"--data.cache={cache}",
+        *SMALL,
+        "--trainer.max_steps=1",
+        "--trainer.limit_val_batches=0",
+    ]
     assert run(["fit", "--config", str(CONFIGS / "pretrain.yaml"), *common], cwd)[0] == 0
     pretrained = "runs/synthetic/pretrain/checkpoints/last.ckpt"
     assert (cwd / pretrained).is_file()

@@ -11,11 +11,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from stmt import clip
+from stmt.clip import ClipSettings
 from stmt.data import prepare as prep
 from stmt.data.datamodule import CacheClips, STMTDataModule
 from stmt.data.synth import generate
-from stmt.io import read_sequence
-from stmt.predict import Classifier
+from stmt.inference import Classifier
+from stmt.reading import read_sequence
 from tests.helpers.smpl_model import write_smplh_model
 
 
@@ -96,13 +97,13 @@ def test_classifier_takes_a_file_as_one_whole_clip_like_training(prepared):
         )
         if not whole:
             continue
-        clf = Classifier(model, ["walk", "jump"], 8, 48, dm.fps, window_s=0.5, clip_s=dm.clip_s)
+        settings = ClipSettings(["walk", "jump"], 8, 48, dm.fps, window_s=0.5, clip_s=dm.clip_s)
+        clf = Classifier(model, settings)
         path = _source_file(data, sources[s])
-        seq, _ = clf.read(path, body="smplh", body_models=models, only_windows=True)
-        item = clf.preprocess(seq)
-        assert len(item.windows) == 1 and item.spans == [(0.0, seq.duration)]
+        item = clf.read(path, body="smplh", body_models=models)
+        assert len(item.windows) == 1 and item.spans == [(0.0, item.duration_s)]
         np.testing.assert_array_equal(item.clips[0], x[i].numpy())
-        windowed = Classifier(model, ["walk", "jump"], 8, 48, dm.fps, window_s=0.5)
+        windowed = Classifier(model, ClipSettings(["walk", "jump"], 8, 48, dm.fps, window_s=0.5))
         assert (
             len(windowed.preprocess(read_sequence(path, body="smplh", body_models=models)).windows)
             > 1
@@ -131,9 +132,9 @@ def test_fixed_windows_training_and_inference_make_the_same_clips(prepared):
     x, _ = ds.clips(ids)
     args = {"num_classes": 2, "num_frames": 8, "num_points": 48, "centers1": 16, "centers2": 8}
     clf = Classifier(
-        build_model("stmt_tiny", **args), ["walk", "jump"], 8, 48, dm.fps,
-        window_s=dm.window_s, fixed_window=True,
-    )  # fmt: skip
+        build_model("stmt_tiny", **args),
+        ClipSettings(["walk", "jump"], 8, 48, dm.fps, window_s=dm.window_s, fixed_window=True),
+    )
     sources = dm.index.meta["sequences"]["source"]
     kinds = set()
     for i, sid in enumerate(ids):

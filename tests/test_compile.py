@@ -52,7 +52,7 @@ def test_model_compiles_as_one_graph_and_agrees_with_eager():
     # AMD EPYC box's oneDNN, under 1e-6 on the Intel one the bound was first set on
     torch.testing.assert_close(got_logits, want_logits, rtol=1e-4, atol=1e-5)
     assert got_grads.keys() == want_grads.keys()
-    # eager CPU training fuses batch norm, ReLU and the neighbour max (stmt.ops.points),
+    # eager CPU training fuses batch norm, ReLU and the neighbour max (stmt.ops.grouping),
     # the compiled graph runs them as three ops: equal to float32 rounding, measured against
     # the largest gradient (some, like v.bias's, are zero but for rounding)
     scale = max(grad.abs().max().item() for grad in want_grads.values())
@@ -85,12 +85,13 @@ def test_fit_setup_compiles_where_asked(flag, device, compiled):
 def test_lightning_modules_take_a_typed_compile_flag():
     import inspect
 
-    from stmt.engine.classifier import STMTClassifier
-    from stmt.engine.pretrainer import STMTPretrainer
+    from stmt.clip import ClipSettings
+    from stmt.engine.classifier import ClassificationModule
+    from stmt.engine.pretrainer import PretrainingModule
 
-    for cls in (STMTClassifier, STMTPretrainer):
+    for cls in (ClassificationModule, PretrainingModule):
         param = inspect.signature(cls.__init__).parameters["compile"]
         assert param.default is None and param.annotation in ("bool | None", bool | None)
-    module = STMTClassifier(num_classes=3, num_points=N, num_frames=T, compile=True)
+    module = ClassificationModule(ClipSettings("abc", T, N), compile=True)
     assert module.compile_model is True
     assert "compile" not in module.hparams  # a run setting, not part of checkpoints

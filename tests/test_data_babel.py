@@ -13,13 +13,13 @@ from stmt.data.babel import (
     BABEL_CATEGORIES,
     KIT_SPLIT,
     kit_split,
-    label_set,
     load_annotations,
     resolve_feat_p,
     segments_of,
     sequence_jobs,
     subject_of,
 )  # fmt: skip
+from stmt.data.registry import label_set
 from tests.helpers.smpl_model import write_amass_npz, write_smplh_model
 
 REPO = Path(__file__).resolve().parents[1]
@@ -143,10 +143,10 @@ def babel_fixture(tmp_path_factory):
 def test_sequence_jobs_babel_and_kit(babel_fixture):
     amass, ann_dir, _ = babel_fixture
     ann = load_annotations(ann_dir)
-    jobs = sequence_jobs("babel60", ann, amass)
+    jobs = sequence_jobs(label_set("babel60"), ann, amass)
     assert [j.split for j in jobs] == ["train", "train", "val", "train", "val"]  # sorted by feat_p
     assert [len(j.segments) for j in jobs] == [1, 3, 3, 3, 3]  # walk; kick + dance
-    kit = sequence_jobs("kit", ann, amass)
+    kit = sequence_jobs(label_set("kit"), ann, amass, kit=True)
     assert [j.key for j in kit] == ["KIT/KIT/3/walk_01_poses.npz", "KIT/KIT/4/kick_00_poses.npz"]
     assert all(len(j.segments) == 2 for j in kit)  # dance is not a KIT class
     assert [j.split for j in kit] == [kit_split(j.key) for j in kit] == ["train", "val"]

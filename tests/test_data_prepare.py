@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 import torch
 
+from stmt import clip
 from stmt.cli import main as cli
 from stmt.data import prepare as prep
 from stmt.data.cache import load_index, open_arrays
@@ -103,7 +104,7 @@ def test_prepare_cache_contents_and_batch(synth_data, tmp_path):
     r = _prepare(synth_data, tmp_path / "c")
     assert r.exit_status == 0 and r.sequences == 15 and r.samples == 15
     idx = load_index(tmp_path / "c")
-    verts, centres, bounds = open_arrays(tmp_path / "c")
+    verts, centres, _bounds = open_arrays(tmp_path / "c")
     assert verts.shape == (r.frames, 48, 3) and centres.shape == (r.frames, 3)
     assert not (tmp_path / "c" / "shards").exists()
     subj = idx.sample_subject()
@@ -157,9 +158,9 @@ def test_corrupt_file_is_skipped_reported_and_strict_stops(synth_data, tmp_path,
 
 
 def test_killed_prepare_resumes_without_redoing_finished_files(synth_data, tmp_path, monkeypatch):
-    import stmt.io
+    import stmt.reading
 
-    real = stmt.io.read_sequence
+    real = stmt.reading.read_sequence
     calls = []
 
     def counting(path, **kw):
@@ -168,7 +169,7 @@ def test_killed_prepare_resumes_without_redoing_finished_files(synth_data, tmp_p
             raise KeyboardInterrupt  # the run is killed mid-way
         return real(path, **kw)
 
-    monkeypatch.setattr(stmt.io, "read_sequence", counting)
+    monkeypatch.setattr(stmt.reading, "read_sequence", counting)
     killed_once = False
     with pytest.raises(KeyboardInterrupt):
         _prepare(synth_data, tmp_path / "c")
@@ -195,11 +196,11 @@ def test_killed_prepare_resumes_without_redoing_finished_files(synth_data, tmp_p
 
 def test_resample_linear():
     v = np.arange(5, dtype=np.float32)[:, None, None] * np.ones((1, 2, 3), np.float32)  # (5, 2, 3)
-    out = prep.resample(v, 60.0, 30.0)
+    out = clip.resample(v, 60.0, 30.0)
     np.testing.assert_allclose(out[:, 0, 0], [0, 2, 4])
-    out = prep.resample(v, 30.0, 60.0)
+    out = clip.resample(v, 30.0, 60.0)
     np.testing.assert_allclose(out[:, 0, 0], np.arange(9) / 2)
-    assert prep.resample(v, 30.0, 30.0) is v
+    assert clip.resample(v, 30.0, 30.0) is v
 
 
 def test_train_fraction_is_stratified_and_deterministic(synth_data, tmp_path):
@@ -212,7 +213,7 @@ def test_train_fraction_is_stratified_and_deterministic(synth_data, tmp_path):
     for dm in dms:
         dm.index.sample_label = labels
     ids = np.arange(len(labels))
-    full, a, b, c = (dm.labelled_subset(ids) for dm in dms)
+    full, a, b, c = (dm.samples.labelled_subset(ids) for dm in dms)
     np.testing.assert_array_equal(full, ids)
     np.testing.assert_array_equal(a, b)  # same seed, same subset
     assert not np.array_equal(a, c)
@@ -265,7 +266,7 @@ def test_class_balance_draws_small_classes_as_often_as_large_ones(synth_data, tm
     counts = {}
     for b in (0.0, 1.0):
         dm = STMTDataModule(str(tmp_path / "c"), num_workers=0, class_balance=b)
-        sampler = dm._balanced_sampler(ds) if b > 0 else None
+        sampler = dm.samples.balanced_sampler(ds.label, ds.sample_ids) if b > 0 else None
         if sampler is None:
             assert dm._loader("fit", shuffle=True).sampler.__class__.__name__ == "RandomSampler"
             continue

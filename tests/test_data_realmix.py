@@ -14,9 +14,10 @@ import pytest
 
 from stmt.cli import main as cli
 from stmt.data import realmix as rm
-from stmt.data.babel import BABEL_CATEGORIES, label_set
-from stmt.data.cache import load_index, open_arrays
-from stmt.data.prepare import OTHER_ACTION, UNLABELLED, prepare
+from stmt.data.babel import BABEL_CATEGORIES
+from stmt.data.cache import OTHER_ACTION, UNLABELLED, load_index, open_arrays
+from stmt.data.prepare import prepare
+from stmt.data.registry import label_set
 from stmt.errors import InputError
 
 REPO = Path(__file__).resolve().parents[1]

@@ -15,10 +15,9 @@ import pytest
 import torch
 
 from stmt import clip as clip_rules
-from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION, describe_files
+from stmt.data.cache import CACHE_FORMAT, CACHE_VERSION, OTHER_ACTION, UNLABELLED, describe_files
 from stmt.data.datamodule import STMTDataModule
-from stmt.data.prepare import OTHER_ACTION, UNLABELLED
-from stmt.data.template import Template
+from stmt.template import Template
 
 N = 8  # points per frame
 # (source/subject, split, label, frames)
@@ -150,7 +149,7 @@ def test_source_balance_shares_a_class_among_its_sources(cache):
     dm = STMTDataModule(cache, num_frames=4, num_workers=0, class_balance=1.0,
                         source_balance=True)  # fmt: skip
     ds = dm.dataset("fit")
-    weights = dm._balanced_sampler(ds).weights.numpy()
+    weights = dm.samples.balanced_sampler(ds.label, ds.sample_ids).weights.numpy()
     src = dm.index.sample_source()[ds.sample_ids]
     w = {}
     for lab, s, wt in zip(ds.label, src, weights):
@@ -161,13 +160,14 @@ def test_source_balance_shares_a_class_among_its_sources(cache):
 
 
 def test_outlier_loss_spreads_probability_on_other_actions():
-    from stmt.engine.classifier import STMTClassifier
+    from stmt.clip import ClipSettings
+    from stmt.engine.classifier import ClassificationModule
 
     torch.manual_seed(0)
     args = {"num_frames": 4, "num_points": 32, "centers1": 8, "centers2": 4}
-    kw = {"num_classes": 3, "num_frames": 4, "num_points": 32, "model_args": args}
-    plain = STMTClassifier(**kw)
-    oe = STMTClassifier(**kw, other_weight=0.5)
+    kw = {"clip": ClipSettings(("a", "b", "c"), num_frames=4, num_points=32), "model_args": args}
+    plain = ClassificationModule(**kw)
+    oe = ClassificationModule(**kw, other_weight=0.5)
     oe.load_state_dict(plain.state_dict())
     x = torch.randn(4, 4, 32, 3)
     batch = {"vertices": x, "label": torch.tensor([0, 1, OTHER_ACTION, OTHER_ACTION])}
@@ -182,7 +182,7 @@ def test_outlier_loss_spreads_probability_on_other_actions():
     assert plain.training_step(batch, 0).item() == pytest.approx(ce.item(), rel=1e-5)
     assert oe.training_step(batch, 0).item() == pytest.approx((ce + 0.5 * uniform).item(), rel=1e-5)
     with pytest.raises(ValueError, match="other_weight"):
-        STMTClassifier(**kw, other_weight=-1.0)
+        ClassificationModule(**kw, other_weight=-1.0)
 
 
 def test_class_balance_min_draws_a_tiny_class_less(cache):
@@ -193,8 +193,8 @@ def test_class_balance_min_draws_a_tiny_class_less(cache):
     floor = STMTDataModule(cache, num_frames=4, num_workers=0, class_balance=1.0,
                            class_balance_min=6)  # fmt: skip
     ds = plain.dataset("fit")
-    w_plain = plain._balanced_sampler(ds).weights.numpy()
-    w_floor = floor._balanced_sampler(floor.dataset("fit")).weights.numpy()
+    w_plain = plain.samples.balanced_sampler(ds.label, ds.sample_ids).weights.numpy()
+    w_floor = floor.samples.balanced_sampler(ds.label, ds.sample_ids).weights.numpy()
     counts = {c: int((ds.label == c).sum()) for c in (0, 1)}
     assert counts == {0: 3, 1: 2}
     np.testing.assert_allclose(w_plain, [1 / counts[c] for c in ds.label])

@@ -18,6 +18,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from stmt import checkpoint
+from stmt.clip import ClipSettings
 from stmt.engine.classifier import STMTClassifier, load_pretrained_encoder
 from stmt.engine.cli import build_cli, lightning_main
 from stmt.engine.pretrainer import STMTPretrainer
@@ -62,6 +63,13 @@ class FakeClipData(pl.LightningDataModule):
         vertices = torch.randn(num_clips, num_frames, num_points, 3, generator=gen)
         self.data = _Clips(vertices, torch.arange(num_clips) % num_classes)
 
+    @property
+    def clip_settings(self) -> ClipSettings:
+        return ClipSettings(
+            self.class_names, self.num_frames, self.num_points, self.fps, self.window_s,
+            self.clip_s, self.fixed_window,
+        )  # fmt: skip
+
     def _loader(self) -> DataLoader:
         return DataLoader(self.data, batch_size=self.batch_size)
 
@@ -78,16 +86,13 @@ def trainer(tmp_path: Path, **kw) -> pl.Trainer:
 
 
 def classifier(dm: FakeClipData, **kw) -> STMTClassifier:
-    return STMTClassifier(
-        num_classes=dm.num_classes, num_frames=dm.num_frames, num_points=dm.num_points,
-        class_names=dm.class_names, fps=dm.fps, window_s=dm.window_s, model_args=TINY, **kw,
-    )  # fmt: skip
+    settings = ClipSettings(dm.class_names, dm.num_frames, dm.num_points, dm.fps, dm.window_s)
+    return STMTClassifier(settings, model_args=TINY, **kw)
 
 
 def pretrainer(dm: FakeClipData, **kw) -> STMTPretrainer:
-    return STMTPretrainer(
-        num_frames=dm.num_frames, num_points=dm.num_points, model_args=TINY, patch_size=4, **kw
-    )
+    settings = ClipSettings((), dm.num_frames, dm.num_points)
+    return STMTPretrainer(settings, model_args=TINY, patch_size=4, **kw)
 
 
 def test_checkpoint_round_trip_without_lightning(tmp_path):
@@ -100,10 +105,11 @@ def test_checkpoint_round_trip_without_lightning(tmp_path):
 
     ckpt = torch.load(path, map_location="cpu", weights_only=True)  # plain types only
     hp = ckpt["hyper_parameters"]
-    assert hp["arch"] == "stmt_tiny" and hp["class_names"] == dm.class_names
-    assert (hp["num_classes"], hp["num_frames"], hp["num_points"]) == (3, 4, 32)
-    assert (hp["fps"], hp["window_s"]) == (dm.fps, dm.window_s)
-    assert hp["model_args"] == TINY  # the sizes are stored once, at the top level
+    clip = hp["clip"]  # the clip settings, one object
+    assert hp["arch"] == "stmt_tiny" and clip["class_names"] == dm.class_names
+    assert (clip["num_frames"], clip["num_points"]) == (4, 32)
+    assert (clip["fps"], clip["window_s"]) == (dm.fps, dm.window_s)
+    assert hp["model_args"] == TINY  # the sizes are stored once, in the clip settings
     assert ckpt["stmt_format"] == checkpoint.FORMAT_VERSION
     model = build_model(hp["arch"], **checkpoint.model_args(hp))
     state = {k[len("model.") :]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}
@@ -132,7 +138,9 @@ def test_test_metrics_and_confusion_matrix(tmp_path):
     assert sum(int(x) for r in rows[1:] for x in r.split(",")[1:]) == len(dm.data)
     assert (tmp_path / "confusion_matrix.png").stat().st_size > 1000
     # the metrics agree with the confusion matrix: top-1 over all clips, top-1-norm per class
-    counts = torch.tensor([[int(x) for x in r.split(",")[1:]] for r in rows[1:]], dtype=torch.float64)
+    counts = torch.tensor(
+        [[int(x) for x in r.split(",")[1:]] for r in rows[1:]], dtype=torch.float64
+    )
     micro = counts.diag().sum() / counts.sum()
     per_class = counts.diag() / counts.sum(dim=1)
     macro = per_class[counts.sum(dim=1) > 0].mean()
@@ -205,7 +213,7 @@ def test_pretrain_to_finetune_transfer(tmp_path):
         if not name.startswith("head."):
             assert torch.equal(value, encoder[name]), name
     saved = torch.load(path, weights_only=True)["hyper_parameters"]
-    assert saved["num_points"] == 32 and saved["model_args"] == TINY
+    assert saved["clip"]["num_points"] == 32 and saved["model_args"] == TINY
 
     # a different architecture is an error naming the mismatch, never a partial load
     other = build_model(
@@ -226,7 +234,7 @@ def test_pretrain_to_finetune_transfer(tmp_path):
     fine.trainer = None
     trainer(tmp_path).fit(fine, dm)
     fine.trainer.save_checkpoint(tmp_path / "fine.ckpt")
-    with pytest.raises(InputError, match="not an STMTPretrainer"):
+    with pytest.raises(InputError, match="not a pretraining checkpoint"):
         load_pretrained_encoder(fine.model, tmp_path / "fine.ckpt")
     with pytest.raises(InputError, match="not found"):
         load_pretrained_encoder(fine.model, tmp_path / "missing.ckpt")
@@ -264,12 +272,13 @@ def test_cli_links_the_data_module_into_the_model(tmp_path):
          f"--trainer.default_root_dir={tmp_path}"],
         datamodule_class=FakeClipData,
     )  # fmt: skip
-    hp = cli.model.hparams
-    assert isinstance(cli.model, STMTClassifier)
-    assert (hp.num_classes, hp.num_frames, hp.num_points) == (5, 4, 32)
-    assert hp.class_names == [f"action {i}" for i in range(5)] and hp.window_s == 4 / 30
-    assert (hp.clip_s, hp.fixed_window) == (2.5, True)
-    assert hp.model_args["centers1"] == 16
+    clip = cli.model.clip  # linked from the data module, once
+    assert isinstance(cli.model, STMTClassifier) and isinstance(clip, ClipSettings)
+    assert (clip.num_classes, clip.num_frames, clip.num_points) == (5, 4, 32)
+    assert clip.class_names == tuple(f"action {i}" for i in range(5)) and clip.window_s == 4 / 30
+    assert (clip.clip_s, clip.fixed_window) == (2.5, True)
+    assert cli.model.hparams.clip == clip.as_dict()  # and kept in the checkpoint as such
+    assert cli.model.hparams.model_args["centers1"] == 16
 
 
 def test_cli_pretrains_and_resumes_from_last(tmp_path):

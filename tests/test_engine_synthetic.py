@@ -42,8 +42,9 @@ def test_fit_then_test_real_checkpoint(cache, tmp_path, monkeypatch, capsys):
     last = tmp_path / "runs/synthetic/fit/checkpoints/last.ckpt"
     ckpt = torch.load(last, map_location="cpu", weights_only=True)  # data module hparams too
     hp = ckpt["hyper_parameters"]
-    assert {"walk", "sit", "stand up"} <= set(hp["class_names"]) and hp["num_points"] == 64
-    assert hp["window_s"] > 0 and hp["fps"] == 30.0
+    clip = hp["clip"]  # the clip settings, one object
+    assert {"walk", "sit", "stand up"} <= set(clip["class_names"]) and clip["num_points"] == 64
+    assert clip["window_s"] > 0 and clip["fps"] == 30.0
     model = build_model(hp["arch"], **checkpoint.model_args(hp))
     model.load_state_dict(
         {k[6:]: v for k, v in ckpt["state_dict"].items() if k.startswith("model.")}

@@ -11,7 +11,7 @@ import torch
 
 from stmt.body.smpl import load_model
 from stmt.errors import InputError
-from stmt.io import body_topology, read_sequence
+from stmt.reading import body_topology, read_sequence
 from tests.helpers.smpl_model import (
     amass_arrays,
     write_amass_npz,

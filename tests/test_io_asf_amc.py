@@ -5,10 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from stmt.body import pose_motion
 from stmt.errors import InputError
-from stmt.io.asf_amc import CMU_FPS, parse_asf, read_amc
-from stmt.io.bvh import read_bvh
+from stmt.io.asf_amc import CMU_FPS, amc_motion, parse_asf
+from stmt.reading import read_sequence
 from tests.helpers import cmu
+
+
+def read_amc(path, asf_path=None):
+    """An AMC motion (with its ASF, or ``asf_path``) parsed and posed on anny."""
+    return pose_motion(amc_motion(path, asf_path))
 
 
 @pytest.fixture(scope="module")
@@ -58,7 +64,7 @@ def test_amc_and_bvh_of_one_motion_agree(tmp_path):
     root[:, 2] += np.arange(3) * 3.0
     root[:, 3:] += rng.normal(scale=15.0, size=(3, 3))
     amc = read_amc(_subject(tmp_path / "07", dofs, root))
-    bvh = read_bvh(cmu.write_bvh(tmp_path / "same.bvh", dofs, root))
+    bvh = read_sequence(cmu.write_bvh(tmp_path / "same.bvh", dofs, root))
     np.testing.assert_allclose(amc.vertices, bvh.vertices, atol=2e-3)
     assert np.ptp(amc.vertices[:, :, 1].mean(1)) > 0.2, "root translation is applied"
 
@@ -148,7 +154,7 @@ def test_malformed_asf(tmp_path):
 
 
 def test_read_sequence_detects_amc(tmp_path):
-    from stmt.io import read_sequence
+    from stmt.reading import read_sequence
 
     seq = read_sequence(_subject(tmp_path / "07"))
     assert seq.format == "asf-amc" and seq.fps == CMU_FPS

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 from stmt.errors import InputError
-from stmt.io.bvh import euler_matrices, parse_bvh, read_bvh
+from stmt.io.bvh import euler_matrices, parse_bvh
+from stmt.reading import read_sequence
 from tests.helpers import cmu
 
 
@@ -29,7 +30,7 @@ def test_euler_matrices_compose_in_listed_order():
 
 def test_standing_cmu_bvh_is_an_upright_anny_body(tmp_path, labels):
     path = cmu.write_bvh(tmp_path / "stand.bvh", frames=3, fps=120.0)
-    seq = read_bvh(path)
+    seq = read_sequence(path)
     assert (seq.format, seq.body, seq.num_frames, seq.fps) == ("bvh", "anny", 3, 120.0)
     assert seq.vertices.dtype == np.float32 and seq.vertices.shape[1] == len(seq.rest_vertices)
     assert seq.faces is not None and seq.joints.shape == (3, len(labels), 3)
@@ -47,7 +48,7 @@ def test_standing_cmu_bvh_is_an_upright_anny_body(tmp_path, labels):
 def test_knee_bend_moves_the_foot_behind(tmp_path, labels):
     dofs, root = cmu.standing_motion(2)
     dofs["ltibia"][1, 0] = 90.0  # knee flexion
-    seq = read_bvh(cmu.write_bvh(tmp_path / "knee.bvh", dofs, root))
+    seq = read_sequence(cmu.write_bvh(tmp_path / "knee.bvh", dofs, root))
     foot = seq.joints[:, labels.index("LeftFoot")]
     knee = seq.joints[:, labels.index("LeftLeg")]
     assert foot[1, 1] > knee[1, 1] + 0.3 and foot[0, 1] < knee[0, 1] + 0.05
@@ -68,26 +69,26 @@ def _walk(frames: int = 3) -> tuple[dict, np.ndarray]:
 
 def test_units_and_channel_order_do_not_change_the_result(tmp_path):
     dofs, root = _walk()
-    ref = read_bvh(cmu.write_bvh(tmp_path / "cmu.bvh", dofs, root)).vertices
+    ref = read_sequence(cmu.write_bvh(tmp_path / "cmu.bvh", dofs, root)).vertices
     cm = cmu.write_bvh(tmp_path / "cm.bvh", dofs, root, unit_scale=cmu.METRES_PER_UNIT * 100)
-    np.testing.assert_allclose(read_bvh(cm).vertices, ref, atol=2e-3)
+    np.testing.assert_allclose(read_sequence(cm).vertices, ref, atol=2e-3)
     zxy = cmu.write_bvh(tmp_path / "zxy.bvh", dofs, root, channel_order="ZXY")
-    np.testing.assert_allclose(read_bvh(zxy).vertices, ref, atol=2e-3)
+    np.testing.assert_allclose(read_sequence(zxy).vertices, ref, atol=2e-3)
     assert np.ptp(ref[:, :, 0].mean(1)) > 0.1, "the root translation moves the body"
 
 
 def test_vertex_subset_equals_full_rows(tmp_path):
     path = cmu.write_bvh(tmp_path / "w.bvh", *_walk(2))
-    full = read_bvh(path)
+    full = read_sequence(path)
     ids = np.random.default_rng(1).choice(full.num_vertices, 300, replace=False)
-    sub = read_bvh(path, vertex_ids=ids)
+    sub = read_sequence(path, vertex_ids=ids)
     assert sub.num_vertices == 300 and sub.num_full_vertices == full.num_vertices
     np.testing.assert_array_equal(sub.vertex_ids, ids)
     np.testing.assert_allclose(sub.vertices, full.vertices[:, ids], atol=1e-5)
 
 
 def test_read_sequence_detects_bvh(tmp_path):
-    from stmt.io import read_sequence
+    from stmt.reading import read_sequence
 
     seq = read_sequence(cmu.write_bvh(tmp_path / "a.bvh"))
     assert seq.format == "bvh" and seq.body == "anny"
@@ -107,7 +108,7 @@ def _motion_line(lines: list[str]) -> int:
 def test_missing_joints_are_named(tmp_path):
     path = cmu.write_bvh(tmp_path / "noarm.bvh", drop=("lhumerus",))
     with pytest.raises(InputError, match="LeftArm, LeftForeArm, LeftHand") as err:
-        read_bvh(path)
+        read_sequence(path)
     assert "noarm.bvh" in str(err.value)
 
 
@@ -115,10 +116,10 @@ def test_not_a_bvh(tmp_path):
     path = tmp_path / "x.bvh"
     path.write_text("hello\nworld\n")
     with pytest.raises(InputError, match="x.bvh.*MOTION"):
-        read_bvh(path)
+        read_sequence(path)
     path.write_text("SKELETON\nMOTION\nFrames: 0\nFrame Time: 0.1\n")
     with pytest.raises(InputError, match="line 1: expected 'HIERARCHY'"):
-        read_bvh(path)
+        read_sequence(path)
 
 
 def test_bad_hierarchy_names_the_line(tmp_path):
@@ -128,7 +129,7 @@ def test_bad_hierarchy_names_the_line(tmp_path):
     lines[n] = lines[n].replace("OFFSET", "OFFSET abc")
     path.write_text("\n".join(lines))
     with pytest.raises(InputError, match=f"h.bvh: line {n + 1}: expected a number"):
-        read_bvh(path)
+        read_sequence(path)
 
 
 def test_wrong_number_of_channel_values(tmp_path):
@@ -137,7 +138,7 @@ def test_wrong_number_of_channel_values(tmp_path):
     lines[-1] = " ".join(lines[-1].split()[:-1])
     path.write_text("\n".join(lines))
     with pytest.raises(InputError, match=rf"c.bvh: line {len(lines)}: expected \d+ channel values"):
-        read_bvh(path)
+        read_sequence(path)
 
 
 def test_non_numeric_and_nan_values(tmp_path):
@@ -147,11 +148,11 @@ def test_non_numeric_and_nan_values(tmp_path):
     lines[-1] = good.replace(good.split()[4], "x1", 1)
     path.write_text("\n".join(lines))
     with pytest.raises(InputError, match=f"line {len(lines)}: non-numeric value 'x1'"):
-        read_bvh(path)
+        read_sequence(path)
     lines[-1] = good.replace(good.split()[4], "nan", 1)
     path.write_text("\n".join(lines))
     with pytest.raises(InputError, match=f"line {len(lines)}: NaN"):
-        read_bvh(path)
+        read_sequence(path)
 
 
 def test_frame_count_and_frame_time(tmp_path):
@@ -162,16 +163,16 @@ def test_frame_count_and_frame_time(tmp_path):
     bad[m + 1] = "Frames: 5"
     path.write_text("\n".join(bad))
     with pytest.raises(InputError, match="'Frames: 5' but 2 frame lines"):
-        read_bvh(path)
+        read_sequence(path)
     bad = lines[: m + 1] + ["Frames: 0", "Frame Time: 0.01"]
     path.write_text("\n".join(bad))
     with pytest.raises(InputError, match="zero frames"):
-        read_bvh(path)
+        read_sequence(path)
     bad = lines[:]
     bad[m + 2] = "Frame Time: 0"
     path.write_text("\n".join(bad))
     with pytest.raises(InputError, match="positive Frame Time"):
-        read_bvh(path)
+        read_sequence(path)
 
 
 def test_parse_keeps_file_units_and_channels(tmp_path):

@@ -164,7 +164,7 @@ def test_the_binding_crash_stays_in_the_worker(tmp_path, bandai):
 def test_bvh_fbx_and_gltf_pose_the_same_body(tmp_path, bandai):
     """One BVH clip written as ASCII FBX and as GLB poses anny to the same vertices
     (within 1 mm: float32 storage and ufbx's Euler curves)."""
-    from stmt.io import read_sequence
+    from stmt.reading import read_sequence
     from tests.helpers.scene_writers import write_gltf
 
     fbx = write_fbx_ascii(tmp_path / "walk.fbx", [FbxTake("Take 001", bandai)])

@@ -12,9 +12,10 @@ import numpy as np
 import pytest
 
 from stmt.errors import InputError
-from stmt.io import detect_format, read_motion, read_sequence
+from stmt.io import detect_format, read_motion
 from stmt.io.joints_csv import read_joint_csv
 from stmt.motion import JointPositions
+from stmt.reading import read_sequence
 from tests.helpers import rigs
 
 # Kinect v1 joint -> the CMU joint of the fixture whose position it takes

@@ -7,7 +7,7 @@ import pytest
 import trimesh
 
 from stmt.errors import InputError
-from stmt.io import body_topology, read_sequence
+from stmt.reading import body_topology, read_sequence
 from tests.helpers.smpl_model import body_like_mesh
 
 

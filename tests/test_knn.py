@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from stmt.ops import knn
-from stmt.ops.points import euclidean_knn, knn_indices
+from stmt.ops.neighbors import euclidean_knn, knn_indices
 from tests.helpers.interpreter import (
     kernel_device,
     needs_kernel,

@@ -9,6 +9,9 @@ import torch.nn.functional as F
 from stmt.model import build_model
 from stmt.model.stmt_mae import STMTMAE, sample_mask
 
+MAE = {"patch_size": 8, "mask_ratio": 0.5, "masking": "tube", "decoder_width": 128,
+       "decoder_depth": 1, "decoder_heads": 4}  # fmt: skip
+
 N = 64  # points per frame in these tests
 
 
@@ -107,7 +110,7 @@ def test_every_parameter_gets_a_gradient():
     F.cross_entropy(model(clips(4, 3), geodesic_matrix()), torch.arange(4)).backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None]
     assert not dead
-    mae = STMTMAE("stmt_tiny", {"num_frames": 6, "num_points": N}, patch_size=8).train()
+    mae = STMTMAE("stmt_tiny", {"num_frames": 6, "num_points": N}, **MAE).train()
     mvm, ffp = mae(clips(2, 3), geodesic_matrix())
     (mvm + ffp).backward()
     assert not [n for n, p in mae.named_parameters() if p.grad is None]
@@ -126,7 +129,7 @@ def test_sample_mask_convention():
 
 
 def test_pretraining_targets_and_losses():
-    mae = STMTMAE("stmt_tiny", {"num_frames": 6, "num_points": N}, patch_size=8).eval()
+    mae = STMTMAE("stmt_tiny", {"num_frames": 6, "num_points": N}, **MAE).eval()
     v, g = clips(2, 5), geodesic_matrix()
     mvm_target, ffp_target = mae.targets(v, g)
     P = mae.encoder.num_patches
@@ -230,7 +233,7 @@ def test_shipped_checkpoints_load_and_predict_as_the_concatenation_does(name):
     model = build_model(hp["arch"], **checkpoint.model_args(hp))
     model.load_state_dict(checkpoint.model_weights(ckpt), strict=True)  # same keys
     model.eval()
-    n, t = hp["num_points"], hp["num_frames"]
+    n, t = hp["clip"]["num_points"], hp["clip"]["num_frames"]
     geodesic = ckpt["state_dict"]["geodesic"]
     vertices = clips(3, t, n) * 0.3
     with torch.no_grad():
@@ -245,7 +248,7 @@ def test_norm_relu_max_is_batch_norm_relu_amax(momentum):
     """The fused CPU training path gives batch norm -> ReLU -> amax's values, gradients
     (ties at zero and at a positive value included, a negative gamma and a zero one
     too) and running statistics, in float64 to rounding."""
-    from stmt.ops.points import norm_relu_max
+    from stmt.ops.grouping import norm_relu_max
 
     torch.manual_seed(0)
     y = torch.randn(2, 3, 4, 5, 6, dtype=torch.float64) * 2 + 0.7
@@ -275,7 +278,7 @@ def test_norm_relu_max_is_batch_norm_relu_amax(momentum):
 
 
 def test_norm_relu_max_falls_back_outside_cpu_training():
-    from stmt.ops.points import norm_relu_max
+    from stmt.ops.grouping import norm_relu_max
 
     norm = torch.nn.BatchNorm1d(4).eval()
     y = torch.randn(3, 5, 4)
@@ -290,8 +293,8 @@ def test_point_linear_over_parts_is_linear_over_their_concatenation(rows, bias, 
     """``point_linear([xyz, f], w, b)`` on the CPU with gradients (:class:`_PointLinear`):
     the values and gradients of ``F.linear(torch.cat([xyz, f], -1), w, b)``, no gradient
     for a part that needs none; the weight gradient over row blocks when rows are many."""
-    from stmt.ops import points
-    from stmt.ops.points import point_linear
+    from stmt.ops import point_mlp as points
+    from stmt.ops.point_mlp import point_linear
 
     gen = torch.Generator().manual_seed(0)
     xyz = torch.randn(rows, 3, dtype=torch.float64, generator=gen)
@@ -318,11 +321,11 @@ def test_point_linear_over_parts_is_linear_over_their_concatenation(rows, bias, 
 
 
 def test_linear_module_is_nn_linear():
-    """``points.Linear``: ``nn.Linear``'s parameters and state-dict keys, and in float32
+    """``point_mlp.Linear``: ``nn.Linear``'s parameters and state-dict keys, and in float32
     CPU training (oneDNN's products) its values and gradients, input, weight and bias,
     for a non-contiguous input too."""
-    from stmt.ops import points
-    from stmt.ops.points import Linear
+    from stmt.ops import point_mlp as points
+    from stmt.ops.point_mlp import Linear
 
     torch.manual_seed(0)
     ours, plain = Linear(24, 40), torch.nn.Linear(24, 40)
@@ -351,7 +354,8 @@ def test_point_layers_product_is_f_linear(bias, relu, monkeypatch):
     transposed weight view included), and as ``F.linear`` where a graph is recorded."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
-    from stmt.ops import points
+    from stmt.ops import dispatch
+    from stmt.ops import point_mlp as points
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(points.ONEDNN_MIN_ROWS + 100, 35, generator=gen)
@@ -372,7 +376,7 @@ def test_point_layers_product_is_f_linear(bias, relu, monkeypatch):
     if relu:
         assert (got == 0).any() and (got > 0).any()
     if torch.backends.mkldnn.is_available():  # (every x86 build of torch)
-        assert points._onednn_linear_works()
+        assert dispatch.onednn_linear_works()
         assert "mkldnn::_linear_pointwise" in ops, ops
 
     ops.clear()
@@ -398,7 +402,7 @@ def test_gather_neighbors_picks_each_frames_rows(form):
     ``x[b, t, idx]`` of each frame, and its backward adds the gradient of every pick
     (repeated picks included) to the row it came from; ``gather_with_centres`` that
     and ``x[:, :, :m]``, with the gradients of both."""
-    from stmt.ops.points import gather_neighbors, gather_with_centres
+    from stmt.ops.neighbors import gather_neighbors, gather_with_centres
 
     gen = torch.Generator().manual_seed(0)
     B, T, N, M, K, C = 2, 3, 7, 4, 3, 5
@@ -438,8 +442,8 @@ def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad
     folded into the product, statistics from the inputs' moments) gives linear -> batch
     norm -> ReLU's values, gradients and running statistics, in float64 to rounding;
     with 8 input channels the layer runs as written."""
-    from stmt.ops import points
-    from stmt.ops.points import linear_norm_relu
+    from stmt.ops import point_mlp as points
+    from stmt.ops.point_mlp import linear_norm_relu
 
     gen = torch.Generator().manual_seed(0)
     x = torch.randn(4, 5, 6, 3, dtype=torch.float64, generator=gen) * 0.3 + 0.2
@@ -456,7 +460,7 @@ def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad
         xi = x.clone().requires_grad_(input_grad)
         for _ in range(2):  # twice: the running statistics' update rule matters
             if folded:
-                out = linear_norm_relu(xi, layer.weight, norm)
+                out = linear_norm_relu(xi, layer, norm)
                 assert "PointLinear" in _first_node(out)  # folded: one product node
             else:
                 out = torch.relu(norm(layer(xi).reshape(-1, 7))).reshape(4, 5, 6, 7)
@@ -468,7 +472,8 @@ def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad
     for want, got in zip(*results, strict=True):
         torch.testing.assert_close(got, want, rtol=1e-10, atol=1e-12)
     wide = torch.randn(10, 8, dtype=torch.float64, generator=gen)
-    out = linear_norm_relu(wide, torch.randn(7, 8, dtype=torch.float64), norms[1])
+    wide_layer = torch.nn.Linear(8, 7, bias=False).double()
+    out = linear_norm_relu(wide, wide_layer, norms[1])
     assert "PointLinear" not in _first_node(out)  # batch norm as written
     assert points.FOLD_MAX_INPUTS < 8
 
@@ -476,3 +481,30 @@ def test_linear_norm_relu_folds_batch_norm_into_the_product(momentum, input_grad
 def _first_node(out: torch.Tensor) -> str:
     """The name of the autograd node under ``out``'s closing reshape."""
     return type(out.grad_fn.next_functions[0][0]).__name__
+
+
+@pytest.mark.parametrize("centers", [16, 4])  # neighbour rows beyond the points, or not
+def test_group_max_is_its_reference(centers):
+    """``group_max`` (in float32 training: the split first layer, fused batch norm, ReLU
+    and max) gives ``group_max_reference``'s values, gradients and running statistics."""
+    import copy
+
+    from stmt.model.stmt import shared_mlp
+    from stmt.ops.grouping import group_max, group_max_reference
+
+    torch.manual_seed(0)
+    B, T, N, C, k = 2, 3, 16, 5, 4
+    xyz = torch.randn(B, T, N, 3).requires_grad_()
+    feat = torch.randn(B, T, N, C).requires_grad_()
+    idx = torch.randint(0, N, (B, T, centers, k))
+    mlp = shared_mlp(3 + 2 * C, (8, 6)).train()
+    ref_mlp = copy.deepcopy(mlp)
+    g = torch.randn(B, T, centers, 6)
+    results = []
+    for fn, layers in ((group_max, mlp), (group_max_reference, ref_mlp)):
+        out = fn(layers, xyz, feat, idx, centers)
+        grads = torch.autograd.grad(out, (xyz, feat, *layers.parameters()), g)
+        results.append((out, *grads, *(b.clone() for b in layers.buffers())))
+    assert "NormReluMax" in type(results[0][0].grad_fn).__name__  # the fused path
+    for got, want in zip(*results, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-5)

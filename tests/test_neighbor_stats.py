@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from stmt.ops import neighbor_stats as ns
-from stmt.ops.points import norm_relu_max
+from stmt.ops.grouping import norm_relu_max
 from tests.helpers.interpreter import (
     kernel_device,
     needs_kernel,
@@ -109,9 +109,9 @@ def test_triton_norm_relu_max_is_batch_norm_relu_amax(
 ):
     """The kernel path gives the three steps' values, gradients (ties, a negative and a zero
     gamma) and running statistics: float32 to rounding, bfloat16 under autocast to its."""
-    from stmt.ops import points
+    from stmt.ops import dispatch
 
-    monkeypatch.setattr(points, "_eager_cpu_training", lambda *a: False)  # as on a GPU
+    monkeypatch.setattr(dispatch, "eager_cpu_training", lambda *a: False)  # as on a GPU
     calls = []
     op = ns._stats_op
     monkeypatch.setattr(ns, "_stats_op", lambda *a: calls.append(1) or op(*a))

@@ -371,7 +371,7 @@ def test_public_function_rejects_tensors_on_two_devices():
     ("value", "disabled"), [("1", True), ("true", True), ("0", False), ("", False)]
 )
 def test_disable_variable(monkeypatch, value, disabled):
-    from stmt.ops.kernel_support import kernels_allowed, kernels_disabled
+    from stmt.ops.dispatch import kernels_allowed, kernels_disabled
 
     monkeypatch.setenv("STMT_DISABLE_KERNELS", value)
     assert kernels_disabled() is disabled

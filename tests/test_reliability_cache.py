@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from stmt.cli import main as cli
+from stmt.data import cache_writer
 from stmt.data import prepare as prep
 from stmt.data.cache import ARRAYS, CURRENT, load_index, open_arrays, verify_cache
 from stmt.data.synth import generate
@@ -75,12 +76,12 @@ def _sources(cache: Path) -> list[str]:
 _CHILD = """
 import os, sys
 from pathlib import Path
-from stmt.data import prepare as prep
+from stmt.data import cache_writer, prepare as prep
 step, root, models, out = sys.argv[1:5]
 def hook(name):
     if name == step:
         os._exit(137)  # a kill: no finally, no cleanup
-prep.FAULT_HOOK = hook
+cache_writer.FAULT_HOOK = hook
 prep.prepare("synthetic", Path(root) / "syn", Path(out), num_points=32, body="smplh",
              body_models=models, progress=False, template_cache=Path(root) / "templates",
              log=lambda m: None)
@@ -278,7 +279,7 @@ def test_second_prepare_on_the_same_folder_is_refused(data, caches, tmp_path, ca
     shutil.copytree(full, out, symlinks=True)
     before = {p.name: p.stat().st_mtime_ns for p in out.iterdir()}
     root, models = data
-    with prep.cache_lock(out):
+    with cache_writer.cache_lock(out):
         code = cli(["prepare", "--dataset", "synthetic", "--data", str(root / "syn"), "--out",
                     str(out), "--body", "smplh", "--body-models", str(models), "--quiet",
                     "--num-points", "32"])  # fmt: skip

@@ -266,13 +266,14 @@ def test_geometry_that_is_no_body_is_one_line_and_odd_sizes_a_warning(body, scal
 def test_a_take_too_short_for_the_window_is_labelled_with_a_warning(tmp_path, monkeypatch):
     import torch
 
-    from stmt.predict import TOO_SHORT, Classifier
+    from stmt.clip import ClipSettings
+    from stmt.inference import TOO_SHORT, Classifier
     from tests.helpers.models import tiny_model
 
     monkeypatch.setenv("STMT_CACHE_DIR", str(tmp_path))
     torch.manual_seed(0)
-    clf = Classifier(tiny_model(8, 32), ["a", "b", "c"], num_frames=8, num_points=32, fps=30.0,
-                     window_s=2.0)  # fmt: skip
+    settings = ClipSettings(["a", "b", "c"], num_frames=8, num_points=32, fps=30.0, window_s=2.0)
+    clf = Classifier(tiny_model(8, 32), settings)
     import trimesh
 
     rest = np.asarray(trimesh.creation.capsule(height=1.2, radius=0.25).vertices, np.float32)

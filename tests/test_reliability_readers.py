@@ -260,7 +260,7 @@ def test_inspect_memory_does_not_grow_with_the_take(tmp_path):
     """inspect poses CHUNK frames at a time: a take of 3 chunks gives the same numbers
     as posing it whole."""
     from stmt.commands.inspect import CHUNK, describe
-    from stmt.io import read_sequence
+    from stmt.reading import read_sequence
 
     lines = BANDAI.read_text().splitlines()
     m = next(i for i, s in enumerate(lines) if s.strip() == "MOTION")

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 
 from stmt.errors import InputError
-from stmt.io import read_motion, read_sequence
+from stmt.io import read_motion
+from stmt.reading import read_sequence
 from stmt.retarget import RIGS, canonical_motion, detect_rig
 from tests.helpers import rigs
 

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from stmt.data.samples import MESH_FPS, sample_motion, write_samples
-from stmt.io import read_sequence
 from stmt.io.bvh import parse_bvh
+from stmt.reading import read_sequence
 
 EXPECTED = {  # file -> (format, body, fps)
     "walk.npz": ("amass-smplh", "anny", 30.0),

@@ -20,7 +20,7 @@ import pytest
 import torch
 
 from stmt.errors import InputError
-from stmt.predict import Classifier
+from stmt.inference import Classifier
 from stmt.sequence import MeshSequence
 from viz.overlay import PLAIN_COLOR, colormap, draw_overlay
 from viz.scene import Scene, nearest_point, scene_from_sequence, vertex_patches
@@ -127,7 +127,7 @@ def test_nearest_point_and_vertex_patches():
 
 
 def test_timeline_follows_nearest_window_centre():
-    from stmt.predict import Prediction
+    from stmt.inference import Prediction
 
     windows = [(0.0, 2.0, [("a", 0.9)]), (1.0, 3.0, [("b", 0.8)]), (2.0, 4.0, [("c", 0.7)])]
     pred = Prediction(file=Path("x"), windows=windows, overall=[("a", 0.5)], duration_s=4.0)

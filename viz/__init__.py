@@ -7,16 +7,7 @@ imported only when a window is opened. Command line: ``stmt view``.
 
 from __future__ import annotations
 
+from viz.scene import Scene, load_scene, scene_from_sequence
+from viz.viewer import Player, render_frames, write_video
+
 __all__ = ["Player", "Scene", "load_scene", "render_frames", "scene_from_sequence", "write_video"]
-
-
-def __getattr__(name: str):
-    if name in ("Scene", "load_scene", "scene_from_sequence"):
-        from viz import scene
-
-        return getattr(scene, name)
-    if name in ("Player", "render_frames", "write_video"):
-        from viz import viewer
-
-        return getattr(viewer, name)
-    raise AttributeError(f"module 'viz' has no attribute {name!r}")

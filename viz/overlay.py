@@ -7,7 +7,10 @@ image here.
 
 from __future__ import annotations
 
+import colorsys
+
 import numpy as np
+from PIL import Image, ImageDraw, ImageFont
 
 # viridis at 5 stops: low attention dark blue -> high attention yellow
 _VIRIDIS = np.array(
@@ -35,8 +38,6 @@ def colormap(values: np.ndarray) -> np.ndarray:
 def label_color(index: int) -> tuple[int, int, int]:
     """The colour of class ``index``: a different one for every index (hues a golden
     angle apart, three lightness levels in turn), dark enough to read on white."""
-    import colorsys
-
     hue = (0.61 + index * 0.6180339887) % 1.0
     value = (0.80, 0.62, 0.95)[index % 3]
     r, g, b = colorsys.hsv_to_rgb(hue, 0.78, value)
@@ -70,8 +71,6 @@ def legend_layout(
 
 
 def _font(size: int):
-    from PIL import ImageFont
-
     try:
         return ImageFont.load_default(size=size)
     except TypeError:  # Pillow < 10.1: bitmap font only
@@ -101,8 +100,6 @@ def draw_overlay(
         label_index: class name -> class index (the colour; keeps colours stable across
             frames and files). Labels it lacks get the next free indices.
     """
-    from PIL import Image, ImageDraw
-
     img = Image.fromarray(np.ascontiguousarray(image, dtype=np.uint8))
     draw = ImageDraw.Draw(img)
     h, w = image.shape[:2]

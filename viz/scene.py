@@ -24,6 +24,9 @@ from pathlib import Path
 
 import numpy as np
 
+from stmt.clip import window_cuts
+from stmt.inference import Classifier
+from stmt.reading import read_sequence
 from viz.overlay import PLAIN_COLOR, colormap
 
 
@@ -94,7 +97,7 @@ class Scene:
         faces: (F, 3) int64 or None (drawn as points).
         fps: the sequence's frame rate.
         source: the file shown.
-        prediction: the classifier's :class:`stmt.predict.Prediction` (top-3 per window) or None.
+        prediction: the classifier's :class:`stmt.inference.Prediction` (top-3 per window) or None.
         window_of_frame: (T,) window index per frame (nearest window centre) or None.
         relevance: (T, P2) attention per frame and patch, or None.
         vertex_patch: (V,) patch of each vertex, or None.
@@ -149,7 +152,6 @@ class Scene:
         """[(start_s, end_s, top-1 label or "unknown")] partitioning [0, duration], or None."""
         if self.prediction is None:
             return None
-        from stmt.clip import window_cuts
 
         spans = [(s, e) for s, e, _ in self.prediction.windows]
         cuts = window_cuts(spans, self.duration)  # each instant: the nearest window centre
@@ -172,8 +174,6 @@ def load_scene(
     joint_map: dict[str, str] | None = None,
 ) -> Scene:
     """Read ``path`` (full mesh) and, with a checkpoint, label it and compute attention."""
-    from stmt.io import read_sequence
-
     seq = read_sequence(path, body=body, body_models=body_models, joint_map=joint_map)
     return scene_from_sequence(seq, ckpt, window=window, stride=stride, device=device)
 
@@ -192,11 +192,10 @@ def scene_from_sequence(
     if ckpt is None and classifier is None:
         return scene
     if classifier is None:
-        from stmt.predict import Classifier
-
         classifier = Classifier.from_checkpoint(ckpt, device=device)
-    pred = classifier.predict(seq, window=window, stride=stride, top_k=3)
-    att = classifier.attention(seq, window=window, stride=stride)
+    item = classifier.preprocess(seq, window, stride)  # one preprocessing, labels and attention
+    pred = classifier.postprocess(item, classifier.forward([item])[0], top_k=3)
+    att = classifier.attention(item)
     rest = seq.rest_vertices if seq.rest_vertices is not None else seq.vertices[0]
     if seq.vertex_ids is not None:  # a subset: full-mesh rest positions of the points shown
         rest = np.asarray(rest)[seq.vertex_ids]

@@ -20,11 +20,15 @@ A attention colours on/off, S screenshot (PNG in the current folder), Q quit.
 
 from __future__ import annotations
 
+import contextlib
+import importlib.util
 import re
+import sys
 import time
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from stmt.errors import InputError
 from stmt.fileio import atomic_path, atomic_write, new_folder
@@ -76,10 +80,6 @@ def _load_triton_first() -> None:
     session that views and then trains or poses does (and so did the test suite, run in
     another order).
     """
-    import contextlib
-    import importlib.util
-    import sys
-
     if "triton" not in sys.modules and importlib.util.find_spec("triton") is not None:
         with contextlib.suppress(ImportError):  # a broken triton is not the viewer's concern
             import triton  # noqa: F401
@@ -364,8 +364,6 @@ def render_frames(
 
 def save_png(image: np.ndarray, path: Path) -> None:
     """Write one PNG atomically (:func:`stmt.fileio.atomic_write`)."""
-    from PIL import Image
-
     with atomic_write(path) as f:
         Image.fromarray(image).save(f, format="PNG", optimize=True)
 

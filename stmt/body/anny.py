@@ -42,7 +42,9 @@ from __future__ import annotations
 
 import functools
 import os
+import zipfile
 from dataclasses import dataclass
+from importlib import metadata
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -50,7 +52,9 @@ import numpy as np
 
 from stmt.body.smpl import BODY_JOINT_NAMES as SMPL_JOINT_NAMES
 from stmt.body.smpl import BODY_PARENTS as SMPL_PARENTS
+from stmt.fileio import atomic_savez
 from stmt.motion import SkeletonMotion, axis_angle_to_matrix
+from stmt.retarget import bone_rotations, canonical_motion, hip_scale
 
 if TYPE_CHECKING:  # heavy imports stay inside functions
     import torch
@@ -94,6 +98,7 @@ _SMPL_OFFSETS = np.array(
     ],
     dtype=np.float64,
 )
+
 
 @dataclass(frozen=True)
 class Skeleton:
@@ -195,8 +200,6 @@ def rig_cache_file() -> Path | None:
     bone heads/tails, parents, labels): with it, posing never imports anny (nor roma,
     torch._dynamo or warp), which saves ~1.5 s per process. Delete it to rebuild.
     """
-    from importlib import metadata
-
     try:
         version = metadata.version("anny")
     except metadata.PackageNotFoundError:
@@ -250,8 +253,6 @@ _RIG_KEYS = ("labels", "parents", "heads", "tails", "vertices", "faces", "dense_
 
 def _load_rig_cache(path: Path) -> dict[str, np.ndarray] | None:
     """The cached arrays, or None when the file is missing or unreadable."""
-    import zipfile
-
     if not path.is_file():
         return None
     try:
@@ -263,8 +264,6 @@ def _load_rig_cache(path: Path) -> dict[str, np.ndarray] | None:
 
 def _save_rig_cache(path: Path, arrays: dict[str, np.ndarray]) -> None:
     """Write atomically; a cache that cannot be written (read-only home) is skipped silently."""
-    from stmt.fileio import atomic_savez
-
     try:
         atomic_savez(path, **arrays)
     except OSError:
@@ -298,8 +297,6 @@ def rest_mesh() -> tuple[np.ndarray, np.ndarray]:
     """
     rig = _rig()
     return rig.vertices.copy(), rig.faces.copy()
-
-
 
 
 # ---------------------------------------------------------------------------------- posing
@@ -377,8 +374,6 @@ def pose_positions(
         source's (so the feet keep touching the floor).
         joints: (T, B, 3) float32 anny bone heads, named by :func:`bone_labels`.
     """
-    from stmt.retarget import bone_rotations, hip_scale
-
     rig = _rig()
     rot = bone_rotations(positions, rig.labels, rig.parents, rig.heads, rig.tails)
     mid, scale = hip_scale(positions, rig.heads, rig.labels)
@@ -395,8 +390,6 @@ def pose_skeleton(
     Returns (vertices, joints) as :func:`pose_positions`. Raises InputError for a rig
     it cannot map (the message names ``--joint-map``).
     """
-    from stmt.retarget import canonical_motion
-
     return pose_positions(canonical_motion(motion, joint_map).positions, vertex_ids)
 
 

@@ -44,6 +44,7 @@ import numpy as np
 
 from stmt.errors import InputError
 from stmt.motion import axis_angle_to_matrix
+from stmt.npz import npz_array, open_npz
 
 GENDERS = ("neutral", "male", "female")
 NUM_JOINTS = {"smplh": 52, "smplx": 55}
@@ -190,8 +191,6 @@ def _load_model_cached(path_str: str, body: str, mtime: int) -> SMPLModel:
         raise InputError(
             path, "official .pkl (chumpy) model files are not read; convert it to .npz"
         )
-    from stmt.io.detect import npz_array, open_npz
-
     # Without pickle (np.load would unpickle a non-zip file, which can run code): the
     # arrays read are plain numbers in the official .npz files.
     data = open_npz(path, expected=f"expected a {body} model .npz")
@@ -385,22 +384,6 @@ def pose(
             out_v[frames] = verts.transpose(1, 2).numpy()  # (b, N, 3)
             out_j[frames] = (t + tr).transpose(1, 0, 2)  # (b, J, 3)
     return out_v, out_j
-
-
-def check_vertex_ids(vertex_ids, num_vertices: int, source: Path) -> np.ndarray | None:
-    """``vertex_ids`` as an int64 array checked against the mesh size (InputError naming ``source``)."""
-    if vertex_ids is None:
-        return None
-    ids = np.asarray(vertex_ids)
-    if ids.ndim != 1 or not np.issubdtype(ids.dtype, np.integer):
-        raise ValueError(f"vertex_ids must be a 1-D integer array, got {ids.dtype} {ids.shape}")
-    if ids.size and (ids.min() < 0 or ids.max() >= num_vertices):
-        raise InputError(
-            source,
-            f"vertex ids span [{ids.min()}, {ids.max()}] but this mesh has {num_vertices} vertices "
-            "(a template made for another body topology?)",
-        )
-    return ids.astype(np.int64)
 
 
 def warn_dropped_betas(betas: np.ndarray, model: SMPLModel, source: Path) -> None:

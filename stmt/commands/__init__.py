@@ -1,3 +1,3 @@
 """One module per ``stmt`` sub-command: ``add_arguments(parser)`` and ``main(args)``.
 
-Keep module level free of heavy imports (torch, smplx, anny, open3d)."""
+Module level stays free of heavy imports (the list in ``pyproject.toml``)."""

@@ -15,7 +15,12 @@ writes a copy of the checkpoint with them (``hyper_parameters["calibration"]``),
 from __future__ import annotations
 
 import argparse
+import math
 from pathlib import Path
+
+from stmt import checkpoint
+from stmt.errors import InputError
+from stmt.fileio import atomic_write, check_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -42,18 +47,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _fmt(v) -> str:
-    import math
-
     return "  -  " if v is None or math.isnan(v) else f"{v:.3f}"
 
 
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from stmt import checkpoint
     from stmt.engine.calibration import calibrate
-    from stmt.errors import InputError
-    from stmt.fileio import atomic_write, check_output
 
     if not 0.0 <= args.max_known_rate < 1.0:
         raise InputError(None, f"--max-known-rate must be in [0, 1), got {args.max_known_rate}")
@@ -74,8 +74,9 @@ def main(args: argparse.Namespace) -> int:
         print(f"{name:<13} {r['known_clips']:>6} {r['other_clips']:>6} {_fmt(r['top1']):>6} "
               f"{_fmt(r['ece_before']):>10} {_fmt(r['ece']):>6} {_fmt(r['auroc']):>6} "
               f"{_fmt(r.get('unknown_known')):>15} {_fmt(r.get('unknown_other')):>6}")  # fmt: skip
-    ckpt = checkpoint.read(args.ckpt)
+    ckpt = checkpoint.read(args.ckpt)  # in today's layout (stmt.checkpoint.upgrade)
     ckpt["hyper_parameters"]["calibration"] = calibration
+    checkpoint.mark(ckpt)
     with atomic_write(args.out) as f:
         torch.save(ckpt, f)
     print(f"wrote {args.out}")

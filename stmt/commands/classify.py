@@ -7,7 +7,7 @@ or any file when ``--window`` is given, is cut into windows of ``--window``
 seconds (default: the checkpoint's ``window_s``) every ``--stride`` seconds
 that cover the whole sequence (the last window is aligned to the end; a file
 shorter than a window is one window), and each window is labelled. The overall
-label is the mean of the window probabilities. See :mod:`stmt.predict`.
+label is the mean of the window probabilities. See :mod:`stmt.inference`.
 
 Output: a table per file (overall top-k, then a timeline of per-window top-1
 labels when there is more than one window). With ``--json`` stdout holds only
@@ -82,11 +82,15 @@ checkpoint could not be loaded).
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
+import os
 import sys
 from pathlib import Path
 
-from stmt.commands.inspect import (
+from stmt import limits
+from stmt.commands.options import (
     add_body_arguments,
     add_files_argument,
     add_max_frames_argument,
@@ -95,6 +99,10 @@ from stmt.commands.inspect import (
     joint_map_of,
     take_entries,
 )
+from stmt.errors import InputError
+from stmt.fileio import atomic_text, check_output
+from stmt.inference import Classifier, resolve_device
+from stmt.io.detect import MESH_SUFFIXES, detect_format
 
 MOCAP_SUFFIXES = (".npz", ".bvh", ".amc", ".csv", ".fbx", ".glb", ".gltf", ".vrma")
 
@@ -155,7 +163,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def format_table(pred, show_timeline: bool = True) -> str:
-    """The readable report of one :class:`stmt.predict.Prediction`."""
+    """The readable report of one :class:`stmt.inference.Prediction`."""
     n = len(pred.windows)
     head = f"{pred.file}  ({pred.duration_s:.2f} s at {pred.fps:g} fps, {n} window{'s' * (n != 1)})"
     lines = [head]
@@ -182,29 +190,27 @@ def unknown_text(ranked) -> str:
 
 def is_mesh_folder(path: Path) -> bool:
     """True when ``path`` is a folder holding per-frame mesh files (one sequence)."""
-    from stmt.io.detect import MESH_SUFFIXES
 
     return path.is_dir() and any(
         f.is_file() and f.suffix.lower() in MESH_SUFFIXES for f in path.iterdir()
     )
 
 
-def expand_inputs(paths: list[Path], recursive: bool) -> tuple[list[Path], list[str]]:
+def expand_inputs(
+    paths: list[Path], recursive: bool
+) -> tuple[list[tuple[Path, str | None]], list[str]]:
     """The sequences to classify: files as given, folders expanded when ``recursive``.
 
-    Returns ``(inputs, errors)``; an error is a one-line message for a folder that
-    cannot be used (no ``--recursive``, or no MoCap file under it).
+    Returns ``(inputs, errors)``: each input with its format where it was detected
+    already (the ``.npz`` and ``.csv`` files a folder holds), an error a one-line message
+    for a folder that cannot be used (no ``--recursive``, or no MoCap file under it).
     """
-    import os
 
-    from stmt.errors import InputError
-    from stmt.io.detect import detect_format
-
-    inputs: list[Path] = []
+    inputs: list[tuple[Path, str | None]] = []
     errors: list[str] = []
     for path in paths:
         if not path.is_dir() or is_mesh_folder(path):
-            inputs.append(path)  # a file (or a missing path: the reader reports it)
+            inputs.append((path, None))  # a file (or a missing path: the reader reports it)
             continue
         if not recursive:
             errors.append(
@@ -212,24 +218,25 @@ def expand_inputs(paths: list[Path], recursive: bool) -> tuple[list[Path], list[
                 "the MoCap files under it"
             )
             continue
-        found: list[Path] = []
+        found: list[tuple[Path, str | None]] = []
         for root, dirs, files in os.walk(path):
             dirs.sort()
             root_path = Path(root)
             if root_path != path and is_mesh_folder(root_path):
-                found.append(root_path)
+                found.append((root_path, "mesh-folder"))
                 dirs.clear()  # a mesh-sequence folder is one sequence
                 continue
             for name in sorted(files):
                 f = root_path / name
                 if f.suffix.lower() not in MOCAP_SUFFIXES:
                     continue
+                fmt = None
                 if f.suffix.lower() in (".npz", ".csv"):
                     try:
-                        detect_format(f)  # AMASS, mesh or joint file, not some other table
+                        fmt = detect_format(f)  # AMASS, mesh or joint file, not another table
                     except InputError:
                         continue
-                found.append(f)
+                found.append((f, fmt))
         if not found:
             errors.append(f"{path}: no MoCap files under this folder ({', '.join(MOCAP_SUFFIXES)})")
         inputs.extend(found)
@@ -254,8 +261,6 @@ def predictions_document(
 
 def predictions_csv(records: list[dict], top_k: int) -> str:
     """The ``--out FILE.csv`` text: one row per file (columns in the module docstring)."""
-    import csv
-    import io
 
     header = ["file", "label", "prob", "unknown"]
     for i in range(2, top_k + 1):
@@ -277,10 +282,9 @@ def predictions_csv(records: list[dict], top_k: int) -> str:
 
 
 def label_batch(clf, items: list, batch_size: int, top_k: int) -> list:
-    """Run :class:`stmt.predict.Inputs` of several files through the model together;
-    one :class:`~stmt.predict.Prediction`, or the :class:`~stmt.errors.InputError` that
+    """Run :class:`stmt.inference.Inputs` of several files through the model together;
+    one :class:`~stmt.inference.Prediction`, or the :class:`~stmt.errors.InputError` that
     file ends in (NaN/Inf outputs), per item, in order."""
-    from stmt.errors import InputError
 
     results: list = []
     for item, probs in zip(items, clf.forward(items, batch_size)):
@@ -292,14 +296,43 @@ def label_batch(clf, items: list, batch_size: int, top_k: int) -> list:
 
 
 def main(args: argparse.Namespace) -> int:
-    from stmt import limits
-    from stmt.errors import InputError
-    from stmt.fileio import atomic_text, check_output
-    from stmt.predict import Classifier, resolve_device
-
-    apply_max_frames(args)
+    check_options(args)
     device = resolve_device(args.device)  # before anything loads
     joint_map = joint_map_of(args)
+    inputs, errors = expand_inputs(list(args.files), args.recursive)
+    inputs, take_errors = take_entries(inputs, args.take)  # FILE#TAKE per take
+    clf = Classifier.from_checkpoint(args.ckpt, device=device)
+    if args.unknown_threshold is not None:
+        clf.unknown_threshold = args.unknown_threshold
+    window, stride, whole_clip_s = windows_of(clf, args)
+    for message in errors + take_errors:
+        print(f"stmt: error: {message}", file=sys.stderr, flush=True)
+    records, failed = label_files(clf, inputs, args, joint_map)
+    failed += len(errors) + len(take_errors)
+    if args.json:
+        print(json.dumps(records, indent=2))
+    if args.out is not None and not records:  # keep what the file held: nothing replaces it
+        print(f"stmt: error: {args.out}: not written, no file was labelled", file=sys.stderr)
+        return 2
+    if args.out is not None:
+        top_k = min(args.top_k, len(clf.class_names))
+        if args.out.suffix.lower() == ".json":
+            doc = predictions_document(clf, window, stride, whole_clip_s, top_k, records)
+            atomic_text(args.out, json.dumps(doc, indent=2) + "\n")
+        else:
+            atomic_text(args.out, predictions_csv(records, top_k))
+        n = len(records)
+        print(
+            f"wrote {n} prediction{'s' * (n != 1)} to {args.out}",
+            file=sys.stderr if args.json else sys.stdout,
+        )
+    return 2 if failed else 0
+
+
+def check_options(args: argparse.Namespace) -> None:
+    """Every option checked before a file is read or the checkpoint loaded (one
+    InputError line naming it)."""
+    apply_max_frames(args)
     if not 1 <= args.top_k <= 10_000:
         raise InputError(None, f"--top-k must be 1 to 10000, got {args.top_k}")
     if not 1 <= args.batch_size <= 65_536:
@@ -309,47 +342,41 @@ def main(args: argparse.Namespace) -> int:
         if args.out.suffix.lower() not in (".csv", ".json"):
             raise InputError(args.out, "--out must end in .csv or .json")
         check_output(args.out)  # before any file is read and classified
-    inputs, folder_errors = expand_inputs(list(args.files), args.recursive)
     if args.unknown_threshold is not None and not 0.0 <= args.unknown_threshold <= 1.0:
         raise InputError(None, f"--unknown-threshold must be 0 to 1, got {args.unknown_threshold}")
-    inputs, take_errors = take_entries(inputs, args.take)  # FILE#TAKE per take
-    folder_errors += take_errors
-    clf = Classifier.from_checkpoint(args.ckpt, device=device)
-    if args.unknown_threshold is not None:
-        clf.unknown_threshold = args.unknown_threshold
+
+
+def windows_of(clf, args: argparse.Namespace) -> tuple[float, float, float | None]:
+    """``(window, stride, whole-clip limit)`` the files are cut by: the options, or the
+    checkpoint's; a warning when the window is not the one it was trained on."""
     if args.stride is not None and args.window is None and args.stride > clf.window_s:
         raise InputError(
             None, f"--stride {args.stride} must not exceed the window {clf.window_s} s (gaps)"
         )
     window = clf.window_s if args.window is None else float(args.window)
     stride = window / 2 if args.stride is None else float(args.stride)
-    whole_clip_s = clf.clip_s if args.window is None else None
     if abs(window - clf.window_s) > 1e-6:
         print(
             f"stmt: warning: --window {window:g} s is not the {clf.window_s:g} s the checkpoint "
             "was trained on; its labels may be less reliable",
             file=sys.stderr,
         )
-    for message in folder_errors:
-        print(f"stmt: error: {message}", file=sys.stderr, flush=True)
-    batch = max(1, int(args.batch_size))
-    top_k = min(args.top_k, len(clf.class_names))
+    return window, stride, clf.clip_s if args.window is None else None
 
+
+def label_files(clf, inputs: list, args: argparse.Namespace, joint_map) -> tuple[list, int]:
+    """Read each input (:meth:`stmt.inference.Classifier.read`) and label the windows of
+    several files together, ``--batch-size`` at a time; prints each file's table (or its
+    error line) as it is labelled. Returns the JSON records and the count of failures."""
+    batch = max(1, int(args.batch_size))
     records: list[dict] = []
-    failed = len(folder_errors)
-    pending: list = []  # stmt.predict.Inputs waiting for the model, across files
-    for n, path in enumerate(inputs, 1):
+    failed = 0
+    pending: list = []  # stmt.inference.Inputs waiting for the model, across files
+    for n, (path, fmt) in enumerate(inputs, 1):
         try:
-            seq, _ = clf.read(
-                path,
-                body=args.body,
-                body_models=args.body_models,
-                only_windows=True,
-                window=args.window,
-                stride=args.stride,
-                joint_map=joint_map,
-            )
-            pending.append(clf.preprocess(seq, args.window, args.stride))
+            item = clf.read(path, body=args.body, body_models=args.body_models, window=args.window,
+                            stride=args.stride, joint_map=joint_map, fmt=fmt)  # fmt: skip
+            pending.append(item)
         except InputError as err:
             failed += 1
             print(f"stmt: error: {err}", file=sys.stderr, flush=True)
@@ -364,20 +391,4 @@ def main(args: argparse.Namespace) -> int:
                     print(format_table(result), flush=True)
                     print()
             pending = []
-    if args.json:
-        print(json.dumps(records, indent=2))
-    if args.out is not None and not records:  # keep what the file held: nothing replaces it
-        print(f"stmt: error: {args.out}: not written, no file was labelled", file=sys.stderr)
-        return 2
-    if args.out is not None:
-        if args.out.suffix.lower() == ".json":
-            doc = predictions_document(clf, window, stride, whole_clip_s, top_k, records)
-            atomic_text(args.out, json.dumps(doc, indent=2) + "\n")
-        else:
-            atomic_text(args.out, predictions_csv(records, top_k))
-        n = len(records)
-        print(
-            f"wrote {n} prediction{'s' * (n != 1)} to {args.out}",
-            file=sys.stderr if args.json else sys.stdout,
-        )
-    return 2 if failed else 0
+    return records, failed

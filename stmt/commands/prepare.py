@@ -23,9 +23,14 @@ import argparse
 import json
 from pathlib import Path
 
-from stmt.commands.inspect import add_body_arguments, add_max_frames_argument, apply_max_frames
-
-DATASETS = ("synthetic", "babel60", "babel120", "kit", "realmix")
+from stmt import limits
+from stmt.commands.options import add_body_arguments, add_max_frames_argument, apply_max_frames
+from stmt.data.cache import verify_cache
+from stmt.data.cache_writer import adopt_cache
+from stmt.data.prepare import prepare
+from stmt.data.registry import DATASETS
+from stmt.errors import InputError
+from stmt.fileio import check_folder
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -94,14 +99,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from stmt import limits
-    from stmt.data.prepare import adopt_cache, prepare
-    from stmt.errors import InputError
-    from stmt.fileio import check_folder
-
     if args.verify:
-        from stmt.data.cache import verify_cache
-
         index = verify_cache(args.out)
         print(
             f"{args.out}: ok ({len(index.seq_offset)} sequences, {len(index.sample_seq)} samples, "

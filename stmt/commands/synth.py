@@ -14,6 +14,10 @@ import argparse
 import json
 from pathlib import Path
 
+from stmt.data.samples import adopt_samples, write_samples
+from stmt.data.synth import adopt_output, check_options, generate
+from stmt.fileio import check_folder
+
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", type=Path, required=True, metavar="DIR", help="output folder")
@@ -60,12 +64,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from stmt.data.synth import adopt_output, check_options, generate
-    from stmt.fileio import check_folder
-
     if args.samples:
-        from stmt.data.samples import adopt_samples, write_samples
-
         check_options(1, args.seed, 3, None)
         check_folder(args.out, "stmt synth --samples", args.overwrite, adopt_samples)
         paths = write_samples(args.out, seed=args.seed, overwrite=args.overwrite)

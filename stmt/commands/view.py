@@ -21,9 +21,16 @@ import os
 import shutil
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 
-from stmt.commands.inspect import add_body_arguments, joint_map_of
+from stmt import limits
+from stmt.commands.options import add_body_arguments, joint_map_of
+from stmt.errors import InputError
+from stmt.fileio import check_folder, check_output
+from stmt.inference import resolve_device
+from viz.scene import load_scene
+from viz.viewer import CAMERAS, Player, adopt_frames, import_open3d, render_frames, write_video
 
 _UNDER_XVFB = "STMT_VIEW_UNDER_XVFB"
 
@@ -46,10 +53,6 @@ def _size(text: str) -> tuple[int, int]:
 
 def _camera(text: str) -> tuple[float, float]:
     """``front``, ``side`` or ``AZ,EL`` (degrees) -> (azimuth, elevation)."""
-    import math
-
-    from viz.viewer import CAMERAS
-
     if text.strip().lower() in CAMERAS:
         return CAMERAS[text.strip().lower()]
     try:
@@ -73,10 +76,6 @@ RENDER_SUFFIXES = (".gif", ".mp4", ".png")
 def check_options(args: argparse.Namespace) -> None:
     """Every number and path of ``stmt view`` checked before anything is read or
     rendered: one InputError line naming the option."""
-    from stmt import limits
-    from stmt.errors import InputError
-    from stmt.fileio import check_folder, check_output
-
     if args.fps is not None:
         args.fps = limits.check_fps(None, args.fps, "--fps")
     if args.at is not None:
@@ -91,19 +90,13 @@ def check_options(args: argparse.Namespace) -> None:
         if out.suffix:
             check_output(out)
         else:  # a folder of PNG frames: stmt's, new or empty (or --overwrite)
-            from viz.viewer import adopt_frames
-
             check_folder(out, "stmt view --render", args.overwrite, adopt_frames)
     if args.ckpt is not None:
-        from stmt.predict import resolve_device
-
         resolve_device(args.device)
 
 
 def check_render_size(args: argparse.Namespace, num_frames: int, width: int, height: int) -> None:
     """Refuse a render whose frames would not fit :data:`MAX_RENDER_BYTES` in memory."""
-    from stmt.errors import InputError
-
     size = num_frames * width * height * 3
     if size > MAX_RENDER_BYTES:
         raise InputError(
@@ -189,8 +182,6 @@ def _argv(args: argparse.Namespace) -> list[str]:
 
 
 def _rerun_under_xvfb(args: argparse.Namespace) -> int:
-    from stmt.errors import InputError
-
     xvfb = shutil.which("xvfb-run")
     if xvfb is None:
         raise InputError(
@@ -201,8 +192,6 @@ def _rerun_under_xvfb(args: argparse.Namespace) -> int:
     env = dict(os.environ, **{_UNDER_XVFB: "1"})
     made = None
     if not env.get("XDG_RUNTIME_DIR"):
-        import tempfile
-
         made = env["XDG_RUNTIME_DIR"] = tempfile.mkdtemp(prefix="stmt-xdg-")
     cmd = [xvfb, "-a", "-s", "-screen 0 1280x1024x24", sys.executable, "-m", "stmt", *_argv(args)]
     try:
@@ -213,8 +202,6 @@ def _rerun_under_xvfb(args: argparse.Namespace) -> int:
 
 
 def main(args: argparse.Namespace) -> int:
-    from stmt.errors import InputError
-
     check_options(args)
     if not os.environ.get("DISPLAY"):
         if args.render is None:
@@ -224,9 +211,6 @@ def main(args: argparse.Namespace) -> int:
         if os.environ.get(_UNDER_XVFB):
             raise InputError(None, "xvfb-run started but DISPLAY is still unset")
         return _rerun_under_xvfb(args)
-
-    from viz.scene import load_scene
-    from viz.viewer import Player, import_open3d, render_frames, write_video
 
     import_open3d()  # fail early, before reading and classifying
     scene = load_scene(

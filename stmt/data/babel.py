@@ -1,6 +1,6 @@
 """BABEL annotations over AMASS: label sets, annotation reading, samples, KIT split.
 
-Label sets (``LABEL_SETS``):
+Label sets (:func:`stmt.data.registry.label_set` lists every dataset's):
 
 - ``babel120``: the first 120 categories of BABEL's ``action_label_2_idx`` ordering
   (``BABEL_CATEGORIES`` below, copied from the published ordering; index = label).
@@ -9,9 +9,8 @@ Label sets (``LABEL_SETS``):
   STMT paper removes a fourth category, ``balance``, but in the published ordering
   ``balance`` is category 60, i.e. not one of the first 60, so the set has 57
   classes, not the paper's 56 (see datasets/kit/README.md).
-- ``synthetic``: the classes of ``stmt synth`` (:data:`stmt.data.synth.SYNTH_CLASSES`).
-- ``realmix``: the BABEL-60 categories of :mod:`stmt.data.realmix`'s mapping tables
-  (its files come from no annotations; :func:`sequence_jobs` does not list them).
+- ``synthetic`` (``stmt synth``'s classes) is read from BABEL-format annotations too;
+  ``realmix``'s files come from no annotations (:mod:`stmt.data.realmix`).
 
 Samples (BABEL's own action-recognition protocol): every segment of a
 sequence's dense ``frame_ann`` (or its ``seq_ann`` when ``frame_ann`` is null)
@@ -31,10 +30,10 @@ import hashlib
 import json
 import math
 import os
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from stmt import limits
+from stmt.data.jobs import Segment, SequenceJob
 from stmt.errors import InputError
 from stmt.fileio import read_text
 
@@ -67,46 +66,6 @@ KIT_REMOVED = ("sideways movement", "dance", "stumble", "balance")
 CHUNK_S = 5.0
 MIN_CHUNK_S = 0.25
 KIT_SPLIT = (0.8, 0.1, 0.1)  # train / val / test fractions of KIT sequences
-DATASETS = ("synthetic", "babel60", "babel120", "kit", "realmix")
-
-
-def label_set(dataset: str) -> list[str]:
-    """Class names (index = label) of ``dataset``."""
-    if dataset == "babel120":
-        return list(BABEL_CATEGORIES)
-    if dataset == "babel60":
-        return BABEL_CATEGORIES[:60]
-    if dataset == "kit":
-        return [c for c in BABEL_CATEGORIES[:60] if c not in KIT_REMOVED]
-    if dataset == "synthetic":
-        from stmt.data.synth import SYNTH_CLASSES
-
-        return list(SYNTH_CLASSES)
-    if dataset == "realmix":
-        from stmt.data.realmix import realmix_classes
-
-        return realmix_classes()
-    raise ValueError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")
-
-
-@dataclass
-class Segment:
-    """One sample: a labelled time span of a sequence."""
-
-    label: int
-    start_t: float
-    end_t: float
-
-
-@dataclass
-class SequenceJob:
-    """One MoCap file to pose, with the samples cut from it."""
-
-    key: str  # feat_p as written in the annotations
-    path: Path
-    split: str
-    subject: str
-    segments: list[Segment] = field(default_factory=list)
 
 
 def load_annotations(folder: str | Path) -> dict[str, dict]:
@@ -198,16 +157,19 @@ def segments_of(seq: dict, class_index: dict[str, int], chunk_s: float = CHUNK_S
 
 
 def sequence_jobs(
-    dataset: str, annotations: dict[str, dict], data_root: str | Path, chunk_s: float = CHUNK_S
+    classes: list[str],
+    annotations: dict[str, dict],
+    data_root: str | Path,
+    chunk_s: float = CHUNK_S,
+    kit: bool = False,
 ) -> list[SequenceJob]:
-    """The files to pose for ``dataset`` and their samples, in a stable order.
+    """The files to pose for a label set ``classes`` and their samples, in a stable order.
 
-    Split: the annotation file's split for babel60/babel120/synthetic (a
-    ``"split"`` field in an entry wins); :func:`kit_split` for kit, which uses the
-    KIT sequences of all annotation files. Subject: an entry's ``"subject"`` field,
-    else :func:`subject_of`. Sequences without a sample in the label set are left out.
+    Split: the annotation file's split (a ``"split"`` field in an entry wins); with
+    ``kit``, :func:`kit_split` over the KIT sequences of all annotation files. Subject:
+    an entry's ``"subject"`` field, else :func:`subject_of`. Sequences without a sample
+    in the label set are left out.
     """
-    classes = label_set(dataset)
     index = {c: i for i, c in enumerate(classes)}
     jobs: dict[str, SequenceJob] = {}
     for file_split in ("train", "val", "test"):
@@ -215,7 +177,7 @@ def sequence_jobs(
             feat_p = seq.get("feat_p")
             if not isinstance(feat_p, str):
                 continue
-            if dataset == "kit":
+            if kit:
                 if not is_kit(feat_p):
                     continue
                 split = kit_split(feat_p)

@@ -19,7 +19,7 @@ converted by the next ``stmt prepare``::
     bounds.npy      float32 (F, 2, 3): per-frame min and max corner of the N vertices
                     (world, as reconstructed from the two arrays above), so the
                     loader normalises a clip without reducing over its points
-    template.npz    the :class:`stmt.data.template.Template` (vertex ids, geodesic)
+    template.npz    the :class:`stmt.template.Template` (vertex ids, geodesic)
     shards/         per-sequence pieces of an unfinished prepare run
 
 ``index.json``::
@@ -33,7 +33,9 @@ converted by the next ``stmt prepare``::
                    "label": [...], "split": [...]},
      "failed": [{"source": ..., "error": ...}], "missing": [...]}
 
-A sample covers frames ``offset[seq] + start`` .. ``+ length`` of the arrays.
+A sample covers frames ``offset[seq] + start`` .. ``+ length`` of the arrays; its label
+is a class index, :data:`UNLABELLED` or :data:`OTHER_ACTION`. Writing a cache is
+:mod:`stmt.data.cache_writer`'s (one transaction per ``stmt prepare`` run).
 """
 
 from __future__ import annotations
@@ -44,6 +46,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from numpy.lib import format as npy
 
 from stmt import limits
 from stmt.errors import InputError
@@ -63,6 +66,10 @@ _REQUIRED_KEYS = ("class_names", "fps", "num_points", "window_s", "num_frames_to
 
 CACHE_FORMAT = "stmt-cache"
 CACHE_VERSION = 1
+
+# sample labels that are no class
+UNLABELLED = -1  # a sample for self-supervised pretraining only
+OTHER_ACTION = -2  # a sample of an action outside the classes (what "unknown" is learnt on)
 
 
 @dataclass
@@ -99,6 +106,14 @@ class CacheIndex:
     def split_indices(self, split: str) -> np.ndarray:
         """Sample indices of ``split`` ("train", "val", "test"; "train+test" for several)."""
         return np.nonzero(np.isin(self.sample_split, split.split("+")))[0]
+
+    def longest_labelled_s(self, split: str, default: float) -> float:
+        """Seconds of the longest labelled sample of ``split`` (``default`` without one)."""
+        ids = self.split_indices(split)
+        ids = ids[self.sample_label[ids] >= 0]
+        if len(ids) == 0:
+            return default
+        return float(np.max(self.sample_length[ids])) / self.fps
 
     def sample_frame_start(self) -> np.ndarray:
         """(M,) absolute first frame of each sample in vertices.npy."""
@@ -209,8 +224,6 @@ def describe_files(root: Path) -> dict:
 
 def _npy_header(path: Path) -> tuple[tuple[int, ...], np.dtype, int]:
     """(shape, dtype, data offset) of a .npy file, from its header alone."""
-    from numpy.lib import format as npy
-
     with open(path, "rb") as fh:
         version = npy.read_magic(fh)
         read = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
@@ -309,17 +322,3 @@ def open_arrays(cache: str | Path) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
             root, f"cache arrays are unreadable ({err}); rerun `stmt prepare`"
         ) from None
     return verts, centres, bounds
-
-
-def frame_bounds(offsets: np.ndarray, centres: np.ndarray) -> np.ndarray:
-    """(T, 2, 3) float32 per-frame min/max of ``offsets`` (T, N, 3) + ``centres`` (T, 3)."""
-    world = offsets.astype(np.float32) + centres[:, None, :]  # (T, N, 3)
-    return np.stack([world.min(axis=1), world.max(axis=1)], axis=1)
-
-
-def gather_frames(verts: np.ndarray, centres: np.ndarray, frames: np.ndarray) -> np.ndarray:
-    """World positions float32 ``frames.shape + (N, 3)`` of the given absolute frames."""
-    flat = frames.reshape(-1)
-    out = verts[flat].astype(np.float32)  # (K, N, 3)
-    out += centres[flat][:, None, :]
-    return out.reshape(*frames.shape, *out.shape[1:])

@@ -10,6 +10,36 @@ A clip is T frames of one sample (a labelled span of a sequence), made by
   :func:`stmt.clip.draw_spans`;
 - evaluation (val/test/predict): the frame at the centre of each bin.
 
+Options in detail:
+
+- ``with_other``: the classifier learns to spread its probability over actions outside
+  its classes (``ClassificationModule(other_weight=...)``) and ``stmt calibrate`` fits
+  its "unknown" rule on them.
+- ``train_sources``, ``val_sources``, ``test_sources``: a sample's source is its subject
+  up to the first "/" (realmix's "bandai", "hdm05", "synthetic"). With splits such as
+  "train+test" this trains on one source and tests on another
+  (``benchmarks/eval_cross_source.py``).
+- ``class_balance`` b: weights ``count(class)**-b``, drawn with replacement, as many
+  draws per epoch as samples: 0 keeps the plain shuffle, 1 sees every class equally
+  often (for mixed sets whose classes differ in size by 10x or more: realmix).
+  ``class_balance_min``: ``max(count, min)**-b``, so a class of one clip is not drawn as
+  often as one of hundreds (which makes it the answer for whatever the model has not
+  seen). ``source_balance``: a class's weight is shared equally by its sources.
+- ``max_samples``: a class-balanced subset fixed by ``seed``, after ``train_fraction``,
+  for a quick check that training runs (``datasets/synthetic/smoke.yaml``): a count of
+  samples, unlike Lightning's ``limit_*_batches`` whose meaning changes between 1 and 1.0.
+- ``window`` (fixed windows, :mod:`stmt.clip`): every clip covers the cache's
+  ``window_s`` seconds (or ``window_seconds``), whatever its sample's length (a random
+  window of a longer sample in training, its centre window in evaluation; a shorter
+  sample held at its ends), so motion is seen at one time scale; recorded in the
+  checkpoint (``fixed_window``) for inference. False: a clip spans its whole sample.
+  ``window_seconds`` keeps a model's time scale when sources are added (the cache's
+  ``window_s``, the median sample length, moves).
+- ``crop``: a random part of the sample, U(crop_min, 1) of min(sample, window) long,
+  padded in the window as a short file is at inference; ``speed_min``, ``speed_max``:
+  the sample played at a speed drawn log-uniformly in that range
+  (:func:`stmt.clip.draw_spans`).
+
 Every clip is normalised by :func:`stmt.clip.normalise`, then, for training with
 ``augment=True``, each enabled augmentation is applied in this order: rotation about the vertical axis by U(-rotate_range, rotate_range) rad,
 a tilt of U(-tilt_deg, tilt_deg) degrees about a random horizontal axis, a
@@ -26,17 +56,15 @@ Samples of actions outside the classes (``OTHER_ACTION`` = -2) are kept with
 The template's geodesic matrix is an attribute (``.geodesic``), handed to the
 model once, not per sample.
 
-The cache's index and template are read in ``__init__`` (small files), so
-``num_classes``, ``class_names``, ``num_points``, ``fps``, ``window_s``, ``clip_s``
-and ``geodesic`` are available before ``setup`` (LightningCLI links them into the
-model at instantiation). The big arrays are memory-mapped lazily, once per
+The cache's index and template are read in ``__init__`` (small files), so the clip
+settings (``clip_settings``: class names, frames and points per clip, fps, window,
+``clip_s``) and ``geodesic`` are available before ``setup`` (LightningCLI links the
+clip settings into the model at instantiation). The big arrays are memory-mapped lazily, once per
 DataLoader worker.
 """
 
 from __future__ import annotations
 
-import math
-import sys
 from pathlib import Path
 
 import numpy as np
@@ -44,12 +72,11 @@ import pytorch_lightning as pl
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from stmt.clip import bin_frames, draw_spans, normalise
+from stmt.clip import ClipSettings, bin_frames, draw_spans, normalise
 from stmt.data.cache import load_index, open_arrays
-from stmt.data.prepare import OTHER_ACTION
-from stmt.data.template import Template
+from stmt.data.sampling import STAGES, SampleSelection
 from stmt.data.transforms import augment_matrices
-from stmt.errors import InputError
+from stmt.template import Template
 
 
 class CacheClips(Dataset):
@@ -168,7 +195,8 @@ def _identity_collate(batch):
 
 
 class STMTDataModule(pl.LightningDataModule):
-    """Clips of a prepared cache for training, evaluation and prediction.
+    """Clips of a prepared cache for training, evaluation and prediction (the module
+    docstring says more about the options marked *).
 
     Args:
         cache: folder written by ``stmt prepare``.
@@ -183,61 +211,32 @@ class STMTDataModule(pl.LightningDataModule):
         scale: scale by U(scale_min, scale_max).
         scale_min, scale_max: scale range.
         jitter: add gaussian noise to every point.
-        jitter_std, jitter_clip: noise sigma and clip, in normalised units
-            (original: 0.007 and 0.04).
-        train_split, val_split, test_split, predict_split: split names in the
-            cache used by each stage. A stage whose split has no sample falls back
-            to ``val_split`` (BABEL publishes no test labels).
-        train_fraction: keep this fraction of the training samples, stratified by
-            class (at least one per class), the same subset for a given ``seed``
-            (e.g. 0.1 for fine-tuning with 10 % labels).
+        jitter_std, jitter_clip: noise sigma and clip, normalised units (original:
+            0.007 and 0.04).
+        train_split, val_split, test_split, predict_split: each stage's split in the
+            cache; an empty one falls back to ``val_split`` (BABEL has no test labels).
+        train_fraction: keep this fraction of the training samples, per class, fixed
+            by ``seed`` (0.1: fine-tuning with 10 % labels).
         seed: seed of the labelled subset and of evaluation-time randomness.
-        with_unlabelled: keep the samples without a label (labels -1 and -2) in every
-            stage; only for self-supervised pretraining (the classifier's loss and
-            metrics need labels). Off, they are left out.
-        with_other: keep the samples of actions outside the classes (label -2) in every
-            stage: the classifier learns to spread its probability over them
-            (``STMTClassifier(other_weight=...)``) and ``stmt calibrate`` fits its
-            "unknown" rule on them.
-        train_sources, val_sources, test_sources: keep only samples of these sources
-            (a sample's source is its subject up to the first "/": realmix's "bandai",
-            "hdm05", "synthetic"); None: every source. Predict uses ``test_sources``.
-            With splits such as "train+test" this trains on one source and tests on
-            another (``benchmarks/eval_cross_source.py``).
-        class_balance: training draws each sample with weight ``count(class)**-b``
-            (with replacement, as many draws per epoch as samples): 0 keeps the plain
-            shuffle, 1 sees every class equally often. For mixed sets whose classes
-            differ in size by 10x or more (realmix).
-        class_balance_min: a class of fewer samples is weighted as if it had this many
-            (``max(count, min)**-b``): a class of one clip is not drawn as often as one of
-            hundreds, which makes it the answer for whatever the model has not seen.
+        with_unlabelled: keep the samples of labels -1 and -2 in every stage
+            (self-supervised pretraining only).
+        with_other: keep the samples of actions outside the classes (label -2)*.
+        train_sources, val_sources, test_sources: keep only samples of these sources*
+            (None: every source); predict uses ``test_sources``.
+        class_balance: training draws each sample with weight ``count(class)**-b``*.
+        class_balance_min: a smaller class is weighted as if it had this many samples*.
         pin_memory: pin batches for faster host-to-GPU copies.
-        max_samples: keep at most this many samples of each split, taken from the
-            classes in turn (a class-balanced subset fixed by ``seed``; after
-            ``train_fraction``). For a quick check that training runs
-            (``datasets/synthetic/smoke.yaml``): a count of samples, unlike
-            Lightning's ``limit_*_batches`` whose meaning changes between 1 and 1.0.
-            None: every sample.
-        window: fixed windows (:mod:`stmt.clip`): every clip covers the cache's
-            ``window_s`` seconds, whatever its sample's length (a random window of a
-            longer sample in training, its centre window in evaluation; a shorter
-            sample held at its ends), so motion is seen at one time scale; recorded
-            in the checkpoint (``fixed_window``) for inference. False: a clip spans
-            its whole sample.
-        mirror: mirror half of the training clips left-right (augmentation; for
-            label sets without left/right classes).
+        max_samples: at most this many samples of each split, the classes in turn*.
+        window: fixed windows: every clip covers ``window_s`` seconds*.
+        mirror: mirror half of the training clips left-right (for label sets
+            without left/right classes).
         crop: with fixed windows, the probability that a training clip shows only a
-            random part of its sample, U(crop_min, 1) of min(sample, window) long and
-            padded in the window as a short file is at inference (:func:`stmt.clip.draw_spans`).
+            part of its sample*.
         crop_min: the shortest part, as a fraction.
-        speed_min, speed_max: with fixed windows, training clips play their sample at a
-            speed drawn log-uniformly in this range (1, 1: off).
-        source_balance: with ``class_balance``, each source of a class is drawn as often
-            as the others (a class's weight is shared equally by its sources).
-        window_seconds: seconds a fixed window covers (the ``window_s`` the checkpoint
-            records for inference); None: the cache's ``window_s`` (the median sample
-            length, which moves when sources are added: set it to keep a model's time
-            scale).
+        speed_min, speed_max: with fixed windows, the range of a training clip's
+            playback speed* (1, 1: off).
+        source_balance: with ``class_balance``, the sources of a class drawn alike*.
+        window_seconds: seconds a fixed window covers*; None: the cache's ``window_s``.
     """
 
     def __init__(
@@ -282,26 +281,10 @@ class STMTDataModule(pl.LightningDataModule):
         class_balance_min: int = 1,
     ):
         super().__init__()
-        if num_frames < 1:
-            raise ValueError(f"num_frames must be >= 1, got {num_frames}")
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
-        if num_workers < 0:
-            raise ValueError(f"num_workers must be >= 0, got {num_workers}")
-        if not 0.0 < train_fraction <= 1.0:
-            raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
-        if max_samples is not None and max_samples < 1:
-            raise ValueError(f"max_samples must be >= 1 or null, got {max_samples}")
-        if not 0.0 <= class_balance <= 1.0:
-            raise ValueError(f"class_balance must be in [0, 1], got {class_balance}")
-        if not 1 <= class_balance_min <= 10**9:
-            raise ValueError(f"class_balance_min must be >= 1, got {class_balance_min}")
-        if not (0.0 <= crop <= 1.0 and 0.0 < crop_min <= 1.0):
-            raise ValueError(f"need crop in [0, 1] and crop_min in (0, 1], got {crop}, {crop_min}")
-        if window_seconds is not None and not 0.0 < window_seconds <= 3600.0:
-            raise ValueError(f"window_seconds must be in (0, 3600], got {window_seconds}")
-        if not 0.0 < speed_min <= speed_max:
-            raise ValueError(f"need 0 < speed_min <= speed_max, got {speed_min}, {speed_max}")
+        _check_options(
+            num_frames, batch_size, num_workers, train_fraction, max_samples, class_balance,
+            class_balance_min, crop, crop_min, window_seconds, speed_min, speed_max,
+        )  # fmt: skip
         self.save_hyperparameters()
         self.cache = Path(cache)
         self.index = load_index(self.cache)
@@ -309,76 +292,53 @@ class STMTDataModule(pl.LightningDataModule):
         self.num_frames = int(num_frames)
         self.batch_size = batch_size
         self.num_workers = num_workers
-        self.train_fraction = train_fraction
         self.seed = seed
-        self.with_unlabelled = with_unlabelled
-        self.with_other = with_other
-        self.sources = {"fit": train_sources, "validate": val_sources, "test": test_sources,
-                        "predict": test_sources}  # fmt: skip
-        self.source_balance = source_balance
-        self._window_s = None if window_seconds is None else float(window_seconds)
-        self.class_balance = float(class_balance)
-        self.class_balance_min = int(class_balance_min)
         self.pin_memory = pin_memory
-        self.max_samples = max_samples
-        self.splits = {
-            "fit": train_split,
-            "validate": val_split,
-            "test": test_split,
-            "predict": predict_split,
-        }
-        self.augment_args = {}
-        if augment:
-            if rotate:
-                self.augment_args["rotate_range"] = rotate_range
-            if tilt:
-                self.augment_args["tilt_deg"] = tilt_deg
-            if scale:
-                self.augment_args.update(scale_min=scale_min, scale_max=scale_max)
-            if jitter:
-                self.augment_args.update(jitter_std=jitter_std, jitter_clip=jitter_clip)
-            if mirror:
-                self.augment_args["mirror"] = True
+        self._window_s = None if window_seconds is None else float(window_seconds)
+        self.samples = SampleSelection(
+            self.index,
+            splits=dict(zip(STAGES, (train_split, val_split, test_split, predict_split))),
+            sources=dict(zip(STAGES, (train_sources, val_sources, test_sources, test_sources))),
+            with_unlabelled=with_unlabelled, with_other=with_other,
+            train_fraction=train_fraction, max_samples=max_samples, seed=seed,
+            class_balance=float(class_balance), class_balance_min=int(class_balance_min),
+            source_balance=source_balance,
+        )  # fmt: skip
+        self.augment_args = augment_options(
+            augment, rotate, rotate_range, tilt, tilt_deg, scale, scale_min, scale_max, jitter,
+            jitter_std, jitter_clip, mirror,
+        )  # fmt: skip
         # every clip covers window_s (stmt.clip); the CLI links it into the model as is
         self.fixed_window = bool(window)
-        self.draw = {}
-        if augment and window and (crop > 0 or speed_max > speed_min or speed_min != 1.0):
-            self.draw = {"crop": crop, "crop_min": crop_min, "speed": (speed_min, speed_max)}
+        self.draw = draw_options(augment and window, crop, crop_min, speed_min, speed_max)
         self._datasets: dict[str, CacheClips] = {}
 
     # ---- what the model needs to know (available right after __init__)
     @property
-    def class_names(self) -> list[str]:
-        return self.index.class_names
+    def clip_settings(self) -> ClipSettings:
+        """How this module's clips are made (:class:`stmt.clip.ClipSettings`): what
+        ``stmt fit`` links into the model, once, and the checkpoint keeps."""
+        return ClipSettings(
+            tuple(self.class_names), self.num_frames, self.num_points, self.fps,
+            self.window_s, self.clip_s, self.fixed_window,
+        )  # fmt: skip
 
-    @property
-    def num_classes(self) -> int:
-        return len(self.index.class_names)
-
-    @property
-    def num_points(self) -> int:
-        return self.index.num_points
-
-    @property
-    def fps(self) -> float:
-        return self.index.fps
-
-    @property
-    def window_s(self) -> float:
-        return self.index.window_s if self._window_s is None else self._window_s
+    class_names = property(lambda self: self.index.class_names)
+    num_classes = property(lambda self: len(self.index.class_names))
+    num_points = property(lambda self: self.index.num_points)
+    fps = property(lambda self: self.index.fps)
+    window_s = property(lambda self: self._window_s or self.index.window_s)
 
     @property
     def clip_s(self) -> float | None:
         """Seconds of the longest labelled training sample: ``stmt classify`` takes a
         file no longer than this as one whole clip, as training did (None with fixed
         windows: every clip is a window)."""
-        if self.fixed_window:
-            return None
-        ids = self.index.split_indices(self.splits["fit"])
-        ids = ids[self.index.sample_label[ids] >= 0]
-        if len(ids) == 0:
-            return self.window_s
-        return float(np.max(self.index.sample_length[ids])) / self.fps
+        return (
+            None
+            if self.fixed_window
+            else self.index.longest_labelled_s(self.samples.splits["fit"], self.window_s)
+        )
 
     @property
     def geodesic(self) -> torch.Tensor:
@@ -387,73 +347,21 @@ class STMTDataModule(pl.LightningDataModule):
 
     # ---- samples
     def _split_indices(self, split: str, sources: list[str] | None = None) -> np.ndarray:
-        ids = self.index.split_indices(split)
-        label = self.index.sample_label[ids]
-        if not self.with_unlabelled:
-            ids = ids[(label >= 0) | ((label == OTHER_ACTION) & self.with_other)]
-        if sources is not None:
-            ids = ids[np.isin(self.index.sample_source()[ids], list(sources))]
-        return ids
-
-    def split_samples(self, split: str, sources: list[str] | None = None) -> np.ndarray:
-        """Sample indices of ``split`` (labelled ones unless ``with_unlabelled``; of
-        ``sources`` only when given), falling back to val when it is empty."""
-        ids = self._split_indices(split, sources)
-        if len(ids) == 0 and split != self.splits["validate"]:
-            print(
-                f"stmt: warning: the cache has no '{split}' samples; using "
-                f"'{self.splits['validate']}'",
-                file=sys.stderr,
-            )
-            ids = self._split_indices(self.splits["validate"], self.sources["validate"])
-        if len(ids) == 0:
-            raise InputError(self.cache, f"the cache has no '{split}' samples")
-        return ids
-
-    def labelled_subset(self, ids: np.ndarray) -> np.ndarray:
-        """``train_fraction`` of ``ids``, stratified by class, deterministic in ``seed``."""
-        if self.train_fraction >= 1.0:
-            return ids
-        rng = np.random.default_rng(self.seed)
-        labels = self.index.sample_label[ids]
-        keep = []
-        for c in np.unique(labels):
-            members = ids[labels == c]
-            n = max(1, math.ceil(self.train_fraction * len(members)))
-            keep.append(np.sort(rng.permutation(members)[:n]))
-        return np.sort(np.concatenate(keep))
-
-    def capped(self, ids: np.ndarray) -> np.ndarray:
-        """At most ``max_samples`` of ``ids``, one class after another in turn (classes in
-        label order, each class's samples in a ``seed``-fixed order); sorted."""
-        if self.max_samples is None or len(ids) <= self.max_samples:
-            return ids
-        rng = np.random.default_rng(self.seed)
-        labels = self.index.sample_label[ids]
-        queues = [rng.permutation(ids[labels == c]) for c in np.unique(labels)]
-        turns = np.concatenate([np.arange(len(q)) for q in queues])  # (len(ids),) rank in class
-        order = np.argsort(turns, kind="stable")  # every class's first, then second, ...
-        return np.sort(np.concatenate(queues)[order][: self.max_samples])
+        """The samples of ``split`` (and ``sources``) with the labels kept
+        (:meth:`stmt.data.sampling.SampleSelection.split_indices`)."""
+        return self.samples.split_indices(split, sources)
 
     def dataset(self, stage: str) -> CacheClips:
+        """The clips of ``stage`` ("fit", "validate", "test", "predict"), made once."""
         if stage not in self._datasets:
-            ids = self.split_samples(self.splits[stage], self.sources[stage])
-            if stage == "fit":
-                ids = self.labelled_subset(ids)
-            ids = self.capped(ids)
+            ids = self.samples.stage(stage, self.cache)
+            index, window = self.index, round(self.window_s * self.fps)
             self._datasets[stage] = CacheClips(
-                self.cache,
-                ids,
-                self.index.sample_frame_start()[ids],
-                self.index.sample_length[ids],
-                self.index.sample_label[ids],
-                self.num_frames,
-                train=stage == "fit",
-                augment=self.augment_args,
-                seed=self.seed,
-                window=round(self.window_s * self.fps) if self.fixed_window else 0,
-                draw=self.draw,
-            )
+                self.cache, ids, index.sample_frame_start()[ids], index.sample_length[ids],
+                index.sample_label[ids], self.num_frames, train=stage == "fit",
+                augment=self.augment_args, seed=self.seed,
+                window=window if self.fixed_window else 0, draw=self.draw,
+            )  # fmt: skip
         return self._datasets[stage]
 
     def setup(self, stage: str | None = None) -> None:
@@ -461,43 +369,18 @@ class STMTDataModule(pl.LightningDataModule):
         for s in stages:
             self.dataset(s)
 
-    def _balanced_sampler(self, ds: CacheClips) -> torch.utils.data.Sampler:
-        """Draws with weight count(class)**-class_balance, shared equally by the class's
-        sources with ``source_balance`` (see the class docstring)."""
-        _, inverse, counts = np.unique(ds.label, return_inverse=True, return_counts=True)
-        per_class = np.maximum(counts[inverse], self.class_balance_min).astype(np.float64)
-        weights = per_class**-self.class_balance
-        if self.source_balance:
-            source = self.index.sample_source()[ds.sample_ids]
-            pairs = np.stack([ds.label.astype(str), source], axis=1)  # (S, 2) class, source
-            uniq, g_inv, g_counts = np.unique(
-                pairs, axis=0, return_inverse=True, return_counts=True
-            )
-            _, n_src = np.unique(uniq[:, 0], return_counts=True)  # sources per class
-            per_class = dict(zip(np.unique(uniq[:, 0]), n_src))
-            n = np.array([per_class[str(c)] for c in ds.label])
-            weights *= counts[inverse] / (n * g_counts[g_inv.reshape(-1)])
-        gen = torch.Generator().manual_seed(self.seed)
-        return torch.utils.data.WeightedRandomSampler(
-            torch.from_numpy(weights), num_samples=len(ds), replacement=True, generator=gen
-        )
-
     def _loader(self, stage: str, shuffle: bool) -> DataLoader:
         ds = self.dataset(stage)
         sampler = None
-        if shuffle and (self.class_balance > 0 or self.source_balance):
-            sampler, shuffle = self._balanced_sampler(ds), False
+        if shuffle and self.samples.balanced:
+            sampler, shuffle = self.samples.balanced_sampler(ds.label, ds.sample_ids), False
+        drop_last = (shuffle or sampler is not None) and len(ds) > self.batch_size
         return DataLoader(
-            ds,
-            batch_size=self.batch_size,
-            shuffle=shuffle,
-            sampler=sampler,
-            drop_last=(shuffle or sampler is not None) and len(ds) > self.batch_size,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+            ds, batch_size=self.batch_size, shuffle=shuffle, sampler=sampler, drop_last=drop_last,
+            num_workers=self.num_workers, persistent_workers=self.num_workers > 0,
             pin_memory=self.pin_memory,
             collate_fn=_identity_collate,  # __getitems__ already returns the batch
-        )
+        )  # fmt: skip
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("fit", shuffle=True)
@@ -510,3 +393,59 @@ class STMTDataModule(pl.LightningDataModule):
 
     def predict_dataloader(self) -> DataLoader:
         return self._loader("predict", shuffle=False)
+
+
+def _check_options(
+    num_frames, batch_size, num_workers, train_fraction, max_samples, class_balance,
+    class_balance_min, crop, crop_min, window_seconds, speed_min, speed_max,
+) -> None:  # fmt: skip
+    """The data module's numbers in range, or one ValueError naming the init arg."""
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+    if num_workers < 0:
+        raise ValueError(f"num_workers must be >= 0, got {num_workers}")
+    if not 0.0 < train_fraction <= 1.0:
+        raise ValueError(f"train_fraction must be in (0, 1], got {train_fraction}")
+    if max_samples is not None and max_samples < 1:
+        raise ValueError(f"max_samples must be >= 1 or null, got {max_samples}")
+    if not 0.0 <= class_balance <= 1.0:
+        raise ValueError(f"class_balance must be in [0, 1], got {class_balance}")
+    if not 1 <= class_balance_min <= 10**9:
+        raise ValueError(f"class_balance_min must be >= 1, got {class_balance_min}")
+    if not (0.0 <= crop <= 1.0 and 0.0 < crop_min <= 1.0):
+        raise ValueError(f"need crop in [0, 1] and crop_min in (0, 1], got {crop}, {crop_min}")
+    if window_seconds is not None and not 0.0 < window_seconds <= 3600.0:
+        raise ValueError(f"window_seconds must be in (0, 3600], got {window_seconds}")
+    if not 0.0 < speed_min <= speed_max:
+        raise ValueError(f"need 0 < speed_min <= speed_max, got {speed_min}, {speed_max}")
+
+
+def augment_options(
+    augment, rotate, rotate_range, tilt, tilt_deg, scale, scale_min, scale_max, jitter,
+    jitter_std, jitter_clip, mirror,
+) -> dict:  # fmt: skip
+    """The training augmentation :class:`CacheClips` applies (empty: none)."""
+    if not augment:
+        return {}
+    out: dict = {}
+    if rotate:
+        out["rotate_range"] = rotate_range
+    if tilt:
+        out["tilt_deg"] = tilt_deg
+    if scale:
+        out.update(scale_min=scale_min, scale_max=scale_max)
+    if jitter:
+        out.update(jitter_std=jitter_std, jitter_clip=jitter_clip)
+    if mirror:
+        out["mirror"] = True
+    return out
+
+
+def draw_options(fixed: bool, crop, crop_min, speed_min, speed_max) -> dict:
+    """How training draws the part of a sample a fixed-window clip shows
+    (:func:`stmt.clip.draw_spans`); empty: the whole sample at its own speed."""
+    if fixed and (crop > 0 or speed_max > speed_min or speed_min != 1.0):
+        return {"crop": crop, "crop_min": crop_min, "speed": (speed_min, speed_max)}
+    return {}

@@ -22,11 +22,11 @@ a folder holding both clones or either clone itself; see datasets/realmix/README
   Bandai has two clips), in the synthetic set's own subject split.
 
 Each file is one sample (a whole clip is one action). Content mapped to ``None``
-is unlabelled: its sample has label :data:`stmt.data.prepare.UNLABELLED` (-1),
+is unlabelled: its sample has label :data:`stmt.data.cache.UNLABELLED` (-1),
 which the classifier never sees and the pretrainer uses
 (``STMTDataModule(with_unlabelled=True)``). Content mapped to :data:`OTHER` is an
 action none of the classes names (a pointing gesture, lying down): its sample has
-label :data:`stmt.data.prepare.OTHER_ACTION` (-2), kept for the pretrainer and for
+label :data:`stmt.data.cache.OTHER_ACTION` (-2), kept for the pretrainer and for
 learning and measuring "unknown" (``STMTDataModule(with_other=True)``). Labelled Bandai training clips are
 capped at :data:`BANDAI_TRAIN_CAP` per label (:func:`spread_pick`); the clips
 beyond the cap stay in the cache unlabelled. Files whose content or class is in
@@ -43,8 +43,11 @@ from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from stmt.data.babel import BABEL_CATEGORIES, Segment, SequenceJob
-from stmt.data.prepare import OTHER_ACTION, UNLABELLED
+from stmt.data.babel import BABEL_CATEGORIES, load_annotations, resolve_feat_p, segments_of
+from stmt.data.cache import OTHER_ACTION, UNLABELLED
+from stmt.data.jobs import Segment, SequenceJob
+from stmt.data.synth import SYNTH_CLASSES
+from stmt.errors import InputError
 
 #: Table value of an action outside every class (an "unknown" example).
 OTHER = "(other action)"
@@ -468,9 +471,6 @@ def apply_cap(clips: list[Clip], cap: int = BANDAI_TRAIN_CAP) -> None:
 
 def synthetic_clips(folder: str | Path) -> tuple[list[Clip], Counter]:
     """The ``stmt synth`` clips of :data:`SYNTH_USED` in ``folder`` (its own split)."""
-    from stmt.data.babel import load_annotations, resolve_feat_p, segments_of
-    from stmt.data.synth import SYNTH_CLASSES
-
     folder = Path(folder)
     ann = load_annotations(folder)
     index = {c: i for i, c in enumerate(SYNTH_CLASSES)}
@@ -512,8 +512,6 @@ def list_realmix(
 
     Raises InputError when neither Bandai nor HDM05 files are under ``data``.
     """
-    from stmt.errors import InputError
-
     clips, roots, dropped = find_real_clips(data)
     if not clips and not roots:
         raise InputError(

@@ -34,7 +34,11 @@ from pathlib import Path
 
 import numpy as np
 
-from stmt.fileio import atomic_text, atomic_write
+from stmt.body.anny import SMPL_JOINT_NAMES, pose_from_smpl, rest_mesh, smpl_skeleton
+from stmt.data import synth
+from stmt.fileio import atomic_text, atomic_write, new_folder
+from stmt.motion import axis_angle_to_matrix
+from stmt.retarget import UNITS
 
 MESH_FPS = 15.0  # the mesh sample keeps every second synth frame (30 -> 15 frames/s)
 
@@ -164,8 +168,6 @@ def cmu_skeleton() -> tuple[list[str], list[int], np.ndarray, np.ndarray]:
     """The CMU-named skeleton with SMPL's rest offsets: (names, parents, offsets (J, 3)
     metres, end_offsets (J, 3) metres), Y up, facing +Z. The root offset is zero (its
     position goes in the motion channels)."""
-    from stmt.body.anny import smpl_skeleton
-
     smpl = smpl_skeleton()
     index = {n: i for i, n in enumerate(smpl.names)}
     names = [n for n, _, _ in _CMU_JOINTS]
@@ -193,9 +195,6 @@ def smpl_to_cmu(poses: np.ndarray, trans: np.ndarray) -> tuple[np.ndarray, np.nd
         local: (T, J, 3, 3) local rotations in :func:`cmu_skeleton`'s joint order.
         root: (T, 3) the Hips position in the Y-up BVH world, metres.
     """
-    from stmt.body.anny import SMPL_JOINT_NAMES, smpl_skeleton
-    from stmt.motion import axis_angle_to_matrix
-
     t = poses.shape[0]
     smpl_local = axis_angle_to_matrix(np.asarray(poses, np.float64)[:, :66].reshape(t, 22, 3))
     local = np.broadcast_to(np.eye(3), (t, len(_CMU_JOINTS), 3, 3)).copy()
@@ -209,8 +208,6 @@ def smpl_to_cmu(poses: np.ndarray, trans: np.ndarray) -> tuple[np.ndarray, np.nd
 
 def write_cmu_bvh(path: Path, poses: np.ndarray, trans: np.ndarray, fps: float) -> Path:
     """Write AMASS SMPL parameters as a CMU-skeleton BVH in CMU units (1/0.45 inch)."""
-    from stmt.retarget import UNITS
-
     names, parents, offsets, ends = cmu_skeleton()
     local, root = smpl_to_cmu(poses, trans)
     unit = UNITS["cmu"]  # metres per file unit
@@ -240,8 +237,6 @@ def sample_motion(action: str, seed: int = 0):
     Returns:
         poses (T, 156) float32, trans (T, 3) float32 (AMASS, 30 fps) and the Subject.
     """
-    from stmt.data import synth
-
     min_s, max_s, origin = SAMPLE_ACTIONS[action]
     people = synth.make_subjects(20, np.random.default_rng(seed))
     subject = next(p for p in people if p.split == "test")
@@ -283,8 +278,6 @@ def write_samples(out: Path, seed: int = 0, overwrite: bool = False) -> list[Pat
     Returns:
         The written paths: ``walk.npz``, ``jump.bvh``, ``wave_mesh.npz``, ``README.md``.
     """
-    from stmt.fileio import new_folder
-
     with new_folder(out, "stmt synth --samples", overwrite, adopt_samples) as folder:
         folder.own(*SAMPLE_NAMES)
         _write_samples(folder.path, seed)
@@ -292,9 +285,6 @@ def write_samples(out: Path, seed: int = 0, overwrite: bool = False) -> list[Pat
 
 
 def _write_samples(out: Path, seed: int) -> None:
-    from stmt.body.anny import pose_from_smpl, rest_mesh
-    from stmt.data import synth
-
     samples: list[Sample] = []
 
     poses, trans, subject = sample_motion("walk", seed)

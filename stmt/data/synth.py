@@ -2,7 +2,7 @@
 
 Motions are generated procedurally as SMPL+H pose parameters and written as
 AMASS-format ``.npz`` files plus BABEL-format annotation JSON, so they pass
-through the same reader (:func:`stmt.io.read_sequence`) and the same
+through the same reader (:func:`stmt.reading.read_sequence`) and the same
 preparation (``stmt prepare --dataset synthetic``) as real data.
 
 How a clip is made
@@ -47,9 +47,12 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from tqdm import tqdm
 
+from stmt import limits
 from stmt.body.smpl import BODY_PARENTS
-from stmt.fileio import atomic_savez, atomic_text
+from stmt.errors import InputError
+from stmt.fileio import atomic_savez, atomic_text, new_folder, read_text
 
 FPS = 30.0
 
@@ -640,10 +643,6 @@ def adopt_output(path: Path, entries: set[str]) -> set[str]:
     """The entries of a folder without a marker that an earlier ``stmt synth`` wrote
     (:func:`stmt.fileio.check_folder`): its names, when ``labels.json`` lists synthetic
     classes only."""
-    from stmt import limits
-    from stmt.errors import InputError
-    from stmt.fileio import read_text
-
     try:
         labels = json.loads(read_text(path / "labels.json", "labels", limits.MAX_CONFIG_BYTES))
     except (InputError, ValueError):
@@ -656,9 +655,6 @@ def adopt_output(path: Path, entries: set[str]) -> set[str]:
 def check_options(per_class: int, seed: int, subjects: int, classes: list[str] | None) -> None:
     """The ranges of :func:`generate`'s arguments, checked before anything is allocated
     (one InputError naming the option)."""
-    from stmt import limits
-    from stmt.errors import InputError
-
     limits.whole_number("per-class", per_class, 1, MAX_PER_CLASS)
     limits.whole_number("seed", seed, 0, 2**32 - 1)
     limits.whole_number("subjects", subjects, 3, MAX_SUBJECTS)
@@ -698,10 +694,6 @@ def generate(
     written atomically, clips with the same name replaced (generation is deterministic,
     so the content is the same) and nothing else touched.
     """
-    from tqdm import tqdm
-
-    from stmt.fileio import new_folder
-
     check_options(per_class, seed, subjects, classes)
     classes = list(classes or SYNTH_CLASSES)
     with new_folder(out, "stmt synth", overwrite, adopt_output) as folder:
@@ -714,8 +706,7 @@ def _generate(out: Path, per_class, seed, subjects, classes, progress, tqdm) -> 
     people = make_subjects(subjects, rng)
     ann: dict[str, dict] = {"train": {}, "val": {}, "test": {}}
     jobs = [(label, i) for label in classes for i in range(per_class)]
-    counter = 0
-    for label, i in tqdm(jobs, desc="synth", unit="clip", disable=not progress):
+    for n, (label, i) in enumerate(tqdm(jobs, desc="synth", unit="clip", disable=not progress)):
         crng = np.random.default_rng([seed, SYNTH_CLASSES.index(label), i])
         subject = people[int(crng.integers(len(people)))]
         tr = make_track(label, crng, subject)
@@ -725,8 +716,7 @@ def _generate(out: Path, per_class, seed, subjects, classes, progress, tqdm) -> 
         rel = f"motions/S{subject.index:03d}/{label.replace(' ', '_')}_{i:05d}.npz"
         _write_npz(out / rel, poses, trans, subject)
         dur = len(poses) / FPS
-        babel_id = str(counter)
-        counter += 1
+        babel_id = str(n)
         seg = {
             "act_cat": [label],
             "proc_label": label,
@@ -736,7 +726,7 @@ def _generate(out: Path, per_class, seed, subjects, classes, progress, tqdm) -> 
             "end_t": round(dur, 4),
         }
         ann[subject.split][babel_id] = {
-            "babel_sid": counter,
+            "babel_sid": n + 1,
             "url": "",
             "feat_p": f"synthetic/{rel}",
             "dur": round(dur, 4),

@@ -1,4 +1,6 @@
-"""Training: Lightning modules (:mod:`.classifier`, :mod:`.pretrainer`) and the LightningCLI (:mod:`.cli`).
+"""Training: Lightning modules (:mod:`.classifier`, :mod:`.pretrainer`, their base
+:mod:`.module`), the LightningCLI (:mod:`.cli`) and calibration (:mod:`.calibration`).
 
-Nothing is imported here, so ``import stmt.engine.cli`` stays light until a command runs.
+These modules import torch and Lightning at their top: ``stmt.cli`` imports
+:mod:`.cli` only when a Lightning command (fit, validate, test, predict) runs.
 """

@@ -16,7 +16,7 @@ windows every half window, the probabilities of a sample's windows averaged), th
    the rule's AUROC (other actions vs known clips), and the share flagged of each.
 
 The result goes into the checkpoint's ``hyper_parameters["calibration"]`` (plain
-data), which :class:`stmt.predict.Classifier` reads.
+data), which :class:`stmt.inference.Classifier` reads.
 """
 
 from __future__ import annotations
@@ -27,8 +27,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 
-from stmt.data.prepare import OTHER_ACTION
+from stmt.data.cache import OTHER_ACTION
+from stmt.data.datamodule import CacheClips, STMTDataModule
+from stmt.errors import InputError
+from stmt.inference import Classifier
 
 #: Score of the "unknown" rule: the calibrated top-1 probability of a sample.
 SCORE = "max_prob"
@@ -135,10 +139,6 @@ class Scored:
 def score_split(clf, dm, split: str, sources: list[str] | None, batch_size: int = 64) -> Scored:
     """Run ``clf`` on every sample of ``split`` (labelled and other actions), each cut into
     the windows ``stmt classify`` would cut a file of its length into."""
-    import torch
-
-    from stmt.data.datamodule import CacheClips
-
     ids = dm._split_indices(split, sources)
     if not ids.size:
         return Scored(np.zeros(0, np.int64), [])
@@ -146,7 +146,7 @@ def score_split(clf, dm, split: str, sources: list[str] | None, batch_size: int 
     first = index.sample_frame_start()
     starts, lengths, owner = [], [], []
     for n, i in enumerate(ids):
-        w = clf.windows(int(index.sample_length[i]), index.fps)  # as classify cuts a file
+        w = clf.clip.windows(int(index.sample_length[i]), index.fps)  # as classify cuts a file
         starts.append(first[i] + w.start)
         lengths.append(w.length)
         owner.append(np.full(len(w), n))
@@ -210,10 +210,6 @@ def calibrate(
     """Fit the temperature on ``val_split``'s labelled clips and the threshold on
     ``unknown_split``'s (default: ``val_split``) known and other-action clips; report on
     ``test_split``. Returns ``(calibration for the checkpoint, report)``."""
-    from stmt.data.datamodule import STMTDataModule
-    from stmt.errors import InputError
-    from stmt.predict import Classifier
-
     clf = Classifier.from_checkpoint(ckpt, device=device)
     dm = STMTDataModule(
         str(cache), num_frames=clf.num_frames, num_workers=0, with_other=True,

@@ -1,10 +1,11 @@
-"""STMTClassifier: supervised training and evaluation of an STMT model.
+"""ClassificationModule: supervised training and evaluation of an STMT model (Lightning).
 
 The checkpoint alone rebuilds the model; its layout is written and read by
-:mod:`stmt.checkpoint` (hyper-parameters once, as plain data; ``model.*``
-weights; the training template's ``geodesic`` buffer). A checkpoint that does
-not fit the data module (another ``num_points``, ``num_frames`` or class list)
-is refused in one line before its weights load.
+:mod:`stmt.checkpoint` (hyper-parameters once, as plain data, the clip settings
+among them; ``model.*`` weights; the training template's ``geodesic`` buffer). A
+checkpoint that does not fit the data module (another ``num_points``,
+``num_frames`` or class list) is refused in one line before its weights load.
+Labelling files with a trained checkpoint is :class:`stmt.inference.Classifier`'s.
 """
 
 from __future__ import annotations
@@ -14,28 +15,21 @@ import os
 from pathlib import Path
 from typing import Any
 
-import pytorch_lightning as pl
-import torch
 import torch.nn.functional as F
+from matplotlib.figure import Figure
 from torch import Tensor
 from torchmetrics.classification import MulticlassAccuracy, MulticlassConfusionMatrix
 
 from stmt import checkpoint
-from stmt.data.prepare import OTHER_ACTION
-from stmt.engine.common import (
-    adamw_warmup_cosine,
-    check_optim_args,
-    clip_gradients,
-    copy_geodesic,
-    prepare_model_for_fit,
-    total_steps,
-)
+from stmt.clip import ClipSettings
+from stmt.data.cache import OTHER_ACTION
+from stmt.engine.module import STMTModule
 from stmt.errors import InputError
 from stmt.model.stmt import STMT, build_model
 
 
 def load_pretrained_encoder(model: STMT, path: str | Path) -> int:
-    """Load an STMTPretrainer checkpoint's encoder into ``model``, strictly; returns
+    """Load a pretraining checkpoint's encoder into ``model``, strictly; returns
     the number of tensors loaded (see :func:`pretrained_encoder`)."""
     encoder = pretrained_encoder(model, path)
     model.load_state_dict(encoder, strict=False)  # exactly the head is left as initialised
@@ -43,7 +37,7 @@ def load_pretrained_encoder(model: STMT, path: str | Path) -> int:
 
 
 def pretrained_encoder(model: STMT, path: str | Path) -> dict[str, Any]:
-    """The encoder weights of an STMTPretrainer checkpoint, checked against ``model``.
+    """The encoder weights of a pretraining checkpoint, checked against ``model``.
 
     The only keys allowed to be missing are those of the classification head
     (``head.*``), which pretraining does not have; any other missing key, any
@@ -69,16 +63,15 @@ def pretrained_encoder(model: STMT, path: str | Path) -> dict[str, Any]:
     return encoder
 
 
-class STMTClassifier(pl.LightningModule):
-    """Action classification with an STMT model.
+class ClassificationModule(STMTModule):
+    """Action classification with an STMT model (a Lightning module).
 
     Args:
+        clip: the data's clip settings (:class:`~stmt.clip.ClipSettings`: the class
+            names, frames and points per clip, how clips were cut), linked from the data
+            module by the CLI and kept in the checkpoint for inference.
         arch: model size, ``"stmt_tiny"`` or ``"stmt_base"``.
         model_args: constructor overrides for the model (see ``stmt.model.stmt.STMT``).
-        num_classes, num_frames, num_points, class_names, fps, window_s, clip_s,
-            fixed_window: the dataset's and how its clips were cut, linked from the
-            data module by the CLI and kept in the checkpoint for inference
-            (:mod:`stmt.clip`).
         lr, weight_decay, warmup_fraction: AdamW with linear warm-up over that
             share of all steps, then cosine decay.
         label_smoothing: cross-entropy label smoothing.
@@ -92,27 +85,17 @@ class STMTClassifier(pl.LightningModule):
             temperature and the "unknown" threshold on the calibrated top-1
             probability, with the numbers they were chosen on. None: uncalibrated
             (temperature 1, no "unknown").
-        pretrained: an STMTPretrainer checkpoint whose encoder initialises the
+        pretrained: a pretraining checkpoint whose encoder initialises the
             model when fitting starts (only the head stays new; see
             :func:`load_pretrained_encoder`).
-        compile: ``torch.compile`` the model for fitting; None (default) = on a
-            CUDA device, off elsewhere. Not stored in checkpoints (a run
-            setting, not the model's). Multi-process DDP also makes batch norm
-            synchronised (see :func:`stmt.engine.common.prepare_model_for_fit`).
+        compile: ``torch.compile`` the model for fitting (:class:`~stmt.engine.module.STMTModule`).
     """
 
     def __init__(
         self,
-        num_classes: int,
+        clip: ClipSettings,
         arch: str = "stmt_tiny",
         model_args: dict[str, Any] | None = None,
-        num_frames: int = 24,
-        num_points: int = 256,
-        class_names: list[str] | None = None,
-        fps: float = 30.0,
-        window_s: float = 0.8,
-        clip_s: float | None = None,
-        fixed_window: bool = False,
         lr: float = 1e-3,
         weight_decay: float = 0.05,
         warmup_fraction: float = 0.05,
@@ -122,42 +105,26 @@ class STMTClassifier(pl.LightningModule):
         pretrained: str | None = None,
         compile: bool | None = None,
     ):
-        super().__init__()
+        super().__init__(clip, lr, weight_decay, warmup_fraction, compile)
+        num_classes = self.clip.num_classes
         if num_classes < 2:
             raise ValueError(f"need at least 2 classes, got {num_classes}")
-        class_names = list(class_names) if class_names else [str(i) for i in range(num_classes)]
-        if len(class_names) != num_classes:
-            raise ValueError(f"{len(class_names)} class names for {num_classes} classes")
-        check_optim_args(lr, weight_decay, warmup_fraction)
         if not 0.0 <= label_smoothing < 1.0:
             raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         if not (other_weight >= 0.0 and other_weight < float("inf")):
             raise ValueError(f"other_weight must be a finite number >= 0, got {other_weight}")
-        self.save_hyperparameters(
-            checkpoint.hyper_parameters(
-                STMTClassifier,
-                arch=arch,
-                model_args=model_args,
-                num_classes=num_classes,
-                num_frames=num_frames,
-                num_points=num_points,
-                class_names=class_names,
-                fps=float(fps),
-                window_s=float(window_s),
-                clip_s=None if clip_s is None else float(clip_s),
-                fixed_window=bool(fixed_window),
-                lr=lr,
-                weight_decay=weight_decay,
-                warmup_fraction=warmup_fraction,
-                label_smoothing=label_smoothing,
-                other_weight=float(other_weight),
-                calibration=calibration,
-                pretrained=None if pretrained is None else str(pretrained),
-            )
+        self.save_hyperparameters_of(
+            arch=arch,
+            model_args=model_args,
+            lr=lr,
+            weight_decay=weight_decay,
+            warmup_fraction=warmup_fraction,
+            label_smoothing=label_smoothing,
+            other_weight=float(other_weight),
+            calibration=calibration,
+            pretrained=None if pretrained is None else str(pretrained),
         )
         self.model = build_model(arch, **checkpoint.model_args(dict(self.hparams)))
-        self.compile_model = compile
-        self.register_buffer("geodesic", torch.zeros(num_points, num_points))
         top5 = min(5, num_classes)
         for split in ("val", "test"):
             # top-1 and top-5 over all clips (micro); top-1-norm = mean per-class top-1 (BABEL)
@@ -171,9 +138,8 @@ class STMTClassifier(pl.LightningModule):
 
     # -- set-up
 
-    def setup(self, stage: str) -> None:
-        copy_geodesic(self)
-        if stage == "fit" and self.hparams.pretrained:
+    def before_fit(self) -> None:
+        if self.hparams.pretrained:
             n = load_pretrained_encoder(self.model, self.hparams.pretrained)
             if self._trainer is None or self._trainer.is_global_zero:
                 print(
@@ -181,32 +147,16 @@ class STMTClassifier(pl.LightningModule):
                     f"({n} tensors; the classification head starts new)",
                     flush=True,
                 )
-        if stage == "fit":
-            prepare_model_for_fit(self, self.compile_model)
-
-    def on_save_checkpoint(self, ckpt: dict[str, Any]) -> None:
-        checkpoint.mark(ckpt)
 
     def on_load_checkpoint(self, ckpt: dict[str, Any]) -> None:
         """Before the weights load: say plainly when the checkpoint does not fit the data."""
         trainer = self._trainer
         checkpoint.check_fits_data(
             ckpt.get("hyper_parameters") or {},
-            dict(self.hparams),
+            self.clip,
             getattr(trainer, "ckpt_path", None),
             getattr(getattr(trainer, "datamodule", None), "cache", None),
         )
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        return adamw_warmup_cosine(
-            self, hp.lr, hp.weight_decay, hp.warmup_fraction, total_steps(self.trainer)
-        )
-
-    def configure_gradient_clipping(
-        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
-    ):
-        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     # -- steps
 
@@ -275,7 +225,9 @@ class STMTClassifier(pl.LightningModule):
             out_dir = Path(self.trainer.log_dir or self.trainer.default_root_dir)
             # kept for the end-of-test summary (stmt.engine.reports.summary_after_test)
             self.last_test_confusion = matrix.numpy()
-            self.last_test_files = save_confusion_matrix(matrix, self.hparams.class_names, out_dir)
+            self.last_test_files = save_confusion_matrix(
+                matrix, list(self.clip.class_names), out_dir
+            )
 
 
 def save_confusion_matrix(
@@ -292,16 +244,12 @@ def save_confusion_matrix(
             writer.writerow([name, *row])
     os.replace(tmp, csv_path)
 
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     counts = matrix.float()
     rates = counts / counts.sum(dim=1, keepdim=True).clamp(min=1)
     n = len(class_names)
     size = min(4 + 0.25 * n, 30)
-    fig, ax = plt.subplots(figsize=(size, size))
+    fig = Figure(figsize=(size, size))  # drawn by Agg, without pyplot's state
+    ax = fig.subplots()
     im = ax.imshow(rates.numpy(), cmap="Blues", vmin=0, vmax=1)
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
@@ -311,6 +259,9 @@ def save_confusion_matrix(
     fig.tight_layout()
     tmp = png_path.with_suffix(".tmp.png")
     fig.savefig(tmp, dpi=100)
-    plt.close(fig)
     os.replace(tmp, png_path)
     return csv_path, png_path
+
+
+# the class's name in configs (``class_path``) and checkpoints written before issue 27
+STMTClassifier = ClassificationModule

@@ -1,12 +1,12 @@
 """``stmt fit | validate | test | predict --config datasets/<name>/<file>.yaml``: LightningCLI.
 
 The model is chosen by the config's ``model.class_path`` (subclass mode), so
-the same command trains :class:`~stmt.engine.classifier.STMTClassifier` or
-pretrains with :class:`~stmt.engine.pretrainer.STMTPretrainer`. The data
-module is :class:`stmt.data.datamodule.STMTDataModule`; the dataset's
-``num_classes``, ``num_frames``, ``num_points``, ``class_names``, ``fps`` and
-``window_s`` are read from the instantiated data module and linked into the
-model (never typed twice). ``--ckpt_path last`` resumes an interrupted run
+the same command trains :class:`~stmt.engine.classifier.ClassificationModule` or
+pretrains with :class:`~stmt.engine.pretrainer.PretrainingModule`. The data
+module is :class:`stmt.data.datamodule.STMTDataModule`; its clip settings
+(:class:`stmt.clip.ClipSettings`: class names, frames and points per clip, fps,
+window, ...) are read from the instantiated data module and linked into the model
+once (never typed twice). ``--ckpt_path last`` resumes an interrupted run
 (the configs keep a ``last.ckpt``); DDP is Lightning's
 (``--trainer.strategy ddp --trainer.devices N --trainer.num_nodes M``).
 
@@ -23,15 +23,110 @@ killed run never leaves a truncated ``last.ckpt`` to resume from.
 
 from __future__ import annotations
 
+import dataclasses
+import os
 import re
 import sys
+import warnings
+import zipfile
 from pathlib import Path
 
-# Data-module attributes linked into the model's init args of the same name.
-LINKED = (
-    "num_classes", "num_frames", "num_points", "class_names", "fps", "window_s", "clip_s",
-    "fixed_window",
-)  # fmt: skip
+import numpy as np
+import pytorch_lightning as pl
+import torch
+from jsonargparse import ArgumentError
+from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
+from lightning_fabric.utilities.exceptions import MisconfigurationException
+from pytorch_lightning.callbacks import ModelCheckpoint
+from pytorch_lightning.cli import LightningCLI
+
+from stmt import checkpoint, limits
+from stmt.clip import ClipSettings
+from stmt.data.datamodule import STMTDataModule
+from stmt.engine import reports
+from stmt.engine.classifier import pretrained_encoder
+from stmt.engine.host_memory import keep_freed_memory
+from stmt.errors import InputError
+from stmt.fileio import atomic_write, claim_folder, load_yaml, read_text
+
+# what Lightning, jsonargparse and the modules raise for a refused setting; ImportError:
+# a setting that needs a package not installed (an XLA accelerator, a logger's client)
+REFUSED = (ValueError, TypeError, RuntimeError, ImportError, MisconfigurationException)
+
+
+class STMTCLI(LightningCLI):
+    """LightningCLI with stmt's one link (the data's clip settings into the model), its
+    one error path (a bad checkpoint, setting or batch is one line), its output folders,
+    and a summary of what each run left behind."""
+
+    def __init__(self, *args, overwrite: bool = False, **kwargs):
+        self.overwrite = overwrite
+        super().__init__(*args, **kwargs)
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments(
+            "data.clip_settings", "model.init_args.clip", compute_fn=dataclasses.asdict,
+            apply_on="instantiate",
+        )  # fmt: skip
+
+    # one error path: a bad checkpoint or non-finite data is an InputError (one line)
+    def _before(self) -> None:
+        path = self.config_init[self.subcommand].get("ckpt_path")
+        if self.subcommand != "fit" and str(path) in ("best", "last"):
+            check_named_ckpt(self.trainer, str(path), self.subcommand)
+        check_ckpt_path(path, self.model, getattr(self.datamodule, "cache", None))
+        pretrained = getattr(getattr(self.model, "hparams", None), "pretrained", None)
+        if self.subcommand == "fit" and pretrained:  # setup() loads it, after the run's
+            pretrained_encoder(self.model.model, pretrained)  # config is written
+        claim_run_folders(self.trainer, self.subcommand, self.overwrite)  # inputs first
+        if not any(isinstance(cb, FiniteBatches) for cb in self.trainer.callbacks):
+            self.trainer.callbacks.append(FiniteBatches(self.datamodule))
+
+    before_fit = before_validate = before_test = before_predict = _before
+
+    # a setting the classes refuse when built (a value out of range, an unknown
+    # arch, an accelerator this machine lacks, a second ModelCheckpoint) is one
+    # line naming it, as a mistyped key is, not a traceback from Lightning
+    def instantiate_classes(self) -> None:
+        try:
+            super().instantiate_classes()
+        except REFUSED as err:  # (a SettingError from instantiate_trainer passes)
+            raise setting_error(err) from err
+
+    def instantiate_trainer(self, **kwargs):
+        try:
+            return super().instantiate_trainer(**kwargs)
+        except REFUSED as err:
+            raise setting_error(err, "trainer") from err
+
+    def _parse_ckpt_path(self) -> None:
+        """LightningCLI reads a checkpoint's hyper-parameters into the model's config:
+        here from the file read the safe way and brought to today's layout first
+        (:func:`stmt.checkpoint.read`), so a checkpoint of any stmt format resumes."""
+        sub = self.config.get("subcommand")
+        if not sub:
+            return
+        ckpt = check_ckpt_file(self.config[sub].get("ckpt_path"))
+        hparams = dict(ckpt["hyper_parameters"]) if ckpt is not None else {}
+        hparams.pop("_instantiator", None)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            hparams = {"class_path": hparams.pop("_class_path"), "dict_kwargs": hparams}
+        self.config = self.parser.parse_object({sub: {"model": hparams}}, self.config)
+
+    # what each run leaves behind, printed at its end (stmt.engine.reports)
+    def after_fit(self) -> None:
+        _print_lines(self.trainer, reports.summary_after_fit(self.trainer))
+
+    def after_test(self) -> None:
+        _print_lines(self.trainer, reports.summary_after_test(self.trainer, self.model))
+
+    def after_predict(self) -> None:
+        paths = save_predictions(self.trainer, self.model, self.datamodule)
+        if paths:
+            lines = [f"{'predictions:':<28} {reports.shown(p)}" for p in paths]
+            _print_lines(self.trainer, lines)
 
 
 def build_cli(argv: list[str], datamodule_class=None, run: bool = True, overwrite: bool = False):
@@ -41,91 +136,17 @@ def build_cli(argv: list[str], datamodule_class=None, run: bool = True, overwrit
     Without ``run``, ``argv`` holds no subcommand and only instantiates. ``overwrite``:
     the run may write into folders that hold files stmt did not write (:func:`claim_run_folders`).
     """
-    import warnings
-
-    import pytorch_lightning as pl
-    from lightning_fabric.utilities.exceptions import MisconfigurationException
-    from pytorch_lightning.cli import LightningCLI
-
-    from stmt.engine import reports
-
-    FiniteBatches = _finite_batches()
-    # what Lightning, jsonargparse and the modules raise for a refused setting; ImportError:
-    # a setting that needs a package not installed (an XLA accelerator, a logger's client)
-    REFUSED = (ValueError, TypeError, RuntimeError, ImportError, MisconfigurationException)
-
     # stmt hands LightningCLI its own argv explicitly; that is not a mistake here
     warnings.filterwarnings("ignore", message="LightningCLI's args parameter is intended")
-
-    if datamodule_class is None:
-        from stmt.data.datamodule import STMTDataModule as datamodule_class
-
-    class STMTCLI(LightningCLI):
-        def add_arguments_to_parser(self, parser) -> None:
-            for name in LINKED:
-                parser.link_arguments(
-                    f"data.{name}", f"model.init_args.{name}", apply_on="instantiate"
-                )
-
-        # one error path: a bad checkpoint or non-finite data is an InputError (one line)
-        def _before(self) -> None:
-            path = self.config_init[self.subcommand].get("ckpt_path")
-            if self.subcommand != "fit" and str(path) in ("best", "last"):
-                check_named_ckpt(self.trainer, str(path), self.subcommand)
-            check_ckpt_path(path, self.model, getattr(self.datamodule, "cache", None))
-            pretrained = getattr(getattr(self.model, "hparams", None), "pretrained", None)
-            if self.subcommand == "fit" and pretrained:  # setup() loads it, after the run's
-                from stmt.engine.classifier import pretrained_encoder  # config is written
-
-                pretrained_encoder(self.model.model, pretrained)
-            claim_run_folders(self.trainer, self.subcommand, overwrite)  # inputs first
-            if not any(isinstance(cb, FiniteBatches) for cb in self.trainer.callbacks):
-                self.trainer.callbacks.append(FiniteBatches(self.datamodule))
-
-        before_fit = before_validate = before_test = before_predict = _before
-
-        # a setting the classes refuse when built (a value out of range, an unknown
-        # arch, an accelerator this machine lacks, a second ModelCheckpoint) is one
-        # line naming it, as a mistyped key is, not a traceback from Lightning
-        def instantiate_classes(self) -> None:
-            try:
-                super().instantiate_classes()
-            except REFUSED as err:  # (a SettingError from instantiate_trainer passes)
-                raise setting_error(err) from err
-
-        def instantiate_trainer(self, **kwargs):
-            try:
-                return super().instantiate_trainer(**kwargs)
-            except REFUSED as err:
-                raise setting_error(err, "trainer") from err
-
-        def _parse_ckpt_path(self) -> None:  # LightningCLI reads its hyper-parameters first
-            sub = self.config.get("subcommand")
-            if sub:
-                check_ckpt_file(self.config[sub].get("ckpt_path"))
-            super()._parse_ckpt_path()
-
-        # what each run leaves behind, printed at its end (stmt.engine.reports)
-        def after_fit(self) -> None:
-            _print_lines(self.trainer, reports.summary_after_fit(self.trainer))
-
-        def after_test(self) -> None:
-            _print_lines(self.trainer, reports.summary_after_test(self.trainer, self.model))
-
-        def after_predict(self) -> None:
-            paths = save_predictions(self.trainer, self.model, self.datamodule)
-            if paths:
-                lines = [f"{'predictions:':<28} {reports.shown(p)}" for p in paths]
-                _print_lines(self.trainer, lines)
-
     return STMTCLI(
         pl.LightningModule,
-        datamodule_class,
+        datamodule_class or STMTDataModule,
         subclass_mode_model=True,
         args=argv,
         run=run,
         save_config_kwargs={"overwrite": True},
         parser_kwargs={"prog": "stmt", "exit_on_error": False},
+        overwrite=overwrite,
     )
 
 
@@ -137,7 +158,6 @@ def setting_error(err: BaseException, section: str = "") -> Exception:
     """The error to show for ``err`` raised while building the model, data or trainer:
     the innermost cause (jsonargparse wraps the model's own error in a dump of the
     whole config), an InputError as it is, else one :class:`SettingError` line."""
-    from stmt.errors import InputError
 
     while err.__cause__ is not None:
         err = err.__cause__
@@ -156,8 +176,6 @@ def check_ckpt_file(path) -> dict | None:
     would give a traceback). Returns the checkpoint (None for Lightning's names)."""
     if path is None or str(path) in LIGHTNING_CKPT_NAMES or str(path).startswith("registry"):
         return None
-    from stmt import checkpoint
-    from stmt.errors import InputError
 
     ckpt = checkpoint.read(path)
     state = ckpt.get("state_dict")
@@ -174,10 +192,6 @@ def check_named_ckpt(trainer, name: str, command: str) -> None:
     saved, warns and evaluates the untrained model (meant for a ``fit`` set to resume).
     Both are one InputError line here; ``last`` is looked for where Lightning looks
     (the ModelCheckpoint folders), when all of them are named."""
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
-    from stmt.errors import InputError
-
     if name == "best":
         raise InputError(
             None,
@@ -206,15 +220,13 @@ def check_named_ckpt(trainer, name: str, command: str) -> None:
 def check_ckpt_path(path, model, cache=None) -> None:
     """:func:`check_ckpt_file`, then the checkpoint against the data (points, frames,
     classes: what to rerun), then the weights' shapes against the model of the config."""
-    from stmt import checkpoint
-    from stmt.errors import InputError
 
     ckpt = check_ckpt_file(path)
     if ckpt is None:
         return
-    hparams = getattr(model, "hparams", None)
-    if hparams is not None and "class_names" in hparams:  # a classifier: its data must fit
-        checkpoint.check_fits_data(ckpt.get("hyper_parameters") or {}, dict(hparams), path, cache)
+    settings = getattr(model, "clip", None)
+    if isinstance(settings, ClipSettings):  # an stmt module: its data must fit
+        checkpoint.check_fits_data(ckpt.get("hyper_parameters") or {}, settings, path, cache)
     state = ckpt["state_dict"]
     mine = model.state_dict()
     shared = [k for k in mine if k in state]
@@ -232,70 +244,45 @@ def check_ckpt_path(path, model, cache=None) -> None:
             )
 
 
-def _finite_batches_class():
-    import pytorch_lightning as pl
+class FiniteBatches(pl.Callback):
+    """Stop at the first batch whose vertices hold NaN or Inf, or a training loss
+    that is not finite, with one InputError line (never ``loss=nan``, exit 0)."""
 
-    class FiniteBatches(pl.Callback):
-        """Stop at the first batch whose vertices hold NaN or Inf, or a training loss
-        that is not finite, with one InputError line (never ``loss=nan``, exit 0)."""
+    def __init__(self, datamodule=None):
+        self.source = getattr(datamodule, "cache", None)
 
-        def __init__(self, datamodule=None):
-            self.source = getattr(datamodule, "cache", None)
+    def _check(self, batch, stage: str, batch_idx: int) -> None:
+        x = batch.get("vertices") if isinstance(batch, dict) else None
+        finite = not (isinstance(x, torch.Tensor) and x.is_floating_point()) or bool(
+            torch.isfinite(x).all()
+        )
+        if not finite:
+            raise InputError(
+                self.source,
+                f"{stage} batch {batch_idx} holds NaN or Inf vertices; the cache is damaged: "
+                "check it with `stmt prepare ... --verify` and rebuild it",
+            )
 
-        def _check(self, batch, stage: str, batch_idx: int) -> None:
-            import torch
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+        self._check(batch, "training", batch_idx)
 
-            from stmt.errors import InputError
+    def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._check(batch, "validation", batch_idx)
 
-            x = batch.get("vertices") if isinstance(batch, dict) else None
-            if (
-                isinstance(x, torch.Tensor)
-                and x.is_floating_point()
-                and not bool(torch.isfinite(x).all())
-            ):
-                raise InputError(
-                    self.source,
-                    f"{stage} batch {batch_idx} holds NaN or Inf vertices; the cache is damaged: "
-                    "check it with `stmt prepare ... --verify` and rebuild it",
-                )
+    def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._check(batch, "test", batch_idx)
 
-        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
-            self._check(batch, "training", batch_idx)
+    def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
+        self._check(batch, "predict", batch_idx)
 
-        def on_validation_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-            self._check(batch, "validation", batch_idx)
-
-        def on_test_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-            self._check(batch, "test", batch_idx)
-
-        def on_predict_batch_start(self, trainer, pl_module, batch, batch_idx, dataloader_idx=0):
-            self._check(batch, "predict", batch_idx)
-
-        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
-            import torch
-
-            from stmt.errors import InputError
-
-            loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-            if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss).all()):
-                raise InputError(
-                    self.source,
-                    f"the training loss is {float(loss)} at batch {batch_idx}; stopped "
-                    "(lower the learning rate, or check the data with `stmt prepare ... --verify`)",
-                )
-
-    return FiniteBatches
-
-
-_FINITE = []
-
-
-def _finite_batches():
-    """The FiniteBatches callback class, built once on first use (pytorch_lightning is
-    heavy to import at module level)."""
-    if not _FINITE:
-        _FINITE.append(_finite_batches_class())
-    return _FINITE[0]
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
+        if isinstance(loss, torch.Tensor) and not bool(torch.isfinite(loss).all()):
+            raise InputError(
+                self.source,
+                f"the training loss is {float(loss)} at batch {batch_idx}; stopped "
+                "(lower the learning rate, or check the data with `stmt prepare ... --verify`)",
+            )
 
 
 def _print_lines(trainer, lines: list[str]) -> None:
@@ -307,13 +294,10 @@ def save_predictions(trainer, model, datamodule) -> tuple:
     """Write the predict loop's outputs as predictions.csv / .json in the log folder.
 
     Expects ``predict_step`` to return ``{"probs": (B, C), "label": (B,)?}`` per batch
-    (as :class:`~stmt.engine.classifier.STMTClassifier` does); returns the two paths,
+    (as :class:`~stmt.engine.classifier.ClassificationModule` does); returns the two paths,
     or ``()`` when there is nothing to write (another module, no predictions).
     With several devices, each process writes the samples it saw (rank 0 only here).
     """
-    import numpy as np
-
-    from stmt.engine import reports
 
     outputs = getattr(trainer.predict_loop, "predictions", None) or []
     if outputs and isinstance(outputs[0], list):  # several dataloaders: the first
@@ -325,7 +309,7 @@ def save_predictions(trainer, model, datamodule) -> tuple:
     labels = None
     if all("label" in b for b in batches):
         labels = np.concatenate([b["label"].cpu().numpy() for b in batches])
-    names = list(getattr(model.hparams, "class_names", []) or [])
+    names = list(getattr(getattr(model, "clip", None), "class_names", ()))
     names = names if len(names) == probs.shape[1] else [str(i) for i in range(probs.shape[1])]
     samples = reports.sample_descriptions(datamodule, "predict", len(probs))
     out_dir = trainer.log_dir or trainer.default_root_dir
@@ -347,10 +331,6 @@ def check_config_files(argv: list[str]) -> None:
     most :data:`stmt.limits.MAX_CONFIG_BYTES`, UTF-8, and YAML whose aliases do not
     expand past :data:`stmt.limits.MAX_YAML_NODES` values. A value that names no
     existing path is left to jsonargparse (it may be inline YAML)."""
-    import os
-
-    from stmt import limits
-    from stmt.fileio import load_yaml, read_text
 
     values = []
     for i, arg in enumerate(argv):
@@ -380,7 +360,6 @@ RUN_NAMES = re.compile(
 def is_stmt_checkpoint(path: Path) -> bool:
     """True for a torch zip file whose pickled part names an stmt module (read from its
     ``data.pkl`` member, not loaded)."""
-    import zipfile
 
     try:
         with zipfile.ZipFile(path) as z:
@@ -406,10 +385,6 @@ def claim_run_folders(trainer, command: str, overwrite: bool) -> None:
     the reports go to ``default_root_dir``, the user's working folder (the current one
     by default), which is not claimed: each file there is written atomically. ``fit``
     saves checkpoints atomically from here on."""
-    from pytorch_lightning.callbacks import ModelCheckpoint
-
-    from stmt.fileio import claim_folder
-
     folders = []
     if command == "fit":
         folders += [cb.dirpath for cb in trainer.checkpoint_callbacks
@@ -426,8 +401,6 @@ def claim_run_folders(trainer, command: str, overwrite: bool) -> None:
 def _atomic_checkpoints(trainer) -> None:
     """Save checkpoints to a temporary sibling renamed into place (local paths), where the
     strategy uses Lightning's plain torch checkpoint IO."""
-    from lightning_fabric.plugins.io.torch_io import TorchCheckpointIO
-
     strategy = trainer.strategy
     if type(strategy.checkpoint_io) is not TorchCheckpointIO:
         return  # a user's or a strategy's own IO: theirs to keep
@@ -436,10 +409,6 @@ def _atomic_checkpoints(trainer) -> None:
         def save_checkpoint(self, checkpoint, path, storage_options=None) -> None:
             if storage_options is not None or "://" in str(path):
                 return super().save_checkpoint(checkpoint, path, storage_options)
-            import torch
-
-            from stmt.fileio import atomic_write
-
             with atomic_write(path) as f:
                 torch.save(checkpoint, f)
 
@@ -487,10 +456,6 @@ def lightning_main(argv: list[str], datamodule_class=None) -> int:
     stderr and status 2; an InputError from the data module (e.g. a missing
     cache) propagates to :mod:`stmt.cli`, which does the same.
     """
-    from jsonargparse import ArgumentError
-
-    from stmt.engine.host_memory import keep_freed_memory
-
     keep_freed_memory()  # CPU training steps reuse freed pages (stmt.engine.host_memory)
     argv = list(argv)
     overwrite = "--overwrite" in argv[1:]

@@ -1,33 +1,16 @@
-"""Helpers shared by the Lightning modules: optimiser, schedule, plain hyper-parameters."""
+"""Helpers shared by the Lightning modules: optimiser, schedule, gradient clipping, set-up."""
 
 from __future__ import annotations
 
-import argparse
 import math
-from collections.abc import Mapping
-from pathlib import Path
-from typing import Any
 
 import torch
+from pytorch_lightning.plugins.precision import Precision
+from pytorch_lightning.strategies import DDPStrategy
+from pytorch_lightning.utilities import GradClipAlgorithmType
 from torch import nn
 
-
-def plain(value: Any) -> Any:
-    """Plain Python data (dict, list, tuple, str, int, float, bool, None), recursively.
-
-    Checkpoints must load with ``torch.load(weights_only=True)``, which accepts
-    only such types; jsonargparse may hand over Namespaces and Paths.
-    """
-    if isinstance(value, (Mapping, argparse.Namespace)):  # jsonargparse Namespaces too
-        items = value.items() if isinstance(value, Mapping) else vars(value).items()
-        return {str(k): plain(v) for k, v in items}
-    if isinstance(value, (list, tuple)):
-        return type(value)(plain(v) for v in value)
-    if isinstance(value, Path):
-        return str(value)
-    if value is None or isinstance(value, (str, bool, int, float)):
-        return value
-    raise TypeError(f"hyper-parameter of type {type(value).__name__} is not plain data: {value!r}")
+from stmt.engine.sync_batchnorm import convert_sync_batchnorm
 
 
 def param_groups(module: nn.Module, weight_decay: float) -> list[dict]:
@@ -122,9 +105,6 @@ def clip_gradients(module, optimizer, clip_val: float | None, algorithm: str | N
     optimiser. Called from the modules' ``configure_gradient_clipping``.
     """
     if clip_val and optimizer.defaults.get("fused") and grad_scaler(module.trainer) is None:
-        from pytorch_lightning.plugins.precision import Precision
-        from pytorch_lightning.utilities import GradClipAlgorithmType
-
         # as LightningModule.clip_gradients reads the algorithm: None is the trainer's, else norm
         algorithm = algorithm or module.trainer.gradient_clip_algorithm or "norm"
         algorithm = GradClipAlgorithmType(algorithm.lower())
@@ -171,11 +151,7 @@ def prepare_model_for_fit(module, compile_model: bool | None) -> None:
     trainer = module._trainer
     if trainer is None:
         return
-    from pytorch_lightning.strategies import DDPStrategy
-
     if isinstance(trainer.strategy, DDPStrategy) and trainer.world_size > 1:
-        from stmt.engine.sync_batchnorm import convert_sync_batchnorm
-
         convert_sync_batchnorm(module.model)
     if compile_model is None:
         compile_model = trainer.strategy.root_device.type == "cuda"

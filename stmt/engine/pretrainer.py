@@ -1,52 +1,39 @@
-"""STMTPretrainer: self-supervised pretraining (masked vertex modelling + future frame prediction).
+"""PretrainingModule: self-supervised pretraining (masked vertex modelling + future frame
+prediction), a Lightning module.
 
 Labels in the batches are ignored. The encoder's weights are ``model.encoder.*``
-in the checkpoint; ``STMTClassifier(pretrained=<this .ckpt>)`` loads them.
-The dataset arguments (``num_classes``, ``class_names``, ``fps``,
-``window_s``, ``clip_s``, ``fixed_window``) are only recorded in the checkpoint, so the same CLI links
-work for both modules.
+in the checkpoint; ``ClassificationModule(pretrained=<this .ckpt>)`` loads them.
+The clip settings are only recorded in the checkpoint (the encoder takes their frame
+and point counts), so the same CLI link works for both modules.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytorch_lightning as pl
-import torch
 from torch import Tensor
 
 from stmt import checkpoint
-from stmt.engine.common import (
-    adamw_warmup_cosine,
-    check_optim_args,
-    clip_gradients,
-    copy_geodesic,
-    prepare_model_for_fit,
-    total_steps,
-)
+from stmt.clip import ClipSettings
+from stmt.engine.module import STMTModule
 from stmt.model.stmt_mae import STMTMAE
 
 
-class STMTPretrainer(pl.LightningModule):
-    """Pretrains an STMT encoder; loss = MVM + ``ffp_weight`` * FFP (see :mod:`stmt.model.stmt_mae`).
+class PretrainingModule(STMTModule):
+    """Pretrains an STMT encoder (a Lightning module); loss = MVM + ``ffp_weight`` * FFP
+    (see :mod:`stmt.model.stmt_mae`).
 
-    ``compile``: ``torch.compile`` the model for fitting; None = on a CUDA device
-    (see :func:`stmt.engine.common.prepare_model_for_fit`, which also makes batch
-    norm synchronised under multi-process DDP). Not stored in checkpoints.
+    ``clip``, ``lr``, ``weight_decay``, ``warmup_fraction``, ``compile``: as
+    :class:`~stmt.engine.module.STMTModule`'s (the clip settings are recorded, so the
+    CLI links the same data module as for the classifier); the others are the
+    pretraining model's (:class:`~stmt.model.stmt_mae.STMTMAE`).
     """
 
     def __init__(
         self,
+        clip: ClipSettings,
         arch: str = "stmt_tiny",
         model_args: dict[str, Any] | None = None,
-        num_frames: int = 24,
-        num_points: int = 256,
-        num_classes: int = 0,
-        class_names: list[str] | None = None,
-        fps: float = 30.0,
-        window_s: float = 0.8,
-        clip_s: float | None = None,
-        fixed_window: bool = False,
         patch_size: int = 16,
         mask_ratio: float = 0.5,
         masking: str = "tube",
@@ -59,71 +46,18 @@ class STMTPretrainer(pl.LightningModule):
         warmup_fraction: float = 0.05,
         compile: bool | None = None,
     ):
-        super().__init__()
-        check_optim_args(lr, weight_decay, warmup_fraction)
-        self.save_hyperparameters(
-            checkpoint.hyper_parameters(
-                STMTPretrainer,
-                arch=arch,
-                model_args=model_args,
-                num_frames=num_frames,
-                num_points=num_points,
-                num_classes=num_classes,
-                class_names=list(class_names or []),
-                fps=float(fps),
-                window_s=float(window_s),
-                clip_s=None if clip_s is None else float(clip_s),
-                fixed_window=bool(fixed_window),
-                patch_size=patch_size,
-                mask_ratio=mask_ratio,
-                masking=masking,
-                decoder_width=decoder_width,
-                decoder_depth=decoder_depth,
-                decoder_heads=decoder_heads,
-                ffp_weight=ffp_weight,
-                lr=lr,
-                weight_decay=weight_decay,
-                warmup_fraction=warmup_fraction,
-            )
-        )
+        super().__init__(clip, lr, weight_decay, warmup_fraction, compile)
+        decoder = {"patch_size": patch_size, "mask_ratio": mask_ratio, "masking": masking,
+                   "decoder_width": decoder_width, "decoder_depth": decoder_depth,
+                   "decoder_heads": decoder_heads}  # fmt: skip
+        self.save_hyperparameters_of(
+            arch=arch, model_args=model_args, **decoder, ffp_weight=ffp_weight, lr=lr,
+            weight_decay=weight_decay, warmup_fraction=warmup_fraction,
+        )  # fmt: skip
         # the encoder takes the frame and point counts, not the class count
-        encoder_args = {
-            **checkpoint.model_args(dict(self.hparams)),
-            "num_frames": num_frames,
-            "num_points": num_points,
-        }
+        encoder_args = checkpoint.model_args(dict(self.hparams))
         encoder_args.pop("num_classes", None)
-        self.model = STMTMAE(
-            arch,
-            encoder_args,
-            patch_size,
-            mask_ratio,
-            masking,
-            decoder_width,
-            decoder_depth,
-            decoder_heads,
-        )
-        self.compile_model = compile
-        self.register_buffer("geodesic", torch.zeros(num_points, num_points))
-
-    def setup(self, stage: str) -> None:
-        copy_geodesic(self)
-        if stage == "fit":
-            prepare_model_for_fit(self, self.compile_model)
-
-    def on_save_checkpoint(self, ckpt: dict[str, Any]) -> None:
-        checkpoint.mark(ckpt)
-
-    def configure_optimizers(self):
-        hp = self.hparams
-        return adamw_warmup_cosine(
-            self, hp.lr, hp.weight_decay, hp.warmup_fraction, total_steps(self.trainer)
-        )
-
-    def configure_gradient_clipping(
-        self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None
-    ):
-        clip_gradients(self, optimizer, gradient_clip_val, gradient_clip_algorithm)
+        self.model = STMTMAE(arch, encoder_args, **decoder)
 
     def _losses(self, batch: dict[str, Tensor], split: str) -> Tensor:
         mvm, ffp = self.model(batch["vertices"], self.geodesic)
@@ -143,3 +77,7 @@ class STMTPretrainer(pl.LightningModule):
 
     def test_step(self, batch: dict[str, Tensor], batch_idx: int) -> None:
         self._losses(batch, "test")
+
+
+# the class's name in configs (``class_path``) and checkpoints written before issue 27
+STMTPretrainer = PretrainingModule

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from matplotlib.figure import Figure
 
 from stmt.fileio import atomic_text, atomic_write
 
@@ -143,13 +144,9 @@ def training_curves(metrics_csv: str | Path, png: str | Path) -> Path | None:
     accuracies = {k: v for k, v in series.items() if "top1" in k or "top5" in k}
     if not losses and not accuracies:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     panels = [(t, s) for t, s in (("loss", losses), ("accuracy", accuracies)) if s]
-    fig, axes = plt.subplots(1, len(panels), figsize=(6 * len(panels), 4), squeeze=False)
+    fig = Figure(figsize=(6 * len(panels), 4))  # drawn by Agg, without pyplot's state
+    axes = fig.subplots(1, len(panels), squeeze=False)
     for ax, (title, group) in zip(axes[0], panels):
         for name, points in sorted(group.items()):
             steps, values = zip(*points)
@@ -162,7 +159,6 @@ def training_curves(metrics_csv: str | Path, png: str | Path) -> Path | None:
     png = Path(png)
     with atomic_write(png) as f:
         fig.savefig(f, format="png", dpi=100)
-    plt.close(fig)
     return png
 
 
@@ -248,7 +244,7 @@ def summary_after_test(trainer, module) -> list[str]:
     """The per-class table and where the test's confusion matrix and metrics went."""
     lines: list[str] = []
     matrix = getattr(module, "last_test_confusion", None)
-    names = list(getattr(module.hparams, "class_names", []) or [])
+    names = list(getattr(getattr(module, "clip", None), "class_names", ()))
     if matrix is not None and names:
         lines += ["per-class accuracy (test)", per_class_table(matrix, names), ""]
     files = getattr(module, "last_test_files", ()) or ()

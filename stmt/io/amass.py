@@ -1,4 +1,4 @@
-"""AMASS parameter files (SMPL+H ``.npz`` and SMPL-X "stageii" ``.npz``) -> MeshSequence.
+"""AMASS parameter files (SMPL+H ``.npz`` and SMPL-X "stageii" ``.npz``) -> :class:`~stmt.motion.AmassMotion`.
 
 SMPL+H files: ``poses`` (T, 156) = root 3, body 63, left hand 45, right hand
 45 (axis-angle); ``trans`` (T, 3); ``betas`` (16,); ``gender``;
@@ -13,34 +13,23 @@ left hand 45, right hand 45; ``mocap_frame_rate``; ``trans``; ``betas``;
 AMASS sequences are already Z up in metres: ``trans`` and the root
 orientation are kept as they are.
 
-The body they are posed on (``body``):
-- ``"auto"``: the file's own SMPL family when a body-model folder is given
-  (``body_models`` or ``$STMT_BODY_MODELS``), else the free anny body;
-- ``"smplh"`` / ``"smplx"``: must match the file (156 vs 165 columns);
-- ``"anny"``: the 22 SMPL body joints (root + body, first 66 values) mapped
-  onto anny by :func:`stmt.body.anny.pose_from_smpl`.
+Posing them on a body is :mod:`stmt.body`'s (:func:`stmt.body.amass_body` picks it).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stmt import limits
 from stmt.errors import InputError
-from stmt.io.detect import npz_array, npz_header, open_npz
-from stmt.sequence import MeshSequence
-
-if TYPE_CHECKING:
-    from stmt.body import Frames
+from stmt.io.detect import SUPPORTED
+from stmt.motion import AMASS_FAMILIES, AmassMotion
+from stmt.npz import npz_array, npz_header, open_npz
 
 _KIND = {"amass-smplh": "smplh", "amass-smplx": "smplx"}
 MAX_AXIS_ANGLE = 4 * np.pi  # an axis-angle longer than two turns was written in degrees
-_NAME = {"smplh": "SMPL+H", "smplx": "SMPL-X"}
-_WIDTH = {"smplh": 156, "smplx": 165}
 _PARTS = {
     "smplh": [("root_orient", 3), ("pose_body", 63), ("pose_hand", 90)],
     "smplx": [
@@ -51,33 +40,6 @@ _PARTS = {
         ("pose_hand", 90),
     ],
 }
-
-
-@dataclass
-class AmassMotion:
-    """The parameters of one AMASS file, checked.
-
-    Attributes:
-        kind: "smplh" or "smplx".
-        poses: (T, 156 | 165) float64 axis-angle.
-        trans: (T, 3) float64 metres.
-        betas: (B,) float64, or None when the file has none.
-        gender: "male" | "female" | "neutral", or None when the file has none.
-        fps: frames per second.
-        source: the file.
-    """
-
-    kind: str
-    poses: np.ndarray
-    trans: np.ndarray
-    betas: np.ndarray | None
-    gender: str | None
-    fps: float
-    source: Path | None = None
-
-    @property
-    def format(self) -> str:
-        return f"amass-{self.kind}"
 
 
 def _numeric(path: Path, key: str, x: np.ndarray) -> np.ndarray:
@@ -109,7 +71,7 @@ def load_amass(path: str | Path, fmt: str) -> AmassMotion:
     """Read and check an AMASS ``.npz`` of format ``fmt`` ("amass-smplh" | "amass-smplx")."""
     path = Path(path)
     kind = _KIND[fmt]
-    npz = open_npz(path)
+    npz = open_npz(path, SUPPORTED)
     keys = set(npz.files)
     rate_key = next((k for k in ("mocap_framerate", "mocap_frame_rate") if k in keys), None)
     if rate_key is None:
@@ -141,10 +103,10 @@ def load_amass(path: str | Path, fmt: str) -> AmassMotion:
                     path, f"'{key}' has {len(part)} frames but 'root_orient' has {len(parts[0])}"
                 )
         poses = np.concatenate(parts, axis=1)
-    width = _WIDTH[kind]
+    name, width = AMASS_FAMILIES[kind]
     if poses.ndim != 2 or poses.shape[1] != width:
         raise InputError(
-            path, f"poses has shape {poses.shape}; expected (T, {width}) for AMASS {_NAME[kind]}"
+            path, f"poses has shape {poses.shape}; expected (T, {width}) for AMASS {name}"
         )
     if poses.shape[0] == 0:
         raise InputError(path, f"the sequence has zero frames (poses is {poses.shape})")
@@ -180,109 +142,3 @@ def load_amass(path: str | Path, fmt: str) -> AmassMotion:
     return AmassMotion(
         kind=kind, poses=poses, trans=trans, betas=betas, gender=gender, fps=fps, source=path
     )
-
-
-def resolve_body(
-    body: str, body_models, fmt: str, source: Path | None = None
-) -> tuple[str, Path | None]:
-    """``(body name, body-model folder | None)`` that an AMASS file of ``fmt`` is posed on."""
-    from stmt.body.smpl import models_dir
-
-    native = _KIND[fmt]
-    if body == "anny":
-        return "anny", None
-    root = models_dir(body_models)
-    if body == "auto":
-        return (native, root) if root is not None else ("anny", None)
-    if body != native:
-        raise InputError(
-            source,
-            f"this file holds {_NAME[native]} parameters ({_WIDTH[native]} pose columns) and cannot "
-            f"be posed on --body {body}; use --body {native}, auto or anny",
-        )
-    if root is None:
-        raise InputError(
-            source,
-            f"--body {body} needs the {_NAME[body]} model files: pass --body-models DIR "
-            "or set STMT_BODY_MODELS (or use --body anny)",
-        )
-    return native, root
-
-
-def read_amass(
-    path: str | Path,
-    fmt: str,
-    body: str = "auto",
-    body_models: str | Path | None = None,
-    vertex_ids: np.ndarray | None = None,
-    frames: Frames | None = None,
-) -> MeshSequence:
-    """Read and pose an AMASS file (the composition :func:`stmt.io.read_sequence` does)."""
-    from stmt.body import pose_motion
-
-    motion = load_amass(path, fmt)
-    return pose_motion(
-        motion, body=body, body_models=body_models, vertex_ids=vertex_ids, frames=frames
-    )
-
-
-def pose_amass(
-    motion: AmassMotion,
-    body: str = "auto",
-    body_models: str | Path | None = None,
-    vertex_ids: np.ndarray | None = None,
-    frames: Frames | None = None,
-) -> MeshSequence:
-    """Pose AMASS parameters on the body :func:`resolve_body` picks (module docstring);
-    ``vertex_ids`` poses only those vertices, ``frames`` only those frames."""
-    from stmt.body import fill_frames, select_frames
-    from stmt.body.smpl import (
-        JOINT_NAMES,
-        canonical_model_file,
-        check_vertex_ids,
-        find_model_file,
-        load_model,
-        pose,
-        warn_dropped_betas,
-    )
-
-    path, fmt = motion.source, motion.format
-    name, root = resolve_body(body, body_models, fmt, path)
-    total = len(motion.poses)
-    sel = select_frames(frames, total, motion.fps)
-    poses, trans = (
-        (motion.poses, motion.trans) if sel is None else (motion.poses[sel], motion.trans[sel])
-    )
-    if name == "anny":
-        from stmt.body.anny import bone_labels, pose_from_smpl, rest_mesh
-
-        rest, faces = rest_mesh()
-        ids = check_vertex_ids(vertex_ids, len(rest), path)
-        vertices, joints = pose_from_smpl(poses[:, :66], trans, None, ids)  # root + 21 body joints
-        vertices, joints = fill_frames(vertices, sel, total), fill_frames(joints, sel, total)
-        return MeshSequence(
-            vertices=vertices, faces=faces, fps=motion.fps, body="anny", source=path, format=fmt,
-            joints=joints, rest_vertices=rest, vertex_ids=ids, joint_names=list(bone_labels()),
-        )  # fmt: skip
-
-    if motion.gender is None:
-        raise InputError(
-            path, "missing key 'gender' (male, female or neutral): it picks the model file"
-        )
-    if motion.betas is None:
-        raise InputError(path, "missing key 'betas' (the body shape, e.g. 16 values)")
-    model = load_model(find_model_file(root, name, motion.gender), name)
-    canonical = load_model(canonical_model_file(root, name), name)
-    if canonical.num_vertices != model.num_vertices:
-        raise InputError(
-            model.path,
-            f"has {model.num_vertices} vertices but {canonical.path} has {canonical.num_vertices}",
-        )
-    ids = check_vertex_ids(vertex_ids, model.num_vertices, path)
-    warn_dropped_betas(motion.betas, model, path)
-    vertices, joints = pose(model, poses, trans, motion.betas, ids)
-    vertices, joints = fill_frames(vertices, sel, total), fill_frames(joints, sel, total)
-    return MeshSequence(
-        vertices=vertices, faces=canonical.faces, fps=motion.fps, body=name, source=path, format=fmt,
-        joints=joints, rest_vertices=canonical.v_template, vertex_ids=ids, joint_names=JOINT_NAMES[name],
-    )  # fmt: skip

@@ -19,20 +19,17 @@ of its ASF bone). :data:`ASF_TO_BVH` gives the CMU BVH names of the same bones.
 
 from __future__ import annotations
 
+from array import array
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from stmt import limits
 from stmt.errors import InputError
+from stmt.io.bvh import euler_matrices
 from stmt.io.text import not_finite, numbers, open_text, read_lines, whole_number
 from stmt.motion import SkeletonMotion
-from stmt.sequence import MeshSequence
-
-if TYPE_CHECKING:
-    from stmt.body import Frames
 
 CMU_FPS = 120.0
 
@@ -206,14 +203,14 @@ def parse_asf(path: str | Path) -> ASF:
         raise InputError(path, f"cannot read the ASF skeleton ({e.strerror})") from None
 
 
+_SECTIONS = (":units", ":documentation", ":root", ":bonedata", ":hierarchy", ":skin")
+
+
 def _parse_asf(f, path: Path) -> ASF:
-    length, degrees = 1.0, True
-    root_order = ["TX", "TY", "TZ", "RX", "RY", "RZ"]
-    root_axis, root_pos, root_orient = "XYZ", np.zeros(3), np.zeros(3)
-    bones: dict[str, Bone] = {}
-    children: dict[str, list[str]] = {}
-    parent_of: dict[str, tuple[str, int]] = {}  # bone -> (its parent, the :hierarchy line)
-    section, bone, in_limits = None, None, False
+    """The ASF of the lines of ``f``: each section's lines read by its reader of
+    :class:`_AsfReader`, then the skeleton checked (:meth:`_AsfReader.skeleton`)."""
+    reader = _AsfReader(path)
+    section = None
     for n, raw in read_lines(f, path):
         line = raw.split("#", 1)[0].strip()
         if not line:
@@ -221,115 +218,148 @@ def _parse_asf(f, path: Path) -> ASF:
         parts = line.split()
         key = parts[0].lower()
         if key.startswith(":"):
-            section, in_limits = key, False
-            if key == ":name" or key == ":version":
-                continue
-            if key not in (":units", ":documentation", ":root", ":bonedata", ":hierarchy", ":skin"):
+            section, reader.in_limits = key, False
+            if key not in (":name", ":version", *_SECTIONS):
                 raise _error(path, n, f"unknown ASF section {parts[0]!r}")
             continue
-        if section == ":units":
-            if key == "length" and len(parts) == 2:
-                length = float(_floats(path, n, parts[1:], 1, "length")[0])
-                if length <= 0:
-                    raise _error(path, n, f"length unit must be positive, found {length}")
-            elif key == "angle" and len(parts) == 2:
-                degrees = _angle_unit(parts[1])
-                if degrees is None:
-                    raise _error(path, n, f"angle unit {parts[1]!r}: expected deg or rad")
-        elif section == ":root":
-            if key == "order":
-                root_order = [p.upper() for p in parts[1:]]
-                bad = [p for p in root_order if p not in _ROOT_CHANNELS]
-                if bad or len(set(root_order)) != len(root_order):
-                    raise _error(path, n, f"root order {' '.join(parts[1:])!r}: expected distinct "
-                                 "channels among TX TY TZ RX RY RZ")  # fmt: skip
-            elif key == "axis" and len(parts) == 2:
-                root_axis = _axis_order(path, n, parts[1], "root")
-            elif key == "position":
-                root_pos = _floats(path, n, parts[1:], 3, "root position")
-            elif key == "orientation":
-                root_orient = _floats(path, n, parts[1:], 3, "root orientation")
-        elif section == ":bonedata":
-            if key == "begin":
-                bone = Bone("", np.zeros(3), 0.0, np.zeros(3), "XYZ")
-            elif key == "end":
-                if bone is None or not bone.name:
-                    raise _error(path, n, "bone block without a name")
-                bones[bone.name] = bone
-                limits.check_joints(path, len(bones) + 1)
-                bone, in_limits = None, False
-            elif bone is None:
-                raise _error(path, n, f"expected 'begin' in :bonedata, found {parts[0]!r}")
-            elif key == "name" and len(parts) == 2:
-                bone.name = parts[1]
-            elif key == "direction":
-                d = _floats(path, n, parts[1:], 3, "direction")
-                norm = np.linalg.norm(d)
-                bone.direction = d / norm if norm > 0 else d
-            elif key == "length":
-                bone.length = float(_floats(path, n, parts[1:], 1, "length")[0])
-            elif key == "axis":
-                bone.axis = _floats(path, n, parts[1:4], 3, "axis")
-                bone.axis_order = (
-                    _axis_order(path, n, parts[4], bone.name) if len(parts) > 4 else "XYZ"
+        read = {":units": reader.units, ":root": reader.root, ":bonedata": reader.bonedata,
+                ":hierarchy": reader.hierarchy}.get(section)  # fmt: skip
+        if read is not None:
+            read(key, parts, n)
+    return reader.skeleton()
+
+
+class _AsfReader:
+    """What the sections of an ASF file say, line by line (:func:`_parse_asf`)."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.length, self.degrees = 1.0, True
+        self.root_order = ["TX", "TY", "TZ", "RX", "RY", "RZ"]
+        self.root_axis, self.root_pos, self.root_orient = "XYZ", np.zeros(3), np.zeros(3)
+        self.bones: dict[str, Bone] = {}
+        self.children: dict[str, list[str]] = {}
+        self.parent_of: dict[str, tuple[str, int]] = {}  # bone -> (parent, :hierarchy line)
+        self.bone: Bone | None = None
+        self.in_limits = False
+
+    def units(self, key: str, parts: list[str], n: int) -> None:
+        path = self.path
+        if key == "length" and len(parts) == 2:
+            self.length = float(_floats(path, n, parts[1:], 1, "length")[0])
+            if self.length <= 0:
+                raise _error(path, n, f"length unit must be positive, found {self.length}")
+        elif key == "angle" and len(parts) == 2:
+            self.degrees = _angle_unit(parts[1])
+            if self.degrees is None:
+                raise _error(path, n, f"angle unit {parts[1]!r}: expected deg or rad")
+
+    def root(self, key: str, parts: list[str], n: int) -> None:
+        path = self.path
+        if key == "order":
+            self.root_order = [p.upper() for p in parts[1:]]
+            bad = [p for p in self.root_order if p not in _ROOT_CHANNELS]
+            if bad or len(set(self.root_order)) != len(self.root_order):
+                raise _error(path, n, f"root order {' '.join(parts[1:])!r}: expected distinct "
+                             "channels among TX TY TZ RX RY RZ")  # fmt: skip
+        elif key == "axis" and len(parts) == 2:
+            self.root_axis = _axis_order(path, n, parts[1], "root")
+        elif key == "position":
+            self.root_pos = _floats(path, n, parts[1:], 3, "root position")
+        elif key == "orientation":
+            self.root_orient = _floats(path, n, parts[1:], 3, "root orientation")
+
+    def bonedata(self, key: str, parts: list[str], n: int) -> None:
+        path, bone = self.path, self.bone
+        if key == "begin":
+            self.bone = Bone("", np.zeros(3), 0.0, np.zeros(3), "XYZ")
+        elif key == "end":
+            if bone is None or not bone.name:
+                raise _error(path, n, "bone block without a name")
+            self.bones[bone.name] = bone
+            limits.check_joints(path, len(self.bones) + 1)
+            self.bone, self.in_limits = None, False
+        elif bone is None:
+            raise _error(path, n, f"expected 'begin' in :bonedata, found {parts[0]!r}")
+        elif key == "name" and len(parts) == 2:
+            bone.name = parts[1]
+        elif key == "direction":
+            d = _floats(path, n, parts[1:], 3, "direction")
+            norm = np.linalg.norm(d)
+            bone.direction = d / norm if norm > 0 else d
+        elif key == "length":
+            bone.length = float(_floats(path, n, parts[1:], 1, "length")[0])
+        elif key == "axis":
+            bone.axis = _floats(path, n, parts[1:4], 3, "axis")
+            bone.axis_order = _axis_order(path, n, parts[4], bone.name) if len(parts) > 4 else "XYZ"
+        elif key == "dof":
+            bone.dof = [p.lower() for p in parts[1:]]
+            bad = [d for d in bone.dof if d not in ("rx", "ry", "rz", "tx", "ty", "tz", "l")]
+            if bad:
+                raise _error(path, n, f"unknown dof {bad[0]!r} for bone {bone.name!r}")
+        elif key == "limits" or self.in_limits:
+            self.in_limits = True  # limits are not needed to replay a motion
+
+    def hierarchy(self, key: str, parts: list[str], n: int) -> None:
+        if key in ("begin", "end"):
+            return
+        for kid in parts[1:]:
+            if kid == "root":
+                raise _error(self.path, n, f"bone 'root' listed as a child of {parts[0]!r}")
+            if kid in self.parent_of:
+                first, at = self.parent_of[kid]
+                raise _error(
+                    self.path,
+                    n,
+                    f"bone {kid!r} has two parents in :hierarchy, {first!r} (line {at}) "
+                    f"and {parts[0]!r}",
                 )
-            elif key == "dof":
-                bone.dof = [p.lower() for p in parts[1:]]
-                bad = [d for d in bone.dof if d not in ("rx", "ry", "rz", "tx", "ty", "tz", "l")]
-                if bad:
-                    raise _error(path, n, f"unknown dof {bad[0]!r} for bone {bone.name!r}")
-            elif key == "limits" or in_limits:
-                in_limits = True  # limits are not needed to replay a motion
-        elif section == ":hierarchy":
-            if key in ("begin", "end"):
-                continue
-            for kid in parts[1:]:
-                if kid == "root":
-                    raise _error(path, n, f"bone 'root' listed as a child of {parts[0]!r}")
-                if kid in parent_of:
-                    first, at = parent_of[kid]
-                    raise _error(
-                        path,
-                        n,
-                        f"bone {kid!r} has two parents in :hierarchy, {first!r} (line {at}) "
-                        f"and {parts[0]!r}",
-                    )
-                parent_of[kid] = (parts[0], n)
-            children.setdefault(parts[0], []).extend(parts[1:])
-    if not bones:
-        raise InputError(path, "no :bonedata bones found (not an ASF skeleton file?)")
-    known = set(bones) | {"root"}
-    for parent, kids in children.items():
-        for name in [parent, *kids]:
-            if name not in known:
-                raise InputError(path, f":hierarchy names bone {name!r}, which :bonedata lacks")
-    asf = ASF(
-        length_unit=_INCH / length,
-        degrees=degrees,
-        root_order=root_order,
-        root_axis_order=root_axis,
-        root_position=root_pos,
-        root_orientation=root_orient,
-        bones=bones,
-        children=children,
-    )
-    reached = {b for b, _ in asf.order()}
-    lost = sorted(set(bones) - reached)
-    for name in lost:  # each bone has one parent at most: a lost bone may sit on a cycle
-        walk, b = [], name
-        while b in parent_of and b not in walk:
-            walk.append(b)
-            b = parent_of[b][0]
-        if b in walk:
-            loop = walk[walk.index(b) :] + [b]
+            self.parent_of[kid] = (parts[0], n)
+        self.children.setdefault(parts[0], []).extend(parts[1:])
+
+    def skeleton(self) -> ASF:
+        """The ASF read, its bones and :hierarchy checked to form one tree from the root."""
+        path, bones = self.path, self.bones
+        if not bones:
+            raise InputError(path, "no :bonedata bones found (not an ASF skeleton file?)")
+        known = set(bones) | {"root"}
+        for parent, kids in self.children.items():
+            for name in [parent, *kids]:
+                if name not in known:
+                    raise InputError(path, f":hierarchy names bone {name!r}, which :bonedata lacks")
+        asf = ASF(
+            length_unit=_INCH / self.length,
+            degrees=self.degrees,
+            root_order=self.root_order,
+            root_axis_order=self.root_axis,
+            root_position=self.root_pos,
+            root_orientation=self.root_orient,
+            bones=bones,
+            children=self.children,
+        )
+        self._check_connected(asf)
+        return asf
+
+    def _check_connected(self, asf: ASF) -> None:
+        reached = {b for b, _ in asf.order()}
+        lost = sorted(set(self.bones) - reached)
+        parent_of = self.parent_of
+        for name in lost:  # each bone has one parent at most: a lost bone may sit on a cycle
+            walk, b = [], name
+            while b in parent_of and b not in walk:
+                walk.append(b)
+                b = parent_of[b][0]
+            if b in walk:
+                loop = walk[walk.index(b) :] + [b]
+                raise InputError(
+                    self.path,
+                    f"line {parent_of[b][1]}: :hierarchy has a cycle through bone {b!r} "
+                    f"({' -> '.join(reversed(loop))})",
+                )
+        if lost:
             raise InputError(
-                path,
-                f"line {parent_of[b][1]}: :hierarchy has a cycle through bone {b!r} "
-                f"({' -> '.join(reversed(loop))})",
+                self.path, f":hierarchy does not connect bones {', '.join(lost)} to the root"
             )
-    if lost:
-        raise InputError(path, f":hierarchy does not connect bones {', '.join(lost)} to the root")
-    return asf
 
 
 def parse_amc(path: str | Path, asf: ASF, fps: float = CMU_FPS) -> dict[str, np.ndarray]:
@@ -337,8 +367,6 @@ def parse_amc(path: str | Path, asf: ASF, fps: float = CMU_FPS) -> dict[str, np.
 
     Read line by line into compact buffers; the frame count is held to
     :mod:`stmt.limits` (at ``fps``) as the frames come in."""
-    from array import array
-
     path = Path(path)
     limits.check_text_size(path)
     width = {name: len(b.dof) for name, b in asf.bones.items()}
@@ -433,8 +461,6 @@ def find_asf(amc_path: Path) -> Path:
 
 def _rotation(values: np.ndarray, axes: str, degrees: bool) -> np.ndarray:
     """(T, n) angles about ``axes``, the first listed applied first -> (T, 3, 3)."""
-    from stmt.io.bvh import euler_matrices
-
     # R = R_last ... R_first is the intrinsic product in reversed order.
     return euler_matrices(values[:, ::-1], axes[::-1], degrees=degrees)
 
@@ -510,19 +536,3 @@ def amc_motion(
         source=path,
         format="asf-amc",
     )
-
-
-def read_amc(
-    path: str | Path,
-    asf_path: str | Path | None = None,
-    vertex_ids: np.ndarray | None = None,
-    fps: float = CMU_FPS,
-    frames: Frames | None = None,
-    joint_map: dict[str, str] | None = None,
-) -> MeshSequence:
-    """Read an AMC motion (with its ASF skeleton) and pose the anny body with it (the
-    composition :func:`stmt.io.read_sequence` does for ``.amc``)."""
-    from stmt.body import pose_motion
-
-    motion = amc_motion(path, asf_path, fps)
-    return pose_motion(motion, vertex_ids=vertex_ids, frames=frames, joint_map=joint_map)

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -32,10 +31,6 @@ from stmt.io.text import (
     whole_number,
 )
 from stmt.motion import SkeletonMotion
-from stmt.sequence import MeshSequence
-
-if TYPE_CHECKING:
-    from stmt.body import Frames
 
 
 @dataclass
@@ -384,16 +379,3 @@ def bvh_motion(path: str | Path) -> SkeletonMotion:
         source=path,
         format="bvh",
     )
-
-
-def read_bvh(
-    path: str | Path,
-    vertex_ids: np.ndarray | None = None,
-    frames: Frames | None = None,
-    joint_map: dict[str, str] | None = None,
-) -> MeshSequence:
-    """Read a BVH file of any supported rig and pose the anny body with it (the
-    composition :func:`stmt.io.read_sequence` does for ``.bvh``)."""
-    from stmt.body import pose_motion
-
-    return pose_motion(bvh_motion(path), vertex_ids=vertex_ids, frames=frames, joint_map=joint_map)

@@ -37,11 +37,11 @@ import errno
 import os
 from pathlib import Path
 
-import numpy as np
-
 from stmt.errors import InputError
 from stmt.fileio import text_encoding
+from stmt.io.joints_csv import MIN_JOINTS, looks_like_joint_csv
 from stmt.io.scenegraph import split_take
+from stmt.npz import ZIP_MAGIC, npz_array, open_npz
 
 FORMATS = (
     "amass-smplh", "amass-smplx", "bvh", "asf-amc", "joint-csv", "mesh-npz", "mesh-folder",
@@ -50,89 +50,15 @@ FORMATS = (
 SKELETON_FORMATS = ("bvh", "asf-amc", "joint-csv", "fbx", "gltf")  # posed through stmt.retarget
 SCENE_SUFFIXES = (".fbx", ".glb", ".gltf", ".vrma")  # formats with takes (FILE#TAKE)
 MESH_SUFFIXES = (".obj", ".ply")
-_ZIP_MAGIC = (b"PK\x03\x04", b"PK\x05\x06")
-_SUPPORTED = (
+SUPPORTED = (
     "expected an AMASS or mesh-sequence .npz, a .bvh, an .amc/.asf, an .fbx, a .glb/.gltf, "
     "a joint-position .csv, "
     "or a folder of per-frame .obj/.ply files"
 )
 
 
-def open_npz(path: Path, expected: str = _SUPPORTED):
-    """``np.load`` an ``.npz`` without pickle, turning any failure into an InputError.
-
-    ``expected`` ends the message for a file that is not a zip archive.
-    """
-    with open(path, "rb") as f:
-        head = f.read(6)
-    if not head.startswith(_ZIP_MAGIC):
-        what = "a .npy array" if head.startswith(b"\x93NUMPY") else "not a zip archive"
-        raise InputError(path, f"not a valid .npz file ({what}); {expected}")
-    try:
-        npz = np.load(path, allow_pickle=False)
-    except Exception as err:  # noqa: BLE001 (BadZipFile on a truncated archive, ...)
-        raise InputError(path, f"not a readable .npz file, truncated or corrupt ({err})") from None
-    return npz
-
-
-def npz_array(npz, path: Path, key: str, what: str = "") -> np.ndarray:
-    """``npz[key]`` or an InputError naming the file, the key and what was expected."""
-    if key not in npz.files:
-        found = ", ".join(sorted(npz.files)) or "none"
-        raise InputError(
-            path, f"missing key '{key}'{' (' + what + ')' if what else ''}; keys found: {found}"
-        )
-    shape, dtype = npz_header(npz, path, key)
-    from stmt import limits
-
-    size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize
-    if size > limits.MAX_ARRAY_BYTES:
-        raise InputError(
-            path,
-            f"'{key}' would unpack to {size / 1024**3:.1f} GB (shape {shape}); "
-            f"the limit for one array is {limits.MAX_ARRAY_BYTES / 1024**3:.0f} GB",
-        )
-    try:
-        return npz[key]
-    except ValueError as err:
-        if "pickle" in str(err):
-            raise InputError(path, f"'{key}' is a pickled object; expected a plain array") from None
-        raise InputError(
-            path, f"'{key}' could not be read, file truncated or corrupt ({err})"
-        ) from None
-    except Exception as err:  # noqa: BLE001 (zlib.error, EOFError, BadZipFile, ...)
-        raise InputError(
-            path, f"'{key}' could not be read, file truncated or corrupt ({err})"
-        ) from None
-
-
-def npz_header(npz, path: Path, key: str) -> tuple[tuple[int, ...], np.dtype]:
-    """The shape and dtype ``npz[key]`` would have, read from the member's ``.npy``
-    header without decompressing the data (so a limit can be checked first)."""
-    from numpy.lib import format as npy
-
-    try:
-        with npz.zip.open(f"{key}.npy") as f:
-            version = npy.read_magic(f)
-            if version == (1, 0):
-                shape, _, dtype = npy.read_array_header_1_0(f)
-            else:
-                shape, _, dtype = npy.read_array_header_2_0(f)
-    except ValueError as err:
-        if "pickle" in str(err) or "object" in str(err):
-            raise InputError(path, f"'{key}' is a pickled object; expected a plain array") from None
-        raise InputError(
-            path, f"'{key}' could not be read, file truncated or corrupt ({err})"
-        ) from None
-    except Exception as err:  # noqa: BLE001 (BadZipFile, zlib.error, EOFError, ...)
-        raise InputError(
-            path, f"'{key}' could not be read, file truncated or corrupt ({err})"
-        ) from None
-    return tuple(int(d) for d in shape), np.dtype(dtype)
-
-
 def _npz_format(path: Path) -> str:
-    npz = open_npz(path)
+    npz = open_npz(path, SUPPORTED)
     keys = set(npz.files)
     if "poses" in keys:
         poses = npz_array(npz, path, "poses")
@@ -164,7 +90,7 @@ _ACCLAIM = (":FULLY-SPECIFIED", ":DEGREES", ":RADIANS", ":VERSION", ":NAME", ":U
 def sniff(head: bytes) -> str | None:
     """The format family the first bytes of a file name: "npz" (a zip archive), "npy",
     "bvh", "asf-amc", or None."""
-    if head.startswith(_ZIP_MAGIC):
+    if head.startswith(ZIP_MAGIC):
         return "npz"
     if head.startswith(b"\x93NUMPY"):
         return "npy"
@@ -210,7 +136,7 @@ def detect_format(path: str | Path) -> str:
             raise InputError(path, f"is {why}")
         raise InputError(path, "no such file or folder")
     if not path.is_file():
-        raise InputError(path, f"not a regular file; {_SUPPORTED}")
+        raise InputError(path, f"not a regular file; {SUPPORTED}")
     suffix = path.suffix.lower()
     try:
         with open(path, "rb") as f:
@@ -232,8 +158,6 @@ def detect_format(path: str | Path) -> str:
     if suffix in SCENE_SUFFIXES:
         return _scene_format(path, suffix)
     if suffix == ".csv":
-        from stmt.io.joints_csv import MIN_JOINTS, looks_like_joint_csv
-
         if looks_like_joint_csv(path):
             return "joint-csv"
         raise InputError(
@@ -248,8 +172,8 @@ def detect_format(path: str | Path) -> str:
             "(ordered by the number in their names) and pass the folder",
         )
     if kind == "npy":
-        raise InputError(path, f"a single .npy array, not a MoCap file; {_SUPPORTED}")
-    raise InputError(path, f"unrecognised file format; {_SUPPORTED}")
+        raise InputError(path, f"a single .npy array, not a MoCap file; {SUPPORTED}")
+    raise InputError(path, f"unrecognised file format; {SUPPORTED}")
 
 
 def _sniff_scene(head: bytes) -> str | None:

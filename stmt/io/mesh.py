@@ -24,11 +24,11 @@ from pathlib import Path
 import numpy as np
 
 from stmt import limits
-from stmt.body.smpl import check_vertex_ids  # numpy only at import
 from stmt.errors import InputError
-from stmt.io.detect import MESH_SUFFIXES, npz_array, npz_header, open_npz
+from stmt.io.detect import MESH_SUFFIXES, SUPPORTED
 from stmt.io.text import is_number, open_text
-from stmt.sequence import MeshSequence
+from stmt.npz import npz_array, npz_header, open_npz
+from stmt.sequence import MeshSequence, check_vertex_ids
 
 DEFAULT_FPS = 30.0
 FPS_FILE = "fps.txt"
@@ -126,7 +126,7 @@ def _sequence(vertices, faces, fps, source, fmt, vertex_ids) -> MeshSequence:
 def read_mesh_npz(path: str | Path, vertex_ids: np.ndarray | None = None) -> MeshSequence:
     """Read a mesh-sequence ``.npz`` (see the module docstring)."""
     path = Path(path)
-    npz = open_npz(path)
+    npz = open_npz(path, SUPPORTED)
     fps = _fps_value(path, npz_array(npz, path, "fps")) if "fps" in npz.files else DEFAULT_FPS
     if "vertices" in npz.files:  # the frame count, from the header, before it unpacks
         shape, _ = npz_header(npz, path, "vertices")

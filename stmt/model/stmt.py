@@ -21,24 +21,14 @@ projection to the transformer width.
 
 from __future__ import annotations
 
-import itertools
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stmt.ops import offset_attention
-from stmt.ops.points import (
-    Linear,
-    euclidean_knn,
-    gather_neighbors,
-    gather_with_centres,
-    knn_indices,
-    linear_norm_relu,
-    norm_relu,
-    norm_relu_max,
-    point_linear,
-)
+from stmt.ops.grouping import group_max
+from stmt.ops.neighbors import euclidean_knn, knn_indices
+from stmt.ops.point_mlp import Linear, linear_norm_relu
 
 # ----------------------------------------------------------------------------- blocks
 
@@ -52,11 +42,7 @@ class LinearBNReLU(nn.Module):
         self.norm = nn.BatchNorm1d(c_out)
 
     def forward(self, x: Tensor) -> Tensor:  # (..., c_in) -> (..., c_out)
-        return linear_norm_relu(x, self.linear.weight, self.norm)
-
-    def norm_relu(self, y: Tensor) -> Tensor:  # (..., c_out) -> (..., c_out)
-        """BatchNorm over all but the channels, then ReLU (in place on the new tensor)."""
-        return norm_relu(y, self.norm)
+        return linear_norm_relu(x, self.linear, self.norm)  # relu(norm(linear(x)))
 
 
 def shared_mlp(c_in: int, dims: tuple[int, ...]) -> nn.Sequential:
@@ -103,14 +89,15 @@ class PatchBranch(nn.Module):
 
     def __init__(
         self,
-        neighbors: str = "geodesic",
-        centers1: int = 64,
-        centers2: int = 32,
-        k: int = 8,
-        point_dims: tuple[int, ...] = (64, 64),
-        level1_dims: tuple[int, ...] = (128, 128),
-        level2_dims: tuple[int, ...] = (256, 256),
-        attn_layers: int = 2,
+        neighbors: str,
+        *,
+        centers1: int,
+        centers2: int,
+        k: int,
+        point_dims: tuple[int, ...],
+        level1_dims: tuple[int, ...],
+        level2_dims: tuple[int, ...],
+        attn_layers: int,
     ):
         super().__init__()
         if neighbors not in ("geodesic", "euclidean"):
@@ -132,62 +119,17 @@ class PatchBranch(nn.Module):
             return knn_indices(geodesic[..., :m, :n], self.k)  # (m, k) or (B, m, k)
         return euclidean_knn(xyz[:, :, :m], xyz[:, :, :n], self.k)  # (B, T, m, k)
 
-    @staticmethod
-    def _group(mlp: nn.Sequential, xyz: Tensor, feat: Tensor, idx: Tensor, m: int) -> Tensor:
-        """Max-pooled shared MLP over the neighbourhoods of centres [0:m].
-
-        The MLP's input for neighbour j of centre i is (xyz_j - xyz_i, f_j - f_i, f_i).
-        In float32 (no autocast) its first linear layer, W = [Wx | Wd | Wc], is split:
-        W x = u_j + (Wc f_i - u_i) with u = [xyz, f] [Wx | Wd]^T and the centre's term
-        [xyz_i, f_i] [-Wx | Wc - Wd]^T, without the (B, T, m, k, 3 + 2C) input. u is
-        computed on the n points before the gather where the m*k neighbour rows are more
-        (level 2), and on the gathered 3 + C inputs otherwise (level 1, m*k = n: the
-        same product, and the gather and its backward move 3 + C channels instead of C').
-        In 16 bits u_j - u_i would lose the small offsets to rounding, so there the
-        input is built as written, with zero channels up to a multiple of 8 (and zero
-        weight columns): 3 + 2C = 131 or 259 inner channels give the GPU's matrix
-        products unaligned (``align1``) kernels.
-        """
-        first = mlp[0]
-        if feat.dtype != torch.float32 or torch.is_autocast_enabled(feat.device.type):
-            nb_xyz = gather_neighbors(xyz, idx)  # (B, T, m, k, 3)
-            nb_feat = gather_neighbors(feat, idx)  # (B, T, m, k, C)
-            c_xyz, c_feat = xyz[:, :, :m, None], feat[:, :, :m, None]  # (B, T, m, 1, .)
-            parts = [nb_xyz - c_xyz, nb_feat - c_feat, c_feat.expand_as(nb_feat)]
-            w = first.linear.weight  # (C', 3 + 2C)
-            pad = -w.shape[1] % 8
-            if pad:
-                parts.append(nb_feat.new_zeros(()).expand(*nb_feat.shape[:-1], pad))
-                w = F.pad(w, (0, pad))  # (C', 3 + 2C + pad)
-            y = F.linear(torch.cat(parts, dim=-1), w)  # (B, T, m, k, C')
-        else:
-            w = first.linear.weight  # (C', 3 + 2C): [Wx | Wd | Wc]
-            c = feat.shape[-1]
-            w_centre = torch.cat([-w[:, :3], w[:, 3 + c :] - w[:, 3 : 3 + c]], dim=1)
-            if m * idx.shape[-1] <= xyz.shape[2] and 3 + c < w.shape[0]:
-                # no more neighbour rows than points (level 1): gather the 3 + C inputs
-                # rather than the wider C' outputs, the same product on as many rows
-                nb_feat, c_feat = gather_with_centres(feat, idx, m)
-                parts = [gather_neighbors(xyz, idx), nb_feat]
-                u = point_linear(parts, w[:, : 3 + c])  # (B, T, m, k, C'): Wx x_j + Wd f_j
-            else:
-                u = gather_neighbors(point_linear([xyz, feat], w[:, : 3 + c]), idx)
-                c_feat = feat[:, :, :m]
-            centre = point_linear([xyz[:, :, :m], c_feat], w_centre)  # Wc f_i - u_i
-            y = u + centre[:, :, :, None]  # (B, T, m, k, C')
-        for prev, layer in itertools.pairwise(mlp):  # y: the last layer's pre-activation
-            y = layer.linear(prev.norm_relu(y))
-        return norm_relu_max(y, mlp[-1].norm, dim=3)  # (B, T, m, C'): amax over the k neighbours
-
     def group(self, xyz: Tensor, geodesic: Tensor) -> Tensor:
-        """Two levels of grouping: (B, T, N, 3) -> (B, T, P2, C2)."""
+        """The point MLP, then two levels of grouping: (B, T, N, 3) -> (B, T, P2, C2).
+
+        A level: for each centre i, the shared MLP on (xyz_j - xyz_i, f_j - f_i, f_i) of
+        its k neighbours j, then the max over them (:func:`stmt.ops.grouping.group_max`)."""
         p1, p2 = self.centers1, self.centers2
-        n = xyz.shape[2]
         feat0 = self.point_mlp(xyz)  # (B, T, N, C0)
-        feat1 = self._group(self.level1, xyz, feat0, self._neighbors(xyz, geodesic, p1, n), p1)
-        xyz1 = xyz[:, :, :p1]  # level-1 centres, (B, T, P1, 3)
-        idx2 = self._neighbors(xyz, geodesic, p2, p1)
-        return self._group(self.level2, xyz1, feat1, idx2, p2)  # (B, T, P2, C2)
+        idx1 = self._neighbors(xyz, geodesic, p1, xyz.shape[2])  # centres [0:P1] among all
+        feat1 = group_max(self.level1, xyz, feat0, idx1, p1)  # (B, T, P1, C1)
+        idx2 = self._neighbors(xyz, geodesic, p2, p1)  # centres [0:P2] among [0:P1]
+        return group_max(self.level2, xyz[:, :, :p1], feat1, idx2, p2)  # (B, T, P2, C2)
 
     def attend(self, x: Tensor) -> Tensor:
         """Offset attention among the patches of each frame: (B, T, P2, C2) -> (B, T, P2, out_dim)."""
@@ -212,7 +154,9 @@ def block_causal_mask(num_frames: int, tokens_per_frame: int, device=None) -> Te
     return frame[:, None] >= frame[None, :]
 
 
-class Attention(nn.Module):
+class SelfAttention(nn.Module):
+    """Multi-head self-attention over the tokens of a clip (the inter-frame transformer's)."""
+
     def __init__(self, dim: int, heads: int):
         super().__init__()
         if dim % heads:
@@ -249,7 +193,7 @@ class Block(nn.Module):
     def __init__(self, dim: int, heads: int, mlp_dim: int, dropout: float = 0.0):
         super().__init__()
         self.norm1 = nn.LayerNorm(dim)
-        self.attn = Attention(dim, heads)
+        self.attn = SelfAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim)
         self.mlp = nn.Sequential(
             Linear(dim, mlp_dim), nn.GELU(), nn.Dropout(dropout), Linear(mlp_dim, dim)

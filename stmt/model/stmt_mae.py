@@ -29,7 +29,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from stmt.model.stmt import STMT, Transformer, block_causal_mask, build_model
-from stmt.ops.points import Linear, gather_neighbors, knn_indices
+from stmt.ops.neighbors import gather_neighbors, knn_indices
+from stmt.ops.point_mlp import Linear
 
 
 def sample_mask(
@@ -49,18 +50,24 @@ def sample_mask(
 
 
 class STMTMAE(nn.Module):
-    """STMT encoder + light transformer decoder for MVM and FFP."""
+    """STMT encoder + light transformer decoder for MVM and FFP.
+
+    ``arch``, ``model_args``: the encoder (:func:`stmt.model.stmt.build_model`, without a
+    head); ``patch_size`` vertices reconstructed per patch, ``mask_ratio`` and
+    ``masking`` (module docstring), the decoder's width, depth and heads. The defaults
+    are :class:`stmt.engine.pretrainer.PretrainingModule`'s."""
 
     def __init__(
         self,
-        arch: str = "stmt_tiny",
-        model_args: dict | None = None,
-        patch_size: int = 16,
-        mask_ratio: float = 0.5,
-        masking: str = "tube",
-        decoder_width: int = 128,
-        decoder_depth: int = 1,
-        decoder_heads: int = 4,
+        arch: str,
+        model_args: dict | None,
+        *,
+        patch_size: int,
+        mask_ratio: float,
+        masking: str,
+        decoder_width: int,
+        decoder_depth: int,
+        decoder_heads: int,
     ):
         super().__init__()
         if not 0.0 < mask_ratio < 1.0:

@@ -38,7 +38,7 @@ import functools
 import torch
 from torch import Tensor
 
-from stmt.ops.kernel_support import (
+from stmt.ops.dispatch import (
     jit_kernels,
     kernels_allowed,
     next_pow2,

@@ -10,7 +10,7 @@ for K neighbours of M centres, and returns in one read of ``y``:
   the variance from cancelling).
 
 That is all a training-mode batch norm followed by ReLU and the max over the
-neighbours needs (``stmt.ops.points.norm_relu_max``): ``z = s y + t`` is
+neighbours needs (``stmt.ops.grouping.norm_relu_max``): ``z = s y + t`` is
 monotone per channel, so the max of ``relu(z)`` is ``relu(s e + t)`` with
 ``e`` the max where ``s >= 0`` and the min where ``s < 0``, and the batch's
 mean and variance come from the two sums. The rest is arithmetic on (M, C)
@@ -34,7 +34,7 @@ import functools
 import torch
 from torch import Tensor
 
-from stmt.ops.kernel_support import (
+from stmt.ops.dispatch import (
     jit_kernels,
     kernels_allowed,
     next_pow2,

@@ -48,7 +48,7 @@ import torch
 from torch import Tensor
 
 from stmt.env import env_flag
-from stmt.ops.kernel_support import (
+from stmt.ops.dispatch import (
     constant_when_traced,
     jit_kernels,
     kernels_allowed,
@@ -128,39 +128,23 @@ def _scores(
     return x
 
 
-def _forward_kernel(
-    Q,
-    K,
-    V,
-    OUT,
-    LSE,
-    COL,
-    sq_b,
-    sq_n,
-    sq_d,
-    sk_b,
-    sk_n,
-    sk_d,
-    sv_b,
-    sv_n,
-    sv_d,
-    so_b,
-    so_n,
-    so_d,
-    N,
-    DK,
-    DV,
-    eps,
-    BLOCK_N: tl.constexpr,
-    BLOCK_DK: tl.constexpr,
-    BLOCK_DV: tl.constexpr,
-    UPCAST: tl.constexpr,
-    PRECISION: tl.constexpr,
-):
+def _at_batch(Q, K, V, sq_b, sk_b, sv_b):
+    """This program's batch index and its queries, keys and values (one program a batch)."""
     b = tl.program_id(0).to(tl.int64)
-    Q += b * sq_b
-    K += b * sk_b
-    V += b * sv_b
+    return b, Q + b * sq_b, K + b * sk_b, V + b * sv_b
+
+
+def _forward_kernel(
+    Q, sq_b, sq_n, sq_d,  # (B, N, DK) queries and their strides
+    K, sk_b, sk_n, sk_d,  # (B, N, DK) keys
+    V, sv_b, sv_n, sv_d,  # (B, N, DV) values
+    OUT, so_b, so_n, so_d,  # (B, N, DV) x_r
+    LSE, COL,  # (B, N) float32: each row's log-sum-exp, each column's sum (for the backward)
+    N, DK, DV, eps,
+    BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    b, Q, K, V = _at_batch(Q, K, V, sq_b, sk_b, sv_b)
     OUT += b * so_b
     rows = tl.arange(0, BLOCK_N)
     row_ok = rows < N
@@ -194,41 +178,17 @@ def _forward_kernel(
 
 
 def _backward_kernel(
-    Q,
-    K,
-    V,
-    G,
-    LSE,
-    COL,
-    DQ,
-    DKEY,
-    DV_,
-    sq_b,
-    sq_n,
-    sq_d,
-    sk_b,
-    sk_n,
-    sk_d,
-    sv_b,
-    sv_n,
-    sv_d,
-    sg_b,
-    sg_n,
-    sg_d,
-    N,
-    DK,
-    DV,
-    BLOCK_N: tl.constexpr,
-    BLOCK_DK: tl.constexpr,
-    BLOCK_DV: tl.constexpr,
-    UPCAST: tl.constexpr,
-    PRECISION: tl.constexpr,
-):
-    # DQ, DKEY are contiguous like (B, N, DK); DV_ like (B, N, DV).
-    b = tl.program_id(0).to(tl.int64)
-    Q += b * sq_b
-    K += b * sk_b
-    V += b * sv_b
+    Q, sq_b, sq_n, sq_d,  # (B, N, DK) queries and their strides
+    K, sk_b, sk_n, sk_d,  # (B, N, DK) keys
+    V, sv_b, sv_n, sv_d,  # (B, N, DV) values
+    G, sg_b, sg_n, sg_d,  # (B, N, DV) the gradient of x_r
+    LSE, COL,  # (B, N) float32, saved by the forward
+    DQ, DKEY, DV_,  # the gradients written, contiguous: (B, N, DK), (B, N, DK), (B, N, DV)
+    N, DK, DV,
+    BLOCK_N: tl.constexpr, BLOCK_DK: tl.constexpr, BLOCK_DV: tl.constexpr,
+    UPCAST: tl.constexpr, PRECISION: tl.constexpr,
+):  # fmt: skip
+    b, Q, K, V = _at_batch(Q, K, V, sq_b, sk_b, sv_b)
     G += b * sg_b
     DQ += b * N * DK
     DKEY += b * N * DK
@@ -278,7 +238,9 @@ def _backward_kernel(
         tl.store(DKEY + offs, dk.to(DKEY.dtype.element_ty), mask=mask)
 
 
-_KERNEL_SOURCES = {f.__name__: f for f in (_dot, _scores, _forward_kernel, _backward_kernel)}
+_KERNEL_SOURCES = {
+    f.__name__: f for f in (_dot, _scores, _at_batch, _forward_kernel, _backward_kernel)
+}
 
 
 @functools.cache
@@ -323,22 +285,10 @@ def _forward(q: Tensor, k: Tensor, v: Tensor, eps: float) -> tuple[Tensor, Tenso
     lse = torch.empty((batch, n), dtype=torch.float32, device=q.device)  # per row
     col = torch.empty((batch, n), dtype=torch.float32, device=q.device)  # eps + sum_i S[i, j]
     forward_kernel[(batch,)](
-        q,
-        k,
-        v,
-        out,
-        lse,
-        col,
-        *q.stride(),
-        *k.stride(),
-        *v.stride(),
-        *out.stride(),
-        n,
-        q.shape[2],
-        v.shape[2],
-        float(eps),
+        q, *q.stride(), k, *k.stride(), v, *v.stride(), out, *out.stride(), lse, col,
+        n, q.shape[2], v.shape[2], float(eps),
         **_launch_config(q, v, interpreted, backward=False),
-    )
+    )  # fmt: skip
     return out, lse, col
 
 
@@ -351,24 +301,10 @@ def _backward(
     dk = torch.empty(k.shape, dtype=k.dtype, device=k.device)
     dv = torch.empty(v.shape, dtype=v.dtype, device=v.device)  # contiguous (B, N, Dv)
     backward_kernel[(batch,)](
-        q,
-        k,
-        v,
-        grad_out,
-        lse,
-        col,
-        dq,
-        dk,
-        dv,
-        *q.stride(),
-        *k.stride(),
-        *v.stride(),
-        *grad_out.stride(),
-        n,
-        q.shape[2],
-        v.shape[2],
+        q, *q.stride(), k, *k.stride(), v, *v.stride(), grad_out, *grad_out.stride(),
+        lse, col, dq, dk, dv, n, q.shape[2], v.shape[2],
         **_launch_config(q, v, interpreted, backward=True),
-    )
+    )  # fmt: skip
     return dq, dk, dv
 
 

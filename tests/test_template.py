@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import trimesh
 
-from stmt.data import template as tmod
-from stmt.data.template import Template, farthest_point_sampling, get_template
+from stmt import template as tmod
+from stmt.template import Template, farthest_point_sampling, get_template
 
 
 def _capsule():

@@ -114,6 +114,7 @@ def get_template(
     rest_vertices: np.ndarray,
     num_points: int = 512,
     cache_dir: str | Path | None = None,
+    key: str | None = None,
 ) -> Template:
     """The template of a topology: FPS vertex ids, their geodesics and rest positions.
 
@@ -122,6 +123,7 @@ def get_template(
         rest_vertices: (V, 3) float canonical rest mesh (metres, Z-up).
         num_points: N, the number of template vertices.
         cache_dir: folder of cached templates (default :func:`default_cache_dir`).
+        key: :func:`template_key` of these arguments, when the caller has it already.
 
     Returns:
         :class:`Template`, loaded from the cache when present.
@@ -133,7 +135,7 @@ def get_template(
         faces = np.asarray(faces, dtype=np.int64)
         if faces.ndim != 2 or faces.shape[1] != 3 or len(faces) == 0:
             raise InputError(None, f"faces must have shape (F, 3), F > 0, got {faces.shape}")
-    key = template_key(faces, rest_vertices, num_points)
+    key = key or template_key(faces, rest_vertices, num_points)
     folder = Path(cache_dir) if cache_dir is not None else default_cache_dir()
     path = folder / f"template_{key}.npz"
     if path.exists():

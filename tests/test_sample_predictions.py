@@ -1,0 +1,100 @@
+"""The shipped checkpoints label ``datasets/samples`` as they did when the outputs were stored.
+
+``tests/data/sample_predictions.json`` holds what ``stmt classify datasets/samples
+--recursive --json`` printed for each shipped checkpoint, every class ranked in every
+window (``--top-k`` of all classes), written by this module before stmt's layers were
+restructured (issue 27). A change that moves code without changing behaviour keeps
+every label, span and warning, and every probability to float32 rounding (1e-6: the
+stored values were exact on the machine that wrote them; another CPU's BLAS may round
+differently, as tests/test_compile.py found 2.6e-6 apart between two CPUs).
+
+Rewrite the file only when a change is meant to change the predictions:
+``python -m tests.test_sample_predictions --write``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from stmt.cli import main as stmt_main
+
+ROOT = Path(__file__).resolve().parents[1]
+STORED = ROOT / "tests" / "data" / "sample_predictions.json"
+CHECKPOINTS = ("checkpoints/stmt-realmix.ckpt", "checkpoints/stmt-tiny-synthetic.ckpt")
+TOLERANCE = 1e-6
+
+
+def classify_samples(ckpt: str, capsys=None) -> list[dict]:
+    """``stmt classify datasets/samples --recursive --json`` with every class ranked."""
+    argv = ["classify", "datasets/samples", "--recursive", "--json", "--top-k", "10000",
+            "--ckpt", ckpt, "--device", "cpu"]  # fmt: skip
+    if capsys is None:  # --write: capture stdout ourselves
+        import contextlib
+        import io
+
+        buf = io.StringIO()
+        with contextlib.redirect_stdout(buf):
+            code = stmt_main(argv)
+        out = buf.getvalue()
+    else:
+        code = stmt_main(argv)
+        out = capsys.readouterr().out
+    assert code == 0
+    return json.loads(out)
+
+
+def digest(ckpt: str) -> str:
+    """sha256 of a checkpoint file: the stored outputs belong to these exact weights."""
+    return hashlib.sha256((ROOT / ckpt).read_bytes()).hexdigest()
+
+
+def assert_same(got: list[dict], want: list[dict]) -> None:
+    assert [r["file"] for r in got] == [r["file"] for r in want]
+    for g, w in zip(got, want):
+        where = g["file"]
+        for key in ("duration_s", "fps", "unknown", "warnings"):
+            assert g[key] == w[key], (where, key)
+        assert abs(g["score"] - w["score"]) <= TOLERANCE, where
+        assert [i["label"] for i in g["overall"]] == [i["label"] for i in w["overall"]], where
+        for a, b in zip(g["overall"], w["overall"]):
+            assert abs(a["prob"] - b["prob"]) <= TOLERANCE, (where, a, b)
+        assert len(g["windows"]) == len(w["windows"]), where
+        for gw, ww in zip(g["windows"], w["windows"]):
+            assert (gw["start"], gw["end"], gw["unknown"]) == (
+                ww["start"], ww["end"], ww["unknown"]
+            ), where  # fmt: skip
+            assert [i["label"] for i in gw["top_k"]] == [i["label"] for i in ww["top_k"]], where
+            for a, b in zip(gw["top_k"], ww["top_k"]):
+                assert abs(a["prob"] - b["prob"]) <= TOLERANCE, (where, gw["start"], a, b)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("ckpt", CHECKPOINTS)
+def test_samples_are_labelled_as_stored(ckpt, capsys, monkeypatch, tmp_path):
+    monkeypatch.chdir(ROOT)
+    monkeypatch.setenv("STMT_CACHE_DIR", str(tmp_path / "stmt-cache"))
+    stored = json.loads(STORED.read_text())[ckpt]
+    assert stored["sha256"] == digest(ckpt), (
+        f"{ckpt} is not the checkpoint the outputs were stored for; after replacing a "
+        "shipped checkpoint, store its outputs again (module docstring)"
+    )
+    want = stored["files"]
+    got = classify_samples(ckpt, capsys)
+    assert len(got) == 7  # every sample file, AMASS, BVH, ASF/AMC and mesh
+    assert_same(got, want)
+
+
+if __name__ == "__main__":
+    if sys.argv[1:] != ["--write"]:
+        sys.exit("usage: python -m tests.test_sample_predictions --write")
+    import os
+
+    os.chdir(ROOT)
+    stored = {c: {"sha256": digest(c), "files": classify_samples(c)} for c in CHECKPOINTS}
+    STORED.write_text(json.dumps(stored, indent=1) + "\n")
+    print(f"wrote {STORED}")

@@ -218,7 +218,11 @@ def test_16_bit_grouping_gives_aligned_products():
     assert {d for d in sizes if d % 8} == {3}
     with torch.no_grad():
         want = model.double().patch_features(vertices.double(), geodesic.double())
-    torch.testing.assert_close(features.double(), want, rtol=0.05, atol=0.05)
+    # bfloat16 keeps 8 bits: a lone feature can be 0.07 off (one thread's summation order
+    # differs from two), so the whole is held to 2 % (0.8 % measured) and every element to 0.15
+    error = (features.double() - want).norm() / want.norm()
+    assert error < 0.02, f"bfloat16 patch features {error:.2%} off the float64 ones"
+    torch.testing.assert_close(features.double(), want, rtol=0.05, atol=0.15)
 
 
 @pytest.mark.parametrize("name", ["stmt-realmix.ckpt", "stmt-tiny-synthetic.ckpt"])

@@ -80,8 +80,7 @@ def evaluate(ckpt: str, takes: list[tuple[int, Path]]) -> dict:
     known, other, wrong = [], [], Counter()
     per_class: dict[str, list[bool]] = {}
     for action, path in takes:
-        seq, _ = clf.read(path, only_windows=True)
-        item = clf.preprocess(seq)
+        item = clf.read(path)
         pred = clf.postprocess(item, clf.forward([item])[0], top_k=3)
         if action in SHARED:
             truth = SHARED[action]

@@ -40,8 +40,10 @@ the checkpoint's temperature when it is calibrated); a top-k list sums to at
 most 1. **Unknown**: a calibrated checkpoint (``stmt calibrate``) says a file
 or window shows none of its actions when its top-1 probability is below its
 threshold: the table then reads ``unknown (best: LABEL 0.31)``.
-``--unknown-threshold P`` sets another threshold, ``0`` turns the rule off. Several files are read one after another and their windows go
-through the model ``--batch-size`` at a time, across files.
+``--unknown-threshold P`` sets another threshold, ``0`` turns the rule off. The
+windows of several files go through the model together, in batches of exactly
+``--batch-size`` windows (the last one filled up with copies), so that a window's
+probabilities do not depend on the windows it shares a batch with.
 
 Keeping the predictions: ``--out FILE.json`` writes one JSON document that
 also says how they were made::
@@ -103,6 +105,7 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from stmt import limits
@@ -304,18 +307,63 @@ def predictions_csv(records: list[dict], top_k: int, header_row: bool = True) ->
     return buf.getvalue()
 
 
-def label_batch(clf, items: list, batch_size: int, top_k: int) -> list:
-    """Run :class:`stmt.inference.Inputs` of several files through the model together;
-    one :class:`~stmt.inference.Prediction`, or the :class:`~stmt.errors.InputError` that
-    file ends in (NaN/Inf outputs), per item, in order."""
+class WindowBatches:
+    """The windows of files through the model in full batches of ``batch_size`` windows,
+    across files (of one topology), the last batch of a run filled up with copies of its
+    last window: so a window's probabilities are the same whichever windows share its
+    batch, and the predictions are the same with any ``--workers``, ``--batch-size`` split
+    or ``--shard`` (on a CPU a window's outputs are bitwise the same in any full batch, not
+    in batches of other sizes). A file's windows may span two batches; files come out
+    whole and in order. At most ``MAX_WAITING`` windows wait (files of a topology rare
+    in the run: theirs are run, in a filled-up batch, when more wait)."""
 
-    results: list = []
-    for item, probs in zip(items, clf.forward(items, batch_size)):
-        try:
-            results.append(clf.postprocess(item, probs, top_k))
-        except InputError as err:
-            results.append(err)
-    return results
+    MAX_WAITING = 8
+
+    def __init__(self, clf, batch_size: int):
+        self.clf, self.batch = clf, batch_size
+        self.items: list[Inputs] = []  # the files waiting for windows, in order
+        self.probs: list[list] = []  # their windows' probabilities (None: not run yet)
+        self.queue: dict[str, list[tuple[int, int]]] = {}  # topology -> (file, window) to run
+        self.done = 0  # files handed back before self.items[0]
+
+    def add(self, item: Inputs) -> list[tuple[Inputs, np.ndarray]]:
+        """Queue ``item``'s windows, run the full batches; the files now complete."""
+        number = self.done + len(self.items)
+        self.items.append(item)
+        self.probs.append([None] * len(item.clips))
+        queue = self.queue.setdefault(item.template.key, [])
+        queue += [(number, w) for w in range(len(item.clips))]
+        while len(queue) >= self.batch:
+            self._run(queue)
+        while sum(map(len, self.queue.values())) > self.MAX_WAITING * self.batch:
+            oldest = next(i for i, p in enumerate(self.probs) if None in p)
+            self._run(self.queue[self.items[oldest].template.key])
+        return self._complete()
+
+    def finish(self) -> list[tuple[Inputs, np.ndarray]]:
+        """Run what waits (filled-up batches); the remaining files."""
+        for queue in self.queue.values():
+            while queue:
+                self._run(queue)
+        return self._complete()
+
+    def _run(self, queue: list[tuple[int, int]]) -> None:
+        rows, queue[: self.batch] = queue[: self.batch], []
+        item = self.items[rows[0][0] - self.done]
+        clips = [self.items[f - self.done].clips[w] for f, w in rows]
+        clips += clips[-1:] * (self.batch - len(clips))  # (batch, T, N, 3)
+        batch = dataclasses.replace(item, clips=np.stack(clips))
+        probs = self.clf.forward([batch], self.batch)[0]  # (batch, C)
+        for (f, w), p in zip(rows, probs):
+            self.probs[f - self.done][w] = p
+
+    def _complete(self) -> list[tuple[Inputs, np.ndarray]]:
+        out = []
+        while self.items and all(p is not None for p in self.probs[0]):
+            item, probs = self.items.pop(0), self.probs.pop(0)
+            out.append((item, np.stack(probs)))
+            self.done += 1
+        return out
 
 
 def main(args: argparse.Namespace) -> int:
@@ -370,7 +418,9 @@ def check_options(args: argparse.Namespace) -> None:
     limits.check_window_stride(args)
     if args.out is not None:
         if args.out.suffix.lower() not in (".csv", ".json", ".jsonl"):
-            raise InputError(args.out, "--out must end in .csv, .json or .jsonl")
+            raise InputError(
+                args.out, "--out must end in .csv or .json (or .jsonl, a record a line)"
+            )
         check_output(args.out)  # before any file is read and classified
     resolve_workers(args.workers, 0)  # checks the number
     if args.unknown_threshold is not None and not 0.0 <= args.unknown_threshold <= 1.0:
@@ -402,10 +452,9 @@ def label_files(
     processes: :class:`ReadTask`) and label the windows of several files together,
     ``--batch-size`` at a time, in the inputs' order; prints each file's table (or its
     error line) as it is labelled. Returns the JSON records and the count of failures."""
-    batch = max(1, int(args.batch_size))
     records: list[dict] = []
     failed = 0
-    pending: list[Inputs] = []  # waiting for the model, across files
+    batches = WindowBatches(clf, max(1, int(args.batch_size)))
     options = {"body": args.body, "body_models": args.body_models, "window": args.window,
                "stride": args.stride, "joint_map": joint_map}  # fmt: skip
     task = ReadTask(clf, options)
@@ -413,25 +462,31 @@ def label_files(
         preload(clf, {fmt for _, fmt in inputs}, args.body, args.body_models)
     bar = tqdm(total=len(inputs), desc="classify", unit="file", disable=None, leave=False)
     with bar, Workers(task, workers) as pool:
-        for n, ((path, _), read) in enumerate(zip(inputs, pool.map(inputs)), 1):
+        for (path, _), read in zip(inputs, pool.map(inputs)):
             bar.update()
             if isinstance(read, Failed):
                 failed += 1
                 line = read.message if read.kind == "input" else str(InputError(path, read.message))
                 _say(bar, f"stmt: error: {line}", sys.stderr)
-            else:
-                pending.append(task.received(*read))
-            if pending and (sum(len(it.clips) for it in pending) >= batch or n == len(inputs)):
-                for result in label_batch(clf, pending, batch, args.top_k):
-                    if isinstance(result, InputError):
-                        failed += 1
-                        _say(bar, f"stmt: error: {result}", sys.stderr)
-                        continue
-                    records.append(result.to_json())
-                    if not args.json:
-                        _say(bar, format_table(result) + "\n", sys.stdout)
-                pending = []
+                continue
+            for item, probs in batches.add(task.received(*read)):
+                failed += _label(clf, item, probs, args, records, bar)
+        for item, probs in batches.finish():
+            failed += _label(clf, item, probs, args, records, bar)
     return records, failed
+
+
+def _label(clf, item: Inputs, probs: np.ndarray, args, records: list, bar) -> int:
+    """One file's prediction (its record kept, its table printed); 1 when it failed."""
+    try:
+        result = clf.postprocess(item, probs, args.top_k)
+    except InputError as err:  # NaN/Inf outputs
+        _say(bar, f"stmt: error: {err}", sys.stderr)
+        return 1
+    records.append(result.to_json())
+    if not args.json:
+        _say(bar, format_table(result) + "\n", sys.stdout)
+    return 0
 
 
 def preload(clf, formats: set, body: str, body_models) -> None:
@@ -439,10 +494,13 @@ def preload(clf, formats: set, body: str, body_models) -> None:
     loaded here before the workers fork, so they start with them (the rig's constants, the
     template) instead of loading them once each. A body that cannot be loaded is left to
     the files to report."""
+    loaded = set()
     for fmt in sorted(f for f in formats if f is not None and not f.startswith("mesh")):
         try:
-            rest, faces, _ = body_topology(body, body_models, fmt)
-            clf.template(faces, rest)
+            rest, faces, name = body_topology(body, body_models, fmt)
+            if name not in loaded:
+                clf.template(faces, rest)
+                loaded.add(name)
         except InputError:
             continue
 

@@ -14,7 +14,7 @@ user runs them):
 Reported per run: wall time, files/s, the speed-up over ``--workers 0``, CPU time of
 the process and its workers, peak memory of the whole process tree (the sum of the
 processes' PSS, sampled every 0.2 s: pages the forked workers share with the command
-are counted once) and the largest single process (max RSS), and the 1-minute load
+are counted once) and the largest single process (its peak RSS), and the 1-minute load
 average before the run. It also checks that every run wrote the same cache (sha256 of
 each file) and the same predictions.
 
@@ -83,11 +83,12 @@ def _tree(root: int) -> list[int]:
     return tree
 
 
-def _pss(pid: int) -> int:
+def _field(path: str, name: str) -> int:
+    """Bytes of the ``name`` line (in kB) of a /proc file, 0 when gone."""
     try:
-        with open(f"/proc/{pid}/smaps_rollup", encoding="ascii") as f:
+        with open(path, encoding="ascii") as f:
             for line in f:
-                if line.startswith("Pss:"):
+                if line.startswith(name):
                     return int(line.split()[1]) * 1024
     except (OSError, ValueError):
         pass
@@ -95,16 +96,19 @@ def _pss(pid: int) -> int:
 
 
 def run(cmd: list[str], env: dict) -> dict:
-    """Run ``cmd``; wall and CPU time, peak PSS of its process tree, max RSS of one process."""
+    """Run ``cmd``; wall and CPU time, peak PSS of its process tree, peak RSS of one process."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak = [0]
+    peak = [0, 0]  # the tree's PSS, one process's peak RSS (VmHWM)
 
     def sample() -> None:
         while proc.poll() is None:
-            peak[0] = max(peak[0], sum(_pss(p) for p in _tree(proc.pid)))
+            tree = _tree(proc.pid)
+            peak[0] = max(peak[0], sum(_field(f"/proc/{p}/smaps_rollup", "Pss:") for p in tree))
+            rss = [_field(f"/proc/{p}/status", "VmHWM:") for p in tree]
+            peak[1] = max(peak[1], *rss)
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -116,7 +120,7 @@ def run(cmd: list[str], env: dict) -> dict:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode not in (0, 1):
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
-    return {"wall": wall, "cpu": cpu, "pss": peak[0], "rss": after.ru_maxrss * 1024,
+    return {"wall": wall, "cpu": cpu, "pss": peak[0], "rss": peak[1],
             "load": load, "status": proc.returncode}  # fmt: skip
 
 
@@ -126,7 +130,7 @@ def digest(path: Path) -> str:
 
 def table(rows: list[tuple[str, int, dict]], files: int) -> str:
     head = ("| command | --workers | wall s | files/s | vs --workers 0 | CPU s | peak PSS (tree) "
-            "| max RSS (one process) | load before |")  # fmt: skip
+            "| peak RSS (one process) | load before |")  # fmt: skip
     lines = [head, "|---|---|---|---|---|---|---|---|---|"]
     base = {cmd: r["wall"] for cmd, n, r in rows if n == 0}
     for cmd, n, r in rows:

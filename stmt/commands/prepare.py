@@ -210,4 +210,5 @@ def print_summary(result, as_json: bool = False) -> None:
         )
     print(f"samples    {summary['samples']} ({summary['frames']} frames)")
     if summary["failed"] or summary["missing"]:
-        print(f"problems   {summary['failed']} failed, {summary['missing']} missing (see above)")
+        where = "recorded in index.json by the shards" if result.shards else "see above"
+        print(f"problems   {summary['failed']} failed, {summary['missing']} missing ({where})")

@@ -385,7 +385,8 @@ def main(args: argparse.Namespace) -> int:
     failed += len(errors) + len(take_errors)
     if args.json:
         print(json.dumps(records, indent=2))
-    if args.out is not None and not records and inputs:  # keep what the file held
+    if args.out is not None and not records and (inputs or failed):  # keep what it held
+        # (a shard whose part of the list is empty writes its empty part)
         print(f"stmt: error: {args.out}: not written, no file was labelled", file=sys.stderr)
         return 2
     if args.out is not None:

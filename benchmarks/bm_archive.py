@@ -14,9 +14,9 @@ user runs them):
 Reported per run: wall time, files/s, the speed-up over ``--workers 0``, CPU time of
 the process and its workers, peak memory of the whole process tree (the sum of the
 processes' PSS, sampled every 0.2 s: pages the forked workers share with the command
-are counted once) and the largest single process (its peak RSS), and the 1-minute load
-average before the run. It also checks that every run wrote the same cache (sha256 of
-each file) and the same predictions.
+are counted once), the peak RSS of the command's process and of its largest worker,
+and the 1-minute load average before the run. It also checks that every run wrote the
+same cache (sha256 of each file) and the same predictions.
 
     python benchmarks/bm_archive.py --data /path/to/realmix --workers 0 1 2
     python benchmarks/bm_archive.py --data data/realmix --bandai 400 --hdm05 200 --workers 0 1 2 4 8 16
@@ -101,14 +101,15 @@ def run(cmd: list[str], env: dict) -> dict:
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    peak = [0, 0]  # the tree's PSS, one process's peak RSS (VmHWM)
+    peak = [0, 0, 0]  # the tree's PSS; peak RSS (VmHWM) of the command, of one worker
 
     def sample() -> None:
         while proc.poll() is None:
             tree = _tree(proc.pid)
             peak[0] = max(peak[0], sum(_field(f"/proc/{p}/smaps_rollup", "Pss:") for p in tree))
             rss = [_field(f"/proc/{p}/status", "VmHWM:") for p in tree]
-            peak[1] = max(peak[1], *rss)
+            peak[1] = max(peak[1], rss[0])
+            peak[2] = max(peak[2], 0, *rss[1:])
             time.sleep(0.2)
 
     sampler = threading.Thread(target=sample, daemon=True)
@@ -120,7 +121,7 @@ def run(cmd: list[str], env: dict) -> dict:
     cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
     if proc.returncode not in (0, 1):
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
-    return {"wall": wall, "cpu": cpu, "pss": peak[0], "rss": peak[1],
+    return {"wall": wall, "cpu": cpu, "pss": peak[0], "rss": peak[1], "worker": peak[2],
             "load": load, "status": proc.returncode}  # fmt: skip
 
 
@@ -129,15 +130,16 @@ def digest(path: Path) -> str:
 
 
 def table(rows: list[tuple[str, int, dict]], files: int) -> str:
-    head = ("| command | --workers | wall s | files/s | vs --workers 0 | CPU s | peak PSS (tree) "
-            "| peak RSS (one process) | load before |")  # fmt: skip
-    lines = [head, "|---|---|---|---|---|---|---|---|---|"]
+    head = ("| command | --workers | wall s | files/s | vs --workers 0 | CPU s | peak memory, all "
+            "processes (PSS) | peak RSS, command | peak RSS, a worker | load before |")  # fmt: skip
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
     base = {cmd: r["wall"] for cmd, n, r in rows if n == 0}
     for cmd, n, r in rows:
         speed = f"{base[cmd] / r['wall']:.2f}x" if cmd in base else "-"
         lines.append(
             f"| {cmd} | {n} | {r['wall']:.1f} | {files / r['wall']:.2f} | {speed} | "
-            f"{r['cpu']:.1f} | {r['pss'] / 1e9:.2f} GB | {r['rss'] / 1e9:.2f} GB | {r['load']:.2f} |"
+            f"{r['cpu']:.1f} | {r['pss'] / 1e9:.2f} GB | {r['rss'] / 1e9:.2f} GB | "
+            f"{r['worker'] / 1e9:.2f} GB | {r['load']:.2f} |"
         )
     return "\n".join(lines)
 

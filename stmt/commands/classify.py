@@ -385,8 +385,8 @@ def main(args: argparse.Namespace) -> int:
     failed += len(errors) + len(take_errors)
     if args.json:
         print(json.dumps(records, indent=2))
-    if args.out is not None and not records and (inputs or failed):  # keep what it held
-        # (a shard whose part of the list is empty writes its empty part)
+    # keep what the file held; only a shard whose part of the list is empty writes it empty
+    if args.out is not None and not records and (inputs or failed):
         print(f"stmt: error: {args.out}: not written, no file was labelled", file=sys.stderr)
         return 2
     if args.out is not None:

@@ -53,7 +53,7 @@ class Failed:
 
     ``kind``: "input" (``message`` is an :class:`~stmt.errors.InputError`'s line, which
     names the file), "error" (another exception: ``TypeName: text``) or "died" (the
-    worker process holding the file died; ``message`` says how).
+    worker process holding the file died; ``message`` says how); a task may add its own.
     """
 
     message: str

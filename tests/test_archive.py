@@ -23,6 +23,7 @@ import torch
 from stmt import archive, reading
 from stmt.archive import Failed, WorkerCrashed, Workers, parse_shard, shard_range
 from stmt.cli import main as stmt
+from stmt.data import prepare as prepare_module
 from stmt.data.synth import generate
 from stmt.errors import InputError
 from stmt.inference import Classifier
@@ -178,6 +179,19 @@ def test_a_killed_prepare_worker_fails_its_file_and_the_rest_complete(
     assert summary["posed_now"] == 1 and summary["sequences"] == 11  # the killed one, now
     prepare(data, tmp_path / "w0", "--workers", "0")
     assert digests(tmp_path / "c")["vertices.npy"] == digests(tmp_path / "w0")["vertices.npy"]
+
+
+def test_a_cache_that_cannot_be_written_stops_the_run_with_one_line(
+    data, tmp_path, capsys, monkeypatch
+):
+    def full_disk(shards, key, frames):
+        raise InputError(shards / "x.npz", "cannot be written (No space left on device)")
+
+    monkeypatch.setattr(prepare_module, "write_shard", full_disk)  # in the workers too
+    assert prepare(data, tmp_path / "c", "--workers", "2") == 2
+    err = capsys.readouterr().err
+    assert err.count("No space left on device") == 1 and err.startswith("stmt: error: "), err
+    assert not (tmp_path / "c" / "index.json").exists()
 
 
 # --------------------------------------------------------------------------- classify

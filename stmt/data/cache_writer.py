@@ -60,6 +60,14 @@ def shard_name(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
+def write_shard(shards: Path, key: str, frames: np.ndarray) -> int:
+    """The sequence ``key`` ((K, N, 3) float32 frames) as ``shards/<sha>.npz`` (float16
+    offsets, float32 centres), written atomically; returns K."""
+    offsets, centres = to_cache_form(frames)
+    atomic_savez(shards / f"{shard_name(key)}.npz", offsets=offsets, centres=centres)
+    return len(frames)
+
+
 class CacheWriter:
     """One ``stmt prepare`` run's transaction on the cache folder ``out`` (module docstring).
 
@@ -156,12 +164,12 @@ class CacheWriter:
                 shard.unlink()
         return False
 
-    def add(self, key: str, frames: np.ndarray) -> None:
-        """The sequence ``key``: (K, N, 3) float32 frames at the cache's fps, as a shard."""
-        offsets, centres = to_cache_form(frames)
-        atomic_savez(self.shards / f"{shard_name(key)}.npz", offsets=offsets, centres=centres)
+    def add(self, key: str, frames: np.ndarray | int) -> None:
+        """The sequence ``key``: (K, N, 3) float32 frames at the cache's fps, written as a
+        shard; or K, the frames of the shard :func:`write_shard` wrote (a worker process)."""
+        count = frames if isinstance(frames, int) else write_shard(self.shards, key, frames)
         _step("shard")
-        self.frames[key] = len(frames)
+        self.frames[key] = int(count)
 
     def adopt(self, key: str, arrays: tuple[np.ndarray, ...], offset: int, frames: int) -> None:
         """The sequence ``key`` as another cache of the same settings holds it: ``frames``

@@ -50,7 +50,7 @@ from stmt import reading
 from stmt.archive import Failed, Workers, resolve_workers, shard_range
 from stmt.clip import resample
 from stmt.data.babel import CHUNK_S
-from stmt.data.cache_writer import CacheWriter
+from stmt.data.cache_writer import CacheWriter, write_shard
 from stmt.data.jobs import SequenceJob
 from stmt.data.registry import list_dataset
 from stmt.errors import InputError
@@ -135,7 +135,7 @@ def prepare(
     )
     template = get_template(faces, rest, num_points, cache_dir=template_cache)
     with CacheWriter(out, template, fps, body_name, overwrite, log) as writer:
-        task = PoseTask(listing.body, body_models, template.vertex_ids, writer.fps)
+        task = PoseTask(listing.body, body_models, template.vertex_ids, writer.fps, writer.shards)
         what = f"prepare {dataset}" + (f" {shard[0]}/{shard[1]}" if shard else "")
         _pose_all(writer, jobs, task, workers, strict, result, what if progress else None)
         if not writer.frames:
@@ -165,27 +165,33 @@ def cache_meta(dataset, classes, chunk_s, failed, missing, summary, data) -> dic
 
 @dataclass
 class PoseTask:
-    """One file's template vertices posed at the cache's fps (in a worker process):
-    ``(frames (K, N, 3) float32, source frames)``, None for a missing file, or a
+    """One file's template vertices posed at the cache's fps and written as a shard of the
+    cache (:func:`~stmt.data.cache_writer.write_shard`), in a worker process: ``(frames
+    in the cache, source frames)``, None for a missing file, or a
     :class:`~stmt.archive.Failed` for one that cannot be read or posed."""
 
     body: str
     body_models: str | Path | None
     vertex_ids: np.ndarray
     fps: float
+    shards: Path  # the cache writer's shards folder
 
-    def __call__(self, job: SequenceJob) -> tuple[np.ndarray, int] | Failed | None:
+    def __call__(self, job: SequenceJob) -> tuple[int, int] | Failed | None:
         if not job.path.is_file():
             return None
         try:
             seq = reading.read_sequence(
                 job.path, body=self.body, body_models=self.body_models, vertex_ids=self.vertex_ids
             )
-            return resample(seq.vertices, float(seq.fps), self.fps), seq.num_frames
+            frames = resample(seq.vertices, float(seq.fps), self.fps)
         except InputError as err:
             return Failed(str(err), "input")
         except Exception as err:  # noqa: BLE001 (one file's failure, reported and skipped)
             return Failed(f"{type(err).__name__}: {err}", "error")
+        try:
+            return write_shard(self.shards, job.key, frames), seq.num_frames
+        except InputError as err:  # the cache cannot be written (a full disk): the run stops
+            return Failed(str(err), "fatal")
 
 
 def _pose_all(writer, jobs, task, workers, strict, result, progress: str | None) -> None:
@@ -211,14 +217,15 @@ def _record(writer: CacheWriter, job: SequenceJob, posed, strict, result, bar) -
         result.missing.append(str(job.key))
         return
     if isinstance(posed, Failed):
-        if strict:  # an InputError's line names the file already
-            raise InputError(None if posed.kind == "input" else job.path, posed.message)
+        if strict or posed.kind == "fatal":  # an InputError's line names its file already
+            named = posed.kind in ("input", "fatal")  # fatal: the shard that cannot be written
+            raise InputError(None if named else job.path, posed.message)
         bar.write(f"stmt prepare: skipped {job.path}: {posed.message}", file=sys.stderr)
         result.failed.append({"source": job.key, "path": str(job.path), "error": posed.message})
         result.died += posed.kind == "died"
         return
-    frames, source_frames = posed
-    writer.add(job.key, frames)
+    count, source_frames = posed
+    writer.add(job.key, count)
     result.posed += 1
     result.posed_frames += source_frames
 

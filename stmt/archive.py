@@ -29,6 +29,7 @@ parts in order are the whole list.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import multiprocessing
 import os
@@ -104,6 +105,23 @@ def resolve_workers(requested: int | None, files: int) -> int:
     if not 0 <= requested <= MAX_WORKERS:
         raise InputError(None, f"--workers must be 0 to {MAX_WORKERS}, got {requested}")
     return min(requested, files)
+
+
+@contextlib.contextmanager
+def threads_beside(workers: int):
+    """torch's threads in this process while ``workers`` worker processes run: the cores
+    they leave, at least one (more would contend with the workers for the cores, and a
+    thread of torch's pool that waits for a descheduled one spins); as before after."""
+    torch = sys.modules.get("torch")
+    if not workers or torch is None:
+        yield
+        return
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(1, min(before, usable_cores() - workers)))
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- shards

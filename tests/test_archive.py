@@ -326,3 +326,19 @@ def test_workers_by_default_are_the_cores_capped_by_memory(monkeypatch):
     monkeypatch.setattr(archive, "available_memory", lambda: None)
     assert archive.default_workers() == 16
     assert np.isfinite(archive.usable_cores())
+
+
+def test_the_command_leaves_its_workers_their_cores(monkeypatch):
+    before = torch.get_num_threads()
+    monkeypatch.setattr(archive, "usable_cores", lambda: 4)
+    try:
+        torch.set_num_threads(4)
+        with archive.threads_beside(3):
+            assert torch.get_num_threads() == 1
+        with archive.threads_beside(2):
+            assert torch.get_num_threads() == 2
+        with archive.threads_beside(0):
+            assert torch.get_num_threads() == 4
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(before)

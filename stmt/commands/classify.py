@@ -109,7 +109,14 @@ import numpy as np
 from tqdm import tqdm
 
 from stmt import limits
-from stmt.archive import Failed, Workers, parse_shard, resolve_workers, shard_range
+from stmt.archive import (
+    Failed,
+    Workers,
+    parse_shard,
+    resolve_workers,
+    shard_range,
+    threads_beside,
+)
 from stmt.commands.options import (
     add_archive_arguments,
     add_body_arguments,
@@ -462,7 +469,7 @@ def label_files(
     if workers:
         preload(clf, {fmt for _, fmt in inputs}, args.body, args.body_models)
     bar = tqdm(total=len(inputs), desc="classify", unit="file", disable=None, leave=False)
-    with bar, Workers(task, workers) as pool:
+    with bar, Workers(task, workers) as pool, threads_beside(workers):
         for (path, _), read in zip(inputs, pool.map(inputs)):
             bar.update()
             if isinstance(read, Failed):

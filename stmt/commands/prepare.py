@@ -3,8 +3,9 @@
 Exit status: 0 when every available file was prepared (annotated files that
 are not on disk are listed as a warning); 1 when some files could not be read
 or posed (they are skipped, listed at the end and recorded in the cache's
-index.json; the cache holds the rest); 2 on a user error, or at the first
-failure with ``--strict``. Rerunning the same command resumes an interrupted
+index.json; the cache holds the rest); 2 on a user error, at the first
+failure with ``--strict``, or when a worker process died (the cache holds the
+rest, as for 1). Rerunning the same command resumes an interrupted
 run and only poses what is not in the cache yet.
 
 --out is stmt's own folder: an existing folder that holds files stmt did not

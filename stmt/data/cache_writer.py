@@ -62,9 +62,12 @@ def shard_name(key: str) -> str:
 
 def write_shard(shards: Path, key: str, frames: np.ndarray) -> int:
     """The sequence ``key`` ((K, N, 3) float32 frames) as ``shards/<sha>.npz`` (float16
-    offsets, float32 centres), written atomically; returns K."""
+    offsets, float32 centres, their per-frame bounds), written atomically; returns K.
+    The bounds are computed here, where a worker process writes the shard, so that the
+    command's commit only copies."""
     offsets, centres = to_cache_form(frames)
-    atomic_savez(shards / f"{shard_name(key)}.npz", offsets=offsets, centres=centres)
+    bounds = frame_bounds(offsets, centres)
+    atomic_savez(shards / f"{shard_name(key)}.npz", offsets=offsets, centres=centres, bounds=bounds)
     return len(frames)
 
 
@@ -225,11 +228,14 @@ class CacheWriter:
                 new[off : off + n] = old[o : o + n]
             return
         with np.load(self.shards / f"{shard_name(job.key)}.npz") as z:
-            if not (np.isfinite(z["offsets"]).all() and np.isfinite(z["centres"]).all()):
+            offsets, centres = z["offsets"], z["centres"]
+            bounds = z["bounds"] if "bounds" in z else frame_bounds(offsets, centres)
+            # min and max carry any NaN or Inf of a frame's points into its bounds
+            if not np.isfinite(bounds).all():
                 raise InputError(job.path, "posed to NaN or Inf vertices; not cached")
-            verts[off : off + n] = z["offsets"]
-            cents[off : off + n] = z["centres"]
-            bnds[off : off + n] = frame_bounds(z["offsets"], z["centres"])
+            verts[off : off + n] = offsets
+            cents[off : off + n] = centres
+            bnds[off : off + n] = bounds
 
     def _index(self, kept: list[SequenceJob], offsets: np.ndarray, meta: dict) -> dict:
         """``index.json`` (layout in :mod:`stmt.data.cache`): the sequences, their samples

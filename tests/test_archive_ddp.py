@@ -11,7 +11,6 @@ from __future__ import annotations
 import csv
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +21,7 @@ import torch.distributed as dist
 import torch.multiprocessing as mp
 
 from stmt.engine.predictions import gather
+from tests.helpers.net import free_port
 from tests.test_cli_outputs import CONFIGS, SMALL, run
 from tests.test_cli_outputs import stmt_main as stmt
 
@@ -46,14 +46,8 @@ def _gather_worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_gather_every_sample_once_in_order(tmp_path):
-    mp.spawn(_gather_worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True)
+    mp.spawn(_gather_worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True)
     want = _outputs([0, 1, 2, 3, 4])
     for rank in (0, 1):
         with np.load(tmp_path / f"rank{rank}.npz") as got:

@@ -691,7 +691,8 @@ def test_each_step_of_the_classify_path_runs_once_per_file(ckpt, tmp_path, capsy
             for attr, value in list(vars(module).items()) if module else ():
                 if value is original:
                     monkeypatch.setattr(module, attr, spy)
-    code, out, err = run_cli([*files, "--ckpt", ckpt, "--json"], capsys)
+    # --workers 0: read in this process, where the spies count (a worker counts its own)
+    code, out, err = run_cli([*files, "--ckpt", ckpt, "--json", "--workers", "0"], capsys)
     assert code == 0, err
     assert len(json.loads(out)) == len(files)
     assert sorted(map(str, calls["detect"])) == sorted(map(str, files))  # once per file

@@ -9,7 +9,6 @@ gradients and the same running statistics. Float64, so "the same" is tight.
 
 from __future__ import annotations
 
-import socket
 from types import SimpleNamespace
 
 import pytest
@@ -21,6 +20,7 @@ from torch import nn
 
 from stmt.engine.sync_batchnorm import SyncBatchNorm1d, convert_sync_batchnorm
 from tests.helpers.models import tiny_model
+from tests.helpers.net import free_port
 
 BATCH, T, N, CLASSES = 4, 2, 48, 3
 
@@ -61,15 +61,9 @@ def _worker(rank: int, world: int, port: int, out_dir: str) -> None:
         dist.destroy_process_group()
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def test_two_processes_give_the_gradients_of_one_on_the_global_batch(tmp_path):
     mp.start_processes(
-        _worker, args=(2, _free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
+        _worker, args=(2, free_port(), str(tmp_path)), nprocs=2, join=True, start_method="spawn"
     )
     per_rank = [torch.load(tmp_path / f"rank{r}.pt") for r in range(2)]
 

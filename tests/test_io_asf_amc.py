@@ -124,7 +124,9 @@ def test_missing_joints_are_named(tmp_path):
     "edit, expected",
     [
         (lambda v: v.replace("ltibia 0.000000", "ltibia nan"), "NaN or Inf in bone ltibia"),
+        (lambda v: v.replace("ltibia 0.000000", "ltibia 1e999"), "NaN or Inf in bone ltibia"),
         (lambda v: v.replace("ltibia 0.000000", "ltibia abc"), "non-numeric value in bone ltibia"),
+        (lambda v: v.replace("ltibia 0.000000", "ltibia 1_0"), "non-numeric value in bone ltibia"),
         (
             lambda v: v.replace("ltibia 0.000000", "ltibia 0 0"),
             "expected 1 numbers for bone ltibia",

@@ -289,3 +289,41 @@ def test_second_prepare_on_the_same_folder_is_refused(data, caches, tmp_path, ca
     after = {p.name: p.stat().st_mtime_ns for p in out.iterdir() if p.name != ".lock"}
     assert after == {k: v for k, v in before.items() if k != ".lock"}
     verify_cache(out)
+
+
+@pytest.mark.filterwarnings("ignore:overflow encountered in cast")
+def test_a_shard_of_non_finite_vertices_is_never_committed(tmp_path):
+    # A worker writes each file's shard with its per-frame bounds; the commit checks only
+    # the bounds, so they must carry a NaN or an overflow (float16 offsets: 65,504 m) of
+    # any one point, and a shard written before the bounds were stored is still checked.
+    from stmt.data.jobs import SequenceJob
+    from stmt.template import Template
+
+    n = 4
+    tpl = Template(np.arange(n), np.zeros((n, n), np.float32), np.zeros((n, 3), np.float32), "k")
+    frames = np.random.default_rng(0).normal(size=(3, n, 3)).astype(np.float32)
+    far = frames.copy()
+    far[1, 2] = [1e5, 0, 0]  # 75,000 m from the frame's mean point: inf as float16
+    nan = frames.copy()
+    nan[2, 0, 1] = np.nan
+    for name, bad, drop_bounds in [("far", far, False), ("nan", nan, False), ("old", nan, True)]:
+        out = tmp_path / name
+        job = SequenceJob(key=name, path=tmp_path / f"{name}.bvh", split="train", subject="s")
+        with cache_writer.CacheWriter(out, tpl, 30.0, "anny") as w:
+            w.add(job.key, bad)
+            shard = w.shards / f"{cache_writer.shard_name(job.key)}.npz"
+            if drop_bounds:
+                with np.load(shard) as z:
+                    np.savez(shard, offsets=z["offsets"], centres=z["centres"])
+            meta = {"dataset": "x", "class_names": ["a"], "chunk_s": 10.0}
+            with pytest.raises(InputError, match=f"{name}.bvh: posed to NaN or Inf vertices"):
+                w.commit([job], meta)
+        assert not (out / "index.json").exists()
+    with cache_writer.CacheWriter(tmp_path / "good", tpl, 30.0, "anny") as w:
+        w.add("good", frames)
+        index = w.commit([SequenceJob("good", tmp_path / "good.bvh", "train", "s")], meta)
+    assert index["num_frames_total"] == 3
+    bounds = np.load(tmp_path / "good" / CURRENT / "bounds.npy")
+    world = frames.astype(np.float16).astype(np.float32)  # the cache keeps float16 offsets
+    np.testing.assert_allclose(bounds[:, 0], world.min(axis=1), atol=0.01)
+    np.testing.assert_allclose(bounds[:, 1], world.max(axis=1), atol=0.01)

@@ -40,8 +40,10 @@ the checkpoint's temperature when it is calibrated); a top-k list sums to at
 most 1. **Unknown**: a calibrated checkpoint (``stmt calibrate``) says a file
 or window shows none of its actions when its top-1 probability is below its
 threshold: the table then reads ``unknown (best: LABEL 0.31)``.
-``--unknown-threshold P`` sets another threshold, ``0`` turns the rule off. Several files are read one after another and their windows go
-through the model ``--batch-size`` at a time, across files.
+``--unknown-threshold P`` sets another threshold, ``0`` turns the rule off. The
+windows of several files go through the model together, in batches of exactly
+``--batch-size`` windows (the last one filled up with copies), so that a window's
+probabilities do not depend on the windows it shares a batch with.
 
 Keeping the predictions: ``--out FILE.json`` writes one JSON document that
 also says how they were made::
@@ -59,9 +61,21 @@ also says how they were made::
 
 ``--out FILE.csv`` writes one row per file: ``file, label, prob`` (the overall
 top-1), ``unknown`` (true/false), then ``label_2, prob_2, ... label_k, prob_k``,
-then ``duration_s`` and ``windows``. Both are written atomically (a temporary file renamed into place);
+then ``duration_s`` and ``windows``. ``--out FILE.jsonl`` writes the records of
+``--json``, one line per file. Each is written atomically (a temporary file renamed into place);
 the path is printed at the end (on stderr with ``--json``, which keeps stdout
 for the JSON).
+
+Archives (:mod:`stmt.archive`): ``--workers N`` reads and poses the files in N worker
+processes (default: one per core, fewer when memory is short; 0: in this process)
+while this process runs the model on their windows, ``--batch-size`` at a time across
+files; the output is the same with any number of workers (the files' order, the same
+batches). A worker that dies (killed, out of memory) fails the file it held with one
+``stmt: error:`` line, the other files complete, the exit status is 2. ``--shard K/N``
+classifies the K-th of N consecutive parts of the sorted file list (after folders are
+expanded), for one job of a job array; each shard writes its own ``--out``, and the
+shards' files joined in order (``cat``) are the file one run over all files writes:
+a CSV's header is written by shard 1 only, and ``.jsonl`` has no header.
 
 Folders: a FILE that is a folder of per-frame meshes is one sequence. Any other
 folder needs ``--recursive``: then every MoCap file under it (AMASS/mesh
@@ -83,14 +97,28 @@ from __future__ import annotations
 
 import argparse
 import csv
+import dataclasses
 import io
 import json
 import os
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
+from tqdm import tqdm
+
 from stmt import limits
+from stmt.archive import (
+    Failed,
+    Workers,
+    parse_shard,
+    resolve_workers,
+    shard_range,
+    threads_beside,
+)
 from stmt.commands.options import (
+    add_archive_arguments,
     add_body_arguments,
     add_files_argument,
     add_max_frames_argument,
@@ -101,8 +129,9 @@ from stmt.commands.options import (
 )
 from stmt.errors import InputError
 from stmt.fileio import atomic_text, check_output
-from stmt.inference import Classifier, resolve_device
+from stmt.inference import Classifier, Inputs, resolve_device
 from stmt.io.detect import MESH_SUFFIXES, detect_format
+from stmt.reading import body_topology
 
 MOCAP_SUFFIXES = (".npz", ".bvh", ".amc", ".csv", ".fbx", ".glb", ".gltf", ".vrma")
 
@@ -114,9 +143,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--out",
         type=Path,
         default=None,
-        metavar="FILE.csv|FILE.json",
+        metavar="FILE.csv|FILE.json|FILE.jsonl",
         help="also write the predictions to this file; the format follows the extension "
-        "(JSON also records checkpoint, window, stride and classes)",
+        "(JSON also records checkpoint, window, stride and classes; JSON lines: one record "
+        "per file, which shards' files join with cat)",
     )
     p.add_argument(
         "--recursive",
@@ -160,6 +190,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     add_body_arguments(p)
     add_max_frames_argument(p)
     add_take_argument(p, "classify")
+    add_archive_arguments(p, "classify")
 
 
 def format_table(pred, show_timeline: bool = True) -> str:
@@ -259,8 +290,9 @@ def predictions_document(
     }
 
 
-def predictions_csv(records: list[dict], top_k: int) -> str:
-    """The ``--out FILE.csv`` text: one row per file (columns in the module docstring)."""
+def predictions_csv(records: list[dict], top_k: int, header_row: bool = True) -> str:
+    """The ``--out FILE.csv`` text: one row per file (columns in the module docstring),
+    after the header row (``header_row``: shards after the first leave it out)."""
 
     header = ["file", "label", "prob", "unknown"]
     for i in range(2, top_k + 1):
@@ -268,7 +300,8 @@ def predictions_csv(records: list[dict], top_k: int) -> str:
     header += ["duration_s", "windows"]
     buf = io.StringIO()
     writer = csv.writer(buf, lineterminator="\n")
-    writer.writerow(header)
+    if header_row:
+        writer.writerow(header)
     for r in records:
         row: list = [r["file"]]
         for i, item in enumerate(r["overall"][:top_k]):
@@ -281,46 +314,99 @@ def predictions_csv(records: list[dict], top_k: int) -> str:
     return buf.getvalue()
 
 
-def label_batch(clf, items: list, batch_size: int, top_k: int) -> list:
-    """Run :class:`stmt.inference.Inputs` of several files through the model together;
-    one :class:`~stmt.inference.Prediction`, or the :class:`~stmt.errors.InputError` that
-    file ends in (NaN/Inf outputs), per item, in order."""
+class WindowBatches:
+    """The windows of files through the model in full batches of ``batch_size`` windows,
+    across files (of one topology), the last batch of a run filled up with copies of its
+    last window: so a window's probabilities are the same whichever windows share its
+    batch, and the predictions are the same with any ``--workers``, ``--batch-size`` split
+    or ``--shard`` (on a CPU a window's outputs are bitwise the same in any full batch, not
+    in batches of other sizes). A file's windows may span two batches; files come out
+    whole and in order. At most ``MAX_WAITING`` windows wait (files of a topology rare
+    in the run: theirs are run, in a filled-up batch, when more wait)."""
 
-    results: list = []
-    for item, probs in zip(items, clf.forward(items, batch_size)):
-        try:
-            results.append(clf.postprocess(item, probs, top_k))
-        except InputError as err:
-            results.append(err)
-    return results
+    MAX_WAITING = 8
+
+    def __init__(self, clf, batch_size: int):
+        self.clf, self.batch = clf, batch_size
+        self.items: list[Inputs] = []  # the files waiting for windows, in order
+        self.probs: list[list] = []  # their windows' probabilities (None: not run yet)
+        self.queue: dict[str, list[tuple[int, int]]] = {}  # topology -> (file, window) to run
+        self.done = 0  # files handed back before self.items[0]
+
+    def add(self, item: Inputs) -> list[tuple[Inputs, np.ndarray]]:
+        """Queue ``item``'s windows, run the full batches; the files now complete."""
+        number = self.done + len(self.items)
+        self.items.append(item)
+        self.probs.append([None] * len(item.clips))
+        queue = self.queue.setdefault(item.template.key, [])
+        queue += [(number, w) for w in range(len(item.clips))]
+        while len(queue) >= self.batch:
+            self._run(queue)
+        while sum(map(len, self.queue.values())) > self.MAX_WAITING * self.batch:
+            oldest = next(i for i, p in enumerate(self.probs) if None in p)
+            self._run(self.queue[self.items[oldest].template.key])
+        return self._complete()
+
+    def finish(self) -> list[tuple[Inputs, np.ndarray]]:
+        """Run what waits (filled-up batches); the remaining files."""
+        for queue in self.queue.values():
+            while queue:
+                self._run(queue)
+        return self._complete()
+
+    def _run(self, queue: list[tuple[int, int]]) -> None:
+        rows, queue[: self.batch] = queue[: self.batch], []
+        item = self.items[rows[0][0] - self.done]
+        clips = [self.items[f - self.done].clips[w] for f, w in rows]
+        clips += clips[-1:] * (self.batch - len(clips))  # (batch, T, N, 3)
+        batch = dataclasses.replace(item, clips=np.stack(clips))
+        probs = self.clf.forward([batch], self.batch)[0]  # (batch, C)
+        for (f, w), p in zip(rows, probs):
+            self.probs[f - self.done][w] = p
+
+    def _complete(self) -> list[tuple[Inputs, np.ndarray]]:
+        out = []
+        while self.items and all(p is not None for p in self.probs[0]):
+            item, probs = self.items.pop(0), self.probs.pop(0)
+            out.append((item, np.stack(probs)))
+            self.done += 1
+        return out
 
 
 def main(args: argparse.Namespace) -> int:
     check_options(args)
+    shard = parse_shard(args.shard)
     device = resolve_device(args.device)  # before anything loads
     joint_map = joint_map_of(args)
     inputs, errors = expand_inputs(list(args.files), args.recursive)
-    inputs, take_errors = take_entries(inputs, args.take)  # FILE#TAKE per take
+    part = shard_range(len(inputs), shard)
+    inputs, take_errors = take_entries(inputs[part.start : part.stop], args.take)  # FILE#TAKE
     clf = Classifier.from_checkpoint(args.ckpt, device=device)
     if args.unknown_threshold is not None:
         clf.unknown_threshold = args.unknown_threshold
     window, stride, whole_clip_s = windows_of(clf, args)
     for message in errors + take_errors:
         print(f"stmt: error: {message}", file=sys.stderr, flush=True)
-    records, failed = label_files(clf, inputs, args, joint_map)
+    workers = resolve_workers(args.workers, len(inputs))
+    records, failed = label_files(clf, inputs, args, joint_map, workers)
     failed += len(errors) + len(take_errors)
     if args.json:
         print(json.dumps(records, indent=2))
-    if args.out is not None and not records:  # keep what the file held: nothing replaces it
+    # keep what the file held; only a shard whose part of the list is empty writes it empty
+    if args.out is not None and not records and (inputs or failed):
         print(f"stmt: error: {args.out}: not written, no file was labelled", file=sys.stderr)
         return 2
     if args.out is not None:
         top_k = min(args.top_k, len(clf.class_names))
-        if args.out.suffix.lower() == ".json":
+        suffix = args.out.suffix.lower()
+        if suffix == ".json":
             doc = predictions_document(clf, window, stride, whole_clip_s, top_k, records)
             atomic_text(args.out, json.dumps(doc, indent=2) + "\n")
+        elif suffix == ".jsonl":
+            atomic_text(args.out, "".join(json.dumps(r) + "\n" for r in records))
         else:
-            atomic_text(args.out, predictions_csv(records, top_k))
+            first = shard is None or shard[0] == 1
+            atomic_text(args.out, predictions_csv(records, top_k, header_row=first))
         n = len(records)
         print(
             f"wrote {n} prediction{'s' * (n != 1)} to {args.out}",
@@ -339,9 +425,12 @@ def check_options(args: argparse.Namespace) -> None:
         raise InputError(None, f"--batch-size must be 1 to 65536, got {args.batch_size}")
     limits.check_window_stride(args)
     if args.out is not None:
-        if args.out.suffix.lower() not in (".csv", ".json"):
-            raise InputError(args.out, "--out must end in .csv or .json")
+        if args.out.suffix.lower() not in (".csv", ".json", ".jsonl"):
+            raise InputError(
+                args.out, "--out must end in .csv or .json (or .jsonl, a record a line)"
+            )
         check_output(args.out)  # before any file is read and classified
+    resolve_workers(args.workers, 0)  # checks the number
     if args.unknown_threshold is not None and not 0.0 <= args.unknown_threshold <= 1.0:
         raise InputError(None, f"--unknown-threshold must be 0 to 1, got {args.unknown_threshold}")
 
@@ -364,31 +453,97 @@ def windows_of(clf, args: argparse.Namespace) -> tuple[float, float, float | Non
     return window, stride, clf.clip_s if args.window is None else None
 
 
-def label_files(clf, inputs: list, args: argparse.Namespace, joint_map) -> tuple[list, int]:
-    """Read each input (:meth:`stmt.inference.Classifier.read`) and label the windows of
-    several files together, ``--batch-size`` at a time; prints each file's table (or its
+def label_files(
+    clf, inputs: list, args: argparse.Namespace, joint_map, workers: int = 0
+) -> tuple[list, int]:
+    """Read each input (:meth:`stmt.inference.Classifier.read`, in ``workers`` worker
+    processes: :class:`ReadTask`) and label the windows of several files together,
+    ``--batch-size`` at a time, in the inputs' order; prints each file's table (or its
     error line) as it is labelled. Returns the JSON records and the count of failures."""
-    batch = max(1, int(args.batch_size))
     records: list[dict] = []
     failed = 0
-    pending: list = []  # stmt.inference.Inputs waiting for the model, across files
-    for n, (path, fmt) in enumerate(inputs, 1):
-        try:
-            item = clf.read(path, body=args.body, body_models=args.body_models, window=args.window,
-                            stride=args.stride, joint_map=joint_map, fmt=fmt)  # fmt: skip
-            pending.append(item)
-        except InputError as err:
-            failed += 1
-            print(f"stmt: error: {err}", file=sys.stderr, flush=True)
-        if pending and (sum(len(it.clips) for it in pending) >= batch or n == len(inputs)):
-            for result in label_batch(clf, pending, batch, args.top_k):
-                if isinstance(result, InputError):
-                    failed += 1
-                    print(f"stmt: error: {result}", file=sys.stderr, flush=True)
-                    continue
-                records.append(result.to_json())
-                if not args.json:
-                    print(format_table(result), flush=True)
-                    print()
-            pending = []
+    batches = WindowBatches(clf, max(1, int(args.batch_size)))
+    options = {"body": args.body, "body_models": args.body_models, "window": args.window,
+               "stride": args.stride, "joint_map": joint_map}  # fmt: skip
+    task = ReadTask(clf, options)
+    if workers:
+        preload(clf, {fmt for _, fmt in inputs}, args.body, args.body_models)
+    bar = tqdm(total=len(inputs), desc="classify", unit="file", disable=None, leave=False)
+    with bar, Workers(task, workers) as pool, threads_beside(workers):
+        for (path, _), read in zip(inputs, pool.map(inputs)):
+            bar.update()
+            if isinstance(read, Failed):
+                failed += 1
+                line = read.message if read.kind == "input" else str(InputError(path, read.message))
+                _say(bar, f"stmt: error: {line}", sys.stderr)
+                continue
+            for item, probs in batches.add(task.received(*read)):
+                failed += _label(clf, item, probs, args, records, bar)
+        for item, probs in batches.finish():
+            failed += _label(clf, item, probs, args, records, bar)
     return records, failed
+
+
+def _label(clf, item: Inputs, probs: np.ndarray, args, records: list, bar) -> int:
+    """One file's prediction (its record kept, its table printed); 1 when it failed."""
+    try:
+        result = clf.postprocess(item, probs, args.top_k)
+    except InputError as err:  # NaN/Inf outputs
+        _say(bar, f"stmt: error: {err}", sys.stderr)
+        return 1
+    records.append(result.to_json())
+    if not args.json:
+        _say(bar, format_table(result) + "\n", sys.stdout)
+    return 0
+
+
+def preload(clf, formats: set, body: str, body_models) -> None:
+    """The rest mesh and vertex template of each body the inputs' formats are posed on,
+    loaded here before the workers fork, so they start with them (the rig's constants, the
+    template) instead of loading them once each. A body that cannot be loaded is left to
+    the files to report."""
+    loaded = set()
+    for fmt in sorted(f for f in formats if f is not None and not f.startswith("mesh")):
+        try:
+            rest, faces, name = body_topology(body, body_models, fmt)
+            if name not in loaded:
+                clf.template(faces, rest)
+                loaded.add(name)
+        except InputError:
+            continue
+
+
+def _say(bar, text: str, stream) -> None:
+    """One line (or table) on ``stream``, under the progress bar when there is one."""
+    bar.write(text, file=stream)
+    stream.flush()
+
+
+@dataclass
+class ReadTask:
+    """One input read and made ready for the model (:meth:`Classifier.read`), in a worker
+    process: ``(inputs without their template, its key, the template the first time this
+    process sends that key)``, or a :class:`~stmt.archive.Failed` with the error's line.
+    The templates (a geodesic matrix each) travel once per worker, not once per file;
+    :meth:`received` puts them back in this process."""
+
+    clf: Classifier
+    options: dict
+    sent: set = field(default_factory=set)  # template keys this process sent
+    templates: dict = field(default_factory=dict)  # key -> Template, where received
+
+    def __call__(self, entry: tuple[Path, str | None]):
+        path, fmt = entry
+        try:
+            item = self.clf.read(path, fmt=fmt, **self.options)
+        except InputError as err:
+            return Failed(str(err))
+        key = item.template.key
+        template = None if key in self.sent else item.template
+        self.sent.add(key)
+        return dataclasses.replace(item, template=None), key, template
+
+    def received(self, item: Inputs, key: str, template) -> Inputs:
+        if template is not None:
+            self.templates[key] = template
+        return dataclasses.replace(item, template=self.templates[key])

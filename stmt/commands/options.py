@@ -105,3 +105,24 @@ def apply_max_frames(args: argparse.Namespace) -> None:
     value = getattr(args, "max_frames", None)
     if value is not None:
         limits.set_max_frames(value)
+
+
+def add_archive_arguments(p: argparse.ArgumentParser, what: str) -> None:
+    """``--workers N`` and ``--shard K/N``: an archive on every core, and across machines
+    (:mod:`stmt.archive`)."""
+    p.add_argument(
+        "--workers",
+        type=int,
+        default=None,
+        metavar="N",
+        help="worker processes that read and pose the files (default: one per core, at most "
+        "one per GB of available memory; 0: none, all in this process); the output is the "
+        "same with any number",
+    )
+    p.add_argument(
+        "--shard",
+        default=None,
+        metavar="K/N",
+        help=f"{what} only the K-th of N consecutive parts of the sorted file list (1 <= K <= "
+        "N), e.g. K=$SLURM_ARRAY_TASK_ID of a job array; see the README's Archives section",
+    )

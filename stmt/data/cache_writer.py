@@ -8,6 +8,8 @@ its layout and reading).
   line naming the holder), finish what a killed run left, keep the ``shards/`` of
   the same settings (template, fps, body) and note which sequences an intact previous
   cache of the same settings holds (they are not posed again);
+- **adopt** (``stmt prepare --merge``): a sequence as another cache of the same
+  settings holds it (a shard cache of ``--shard K/N``), copied at commit;
 - **add**: one posed sequence as a shard (``shards/<sha>.npz``, float16 offsets and
   float32 centres, written atomically), unless :meth:`CacheWriter.has` it already: so
   a killed run resumes where it stopped;
@@ -58,6 +60,17 @@ def shard_name(key: str) -> str:
     return hashlib.sha1(key.encode()).hexdigest()[:20]
 
 
+def write_shard(shards: Path, key: str, frames: np.ndarray) -> int:
+    """The sequence ``key`` ((K, N, 3) float32 frames) as ``shards/<sha>.npz`` (float16
+    offsets, float32 centres, their per-frame bounds), written atomically; returns K.
+    The bounds are computed here, where a worker process writes the shard, so that the
+    command's commit only copies."""
+    offsets, centres = to_cache_form(frames)
+    bounds = frame_bounds(offsets, centres)
+    atomic_savez(shards / f"{shard_name(key)}.npz", offsets=offsets, centres=centres, bounds=bounds)
+    return len(frames)
+
+
 class CacheWriter:
     """One ``stmt prepare`` run's transaction on the cache folder ``out`` (module docstring).
 
@@ -70,6 +83,7 @@ class CacheWriter:
         overwrite: write into a folder that holds files stmt did not write
             (:func:`stmt.fileio.claim_folder`).
         log: where a line about a previous cache that cannot be reused goes.
+        reuse: keep the sequences of a previous cache in ``out`` (False: only new ones).
     """
 
     def __init__(
@@ -80,15 +94,18 @@ class CacheWriter:
         body: str,
         overwrite: bool = False,
         log: Callable[[str], None] = print,
+        reuse: bool = True,
     ):
         self.out = Path(out)
+        self.reuse = reuse
         self.template = template
         self.fps = float(fps)
         self.settings = {"template_key": template.key, "fps": self.fps, "body": body}
         self.overwrite = overwrite
         self.log = log
         self.frames: dict[str, int] = {}  # sequence key -> frames in the cache, so far
-        self.previous: dict[str, tuple[int, int]] = {}  # key -> (offset, frames) there
+        # key -> (arrays, offset, frames) of a sequence kept from the previous cache or adopted
+        self.previous: dict[str, tuple[tuple[np.ndarray, ...], int, int]] = {}
         self._old: tuple[np.ndarray, ...] | None = None  # the previous cache's arrays
         self._lock = contextlib.ExitStack()
 
@@ -114,7 +131,7 @@ class CacheWriter:
 
     def _reuse_previous(self) -> None:
         """The sequences of a previous cache with the same settings, if it is intact."""
-        if not (self.out / INDEX).exists():
+        if not self.reuse or not (self.out / INDEX).exists():
             return
         try:
             old = load_index(self.out)
@@ -122,10 +139,11 @@ class CacheWriter:
                 return
             check_files(self.out, old.meta, full=True)
             srcs = old.meta["sequences"]["source"]
-            self.previous = {
-                s: (int(o), int(n)) for s, o, n in zip(srcs, old.seq_offset, old.seq_length)
-            }
             self._old = tuple(np.load(self.out / name, mmap_mode="r") for name in ARRAYS)
+            self.previous = {
+                s: (self._old, int(o), int(n))
+                for s, o, n in zip(srcs, old.seq_offset, old.seq_length)
+            }
         except (InputError, OSError, ValueError, KeyError) as err:
             self.log(
                 f"stmt prepare: the existing cache cannot be reused ({err}); posing every file again"
@@ -137,7 +155,7 @@ class CacheWriter:
         """Whether the sequence ``key`` is in the cache already (the previous cache, or a
         shard of this or a killed run); a damaged shard is dropped (pose it again)."""
         if key in self.previous:
-            self.frames[key] = self.previous[key][1]
+            self.frames[key] = self.previous[key][2]
             return True
         shard = self.shards / f"{shard_name(key)}.npz"
         if shard.exists():
@@ -149,12 +167,19 @@ class CacheWriter:
                 shard.unlink()
         return False
 
-    def add(self, key: str, frames: np.ndarray) -> None:
-        """The sequence ``key``: (K, N, 3) float32 frames at the cache's fps, as a shard."""
-        offsets, centres = to_cache_form(frames)
-        atomic_savez(self.shards / f"{shard_name(key)}.npz", offsets=offsets, centres=centres)
+    def add(self, key: str, frames: np.ndarray | int) -> None:
+        """The sequence ``key``: (K, N, 3) float32 frames at the cache's fps, written as a
+        shard; or K, the frames of the shard :func:`write_shard` wrote (a worker process)."""
+        count = frames if isinstance(frames, int) else write_shard(self.shards, key, frames)
         _step("shard")
-        self.frames[key] = len(frames)
+        self.frames[key] = int(count)
+
+    def adopt(self, key: str, arrays: tuple[np.ndarray, ...], offset: int, frames: int) -> None:
+        """The sequence ``key`` as another cache of the same settings holds it: ``frames``
+        frames at ``offset`` of its ``arrays`` (vertices, centres, bounds), copied at commit."""
+        self.previous[key] = (arrays, int(offset), int(frames))
+        self.frames[key] = int(frames)
+        self._old = None  # the arrays change: the new version cannot link the old files
 
     # ----------------------------------------------------------------- commit
     def commit(self, jobs: list[SequenceJob], meta: dict) -> dict:
@@ -198,16 +223,19 @@ class CacheWriter:
         n = self.frames[job.key]
         verts, cents, bnds = out
         if job.key in self.previous:
-            o = self.previous[job.key][0]
-            for new, old in zip(out, self._old):
+            arrays, o, _ = self.previous[job.key]
+            for new, old in zip(out, arrays):
                 new[off : off + n] = old[o : o + n]
             return
         with np.load(self.shards / f"{shard_name(job.key)}.npz") as z:
-            if not (np.isfinite(z["offsets"]).all() and np.isfinite(z["centres"]).all()):
+            offsets, centres = z["offsets"], z["centres"]
+            bounds = z["bounds"] if "bounds" in z else frame_bounds(offsets, centres)
+            # min and max carry any NaN or Inf of a frame's points into its bounds
+            if not np.isfinite(bounds).all():
                 raise InputError(job.path, "posed to NaN or Inf vertices; not cached")
-            verts[off : off + n] = z["offsets"]
-            cents[off : off + n] = z["centres"]
-            bnds[off : off + n] = frame_bounds(z["offsets"], z["centres"])
+            verts[off : off + n] = offsets
+            cents[off : off + n] = centres
+            bnds[off : off + n] = bounds
 
     def _index(self, kept: list[SequenceJob], offsets: np.ndarray, meta: dict) -> dict:
         """``index.json`` (layout in :mod:`stmt.data.cache`): the sequences, their samples

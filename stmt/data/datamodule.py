@@ -182,8 +182,11 @@ class CacheClips(Dataset):
         return self._rng if self.train else None
 
     def __getitems__(self, items: list[int]) -> dict:
+        """A batch: ``vertices`` (B, T, N, 3), ``label`` (B,) and ``position`` (B,), the
+        items' places in this dataset (``stmt predict`` under DDP puts the processes'
+        predictions back in order by them, :mod:`stmt.engine.predictions`)."""
         clip, label = self.clips(items)
-        return {"vertices": clip, "label": label}
+        return {"vertices": clip, "label": label, "position": torch.as_tensor(items)}
 
     def __getitem__(self, i: int) -> dict:
         clip, label = self.clips([i])

@@ -12,6 +12,13 @@ A short composition:
    (:func:`stmt.clip.resample`), add it; then commit, one atomic step that
    publishes the whole cache (layout: :mod:`stmt.data.cache`).
 
+Workers (``workers``, :mod:`stmt.archive`): the files are read and posed in worker
+processes and added in the listing's order, so the cache is the same with any number
+of workers. Shards (``shard=(K, N)``): only the K-th of N consecutive parts of the
+listing is posed, into a shard cache of its own (its index says which part:
+``"shard": {"k", "n", "files"}``); :func:`stmt.data.merge.merge` joins the N of them
+into the cache one ``prepare`` of the whole listing writes.
+
 realmix (:mod:`stmt.data.realmix`): the files are found under ``data`` by their
 names instead of from annotations, each file is one whole-clip sample, and
 samples without a label get ``UNLABELLED`` (-1, :mod:`stmt.data.cache`): the classifier's data module
@@ -23,8 +30,11 @@ Failures: a file that is missing is listed under ``missing`` (users rarely have
 all of AMASS; BABEL covers all of it) and does not change the exit status. A
 file that cannot be read or posed is reported at once, skipped, listed at the
 end and recorded under ``failed``; the cache is still written from the rest and
-the exit status is 1. With ``strict=True`` the first failure (or missing file)
-stops the run with an InputError (CLI exit status 2); finished shards are kept.
+the exit status is 1. A worker process that dies (killed, out of memory) fails
+the file it held the same way, but the exit status is 2: nothing was wrong with the
+file as far as stmt knows; rerunning the command poses it (and only it) again.
+With ``strict=True`` the first failure (or missing file) stops the run with an
+InputError (CLI exit status 2); finished shards are kept.
 """
 
 from __future__ import annotations
@@ -33,12 +43,14 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 from tqdm import tqdm
 
 from stmt import reading
+from stmt.archive import Failed, Workers, resolve_workers, shard_range
 from stmt.clip import resample
 from stmt.data.babel import CHUNK_S
-from stmt.data.cache_writer import CacheWriter
+from stmt.data.cache_writer import CacheWriter, write_shard
 from stmt.data.jobs import SequenceJob
 from stmt.data.registry import list_dataset
 from stmt.errors import InputError
@@ -55,10 +67,12 @@ class PrepareResult:
     posed_frames: int = 0  # source frames posed in this run
     failed: list[dict] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    died: int = 0  # files whose worker process died
+    shards: int = 0  # shard caches merged (stmt.data.merge)
 
     @property
     def exit_status(self) -> int:
-        return 1 if self.failed else 0
+        return 2 if self.died else 1 if self.failed else 0
 
 
 def prepare(
@@ -78,6 +92,8 @@ def prepare(
     synthetic: str | Path | None = None,
     list_only: bool = False,
     overwrite: bool = False,
+    workers: int | None = 0,
+    shard: tuple[int, int] | None = None,
 ) -> PrepareResult:
     """Build (or finish) the cache ``out`` for ``dataset``; see the module docstring.
 
@@ -99,11 +115,19 @@ def prepare(
         overwrite: write into a folder that holds files stmt did not write (an output
             folder of :mod:`stmt.fileio`: only the cache's own names are written, and a
             folder of such a name that stmt did not write stops the run).
+        workers: worker processes that read and pose the files (0: this process; None:
+            :func:`stmt.archive.resolve_workers` chooses, by cores and memory).
+        shard: ``(K, N)``: pose only the K-th of N consecutive parts of the listing
+            into a shard cache (:func:`stmt.data.merge.merge` joins them).
     """
     log = log or (lambda msg: print(msg, file=sys.stderr))
     data, out = Path(data), Path(out)
     listing = list_dataset(dataset, data, annotations, chunk_s, synthetic, body, log)
-    result = PrepareResult(cache=out, sequences=len(listing.jobs), samples=listing.samples)
+    part = shard_range(len(listing.jobs), shard)
+    jobs = listing.jobs[part.start : part.stop]
+    result = PrepareResult(
+        cache=out, sequences=len(jobs), samples=sum(len(j.segments) for j in jobs)
+    )
     if list_only:
         return result
     rest, faces, body_name = reading.body_topology(
@@ -111,52 +135,102 @@ def prepare(
     )
     template = get_template(faces, rest, num_points, cache_dir=template_cache)
     with CacheWriter(out, template, fps, body_name, overwrite, log) as writer:
-        bar = tqdm(listing.jobs, desc=f"prepare {dataset}", unit="file", disable=not progress)
-        for job in bar:
-            if not writer.has(job.key):
-                _pose_into(writer, job, listing.body, body_models, strict, result, bar)
+        task = PoseTask(listing.body, body_models, template.vertex_ids, writer.fps, writer.shards)
+        what = f"prepare {dataset}" + (f" {shard[0]}/{shard[1]}" if shard else "")
+        _pose_all(writer, jobs, task, workers, strict, result, what if progress else None)
         if not writer.frames:
-            raise InputError(data, "no file of the dataset could be prepared")
-        meta = {"dataset": dataset, "class_names": listing.classes, "chunk_s": float(chunk_s),
-                "failed": result.failed, "missing": result.missing}  # fmt: skip
-        if listing.summary is not None:
-            meta["listing"] = listing.summary
-        meta["data"] = str(data)
-        index = writer.commit(listing.jobs, meta)
+            where = f"shard {shard[0]}/{shard[1]} of the dataset" if shard else "the dataset"
+            raise InputError(data, f"no file of {where} could be prepared")
+        meta = cache_meta(dataset, listing.classes, chunk_s, result.failed, result.missing,
+                          listing.summary, data)  # fmt: skip
+        if shard is not None:
+            meta["shard"] = {"k": shard[0], "n": shard[1], "files": len(listing.jobs)}
+        index = writer.commit(jobs, meta)
     result.sequences = len(index["sequences"]["source"])
     result.samples, result.frames = len(index["samples"]["label"]), index["num_frames_total"]
-    _report(result, data, log)
+    report(result, data, log)
     return result
 
 
-def _pose_into(writer: CacheWriter, job: SequenceJob, body, body_models, strict, result, bar):
-    """Pose one file's template vertices at the cache's fps into ``writer``; a file that is
-    missing or fails is recorded in ``result`` (or, ``strict``, stops the run)."""
-    if not job.path.is_file():
+def cache_meta(dataset, classes, chunk_s, failed, missing, summary, data) -> dict:
+    """What a cache's index records of the run that made it (beside the sequences):
+    the same keys in the same order for ``prepare`` and for ``merge``."""
+    meta = {"dataset": dataset, "class_names": list(classes), "chunk_s": float(chunk_s),
+            "failed": failed, "missing": missing}  # fmt: skip
+    if summary is not None:
+        meta["listing"] = summary
+    meta["data"] = str(data)
+    return meta
+
+
+@dataclass
+class PoseTask:
+    """One file's template vertices posed at the cache's fps and written as a shard of the
+    cache (:func:`~stmt.data.cache_writer.write_shard`), in a worker process: ``(frames
+    in the cache, source frames)``, None for a missing file, or a
+    :class:`~stmt.archive.Failed` for one that cannot be read or posed."""
+
+    body: str
+    body_models: str | Path | None
+    vertex_ids: np.ndarray
+    fps: float
+    shards: Path  # the cache writer's shards folder
+
+    def __call__(self, job: SequenceJob) -> tuple[int, int] | Failed | None:
+        if not job.path.is_file():
+            return None
+        try:
+            seq = reading.read_sequence(
+                job.path, body=self.body, body_models=self.body_models, vertex_ids=self.vertex_ids
+            )
+            frames = resample(seq.vertices, float(seq.fps), self.fps)
+        except InputError as err:
+            return Failed(str(err), "input")
+        except Exception as err:  # noqa: BLE001 (one file's failure, reported and skipped)
+            return Failed(f"{type(err).__name__}: {err}", "error")
+        try:
+            return write_shard(self.shards, job.key, frames), seq.num_frames
+        except InputError as err:  # the cache cannot be written (a full disk): the run stops
+            return Failed(str(err), "fatal")
+
+
+def _pose_all(writer, jobs, task, workers, strict, result, progress: str | None) -> None:
+    """Pose the ``jobs`` the cache lacks (:class:`PoseTask`, in worker processes), each
+    added in the listing's order; a progress bar over the files titled ``progress``."""
+    todo = [job for job in jobs if not writer.has(job.key)]
+    with (
+        tqdm(total=len(jobs), initial=len(jobs) - len(todo), desc=progress, unit="file",
+             disable=progress is None) as bar,
+        Workers(task, resolve_workers(workers, len(todo))) as pool,
+    ):  # fmt: skip
+        for job, posed in zip(todo, pool.map(todo)):
+            _record(writer, job, posed, strict, result, bar)
+            bar.update()
+
+
+def _record(writer: CacheWriter, job: SequenceJob, posed, strict, result, bar) -> None:
+    """One file's :class:`PoseTask` result into ``writer``; a file that is missing or
+    failed is recorded in ``result`` (or, ``strict``, stops the run)."""
+    if posed is None:
         if strict:
             raise InputError(job.path, "file listed in the annotations is missing")
         result.missing.append(str(job.key))
         return
-    try:
-        seq = reading.read_sequence(
-            job.path, body=body, body_models=body_models, vertex_ids=writer.template.vertex_ids
-        )
-        frames = resample(seq.vertices, float(seq.fps), writer.fps)
-    except Exception as err:
-        msg = str(err) if isinstance(err, InputError) else f"{type(err).__name__}: {err}"
-        if strict:
-            if isinstance(err, InputError):
-                raise
-            raise InputError(job.path, msg) from err
-        bar.write(f"stmt prepare: skipped {job.path}: {msg}", file=sys.stderr)
-        result.failed.append({"source": job.key, "path": str(job.path), "error": msg})
+    if isinstance(posed, Failed):
+        if strict or posed.kind == "fatal":  # an InputError's line names its file already
+            named = posed.kind in ("input", "fatal")  # fatal: the shard that cannot be written
+            raise InputError(None if named else job.path, posed.message)
+        bar.write(f"stmt prepare: skipped {job.path}: {posed.message}", file=sys.stderr)
+        result.failed.append({"source": job.key, "path": str(job.path), "error": posed.message})
+        result.died += posed.kind == "died"
         return
-    writer.add(job.key, frames)
+    count, source_frames = posed
+    writer.add(job.key, count)
     result.posed += 1
-    result.posed_frames += seq.num_frames
+    result.posed_frames += source_frames
 
 
-def _report(result: PrepareResult, data: Path, log) -> None:
+def report(result: PrepareResult, data: Path, log) -> None:
     """The missing and failed files, after the cache is written."""
     if result.missing:
         shown = ", ".join(result.missing[:5]) + (" ..." if len(result.missing) > 5 else "")

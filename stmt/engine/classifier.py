@@ -212,8 +212,9 @@ class ClassificationModule(STMTModule):
     def predict_step(self, batch: dict[str, Tensor], batch_idx: int) -> dict[str, Tensor]:
         probs = self(batch["vertices"]).float().softmax(dim=-1)
         out = {"probs": probs, "pred": probs.argmax(dim=-1)}
-        if "label" in batch:
-            out["label"] = batch["label"]
+        for key in ("label", "position"):  # position: the sample's, for DDP's gathering
+            if key in batch:
+                out[key] = batch[key]
         return out
 
     # -- confusion matrix

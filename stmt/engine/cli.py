@@ -31,7 +31,6 @@ import warnings
 import zipfile
 from pathlib import Path
 
-import numpy as np
 import pytorch_lightning as pl
 import torch
 from jsonargparse import ArgumentError
@@ -46,6 +45,7 @@ from stmt.data.datamodule import STMTDataModule
 from stmt.engine import reports
 from stmt.engine.classifier import pretrained_encoder
 from stmt.engine.host_memory import keep_freed_memory
+from stmt.engine.predictions import save_predictions
 from stmt.errors import InputError
 from stmt.fileio import atomic_write, claim_folder, load_yaml, read_text
 
@@ -288,35 +288,6 @@ class FiniteBatches(pl.Callback):
 def _print_lines(trainer, lines: list[str]) -> None:
     if lines and trainer.is_global_zero:
         print("\n".join(lines), flush=True)
-
-
-def save_predictions(trainer, model, datamodule) -> tuple:
-    """Write the predict loop's outputs as predictions.csv / .json in the log folder.
-
-    Expects ``predict_step`` to return ``{"probs": (B, C), "label": (B,)?}`` per batch
-    (as :class:`~stmt.engine.classifier.ClassificationModule` does); returns the two paths,
-    or ``()`` when there is nothing to write (another module, no predictions).
-    With several devices, each process writes the samples it saw (rank 0 only here).
-    """
-
-    outputs = getattr(trainer.predict_loop, "predictions", None) or []
-    if outputs and isinstance(outputs[0], list):  # several dataloaders: the first
-        outputs = outputs[0]
-    batches = [o for o in outputs if isinstance(o, dict) and "probs" in o]
-    if not batches or not trainer.is_global_zero:
-        return ()
-    probs = np.concatenate([b["probs"].float().cpu().numpy() for b in batches])  # (M, C)
-    labels = None
-    if all("label" in b for b in batches):
-        labels = np.concatenate([b["label"].cpu().numpy() for b in batches])
-    names = list(getattr(getattr(model, "clip", None), "class_names", ()))
-    names = names if len(names) == probs.shape[1] else [str(i) for i in range(probs.shape[1])]
-    samples = reports.sample_descriptions(datamodule, "predict", len(probs))
-    out_dir = trainer.log_dir or trainer.default_root_dir
-    ckpt = trainer.ckpt_path
-    return reports.write_predictions(
-        out_dir, names, probs, labels, samples, checkpoint=None if ckpt is None else str(ckpt)
-    )
 
 
 # --------------------------------------------------------------------------- files

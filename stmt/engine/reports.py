@@ -28,8 +28,11 @@ from stmt.fileio import atomic_text, atomic_write
 # --------------------------------------------------------------------------- predictions
 
 
-def sample_descriptions(datamodule: Any, stage: str, count: int) -> list[dict[str, Any]]:
-    """``{"sample", "sequence", "start_s", "end_s"}`` of the ``count`` samples a stage read.
+def sample_descriptions(
+    datamodule: Any, stage: str, count: int, positions: np.ndarray | None = None
+) -> list[dict[str, Any]]:
+    """``{"sample", "sequence", "start_s", "end_s"}`` of the ``count`` samples a stage read
+    (``positions``: where each is in the stage's dataset; default: all, in order).
 
     Uses the cache index of :class:`stmt.data.datamodule.STMTDataModule`; for any
     other data module the sample is its position in the (unshuffled) loader.
@@ -39,6 +42,8 @@ def sample_descriptions(datamodule: Any, stage: str, count: int) -> list[dict[st
     ids = None
     if index is not None and callable(dataset):  # STMTDataModule: the loader's sample ids
         ids = getattr(dataset(stage), "sample_ids", None)
+        if ids is not None and positions is not None and len(positions) == count:
+            ids = ids[np.asarray(positions, dtype=np.int64)]
     if index is None or ids is None or len(ids) != count:
         return [{"sample": i} for i in range(count)]
     sources = list(index.meta.get("sequences", {}).get("source", []))

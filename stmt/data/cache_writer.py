@@ -221,7 +221,6 @@ class CacheWriter:
     def _copy_sequence(self, job: SequenceJob, off: int, out: list[np.ndarray]) -> None:
         """One sequence into the new arrays ``out`` (vertices, centres, bounds) at ``off``."""
         n = self.frames[job.key]
-        verts, cents, bnds = out
         if job.key in self.previous:
             arrays, o, _ = self.previous[job.key]
             for new, old in zip(out, arrays):
@@ -230,12 +229,10 @@ class CacheWriter:
         with np.load(self.shards / f"{shard_name(job.key)}.npz") as z:
             offsets, centres = z["offsets"], z["centres"]
             bounds = z["bounds"] if "bounds" in z else frame_bounds(offsets, centres)
-            # min and max carry any NaN or Inf of a frame's points into its bounds
-            if not np.isfinite(bounds).all():
-                raise InputError(job.path, "posed to NaN or Inf vertices; not cached")
-            verts[off : off + n] = offsets
-            cents[off : off + n] = centres
-            bnds[off : off + n] = bounds
+        if not np.isfinite(bounds).all():  # min and max carry a point's NaN or Inf
+            raise InputError(job.path, "posed to NaN or Inf vertices; not cached")
+        for new, arr in zip(out, (offsets, centres, bounds)):
+            new[off : off + n] = arr
 
     def _index(self, kept: list[SequenceJob], offsets: np.ndarray, meta: dict) -> dict:
         """``index.json`` (layout in :mod:`stmt.data.cache`): the sequences, their samples

@@ -18,7 +18,12 @@ are counted once), the peak RSS of the command's process and of its largest work
 and the 1-minute load average before the run. It also checks that every run wrote the
 same cache (sha256 of each file) and the same predictions.
 
-    python benchmarks/bm_archive.py --data /path/to/realmix --workers 0 1 2
+    python benchmarks/bm_archive.py --data /path/to/realmix --workers 0 1 2 --repeat 3
+
+With ``--repeat R`` the settings take turns R times (round 1: every setting, round 2:
+every setting, ...) and the table shows each setting's run of median wall time, with
+every round's wall time and the CPU time the hypervisor stole meanwhile (on a shared VM
+a slow spell would otherwise fall on one setting and bend its ratio).
     python benchmarks/bm_archive.py --data data/realmix --bandai 400 --hdm05 200 --workers 0 1 2 4 8 16
 """
 
@@ -95,9 +100,20 @@ def _field(path: str, name: str) -> int:
     return 0
 
 
+def _steal() -> float:
+    """Seconds of CPU time the hypervisor took from this machine's cores so far (/proc/stat)."""
+    try:
+        with open("/proc/stat", encoding="ascii") as f:
+            return int(f.readline().split()[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return 0.0
+
+
 def run(cmd: list[str], env: dict) -> dict:
-    """Run ``cmd``; wall and CPU time, peak PSS of its process tree, peak RSS of one process."""
+    """Run ``cmd``; wall and CPU time, peak PSS of its process tree, peak RSS of one process,
+    and the CPU time stolen from the machine meanwhile (a noisy neighbour on a VM)."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    stolen = _steal()
     load = os.getloadavg()[0]
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
@@ -122,26 +138,57 @@ def run(cmd: list[str], env: dict) -> dict:
     if proc.returncode not in (0, 1):
         sys.exit(f"{' '.join(cmd)} failed ({proc.returncode}):\n{err.decode()[-3000:]}")
     return {"wall": wall, "cpu": cpu, "pss": peak[0], "rss": peak[1], "worker": peak[2],
-            "load": load, "status": proc.returncode}  # fmt: skip
+            "load": load, "status": proc.returncode, "steal": _steal() - stolen}  # fmt: skip
 
 
 def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def table(rows: list[tuple[str, int, dict]], files: int) -> str:
-    head = ("| command | --workers | wall s | files/s | vs --workers 0 | CPU s | peak memory, all "
-            "processes (PSS) | peak RSS, command | peak RSS, a worker | load before |")  # fmt: skip
-    lines = [head, "|---|---|---|---|---|---|---|---|---|---|"]
-    base = {cmd: r["wall"] for cmd, n, r in rows if n == 0}
-    for cmd, n, r in rows:
-        speed = f"{base[cmd] / r['wall']:.2f}x" if cmd in base else "-"
+def table(rows: dict[tuple[str, int], list[dict]], files: int) -> str:
+    """One line per command and --workers: the run of median wall time of its rounds."""
+    head = ("| command | --workers | wall s (median; every round) | files/s | vs --workers 0 | "
+            "CPU s | peak memory, all processes (PSS) | peak RSS, command | peak RSS, a worker "
+            "| load before | stolen CPU s |")  # fmt: skip
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
+    median = {
+        k: sorted(runs, key=lambda r: r["wall"])[(len(runs) - 1) // 2] for k, runs in rows.items()
+    }
+    for (cmd, n), r in median.items():
+        base = median.get((cmd, 0))
+        speed = f"{base['wall'] / r['wall']:.2f}x" if base else "-"
+        walls = ", ".join(f"{x['wall']:.1f}" for x in rows[(cmd, n)])
         lines.append(
-            f"| {cmd} | {n} | {r['wall']:.1f} | {files / r['wall']:.2f} | {speed} | "
+            f"| {cmd} | {n} | {r['wall']:.1f} ({walls}) | {files / r['wall']:.2f} | {speed} | "
             f"{r['cpu']:.1f} | {r['pss'] / 1e9:.2f} GB | {r['rss'] / 1e9:.2f} GB | "
-            f"{r['worker'] / 1e9:.2f} GB | {r['load']:.2f} |"
+            f"{r['worker'] / 1e9:.2f} GB | {r['load']:.2f} | {r['steal']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def _one(cmd, n, rnd, clips, work, ckpt, stmt, env) -> tuple[dict, tuple]:
+    """One timed run of ``cmd`` with ``--workers n`` into fresh outputs; its outputs' sha256."""
+    if cmd == "prepare":
+        out = work / f"cache-w{n}-r{rnd}"
+        argv = [
+            "prepare",
+            "--dataset",
+            "realmix",
+            "--data",
+            str(clips),
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    else:
+        out = work / f"pred-w{n}-r{rnd}.csv"
+        argv = ["classify", str(clips), "--recursive", "--ckpt", str(ckpt), "--out", str(out)]
+    r = run([*stmt, *argv, "--workers", str(n)], env)
+    if cmd == "prepare":
+        digests = tuple(digest(out / f) for f in CACHE_FILES)
+    else:
+        digests = (digest(out),)
+    return r, digests
 
 
 def main() -> None:
@@ -153,6 +200,7 @@ def main() -> None:
     p.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "stmt-realmix.ckpt")
     p.add_argument("--commands", nargs="+", default=["prepare", "classify"])
     p.add_argument("--work", type=Path, default=None, help="work folder (default: a temporary one)")
+    p.add_argument("--repeat", type=int, default=1, help="rounds; the table shows the median")
     a = p.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         work = a.work or Path(tmp)
@@ -165,24 +213,16 @@ def main() -> None:
               f"Python {platform.python_version()}")  # fmt: skip
         warm = [*stmt, "classify", str(next(clips.rglob("*.bvh"))), "--ckpt", str(a.ckpt)]
         run(warm, env)  # the template and rig caches filled, the files in the page cache
-        rows, outputs = [], {}
-        for cmd in a.commands:
-            for n in a.workers:
-                if cmd == "prepare":
-                    out = work / f"cache-w{n}"
-                    argv = ["prepare", "--dataset", "realmix", "--data", str(clips), "--out",
-                            str(out), "--quiet"]  # fmt: skip
-                else:
-                    out = work / f"pred-w{n}.csv"
-                    argv = ["classify", str(clips), "--recursive", "--ckpt", str(a.ckpt),
-                            "--out", str(out)]  # fmt: skip
-                r = run([*stmt, *argv, "--workers", str(n)], env)
-                print(f"{cmd} --workers {n}: {r['wall']:.1f} s (exit {r['status']})", flush=True)
-                rows.append((cmd, n, r))
-                if cmd == "prepare":
-                    outputs.setdefault(cmd, set()).add(tuple(digest(out / f) for f in CACHE_FILES))
-                else:
-                    outputs.setdefault(cmd, set()).add(digest(out))
+        rows: dict[tuple[str, int], list[dict]] = {}
+        outputs: dict[str, set] = {}
+        for rnd in range(a.repeat):  # rounds interleaved, so a slow spell hits every setting
+            for cmd in a.commands:
+                for n in a.workers:
+                    r, digests = _one(cmd, n, rnd, clips, work, a.ckpt, [*stmt], env)
+                    print(f"round {rnd + 1}: {cmd} --workers {n}: {r['wall']:.1f} s "
+                          f"(exit {r['status']}, {r['steal']:.1f} s stolen)", flush=True)  # fmt: skip
+                    rows.setdefault((cmd, n), []).append(r)
+                    outputs.setdefault(cmd, set()).add(digests)
         print()
         print(table(rows, files))
         for cmd, seen in outputs.items():

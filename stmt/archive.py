@@ -5,7 +5,9 @@ from the command's process and hands the results back **in the files' order**, s
 what a command writes is the same with any number of workers. Each worker holds one
 file at a time (the limits of :mod:`stmt.limits` bound what one file may take), and
 at most :data:`AHEAD` files per worker are handed out beyond the next result the
-command waits for, so memory stays bounded whatever the archive's size. A worker
+command waits for, so memory stays bounded whatever the archive's size; a thread of the
+command's process hands the files out and collects the results (:class:`_Pump`), so
+the workers go on while the command uses a result (runs the model). A worker
 that dies (killed, out of memory) fails the one file it held, as a :class:`Failed`
 result naming the signal; a fresh worker takes its place and the other files
 complete. ``workers=0`` runs the task in the command's own process, as before.
@@ -29,13 +31,13 @@ parts in order are the whole list.
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import multiprocessing
 import os
 import re
 import signal
 import sys
+import threading
 import traceback
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
@@ -44,10 +46,8 @@ from multiprocessing.connection import wait
 from stmt.errors import InputError
 
 WORKER_MEMORY = 1024**3  # memory planned per worker when --workers is not given
-# files handed out per worker beyond the next result waited for: slack for files that end
-# out of order (a long take holds one worker while the other goes on); classify, 600
-# realmix files, 2 workers on 2 cores: median 37.9 s with 2, 35.0 s with 8. What waits
-# is a file's windows, not its mesh
+# files handed out per worker beyond the next result the command waits for: the results
+# that may wait while the command runs the model (a file's windows, not its mesh)
 AHEAD = 8
 MAX_WORKERS = 1024
 
@@ -109,23 +109,6 @@ def resolve_workers(requested: int | None, files: int) -> int:
     if not 0 <= requested <= MAX_WORKERS:
         raise InputError(None, f"--workers must be 0 to {MAX_WORKERS}, got {requested}")
     return min(requested, files)
-
-
-@contextlib.contextmanager
-def threads_beside(workers: int):
-    """torch's threads in this process while ``workers`` worker processes run: the cores
-    they leave, at least one (more would contend with the workers for the cores, and a
-    thread of torch's pool that waits for a descheduled one spins); as before after."""
-    torch = sys.modules.get("torch")
-    if not workers or torch is None:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(max(1, min(before, usable_cores() - workers)))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 # --------------------------------------------------------------------------- shards
@@ -272,16 +255,15 @@ class Workers:
             for item in items:
                 yield self.task(item)
             return
-        done: dict[int, object] = {}
-        sent = 0
-        for i in range(len(items)):
-            while i not in done:
-                sent = self._hand_out(items, sent, limit=i + AHEAD * self.count)
-                self._collect(done)
-            result = done.pop(i)
-            if isinstance(result, WorkerCrashed):
-                raise WorkerCrashed(f"a worker failed on {items[i]!r}:\n{result}")
-            yield result
+        pump = _Pump(self, items)
+        try:
+            for i in range(len(items)):
+                result = pump.take(i)
+                if isinstance(result, WorkerCrashed):
+                    raise WorkerCrashed(f"a worker failed on {items[i]!r}:\n{result}")
+                yield result
+        finally:
+            pump.stop()
 
     def _hand_out(self, items: Sequence, sent: int, limit: int) -> int:
         for w in list(self._workers):
@@ -298,10 +280,10 @@ class Workers:
             sent += 1
         return sent
 
-    def _collect(self, done: dict) -> None:
-        """Wait for a result or a death; record it in ``done``."""
+    def _collect(self, done: dict, timeout: float | None = None) -> None:
+        """Wait (up to ``timeout`` s) for a result or a death; record it in ``done``."""
         busy = [w for w in self._workers if w.holds is not None]
-        ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy]))
+        ready = set(wait([w.conn for w in busy] + [w.process.sentinel for w in busy], timeout))
         for w in busy:
             if w.conn in ready or (w.process.sentinel in ready and w.conn.poll()):
                 try:
@@ -324,3 +306,65 @@ class Workers:
         dead.process.join()
         dead.conn.close()
         self._workers.remove(dead)
+
+
+class _Pump:
+    """Hands the files out and collects the results of ``pool``'s workers in a thread of
+    the command's process, so the workers go on while the command uses a result (runs the
+    model, which releases the GIL): collected only between two results, a worker whose
+    file was done stood idle until the command came back for the next one. At most
+    :data:`AHEAD` files per worker beyond the result the command waits for are handed
+    out, so what waits to be taken stays bounded."""
+
+    def __init__(self, pool: Workers, items: Sequence):
+        self.pool, self.items = pool, items
+        self.done: dict[int, object] = {}
+        self.wanted = 0  # the result the command waits for next
+        self.error: BaseException | None = None
+        self.stopping = False
+        self.cv = threading.Condition()
+        self.thread = threading.Thread(target=self._run, name="stmt-workers", daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        sent = 0
+        try:
+            while not self.stopping:
+                with self.cv:
+                    limit = self.wanted + AHEAD * self.pool.count
+                sent = self.pool._hand_out(self.items, sent, limit)
+                if not any(w.holds is not None for w in self.pool._workers):
+                    if sent >= len(self.items):
+                        return  # every file handed out and its result collected
+                    with self.cv:  # at the limit: until the command takes a result
+                        self.cv.wait(0.05)
+                    continue
+                got: dict[int, object] = {}
+                self.pool._collect(got, timeout=0.05)
+                if got:
+                    with self.cv:
+                        self.done.update(got)
+                        self.cv.notify_all()
+        except BaseException as err:  # noqa: BLE001 (raised in the command's thread)
+            with self.cv:
+                self.error = err
+                self.cv.notify_all()
+
+    def take(self, i: int):
+        """The result of item ``i``, once collected."""
+        with self.cv:
+            self.wanted = i
+            self.cv.notify_all()
+            while i not in self.done:
+                if self.error is not None:
+                    raise self.error
+                if not self.thread.is_alive():
+                    raise RuntimeError(f"stmt: the worker pool stopped before item {i}")
+                self.cv.wait(0.1)
+            return self.done.pop(i)
+
+    def stop(self) -> None:
+        self.stopping = True
+        with self.cv:
+            self.cv.notify_all()
+        self.thread.join()

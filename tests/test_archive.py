@@ -307,6 +307,25 @@ def test_workers_give_results_in_order_and_a_death_fails_one_item(workers):
             assert result == item * item
 
 
+def _when_done(x: int) -> float:
+    time.sleep(0.02)
+    return time.monotonic()
+
+
+def test_workers_go_on_while_the_command_uses_a_result():
+    # the command takes the first result, then is busy (runs the model) for 1 s: the
+    # workers keep going meanwhile, up to AHEAD files each beyond the one it waits for
+    with Workers(_when_done, 2) as pool:
+        results = pool.map(list(range(40)))
+        next(results)
+        busy_until = time.monotonic() + 1.0
+        time.sleep(1.0)
+        rest = list(results)
+    during = sum(t < busy_until for t in rest)
+    assert during >= archive.AHEAD * 2 - 2, f"only {during} files were done while it was busy"
+    assert during <= archive.AHEAD * 2 + 2, "more files were handed out than the bound"
+
+
 def _bug(x: int):
     raise ValueError(f"bug on {x}")
 
@@ -326,19 +345,3 @@ def test_workers_by_default_are_the_cores_capped_by_memory(monkeypatch):
     monkeypatch.setattr(archive, "available_memory", lambda: None)
     assert archive.default_workers() == 16
     assert np.isfinite(archive.usable_cores())
-
-
-def test_the_command_leaves_its_workers_their_cores(monkeypatch):
-    before = torch.get_num_threads()
-    monkeypatch.setattr(archive, "usable_cores", lambda: 4)
-    try:
-        torch.set_num_threads(4)
-        with archive.threads_beside(3):
-            assert torch.get_num_threads() == 1
-        with archive.threads_beside(2):
-            assert torch.get_num_threads() == 2
-        with archive.threads_beside(0):
-            assert torch.get_num_threads() == 4
-        assert torch.get_num_threads() == 4
-    finally:
-        torch.set_num_threads(before)

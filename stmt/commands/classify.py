@@ -115,7 +115,6 @@ from stmt.archive import (
     parse_shard,
     resolve_workers,
     shard_range,
-    threads_beside,
 )
 from stmt.commands.options import (
     add_archive_arguments,
@@ -469,7 +468,7 @@ def label_files(
     if workers:
         preload(clf, {fmt for _, fmt in inputs}, args.body, args.body_models)
     bar = tqdm(total=len(inputs), desc="classify", unit="file", disable=None, leave=False)
-    with bar, Workers(task, workers) as pool, threads_beside(workers):
+    with bar, Workers(task, workers) as pool:
         for (path, _), read in zip(inputs, pool.map(inputs)):
             bar.update()
             if isinstance(read, Failed):

@@ -33,7 +33,8 @@ from stmt.sequence import MeshSequence
 __all__ = ["BODIES", "body_topology", "pose_motion", "read", "read_sequence", "topology"]
 
 Motion = SkeletonMotion | JointPositions | AmassMotion | MeshSequence
-_NAMES = {"bvh": "BVH", "asf-amc": "ASF/AMC", "joint-csv": "joint-position", "fbx": "FBX",
+_NAMES = {"bvh": "BVH", "asf-amc": "ASF/AMC", "joint-csv": "joint-position",
+          "joint-mat": "joint-position", "fbx": "FBX",
           "gltf": "glTF"}  # fmt: skip
 
 

@@ -132,7 +132,7 @@ from stmt.inference import Classifier, Inputs, resolve_device
 from stmt.io.detect import MESH_SUFFIXES, detect_format
 from stmt.reading import body_topology
 
-MOCAP_SUFFIXES = (".npz", ".bvh", ".amc", ".csv", ".fbx", ".glb", ".gltf", ".vrma")
+MOCAP_SUFFIXES = (".npz", ".bvh", ".amc", ".csv", ".mat", ".fbx", ".glb", ".gltf", ".vrma")
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -261,7 +261,7 @@ def expand_inputs(
                 if f.suffix.lower() not in MOCAP_SUFFIXES:
                     continue
                 fmt = None
-                if f.suffix.lower() in (".npz", ".csv"):
+                if f.suffix.lower() in (".npz", ".csv", ".mat"):
                     try:
                         fmt = detect_format(f)  # AMASS, mesh or joint file, not another table
                     except InputError:

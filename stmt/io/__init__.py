@@ -14,7 +14,7 @@ Public functions:
 
 Formats (``seq.format``): "amass-smplh", "amass-smplx" (:mod:`stmt.io.amass`),
 "bvh" (:mod:`stmt.io.bvh`), "asf-amc" (:mod:`stmt.io.asf_amc`), "joint-csv"
-(:mod:`stmt.io.joints_csv`), "fbx" (:mod:`stmt.io.fbx`), "gltf" (:mod:`stmt.io.gltf`),
+(:mod:`stmt.io.joints_csv`), "joint-mat" (UTD-MHAD Kinect skeletons, :mod:`stmt.io.joints_mat`), "fbx" (:mod:`stmt.io.fbx`), "gltf" (:mod:`stmt.io.gltf`),
 "mesh-npz", "mesh-folder" (:mod:`stmt.io.mesh`). FBX and glTF files hold takes:
 ``FILE#TAKE`` reads one (:func:`list_takes`, :func:`expand_takes`). Every reader raises
 :class:`stmt.errors.InputError` (one line naming the file) for bad input.
@@ -35,6 +35,7 @@ from stmt.io.detect import FORMATS, SCENE_SUFFIXES, detect_format
 from stmt.io.fbx import fbx_motion, fbx_takes
 from stmt.io.gltf import gltf_motion, gltf_takes
 from stmt.io.joints_csv import read_joint_csv
+from stmt.io.joints_mat import read_joint_mat
 from stmt.io.mesh import read_mesh_folder, read_mesh_npz
 from stmt.io.scenegraph import Take, pick_take, split_take, take_path
 from stmt.motion import AmassMotion, JointPositions, SkeletonMotion
@@ -116,6 +117,8 @@ def read_motion(
         return bvh_motion(path)
     if fmt == "joint-csv":
         return read_joint_csv(path)
+    if fmt == "joint-mat":
+        return read_joint_mat(path)
     if path.suffix.lower() == ".asf":
         raise InputError(
             path,

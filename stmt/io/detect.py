@@ -13,6 +13,8 @@ format             recognised by
 ``asf-amc``        ``.amc`` / ``.asf``, or a file starting with ``:FULLY-SPECIFIED``
                    / ``:DEGREES`` (AMC) or ``:version`` (ASF)
 ``joint-csv``      ``.csv`` whose header names joints' X, Y, Z columns (Kinect)
+``joint-mat``      ``.mat``, or a file starting with ``MATLAB 5.0 MAT-file``: a
+                   UTD-MHAD Kinect skeleton (``d_skel``, 20 x 3 x frames)
 ``fbx``            ``.fbx``, or a file starting with ``Kaydara FBX Binary`` or an
                    ASCII FBX header (``; FBX`` / ``FBXHeaderExtension``)
 ``gltf``           ``.glb`` / ``.vrma`` starting with ``glTF``, or ``.gltf`` /
@@ -40,19 +42,27 @@ from pathlib import Path
 from stmt.errors import InputError
 from stmt.fileio import text_encoding
 from stmt.io.joints_csv import MIN_JOINTS, looks_like_joint_csv
+from stmt.io.joints_mat import MAT_MAGIC
 from stmt.io.scenegraph import split_take
 from stmt.npz import ZIP_MAGIC, npz_array, open_npz
 
 FORMATS = (
-    "amass-smplh", "amass-smplx", "bvh", "asf-amc", "joint-csv", "mesh-npz", "mesh-folder",
-    "fbx", "gltf",
+    "amass-smplh", "amass-smplx", "bvh", "asf-amc", "joint-csv", "joint-mat", "mesh-npz",
+    "mesh-folder", "fbx", "gltf",
 )  # fmt: skip
-SKELETON_FORMATS = ("bvh", "asf-amc", "joint-csv", "fbx", "gltf")  # posed through stmt.retarget
+SKELETON_FORMATS = (
+    "bvh",
+    "asf-amc",
+    "joint-csv",
+    "joint-mat",
+    "fbx",
+    "gltf",
+)  # posed through stmt.retarget
 SCENE_SUFFIXES = (".fbx", ".glb", ".gltf", ".vrma")  # formats with takes (FILE#TAKE)
 MESH_SUFFIXES = (".obj", ".ply")
 SUPPORTED = (
     "expected an AMASS or mesh-sequence .npz, a .bvh, an .amc/.asf, an .fbx, a .glb/.gltf, "
-    "a joint-position .csv, "
+    "a joint-position .csv or UTD-MHAD skeleton .mat, "
     "or a folder of per-frame .obj/.ply files"
 )
 
@@ -151,6 +161,8 @@ def detect_format(path: str | Path) -> str:
     scene = _sniff_scene(head)
     if scene is not None:
         return scene
+    if head.startswith(MAT_MAGIC) or suffix == ".mat":
+        return "joint-mat"  # (a .mat that is not a MATLAB 5 file: its reader says so)
     if suffix == ".bvh":
         return "bvh"
     if suffix in (".amc", ".asf"):

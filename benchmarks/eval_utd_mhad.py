@@ -1,27 +1,29 @@
-"""A source no checkpoint trains on: UTD-MHAD's Kinect skeletons (8 people, 27 actions).
+"""UTD-MHAD's Kinect skeletons (8 people, 27 actions): whole takes as ``stmt classify`` reads them.
 
 UTD-MHAD (Chen, Jafari, Kehtarnavaz, ICIP 2015) records 8 people (4 women, 4 men), each
 action 4 times, with a Kinect v1: 20 joint positions per frame at 30 fps, stored as
-``a<action>_s<subject>_t<trial>_skeleton.mat`` (``d_skel``, 20 x 3 x T, metres). Its
-skeleton part is in a public repository that carries the dataset
+``a<action>_s<subject>_t<trial>_skeleton.mat`` (``d_skel``, 20 x 3 x T, metres), which
+``stmt classify`` reads as it is (:mod:`stmt.io.joints_mat`). Its skeleton part is in a
+public repository that carries the dataset
 (github.com/woo-chia-wei/kinect-sequence-classification, ``data/Skeleton``; no licence
-file there: research use, cite the paper). Nothing of it is committed here, and no
-checkpoint is trained on it.
+file there: research use, cite the paper). Nothing of it is committed here.
 
-Each take is written as a joint-position CSV (Kinect v1 names, time stamps at 30 fps)
-in a temporary folder and labelled by ``stmt.Classifier`` exactly as ``stmt classify``
-labels a file. Two numbers:
+Since the third default checkpoint, realmix trains on people 1, 2, 3, 5 and 7 and holds
+out 4 (val), 6 and 8 (test) (:data:`stmt.data.realmix.UTDMHAD_SPLIT`); the earlier
+checkpoints never saw any of it. ``--people 6 8`` measures the held-out people only.
+Each take is labelled by ``stmt.Classifier`` exactly as ``stmt classify`` labels a
+file. Two numbers:
 
-- **accuracy** on the takes whose action is one of the checkpoint's classes
-  (:data:`SHARED`: wave, throw, boxing -> punch, jogging / walking in place -> run /
-  walk, sit-to-stand -> stand up, stand-to-sit -> sit, squat);
-- **unknown**: on the takes of actions none of its classes names (:data:`OTHER`:
-  swipes, claps, drawing in the air, tennis and baseball swings, bowling, arm curls,
-  pushing, knocking, catching, lunges), the share it calls "unknown", against the share
-  of the shared-class takes it calls so, and the AUROC of its score between the two.
+- **accuracy** on the takes whose action is one of the checkpoint's classes (wave,
+  throw, boxing -> punch, jogging / walking in place -> run / walk, sit-to-stand ->
+  stand up, stand-to-sit -> sit, squat: :data:`stmt.data.realmix.UTDMHAD_LABELS`);
+- **unknown**: on the takes of actions none of its classes names (swipes, claps,
+  drawing in the air, tennis and baseball swings, bowling, arm curls, pushing,
+  knocking, catching, lunges), the share it calls "unknown", against the share of the
+  shared-class takes it calls so, and the AUROC of its score between the two.
   Basketball shooting and pick-up-and-throw are left out (throws of a sort).
 
-    python benchmarks/eval_utd_mhad.py --data PATH/data/Skeleton \\
+    python benchmarks/eval_utd_mhad.py --data PATH/data/Skeleton --people 6 8 \\
         --ckpt checkpoints/stmt-realmix.ckpt checkpoints/stmt-realmix-v1.ckpt
 """
 
@@ -29,46 +31,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import re
-import tempfile
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
-ACTIONS = [
-    "right arm swipe to the left", "right arm swipe to the right", "right hand wave",
-    "two hand front clap", "right arm throw", "cross arms in the chest", "basketball shooting",
-    "draw x", "draw circle (clockwise)", "draw circle (counter clockwise)", "draw triangle",
-    "bowling", "front boxing", "baseball swing", "tennis forehand swing", "arm curl",
-    "tennis serve", "two hand push", "knock on door", "hand catch", "pick up and throw",
-    "jogging in place", "walking in place", "sit to stand", "stand to sit", "forward lunge",
-    "squat",
-]  # fmt: skip
-SHARED = {3: "wave", 5: "throw", 13: "punch", 22: "run", 23: "walk", 24: "stand up",
-          25: "sit", 27: "squat"}  # fmt: skip
-OTHER = (1, 2, 4, 6, 8, 9, 10, 11, 12, 14, 15, 16, 17, 18, 19, 20, 26)
-# the file's joint order (data/Skeleton/Skeleton_joint_order.txt) in Kinect v1 names
-JOINTS = [
-    "Head", "ShoulderCenter", "Spine", "HipCenter", "ShoulderLeft", "ElbowLeft", "WristLeft",
-    "HandLeft", "ShoulderRight", "ElbowRight", "WristRight", "HandRight", "HipLeft",
-    "KneeLeft", "AnkleLeft", "FootLeft", "HipRight", "KneeRight", "AnkleRight", "FootRight",
-]  # fmt: skip
-NAME = re.compile(r"^a(\d+)_s(\d+)_t(\d+)_skeleton\.mat$")
+from stmt.data.realmix import OTHER, UTDMHAD_LABELS, UTDMHAD_RE
 
-
-def to_csv(mat: Path, out: Path) -> Path:
-    """A take as a joint-position CSV (what a Kinect recorder writes)."""
-    from scipy.io import loadmat
-
-    skel = np.asarray(loadmat(mat)["d_skel"], dtype=np.float64)  # (20, 3, T)
-    frames = skel.transpose(2, 0, 1).reshape(skel.shape[2], -1)  # (T, 60)
-    header = ["Timestamp", *(f"{j}{a}" for j in JOINTS for a in "XYZ")]
-    lines = [",".join(header)]
-    for t, row in enumerate(frames):
-        lines.append(",".join([f"{1000.0 * t / 30.0:.3f}", *(f"{v:.6f}" for v in row)]))
-    out.write_text("\n".join(lines) + "\n")
-    return out
+SHARED = {a: c for a, c in UTDMHAD_LABELS.items() if c not in (None, OTHER)}
+OTHER_ACTIONS = tuple(a for a, c in UTDMHAD_LABELS.items() if c == OTHER)
 
 
 def evaluate(ckpt: str, takes: list[tuple[int, Path]]) -> dict:
@@ -111,32 +82,40 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="UTD-MHAD's data/Skeleton folder")
     ap.add_argument("--ckpt", nargs="+", required=True)
+    ap.add_argument(
+        "--people",
+        nargs="+",
+        type=int,
+        default=None,
+        help="only these people's takes (default: all 8; held out: 6 8)",
+    )
     ap.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = ap.parse_args()
 
-    mats = sorted(p for p in args.data.glob("*_skeleton.mat") if NAME.match(p.name))
-    if not mats:
-        raise SystemExit(f"{args.data}: no a<A>_s<S>_t<T>_skeleton.mat files")
+    takes = []
+    for mat in sorted(args.data.glob("*_skeleton.mat")):
+        m = UTDMHAD_RE.match(mat.name)
+        if m is None or (args.people and int(m.group(2)) not in args.people):
+            continue
+        action = int(m.group(1))
+        if action in SHARED or action in OTHER_ACTIONS:
+            takes.append((action, mat))
+    if not takes:
+        raise SystemExit(f"{args.data}: no a<A>_s<S>_t<T>_skeleton.mat files (of --people)")
     results = {}
-    with tempfile.TemporaryDirectory() as tmp:
-        takes = []
-        for mat in mats:
-            action = int(NAME.match(mat.name).group(1))
-            if action in SHARED or action in OTHER:
-                takes.append((action, to_csv(mat, Path(tmp) / f"{mat.stem}.csv")))
-        for ckpt in args.ckpt:
-            r = results[ckpt] = evaluate(ckpt, takes)
-            unknown = (
-                f"unknown on {r['unknown_known'] * 100:.1f} % of shared-class takes, "
-                f"{r['unknown_other'] * 100:.1f} % of other actions"
-                if r["unknown_rule"]
-                else "no unknown rule"
-            )
-            print(f"{Path(ckpt).name}: top-1 {r['top1'] * 100:.1f} % "
-                  f"(top-1-norm {r['top1_norm'] * 100:.1f} %) on {r['takes_known']} takes; "
-                  f"{unknown}; AUROC {r['auroc']:.3f} ({r['takes_other']} other takes)")  # fmt: skip
-            print("  per class:", {c: round(v, 3) for c, v in r["per_class"].items()})
-            print("  mistakes:", r["mistaken_for"])
+    for ckpt in args.ckpt:
+        r = results[ckpt] = evaluate(ckpt, takes)
+        unknown = (
+            f"unknown on {r['unknown_known'] * 100:.1f} % of shared-class takes, "
+            f"{r['unknown_other'] * 100:.1f} % of other actions"
+            if r["unknown_rule"]
+            else "no unknown rule"
+        )
+        print(f"{Path(ckpt).name}: top-1 {r['top1'] * 100:.1f} % "
+              f"(top-1-norm {r['top1_norm'] * 100:.1f} %) on {r['takes_known']} takes; "
+              f"{unknown}; AUROC {r['auroc']:.3f} ({r['takes_other']} other takes)")  # fmt: skip
+        print("  per class:", {c: round(v, 3) for c, v in r["per_class"].items()})
+        print("  mistakes:", r["mistaken_for"])
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1))
 

@@ -80,6 +80,13 @@ def _fixture_tree(root: Path) -> None:
     _touch(kg / "Adults/POSE-p565_53-Throw-a-ball--1469183320067.csv")  # trailing '-'
     _touch(kg / "Adults/POSE-p934_20-Swim-1469183320067.csv")  # another action, val adult
     _touch(kg / "Adults/POSE-p934_21-Juggle-1469183320067.csv")  # in no table: dropped
+    ut = root / "UTD-MHAD/Skeleton"
+    _touch(ut / "a3_s6_t2_skeleton.mat")  # a wave of a test person
+    _touch(ut / "a24_s1_t1_skeleton.mat")  # sit to stand: stand up, train
+    _touch(ut / "a20_s4_t1_skeleton.mat")  # a catch: another action, val
+    _touch(ut / "a7_s2_t1_skeleton.mat")  # basketball shooting: unlabelled
+    _touch(ut / "a28_s1_t1_skeleton.mat")  # no such action: dropped
+    _touch(ut / "Skeleton_joint_order.txt")  # ignored
     ri = root / "ReActIdle"
     _touch(ri / "acted/011_acted.bvh")  # a test person
     _touch(ri / "genuine/003_genuine.bvh")
@@ -92,7 +99,18 @@ def test_listing_labels_splits_and_drops_by_file_name(tmp_path):
     _fixture_tree(tmp_path)
     listing = rm.list_realmix(tmp_path)
     clips = {c.key: c for c in listing.clips}
-    assert len(clips) == 4 + 3 + 2 + 3 + 3 + 2
+    assert len(clips) == 4 + 3 + 2 + 3 + 3 + 2 + 4
+    utd = {
+        k.split("/")[1]: (c.label, c.split, c.group) for k, c in clips.items() if "utdmhad/" in k
+    }
+    assert utd == {
+        "a3_s6_t2_skeleton.mat": ("wave", "test", "s6"),
+        "a24_s1_t1_skeleton.mat": ("stand up", "train", "s1"),
+        "a20_s4_t1_skeleton.mat": (rm.OTHER, "val", "s4"),
+        "a7_s2_t1_skeleton.mat": (None, "train", "s2"),
+    }
+    assert clips["utdmhad/a20_s4_t1_skeleton.mat"].status == "other"
+    assert clips["utdmhad/a7_s2_t1_skeleton.mat"].status == "unlabelled"
     assert clips["reactidle/acted/011_acted.bvh"].split == "test"
     assert (
         clips["reactidle/genuine/003_genuine.bvh"].label,
@@ -121,6 +139,7 @@ def test_listing_labels_splits_and_drops_by_file_name(tmp_path):
             ("bandai", "somersault"): 1,
             ("hdm05", "cartwheelLHandStart1Reps"): 1,
             ("kindergator", "Juggle"): 1,
+            ("utdmhad", "action 28"): 1,
             ("bandai", "duplicate file"): 1,
         }
     )
@@ -134,7 +153,7 @@ def test_listing_labels_splits_and_drops_by_file_name(tmp_path):
     assert jobs["bandai/dataset-1_guide_happy_001.bvh"].segments[0].label == OTHER_ACTION
     assert jobs["bandai/dataset-1_walk-back_sad_001.bvh"].subject == "bandai/dataset-1/sad"
     cnt = listing.counts()
-    assert cnt["labelled"]["wave"] == {"train": 2, "val": 1, "test": 2}
+    assert cnt["labelled"]["wave"] == {"train": 2, "val": 1, "test": 3}
     assert cnt["sources"]["hdm05"]["train"] == {
         "labelled": 1, "other": 1, "unlabelled": 0, "capped": 0
     }  # fmt: skip
@@ -142,7 +161,7 @@ def test_listing_labels_splits_and_drops_by_file_name(tmp_path):
     # the same keys whether --data is the parent folder or a clone itself
     alone = rm.list_realmix(tmp_path / "hdm05")
     assert {c.key for c in alone.clips} == {k for k in clips if k.startswith("hdm05/")}
-    assert alone.counts()["missing_sources"] == ["bandai", "kindergator", "reactidle"]
+    assert alone.counts()["missing_sources"] == ["bandai", "kindergator", "utdmhad", "reactidle"]
     assert "bandai      not found" in alone.summary()
 
 
@@ -222,7 +241,7 @@ def test_prepare_list_only_poses_nothing(tmp_path, capsys):
     assert "labelled clips per class" in err and "dropped (content in no table" in err
     assert not (tmp_path / "c").exists()
     r = prepare("realmix", tmp_path / "data", tmp_path / "c", list_only=True, log=lambda m: None)
-    assert (r.sequences, r.samples, r.posed) == (17, 17, 0)
+    assert (r.sequences, r.samples, r.posed) == (21, 21, 0)
     assert cli(args + ["--out", str(tmp_path / "c"), "--body", "smplh"]) == 2
     assert "anny only" in capsys.readouterr().err
     with pytest.raises(InputError, match="realmix only"):
@@ -301,7 +320,7 @@ def test_prepare_realmix_end_to_end_on_hdm05_clips(realmix_cache):
     assert idx.seq_length[wave] == 19  # Bandai is 30 fps already
     assert idx.seq_subject[hop] == "hdm05/bk"
     assert idx.seq_subject[wave] == "bandai/dataset-2/active"
-    assert idx.meta["listing"]["missing_sources"] == ["kindergator", "reactidle"]
+    assert idx.meta["listing"]["missing_sources"] == ["kindergator", "utdmhad", "reactidle"]
     verts, centres, _ = open_arrays(root / "cache")
     h = np.ptp(verts[0, :, 2].astype(np.float32) + centres[0, 2])
     assert 1.3 < h < 2.1  # a posed, human-sized body

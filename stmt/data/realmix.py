@@ -14,6 +14,9 @@ a folder holding both clones or either clone itself; see datasets/realmix/README
   adults, 58 actions each): ``{Adults,Children}/POSE-p<id>_<n>-<Action>-<time>.csv``.
   Labels from the action (:data:`KINDERGATOR_LABELS`), split by performer
   (:data:`KINDERGATOR_SPLIT`: two children and two adults test, one of each val).
+- UTD-MHAD (Kinect v1 skeletons in MATLAB files, 30 fps; 8 people, 27 actions, 4
+  takes each): ``a<action>_s<subject>_t<take>_skeleton.mat``. Labels from the action
+  number (:data:`UTDMHAD_LABELS`), split by person (:data:`UTDMHAD_SPLIT`).
 - ReActIdle (BVH, 24 fps, a Blender metarig without hand joints; MIT): idle standing of
   15 people, ``{acted,genuine}/<id>_<kind>.bvh``, every file "stand", split by person
   (:data:`REACTIDLE_SPLIT`); the takes are long (40-140 s): a training clip is a window.
@@ -146,6 +149,26 @@ KINDERGATOR_LABELS: dict[str, str | None] = {
         OTHER,
     ),
 }  # fmt: skip
+# UTD-MHAD action number -> BABEL-60 category, as benchmarks/eval_utd_mhad.py reads them
+# (jogging and walking are in place, as Kinder-Gator's; basketball shooting and
+# pick-up-and-throw, throws of a sort, are unlabelled).
+UTDMHAD_ACTIONS = (
+    "right arm swipe to the left", "right arm swipe to the right", "right hand wave",
+    "two hand front clap", "right arm throw", "cross arms in the chest", "basketball shooting",
+    "draw x", "draw circle (clockwise)", "draw circle (counter clockwise)", "draw triangle",
+    "bowling", "front boxing", "baseball swing", "tennis forehand swing", "arm curl",
+    "tennis serve", "two hand push", "knock on door", "hand catch", "pick up and throw",
+    "jogging in place", "walking in place", "sit to stand", "stand to sit", "forward lunge",
+    "squat",
+)  # fmt: skip
+UTDMHAD_LABELS: dict[int, str | None] = {
+    **dict.fromkeys(range(1, 28), OTHER),
+    3: "wave", 5: "throw", 13: "punch", 22: "run", 23: "walk", 24: "stand up", 25: "sit",
+    27: "squat", 7: None, 21: None,
+}  # fmt: skip
+# UTD-MHAD people held out: 6 and 8 test, 4 val; 1, 2, 3, 5 and 7 train.
+UTDMHAD_SPLIT = {"6": "test", "8": "test", "4": "val"}
+
 # Kinder-Gator performers held out: children 595 (5 y) and 103 (8 y), adults 577 and 921
 # (left-handed) test; child 342 and adult 934 val; the other 14 train.
 KINDERGATOR_SPLIT = {"595": "test", "103": "test", "577": "test", "921": "test",
@@ -172,8 +195,9 @@ BANDAI_RE = re.compile(r"^(dataset-[12])_([^_]+)_([^_]+)_(\d+)\.bvh$", re.IGNORE
 HDM05_RE = re.compile(r"^HDM_([A-Za-z]+)_([A-Za-z0-9]+)_(\d+)_120\.amc$")
 KINDERGATOR_RE = re.compile(r"^POSE-p(\d+)_(\d+)-(.+?)-?-(\d+)\.csv$")
 REACTIDLE_RE = re.compile(r"^(\d{3})_(acted|genuine)\.bvh$")
-SOURCES = ("bandai", "hdm05", "kindergator", "reactidle", "synthetic")
-RECORDED = ("bandai", "hdm05", "kindergator", "reactidle")
+UTDMHAD_RE = re.compile(r"^a(\d+)_s(\d+)_t(\d+)_skeleton\.mat$")
+SOURCES = ("bandai", "hdm05", "kindergator", "utdmhad", "reactidle", "synthetic")
+RECORDED = ("bandai", "hdm05", "kindergator", "utdmhad", "reactidle")
 
 
 def realmix_classes() -> list[str]:
@@ -350,6 +374,22 @@ def _kindergator_clip(path: Path, m: re.Match) -> Clip | None:
     )
 
 
+def _utdmhad_clip(path: Path, m: re.Match) -> Clip | None:
+    action, person, take = int(m.group(1)), str(int(m.group(2))), int(m.group(3))
+    if action not in UTDMHAD_LABELS:
+        return None
+    return Clip(
+        source="utdmhad",
+        key=f"utdmhad/{path.name}",
+        path=path,
+        content=UTDMHAD_ACTIONS[action - 1],
+        group=f"s{person}",
+        take=take,
+        split=UTDMHAD_SPLIT.get(person, "train"),
+        label=UTDMHAD_LABELS[action],
+    )
+
+
 def _reactidle_clip(path: Path, m: re.Match) -> Clip | None:
     person, kind = m.group(1), m.group(2)
     if path.parent.name != kind:  # acted/000_acted.bvh: the folder names the kind too
@@ -367,7 +407,7 @@ def _reactidle_clip(path: Path, m: re.Match) -> Clip | None:
 
 
 def find_real_clips(data: str | Path) -> tuple[list[Clip], dict[str, list[str]], Counter]:
-    """Bandai BVH and HDM05 AMC files under ``data``, recognised by their names.
+    """The files of every recorded source under ``data``, recognised by their names.
 
     Returns the clips (sorted by key), the folders each source was found in, and the
     dropped files per (source, content); a file found twice (same key) is kept once.
@@ -400,6 +440,15 @@ def find_real_clips(data: str | Path) -> tuple[list[Clip], dict[str, list[str]],
         if m and (clip := _reactidle_clip(path, m)) is not None:
             roots.setdefault("reactidle", set()).add(str(path.parent.parent))
             clips.append(clip)
+            continue
+        m = UTDMHAD_RE.match(path.name)
+        if m:
+            clip = _utdmhad_clip(path, m)
+            roots.setdefault("utdmhad", set()).add(str(path.parent))
+            if clip is None:
+                dropped[("utdmhad", f"action {m.group(1)}")] += 1
+            else:
+                clips.append(clip)
             continue
         m = KINDERGATOR_RE.match(path.name)
         if m:

@@ -56,6 +56,24 @@ def test_threshold_flags_at_most_the_allowed_share_of_known_clips():
     assert cal.choose_threshold(np.array([]), other) == 0.0
 
 
+def test_per_source_threshold_holds_the_rate_for_each_source():
+    """A source the model is less sure of (lower scores) sets the threshold: no source
+    with enough known clips has more than the rate of them flagged; a small one is not
+    held to it alone."""
+    rng = np.random.default_rng(4)
+    sure, unsure, tiny = rng.uniform(0.8, 1.0, 400), rng.uniform(0.3, 1.0, 40), [0.05] * 5
+    known = np.concatenate([sure, unsure, tiny])
+    sources = np.array(["studio"] * 400 + ["kinect"] * 40 + ["tiny"] * 5)
+    t = cal.choose_threshold_per_source(known, sources, 0.05)
+    assert t == min(cal.choose_threshold(sure, [], 0.05), cal.choose_threshold(unsure, [], 0.05))
+    for s in ("studio", "kinect"):
+        assert (known[sources == s] < t).mean() <= 0.05
+    pooled = cal.choose_threshold(known, [], 0.05)
+    assert (unsure < pooled).mean() > 0.05  # what the pooled rule does to the unsure source
+    # no source with min_clips known clips: all together
+    assert cal.choose_threshold_per_source(known, sources, 0.05, min_clips=1000) == pooled
+
+
 def test_scored_probs_are_the_mean_of_window_probabilities():
     w = [np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([[1.0, -1.0]])]
     s = cal.Scored(np.array([0, 1]), w)
@@ -64,6 +82,7 @@ def test_scored_probs_are_the_mean_of_window_probabilities():
     np.testing.assert_allclose(p[1], cal.softmax(w[1])[0])
     sub = s.subset(np.array([False, True]))
     assert sub.labels.tolist() == [1] and len(sub.window_logits) == 1
+    assert len(sub.sources) == 1
 
 
 def test_checkpoint_calibration_is_checked():

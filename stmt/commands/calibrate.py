@@ -42,7 +42,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--max-known-rate",
         type=float,
         default=0.05,
-        help="the share of known clips the rule may call unknown",
+        help="the share of known clips the rule may call unknown (of each source's)",
+    )
+    p.add_argument(
+        "--pooled",
+        action="store_true",
+        help="hold --max-known-rate over all known clips together, not over each source's "
+        "(then the source with most clips decides the threshold)",
     )
 
 
@@ -62,7 +68,7 @@ def main(args: argparse.Namespace) -> int:
     check_output(args.out)
     calibration, report = calibrate(
         args.ckpt, args.cache, args.val_split, args.unknown_split, args.test_split,
-        args.sources, args.max_known_rate,
+        args.sources, args.max_known_rate, pooled=args.pooled,
     )  # fmt: skip
     print(
         f"temperature {calibration['temperature']:.3f}, unknown below a top-1 probability of "
@@ -74,6 +80,11 @@ def main(args: argparse.Namespace) -> int:
         print(f"{name:<13} {r['known_clips']:>6} {r['other_clips']:>6} {_fmt(r['top1']):>6} "
               f"{_fmt(r['ece_before']):>10} {_fmt(r['ece']):>6} {_fmt(r['auroc']):>6} "
               f"{_fmt(r.get('unknown_known')):>15} {_fmt(r.get('unknown_other')):>6}")  # fmt: skip
+    for source, r in report["test"].get("per_source", {}).items():
+        if source:
+            print(f"  test {source:<11} {r['known_clips']:>4} {r['other_clips']:>6} "
+                  f"{_fmt(r['top1']):>6} {'':>10} {_fmt(r['ece']):>6} {_fmt(r['auroc']):>6} "
+                  f"{_fmt(r.get('unknown_known')):>15} {_fmt(r.get('unknown_other')):>6}")  # fmt: skip
     ckpt = checkpoint.read(args.ckpt)  # in today's layout (stmt.checkpoint.upgrade)
     ckpt["hyper_parameters"]["calibration"] = calibration
     checkpoint.mark(ckpt)

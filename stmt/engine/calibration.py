@@ -11,7 +11,11 @@ windows every half window, the probabilities of a sample's windows averaged), th
    below a threshold, chosen on clips of actions the model was not trained on
    (label -2, ``OTHER_ACTION``) against clips of its classes: the threshold that
    flags the most other-action clips while flagging at most ``max_known_rate`` of
-   the known clips (:func:`choose_threshold`);
+   the known clips (:func:`choose_threshold`) of **each source** with at least
+   :data:`MIN_SOURCE_CLIPS` of them (:func:`choose_threshold_per_source`): a model is
+   less sure on people and sensors unlike most of its data, and a rule fitted on all
+   clips together, most of them from the source it knows best, calls a third or
+   more of a new source's known clips unknown;
 3. **report** on the test split: expected calibration error before and after,
    the rule's AUROC (other actions vs known clips), and the share flagged of each.
 
@@ -36,6 +40,8 @@ from stmt.inference import Classifier
 
 #: Score of the "unknown" rule: the calibrated top-1 probability of a sample.
 SCORE = "max_prob"
+#: A source with fewer known clips in the split does not set the threshold on its own.
+MIN_SOURCE_CLIPS = 20
 
 
 # --------------------------------------------------------------------------- the maths
@@ -119,6 +125,22 @@ def choose_threshold(known: np.ndarray, other: np.ndarray, max_known_rate: float
     return float(known[allowed])
 
 
+def choose_threshold_per_source(
+    known: np.ndarray, sources: np.ndarray, max_known_rate: float = 0.05,
+    min_clips: int = MIN_SOURCE_CLIPS,
+) -> float:  # fmt: skip
+    """The largest threshold that flags at most ``max_known_rate`` of the ``known``
+    scores of every source with at least ``min_clips`` of them (the lowest of their
+    :func:`choose_threshold`); of all of them together when no source has that many."""
+    known, sources = np.asarray(known, np.float64), np.asarray(sources)
+    each = [
+        choose_threshold(known[sources == s], np.zeros(0), max_known_rate)
+        for s in np.unique(sources)
+        if (sources == s).sum() >= min_clips
+    ]
+    return min(each) if each else choose_threshold(known, np.zeros(0), max_known_rate)
+
+
 # --------------------------------------------------------------------------- the clips
 @dataclass
 class Scored:
@@ -127,13 +149,19 @@ class Scored:
 
     labels: np.ndarray  # (S,) class index, or OTHER_ACTION
     window_logits: list[np.ndarray]  # per sample (W_i, C)
+    sources: np.ndarray | None = None  # (S,) str: each sample's source (None: one source)
+
+    def __post_init__(self) -> None:
+        if self.sources is None:
+            self.sources = np.full(len(self.labels), "", dtype=object)
 
     def probs(self, temperature: float) -> np.ndarray:
         """(S, C): each sample's mean window probability at ``temperature`` (as classify)."""
         return np.stack([softmax(w, temperature).mean(axis=0) for w in self.window_logits])
 
     def subset(self, keep: np.ndarray) -> Scored:
-        return Scored(self.labels[keep], [w for w, k in zip(self.window_logits, keep) if k])
+        kept = [w for w, k in zip(self.window_logits, keep) if k]
+        return Scored(self.labels[keep], kept, self.sources[keep])
 
 
 def score_split(clf, dm, split: str, sources: list[str] | None, batch_size: int = 64) -> Scored:
@@ -169,12 +197,15 @@ def score_split(clf, dm, split: str, sources: list[str] | None, batch_size: int 
             logits.append(clf.model(x.to(clf.device), geodesic).float().cpu().numpy())
     all_logits = np.concatenate(logits)
     per_sample = [all_logits[owner == n] for n in range(len(ids))]
-    return Scored(index.sample_label[ids].astype(np.int64), per_sample)
+    return Scored(index.sample_label[ids].astype(np.int64), per_sample, index.sample_source()[ids])
 
 
 # --------------------------------------------------------------------------- the command
-def summary_of(scored: Scored, temperature: float, threshold: float | None) -> dict[str, Any]:
-    """Numbers of one split at a temperature and threshold (see the module docstring)."""
+def summary_of(
+    scored: Scored, temperature: float, threshold: float | None, per_source: bool = True
+) -> dict[str, Any]:
+    """Numbers of one split at a temperature and threshold (see the module docstring),
+    and of each source's samples in it (``per_source``)."""
     known = scored.labels >= 0
     other = scored.labels == OTHER_ACTION
     probs = scored.probs(temperature)
@@ -194,6 +225,11 @@ def summary_of(scored: Scored, temperature: float, threshold: float | None) -> d
     if threshold is not None:
         out["unknown_known"] = float((score[known] < threshold).mean()) if known.any() else None
         out["unknown_other"] = float((score[other] < threshold).mean()) if other.any() else None
+    if per_source:
+        out["per_source"] = {
+            str(s): summary_of(scored.subset(scored.sources == s), temperature, threshold, False)
+            for s in np.unique(scored.sources)
+        }
     return out
 
 
@@ -206,10 +242,12 @@ def calibrate(
     sources: list[str] | None = None,
     max_known_rate: float = 0.05,
     device: str = "cpu",
+    pooled: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit the temperature on ``val_split``'s labelled clips and the threshold on
-    ``unknown_split``'s (default: ``val_split``) known and other-action clips; report on
-    ``test_split``. Returns ``(calibration for the checkpoint, report)``."""
+    ``unknown_split``'s (default: ``val_split``) known and other-action clips, per source
+    (:func:`choose_threshold_per_source`) unless ``pooled``; report on ``test_split``.
+    Returns ``(calibration for the checkpoint, report)``."""
     clf = Classifier.from_checkpoint(ckpt, device=device)
     dm = STMTDataModule(
         str(cache), num_frames=clf.num_frames, num_workers=0, with_other=True,
@@ -235,8 +273,12 @@ def calibrate(
             cache, f"the '{unknown_split or val_split}' split has no clip of another action "
             "(label -2) to choose the unknown rule on",
         )  # fmt: skip
-    threshold = choose_threshold(score[pool.labels >= 0], score[pool.labels == OTHER_ACTION],
-                                 max_known_rate)  # fmt: skip
+    known = pool.labels >= 0
+    threshold = (
+        choose_threshold(score[known], score[pool.labels == OTHER_ACTION], max_known_rate)
+        if pooled
+        else choose_threshold_per_source(score[known], pool.sources[known], max_known_rate)
+    )
     report = {
         "val": summary_of(val, temperature, threshold),
         "unknown_pool": summary_of(pool, temperature, threshold),
@@ -252,6 +294,7 @@ def calibrate(
             "unknown_split": unknown_split or val_split,
             "test_split": test_split,
             "max_known_rate": max_known_rate,
+            "threshold_over": "all known clips" if pooled else "each source's known clips",
         },
         "report": report,
     }

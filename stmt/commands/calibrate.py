@@ -41,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--max-known-rate",
         type=float,
-        default=0.05,
+        default=0.10,
         help="the share of known clips the rule may call unknown (of each source's)",
     )
     p.add_argument(

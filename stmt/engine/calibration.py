@@ -10,8 +10,8 @@ windows every half window, the probabilities of a sample's windows averaged), th
 2. **unknown rule**: a sample is "unknown" when its calibrated top-1 probability is
    below a threshold, chosen on clips of actions the model was not trained on
    (label -2, ``OTHER_ACTION``) against clips of its classes: the threshold that
-   flags the most other-action clips while flagging at most ``max_known_rate`` of
-   the known clips (:func:`choose_threshold`) of **each source** with at least
+   flags the most other-action clips while flagging at most ``max_known_rate``
+   (default 10 %) of the known clips (:func:`choose_threshold`) of **each source** with at least
    :data:`MIN_SOURCE_CLIPS` of them (:func:`choose_threshold_per_source`): a model is
    less sure on people and sensors unlike most of its data, and a rule fitted on all
    clips together, most of them from the source it knows best, calls a third or
@@ -240,7 +240,7 @@ def calibrate(
     unknown_split: str | None = None,
     test_split: str = "test",
     sources: list[str] | None = None,
-    max_known_rate: float = 0.05,
+    max_known_rate: float = 0.10,
     device: str = "cpu",
     pooled: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:

@@ -371,3 +371,42 @@ def test_realmix_configs_pretrain_then_fine_tune_on_10pct(realmix_cache, tmp_pat
     ):
         argv = ["fit", "--config", str(configs / name), "--trainer.fast_dev_run=true", *small]
         assert cli(argv) == 0, name
+
+
+def test_calibrate_writes_a_checkpoint_classify_uses(realmix_cache, tmp_path, monkeypatch, capsys):
+    """`stmt calibrate` on a model the shipped recipe trained: a temperature and a
+    threshold in the new checkpoint (how they were chosen recorded), a report per
+    source, and `stmt classify` applying them; the checkpoint read is left as it was."""
+    import torch
+
+    from stmt.inference import Classifier
+
+    root, _ = realmix_cache
+    monkeypatch.chdir(tmp_path)
+    small = [f"--data.cache={root / 'cache'}", "--data.val_split=test", "--data.num_workers=0",
+             "--data.batch_size=4", "--trainer.enable_progress_bar=false",
+             "--trainer.max_steps=2", "--trainer.limit_val_batches=1"]  # fmt: skip
+    assert cli(["fit", "--config", str(REPO / "datasets/realmix/fit.yaml"), *small]) == 0
+    trained = tmp_path / "runs/realmix/fit/checkpoints/last.ckpt"
+    before = trained.read_bytes()
+    out = tmp_path / "calibrated.ckpt"
+    # the tiny cache has no val split: fit on train (known clips and the lie-down clip)
+    argv = ["calibrate", str(trained), "--cache", str(root / "cache"), "--val-split", "train",
+            "--out", str(out)]  # fmt: skip
+    capsys.readouterr()
+    assert cli(argv) == 0
+    printed = capsys.readouterr().out
+    assert "test hdm05" in printed and "unknown below a top-1 probability of" in printed
+    assert trained.read_bytes() == before
+    cal = torch.load(out, map_location="cpu", weights_only=False)["hyper_parameters"]["calibration"]
+    assert cal["temperature"] > 0 and 0 <= cal["unknown_threshold"] <= 1
+    assert cal["fitted_on"]["max_known_rate"] == 0.10
+    assert cal["fitted_on"]["threshold_over"] == "each source's known clips"
+    per_source = cal["report"]["test"]["per_source"]
+    assert set(per_source) == {"hdm05"}  # the tiny cache's test clips: two HDM05 performers
+    assert per_source["hdm05"]["known_clips"] == cal["report"]["test"]["known_clips"]
+    clf = Classifier.from_checkpoint(out)
+    assert clf.temperature == pytest.approx(cal["temperature"])
+    assert clf.unknown_threshold == pytest.approx(cal["unknown_threshold"])
+    same = ["calibrate", str(trained), "--cache", str(root / "cache"), "--out", str(trained)]
+    assert cli(same) == 2 and trained.read_bytes() == before  # never onto the one it reads

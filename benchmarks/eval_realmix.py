@@ -113,7 +113,7 @@ def main() -> None:
         true = np.array([to_ckpt.get(int(c), -1) for c in ds.label])
         pred = probs.argmax(1)
         row = {}
-        for src in ["hdm05", "bandai", "kindergator", "synthetic", "all"]:
+        for src in ["hdm05", "bandai", "kindergator", "utdmhad", "reactidle", "synthetic", "all"]:
             sel = np.ones(len(true), bool) if src == "all" else sources == src
             if not sel.any():
                 continue

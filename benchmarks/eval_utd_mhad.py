@@ -8,15 +8,16 @@ public repository that carries the dataset
 (github.com/woo-chia-wei/kinect-sequence-classification, ``data/Skeleton``; no licence
 file there: research use, cite the paper). Nothing of it is committed here.
 
-Since the third default checkpoint, realmix trains on people 1, 2, 3, 5 and 7 and holds
-out 4 (val), 6 and 8 (test) (:data:`stmt.data.realmix.UTDMHAD_SPLIT`); the earlier
-checkpoints never saw any of it. ``--people 6 8`` measures the held-out people only.
+Since the third default checkpoint, realmix trains on people 1, 2, 3, 5 and 7 (their
+sit, stand-up and squat takes labelled, their other shared-class takes not, the actions
+none of its classes names as other actions) and holds out 4 (val), 6 and 8 (test)
+(:data:`stmt.data.realmix.UTDMHAD_SPLIT`); the earlier checkpoints never saw any of it. ``--people 6 8`` measures the held-out people only.
 Each take is labelled by ``stmt.Classifier`` exactly as ``stmt classify`` labels a
 file. Two numbers:
 
 - **accuracy** on the takes whose action is one of the checkpoint's classes (wave,
   throw, boxing -> punch, jogging / walking in place -> run / walk, sit-to-stand ->
-  stand up, stand-to-sit -> sit, squat: :data:`stmt.data.realmix.UTDMHAD_LABELS`);
+  stand up, stand-to-sit -> sit, squat: :data:`stmt.data.realmix.UTDMHAD_CATEGORY`);
 - **unknown**: on the takes of actions none of its classes names (swipes, claps,
   drawing in the air, tennis and baseball swings, bowling, arm curls, pushing,
   knocking, catching, lunges), the share it calls "unknown", against the share of the
@@ -36,10 +37,10 @@ from pathlib import Path
 
 import numpy as np
 
-from stmt.data.realmix import OTHER, UTDMHAD_LABELS, UTDMHAD_RE
+from stmt.data.realmix import OTHER, UTDMHAD_CATEGORY, UTDMHAD_RE
 
-SHARED = {a: c for a, c in UTDMHAD_LABELS.items() if c not in (None, OTHER)}
-OTHER_ACTIONS = tuple(a for a, c in UTDMHAD_LABELS.items() if c == OTHER)
+SHARED = {a: c for a, c in UTDMHAD_CATEGORY.items() if c not in (None, OTHER)}
+OTHER_ACTIONS = tuple(a for a, c in UTDMHAD_CATEGORY.items() if c == OTHER)
 
 
 def evaluate(ckpt: str, takes: list[tuple[int, Path]]) -> dict:

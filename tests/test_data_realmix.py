@@ -81,7 +81,8 @@ def _fixture_tree(root: Path) -> None:
     _touch(kg / "Adults/POSE-p934_20-Swim-1469183320067.csv")  # another action, val adult
     _touch(kg / "Adults/POSE-p934_21-Juggle-1469183320067.csv")  # in no table: dropped
     ut = root / "UTD-MHAD/Skeleton"
-    _touch(ut / "a3_s6_t2_skeleton.mat")  # a wave of a test person
+    _touch(ut / "a3_s6_t2_skeleton.mat")  # a wave of a test person: unlabelled
+    _touch(ut / "a27_s8_t1_skeleton.mat")  # a squat of the other test person
     _touch(ut / "a24_s1_t1_skeleton.mat")  # sit to stand: stand up, train
     _touch(ut / "a20_s4_t1_skeleton.mat")  # a catch: another action, val
     _touch(ut / "a7_s2_t1_skeleton.mat")  # basketball shooting: unlabelled
@@ -99,12 +100,13 @@ def test_listing_labels_splits_and_drops_by_file_name(tmp_path):
     _fixture_tree(tmp_path)
     listing = rm.list_realmix(tmp_path)
     clips = {c.key: c for c in listing.clips}
-    assert len(clips) == 4 + 3 + 2 + 3 + 3 + 2 + 4
+    assert len(clips) == 4 + 3 + 2 + 3 + 3 + 2 + 5
     utd = {
         k.split("/")[1]: (c.label, c.split, c.group) for k, c in clips.items() if "utdmhad/" in k
     }
     assert utd == {
-        "a3_s6_t2_skeleton.mat": ("wave", "test", "s6"),
+        "a3_s6_t2_skeleton.mat": (None, "test", "s6"),
+        "a27_s8_t1_skeleton.mat": ("squat", "test", "s8"),
         "a24_s1_t1_skeleton.mat": ("stand up", "train", "s1"),
         "a20_s4_t1_skeleton.mat": (rm.OTHER, "val", "s4"),
         "a7_s2_t1_skeleton.mat": (None, "train", "s2"),
@@ -153,7 +155,11 @@ def test_listing_labels_splits_and_drops_by_file_name(tmp_path):
     assert jobs["bandai/dataset-1_guide_happy_001.bvh"].segments[0].label == OTHER_ACTION
     assert jobs["bandai/dataset-1_walk-back_sad_001.bvh"].subject == "bandai/dataset-1/sad"
     cnt = listing.counts()
-    assert cnt["labelled"]["wave"] == {"train": 2, "val": 1, "test": 3}
+    assert cnt["labelled"]["wave"] == {"train": 2, "val": 1, "test": 2}
+    assert cnt["labelled"]["stand up"] == {"train": 1, "val": 0, "test": 0}
+    assert cnt["sources"]["utdmhad"]["test"] == {
+        "labelled": 1, "other": 0, "unlabelled": 1, "capped": 0
+    }  # fmt: skip
     assert cnt["sources"]["hdm05"]["train"] == {
         "labelled": 1, "other": 1, "unlabelled": 0, "capped": 0
     }  # fmt: skip
@@ -241,7 +247,7 @@ def test_prepare_list_only_poses_nothing(tmp_path, capsys):
     assert "labelled clips per class" in err and "dropped (content in no table" in err
     assert not (tmp_path / "c").exists()
     r = prepare("realmix", tmp_path / "data", tmp_path / "c", list_only=True, log=lambda m: None)
-    assert (r.sequences, r.samples, r.posed) == (21, 21, 0)
+    assert (r.sequences, r.samples, r.posed) == (22, 22, 0)
     assert cli(args + ["--out", str(tmp_path / "c"), "--body", "smplh"]) == 2
     assert "anny only" in capsys.readouterr().err
     with pytest.raises(InputError, match="realmix only"):

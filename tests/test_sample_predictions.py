@@ -94,7 +94,7 @@ def test_samples_are_labelled_as_stored(ckpt, capsys, monkeypatch, tmp_path):
     takes = [
         p for p in (ROOT / "datasets/samples").iterdir() if p.suffix in (".amc", ".bvh", ".npz")
     ]
-    assert len(got) == len(takes) == 8
+    assert len(got) == len(takes) == 9
     assert_same(got, want)
 
 

@@ -345,3 +345,42 @@ def test_workers_by_default_are_the_cores_capped_by_memory(monkeypatch):
     monkeypatch.setattr(archive, "available_memory", lambda: None)
     assert archive.default_workers() == 16
     assert np.isfinite(archive.usable_cores())
+
+
+# the policy OpenMP found when torch loaded, in a fresh interpreter running `stmt classify`
+_POLICY_PROBE = """
+import os, sys
+seen = []
+class Probe:
+    def find_spec(self, name, path=None, target=None):
+        if name == "torch" and not seen:
+            seen.append(os.environ.get("OMP_WAIT_POLICY", "unset"))
+        return None
+sys.meta_path.insert(0, Probe())
+from stmt.cli import main
+code = main(sys.argv[1:])
+print("POLICY", seen[0] if seen else "torch never loaded", code)
+"""
+
+
+@pytest.mark.parametrize(
+    "workers, preset, expected",
+    [("1", None, "PASSIVE"), ("0", None, "unset"), ("1", "ACTIVE", "ACTIVE")],
+)
+def test_classify_with_workers_lets_model_threads_sleep(tmp_path, workers, preset, expected):
+    """Beside workers, the model's OpenMP threads wait passively (set before torch
+    loads, which is when OpenMP reads it); in-process, and where the user chose a
+    policy, the environment is left as it is."""
+    import subprocess
+    import sys
+
+    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
+    if preset is not None:
+        env["OMP_WAIT_POLICY"] = preset
+    repo = Path(__file__).resolve().parents[1]
+    argv = ["classify", "datasets/samples/wave_mesh.npz", "--ckpt",
+            "checkpoints/stmt-realmix.ckpt", "--workers", workers, "--json"]  # fmt: skip
+    out = subprocess.run([sys.executable, "-c", _POLICY_PROBE, *argv], check=False, cwd=repo,
+                         env=env, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1] == f"POLICY {expected} 0"

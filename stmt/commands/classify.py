@@ -112,6 +112,7 @@ from stmt import limits
 from stmt.archive import (
     Failed,
     Workers,
+    model_threads_yield,
     parse_shard,
     resolve_workers,
     shard_range,
@@ -375,6 +376,8 @@ class WindowBatches:
 def main(args: argparse.Namespace) -> int:
     check_options(args)
     shard = parse_shard(args.shard)
+    if args.workers != 0:
+        model_threads_yield()  # before torch loads (resolve_device imports it)
     device = resolve_device(args.device)  # before anything loads
     joint_map = joint_map_of(args)
     inputs, errors = expand_inputs(list(args.files), args.recursive)

@@ -13,6 +13,8 @@ import hashlib
 import json
 import os
 import signal
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -371,9 +373,6 @@ def test_classify_with_workers_lets_model_threads_sleep(tmp_path, workers, prese
     """Beside workers, the model's OpenMP threads wait passively (set before torch
     loads, which is when OpenMP reads it); in-process, and where the user chose a
     policy, the environment is left as it is."""
-    import subprocess
-    import sys
-
     env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
     if preset is not None:
         env["OMP_WAIT_POLICY"] = preset

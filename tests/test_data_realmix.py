@@ -11,6 +11,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
 from stmt.cli import main as cli
 from stmt.data import realmix as rm
@@ -19,6 +20,7 @@ from stmt.data.cache import OTHER_ACTION, UNLABELLED, load_index, open_arrays
 from stmt.data.prepare import prepare
 from stmt.data.registry import label_set
 from stmt.errors import InputError
+from stmt.inference import Classifier
 
 REPO = Path(__file__).resolve().parents[1]
 HDM05 = Path("/work/data/hdm05")
@@ -383,10 +385,6 @@ def test_calibrate_writes_a_checkpoint_classify_uses(realmix_cache, tmp_path, mo
     """`stmt calibrate` on a model the shipped recipe trained: a temperature and a
     threshold in the new checkpoint (how they were chosen recorded), a report per
     source, and `stmt classify` applying them; the checkpoint read is left as it was."""
-    import torch
-
-    from stmt.inference import Classifier
-
     root, _ = realmix_cache
     monkeypatch.chdir(tmp_path)
     small = [f"--data.cache={root / 'cache'}", "--data.val_split=test", "--data.num_workers=0",

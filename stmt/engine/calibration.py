@@ -126,7 +126,7 @@ def choose_threshold(known: np.ndarray, other: np.ndarray, max_known_rate: float
 
 
 def choose_threshold_per_source(
-    known: np.ndarray, sources: np.ndarray, max_known_rate: float = 0.05,
+    known: np.ndarray, sources: np.ndarray, max_known_rate: float = 0.10,
     min_clips: int = MIN_SOURCE_CLIPS,
 ) -> float:  # fmt: skip
     """The largest threshold that flags at most ``max_known_rate`` of the ``known``

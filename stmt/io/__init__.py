@@ -14,7 +14,8 @@ Public functions:
 
 Formats (``seq.format``): "amass-smplh", "amass-smplx" (:mod:`stmt.io.amass`),
 "bvh" (:mod:`stmt.io.bvh`), "asf-amc" (:mod:`stmt.io.asf_amc`), "joint-csv"
-(:mod:`stmt.io.joints_csv`), "joint-mat" (UTD-MHAD Kinect skeletons, :mod:`stmt.io.joints_mat`), "fbx" (:mod:`stmt.io.fbx`), "gltf" (:mod:`stmt.io.gltf`),
+(:mod:`stmt.io.joints_csv`), "joint-mat" (UTD-MHAD Kinect skeletons,
+:mod:`stmt.io.joints_mat`), "fbx" (:mod:`stmt.io.fbx`), "gltf" (:mod:`stmt.io.gltf`),
 "mesh-npz", "mesh-folder" (:mod:`stmt.io.mesh`). FBX and glTF files hold takes:
 ``FILE#TAKE`` reads one (:func:`list_takes`, :func:`expand_takes`). Every reader raises
 :class:`stmt.errors.InputError` (one line naming the file) for bad input.

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -281,14 +283,60 @@ def test_norm_relu_max_is_batch_norm_relu_amax(momentum):
     assert (y.reshape(-1, 6) == 0.5).all(-1).sum() == 5  # the tied neighbourhood is there
 
 
-def test_norm_relu_max_falls_back_outside_cpu_training():
+def test_norm_relu_max_in_evaluation_is_the_three_steps_exactly():
+    """In evaluation the max comes first (without gradients) or the three steps run as
+    written (with them): either way batch norm -> ReLU -> amax's floats, bit for bit,
+    a negative gamma (the min pooled there) and a zero one included."""
     from stmt.ops.grouping import norm_relu_max
 
+    torch.manual_seed(1)
     norm = torch.nn.BatchNorm1d(4).eval()
-    y = torch.randn(3, 5, 4)
+    with torch.no_grad():
+        norm.weight.copy_(torch.tensor([1.3, -0.8, 0.0, 0.4]))
+        norm.bias.copy_(torch.tensor([0.1, 0.2, 0.3, -0.5]))
+        norm.running_mean.uniform_(-1, 1)
+        norm.running_var.uniform_(0.5, 2)
+    y = torch.randn(3, 5, 4) * 3
     want = torch.relu(norm(y.reshape(-1, 4))).reshape(3, 5, 4).amax(1)
-    assert torch.equal(norm_relu_max(y, norm, dim=1), want)
+    with torch.no_grad():
+        pooled = norm_relu_max(y, norm, dim=1)
+    assert torch.equal(pooled, want)
+    assert torch.equal(norm_relu_max(y.requires_grad_(), norm, dim=1), want)
+    assert (want[:, 1] > 0).any() and (want == 0).any()  # a negative gamma pooled, ReLU cut
     assert int(norm.num_batches_tracked) == 0  # evaluation updates nothing
+
+
+@pytest.mark.parametrize("layers", [(6,), (8, 6)])
+def test_group_max_in_evaluation_is_its_reference(layers):
+    """Evaluation without gradients (``stmt classify``): a level of one layer pools ``u``
+    before adding the centres' term (:func:`_max_then_norm_relu`), more layers pool after
+    the last; the values of ``group_max_reference`` (float32 rounding apart, as in
+    training: the first layer's product split) and of the sum then the three steps bit for
+    bit."""
+    from stmt.model.stmt import shared_mlp
+    from stmt.ops import grouping
+
+    torch.manual_seed(2)
+    B, T, N, C, k, m = 2, 3, 16, 5, 4, 6
+    xyz, feat = torch.randn(B, T, N, 3), torch.randn(B, T, N, C)
+    idx = torch.randint(0, N, (B, T, m, k))
+    mlp = shared_mlp(3 + 2 * C, layers)
+    with torch.no_grad():
+        for layer in mlp:
+            layer.norm.weight.uniform_(-1, 1)  # negative gammas: the min is pooled there
+            layer.norm.running_mean.uniform_(-1, 1)
+    mlp.eval()
+    with torch.no_grad():
+        got = grouping.group_max(mlp, xyz, feat, idx, m)
+        want = grouping.group_max_reference(mlp, xyz, feat, idx, m)
+        u, centre = grouping._split_first_layer(mlp[0].linear.weight, xyz, feat, idx, m)
+        y = u + centre[:, :, :, None]
+        for prev, layer in itertools.pairwise(mlp):
+            y = layer.linear(torch.relu(prev.norm(y.reshape(-1, y.shape[-1]))).reshape(y.shape))
+        summed = torch.relu(mlp[-1].norm(y.reshape(-1, y.shape[-1]))).reshape(y.shape).amax(3)
+    torch.testing.assert_close(got, want, rtol=1e-5, atol=1e-5)
+    assert torch.equal(got, summed)
+    assert (got > 0).any() and (got == 0).any()
 
 
 @pytest.mark.parametrize("rows", [50, 8 * 4096 + 13])  # one product; row blocks + a remainder

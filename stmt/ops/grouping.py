@@ -104,9 +104,12 @@ def norm_relu_max(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int = 3) -> Tensor
       weight's gradient among them, this path gives it the max's (the per-centre means
       would cost a pass over ``y`` or a host sync).
 
-    Everything else (evaluation, ``SyncBatchNorm1d``, the CPU under autocast or
-    ``torch.compile``, ``STMT_DISABLE_KERNELS=1`` off the CPU) runs the three
-    steps as written.
+    In evaluation without gradients (``stmt classify``, ``stmt test``) the max comes
+    first and batch norm and the ReLU run on the pooled tensor
+    (:func:`_max_then_norm_relu`: the same floats, a k-th of the work). Everything else
+    (evaluation with gradients, ``SyncBatchNorm1d``, the CPU under autocast or
+    ``torch.compile``, ``STMT_DISABLE_KERNELS=1`` off the CPU) runs the three steps as
+    written.
     """
     c = y.shape[-1]
     if (
@@ -116,7 +119,41 @@ def norm_relu_max(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int = 3) -> Tensor
             return _norm_relu_max_cpu(y, norm, dim)
         if norm.momentum is not None and neighbor_stats.use_kernel(y):
             return _norm_relu_max_by_stats(y, norm, dim)
+    if _pools_first(norm):
+        return _max_then_norm_relu(y, norm, dim)
     return F.relu(norm(y.reshape(-1, c))).reshape(y.shape).amax(dim)
+
+
+def _pools_first(norm: torch.nn.Module) -> bool:
+    """Evaluation of a plain ``BatchNorm1d`` with running statistics and nothing for
+    autograd to record: a fixed per-channel ``s y + t``, so the max may come first."""
+    return (
+        type(norm) is torch.nn.BatchNorm1d
+        and not norm.training
+        and norm.track_running_stats
+        and norm.running_var is not None
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+    )
+
+
+def _max_then_norm_relu(
+    y: Tensor, norm: torch.nn.BatchNorm1d, dim: int, centre: Tensor | None = None
+) -> Tensor:
+    """``relu(norm(y + centre)).amax(dim)`` (``centre`` broadcast over ``dim``) in
+    evaluation, from the max of ``y`` over ``dim`` (its min where gamma < 0): batch norm,
+    the ReLU and the centre's term on the pooled (..., C) tensor, not on all k neighbours.
+
+    The same floats as the three steps on ``y``: rounding is monotone, so
+    ``max_j fl(y_j + c) = fl(max_j y_j + c)``, and the affine map and the ReLU are
+    monotone per channel (decreasing where gamma < 0, hence the min there)."""
+    ext = y.amax(dim)
+    if norm.weight is not None and bool((norm.weight < 0).any()):
+        ext = torch.where(norm.weight < 0, y.amin(dim), ext)
+    if centre is not None:
+        ext = ext + centre
+    c = ext.shape[-1]
+    return F.relu(norm(ext.reshape(-1, c)), inplace=True).reshape(ext.shape)
 
 
 def _norm_relu_max_by_stats(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int) -> Tensor:
@@ -184,19 +221,27 @@ def group_max(mlp: Sequence[nn.Module], xyz: Tensor, feat: Tensor, idx: Tensor, 
     (:func:`_split_first_layer`). In 16 bits u_j - u_i would lose the small offsets to
     rounding, so there the input is built as written, with zero channels up to a
     multiple of 8 (:func:`_padded_first_layer`). The last layer's batch norm, ReLU and
-    max are one step (:func:`norm_relu_max`).
+    max are one step (:func:`norm_relu_max`). In evaluation without gradients a level of
+    one layer takes the max over the neighbours of u alone and adds the centre's term
+    after it (:func:`_max_then_norm_relu`): no (B, T, m, k, C') sum.
     """
     if feat.dtype != torch.float32 or torch.is_autocast_enabled(feat.device.type):
         y = _padded_first_layer(mlp[0].linear.weight, xyz, feat, idx, m)
     else:
-        y = _split_first_layer(mlp[0].linear.weight, xyz, feat, idx, m)
+        u, centre = _split_first_layer(mlp[0].linear.weight, xyz, feat, idx, m)
+        if len(mlp) == 1 and _pools_first(mlp[0].norm):  # the max before the centre's term
+            return _max_then_norm_relu(u, mlp[0].norm, 3, centre)
+        y = u + centre[:, :, :, None]
     for prev, layer in itertools.pairwise(mlp):  # y: the last layer's pre-activation
         y = layer.linear(norm_relu(y, prev.norm))
     return norm_relu_max(y, mlp[-1].norm, dim=3)  # (B, T, m, C'): amax over the k neighbours
 
 
-def _split_first_layer(w: Tensor, xyz: Tensor, feat: Tensor, idx: Tensor, m: int) -> Tensor:
-    """The first layer's product (B, T, m, k, C') as the points' term plus the centres'.
+def _split_first_layer(
+    w: Tensor, xyz: Tensor, feat: Tensor, idx: Tensor, m: int
+) -> tuple[Tensor, Tensor]:
+    """The first layer's product (B, T, m, k, C') as the points' term ``u`` (B, T, m,
+    k, C') plus the centres' (B, T, m, C'), returned apart.
 
     u is computed on the n points before the gather where the m*k neighbour rows are
     more (level 2), and on the gathered 3 + C inputs otherwise (level 1, m*k = n: the
@@ -213,7 +258,7 @@ def _split_first_layer(w: Tensor, xyz: Tensor, feat: Tensor, idx: Tensor, m: int
         u = gather_neighbors(point_linear([xyz, feat], w[:, : 3 + c]), idx)
         c_feat = feat[:, :, :m]
     centre = point_linear([xyz[:, :, :m], c_feat], w_centre)  # Wc f_i - u_i
-    return u + centre[:, :, :, None]  # (B, T, m, k, C')
+    return u, centre  # their sum u + centre[:, :, :, None] is the product
 
 
 def _padded_first_layer(w: Tensor, xyz: Tensor, feat: Tensor, idx: Tensor, m: int) -> Tensor:

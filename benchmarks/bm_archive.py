@@ -23,8 +23,12 @@ same cache (sha256 of each file) and the same predictions.
 With ``--repeat R`` the settings take turns R times (round 1: every setting, round 2:
 every setting, ...) and the table shows each setting's run of median wall time, with
 every round's wall time and the CPU time the hypervisor stole meanwhile (on a shared VM
-a slow spell would otherwise fall on one setting and bend its ratio).
-    python benchmarks/bm_archive.py --data data/realmix --bandai 400 --hdm05 200 --workers 0 1 2 4 8 16
+a slow spell would otherwise fall on one setting and bend its ratio), and the speed-up
+round by round (each setting's wall time over ``--workers 0``'s of the same round) with
+the median of those. The default folder, 560 + 240 clips, is a workload of 30+ s at
+``--workers 0`` on the 2-core development box. On a machine with more cores:
+
+    python benchmarks/bm_archive.py --data data/realmix --workers 0 1 2 4 8 16
 """
 
 from __future__ import annotations
@@ -148,9 +152,10 @@ def digest(path: Path) -> str:
 def table(rows: dict[tuple[str, int], list[dict]], files: int) -> str:
     """One line per command and --workers: the run of median wall time of its rounds."""
     head = ("| command | --workers | wall s (median; every round) | files/s | vs --workers 0 | "
-            "CPU s | peak memory, all processes (PSS) | peak RSS, command | peak RSS, a worker "
-            "| load before | stolen CPU s |")  # fmt: skip
-    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "vs --workers 0, round by round: median (every round) | CPU s | peak memory, all "
+            "processes (PSS) | peak RSS, command | peak RSS, a worker | load before | "
+            "stolen CPU s |")  # fmt: skip
+    lines = [head, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     median = {
         k: sorted(runs, key=lambda r: r["wall"])[(len(runs) - 1) // 2] for k, runs in rows.items()
     }
@@ -160,10 +165,21 @@ def table(rows: dict[tuple[str, int], list[dict]], files: int) -> str:
         walls = ", ".join(f"{x['wall']:.1f}" for x in rows[(cmd, n)])
         lines.append(
             f"| {cmd} | {n} | {r['wall']:.1f} ({walls}) | {files / r['wall']:.2f} | {speed} | "
+            f"{paired(rows.get((cmd, 0)), rows[(cmd, n)])} | "
             f"{r['cpu']:.1f} | {r['pss'] / 1e9:.2f} GB | {r['rss'] / 1e9:.2f} GB | "
             f"{r['worker'] / 1e9:.2f} GB | {r['load']:.2f} | {r['steal']:.1f} |"
         )
     return "\n".join(lines)
+
+
+def paired(base: list[dict] | None, runs: list[dict]) -> str:
+    """The speed-up over ``--workers 0`` within each round (the two runs minutes apart,
+    so a slow spell of the shared machine bends both): their median and each."""
+    if not base:
+        return "-"
+    ratios = [b["wall"] / r["wall"] for b, r in zip(base, runs)]
+    each = ", ".join(f"{x:.2f}" for x in ratios)
+    return f"{sorted(ratios)[(len(ratios) - 1) // 2]:.2f}x ({each})"
 
 
 def _one(cmd, n, rnd, clips, work, ckpt, stmt, env) -> tuple[dict, tuple]:
@@ -194,8 +210,8 @@ def _one(cmd, n, rnd, clips, work, ckpt, stmt, env) -> tuple[dict, tuple]:
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--data", type=Path, required=True, help="realmix checkout (Bandai, HDM05)")
-    p.add_argument("--bandai", type=int, default=400, help="Bandai-Namco takes")
-    p.add_argument("--hdm05", type=int, default=200, help="HDM05 clips")
+    p.add_argument("--bandai", type=int, default=560, help="Bandai-Namco takes")
+    p.add_argument("--hdm05", type=int, default=240, help="HDM05 clips")
     p.add_argument("--workers", type=int, nargs="+", default=[0, 1, 2])
     p.add_argument("--ckpt", type=Path, default=ROOT / "checkpoints" / "stmt-realmix.ckpt")
     p.add_argument("--commands", nargs="+", default=["prepare", "classify"])

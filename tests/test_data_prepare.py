@@ -157,6 +157,29 @@ def test_corrupt_file_is_skipped_reported_and_strict_stops(synth_data, tmp_path,
     assert not (tmp_path / "s" / "index.json").exists()
 
 
+def test_odd_input_is_cached_with_a_warning_naming_the_file(synth_data, tmp_path, capsys):
+    """A file whose root travels 1000x too far (a path in millimetres) is posed and cached,
+    with one warning line naming it, as ``stmt classify`` warns; the others say nothing."""
+    import shutil
+
+    root, models = synth_data
+    data = tmp_path / "syn"
+    shutil.copytree(root / "syn", data)
+    victim = sorted(data.rglob("*.npz"))[2]
+    with np.load(victim) as z:
+        motion = dict(z)
+    motion["trans"] = motion["trans"] * 1000 + np.linspace(0, 1000, len(motion["trans"]))[:, None]
+    np.savez(victim, **motion)
+    args = ["prepare", "--dataset", "synthetic", "--data", str(data), "--num-points", "48",
+            "--body", "smplh", "--body-models", str(models), "--quiet", "--out", str(tmp_path / "c")]  # fmt: skip
+    assert cli(args) == 0
+    err = capsys.readouterr().err
+    lines = [x for x in err.splitlines() if x.startswith("stmt prepare: warning: ") and ".npz" in x]
+    assert len(lines) == 1 and str(victim) in lines[0] and "faster than anyone runs" in lines[0]
+    assert "1 files were cached with a warning" in err
+    assert len(load_index(tmp_path / "c").sample_label) == 15  # still cached
+
+
 def test_killed_prepare_resumes_without_redoing_finished_files(synth_data, tmp_path, monkeypatch):
     import stmt.reading
 

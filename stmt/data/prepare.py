@@ -30,7 +30,11 @@ Failures: a file that is missing is listed under ``missing`` (users rarely have
 all of AMASS; BABEL covers all of it) and does not change the exit status. A
 file that cannot be read or posed is reported at once, skipped, listed at the
 end and recorded under ``failed``; the cache is still written from the rest and
-the exit status is 1. A worker process that dies (killed, out of memory) fails
+the exit status is 1. Posed geometry that is no body (collapsed to a point, flat:
+:func:`stmt.io.mesh.check_plausible`, as ``stmt classify`` checks it) fails the same
+way; input that is legal but odd (a size far from a person's: units that are not
+metres; a root that travels faster than anyone runs; a degenerate source skeleton)
+is cached, with one ``stmt prepare: warning: FILE: ...`` line each. A worker process that dies (killed, out of memory) fails
 the file it held the same way, but the exit status is 2: nothing was wrong with the
 file as far as stmt knows; rerunning the command poses it (and only it) again.
 With ``strict=True`` the first failure (or missing file) stops the run with an
@@ -54,6 +58,7 @@ from stmt.data.cache_writer import CacheWriter, write_shard
 from stmt.data.jobs import SequenceJob
 from stmt.data.registry import list_dataset
 from stmt.errors import InputError
+from stmt.io.mesh import check_plausible
 from stmt.template import get_template
 
 
@@ -68,6 +73,7 @@ class PrepareResult:
     failed: list[dict] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
     died: int = 0  # files whose worker process died
+    warned: int = 0  # files posed in this run with a warning (printed as it was posed)
     shards: int = 0  # shard caches merged (stmt.data.merge)
 
     @property
@@ -176,20 +182,21 @@ class PoseTask:
     fps: float
     shards: Path  # the cache writer's shards folder
 
-    def __call__(self, job: SequenceJob) -> tuple[int, int] | Failed | None:
+    def __call__(self, job: SequenceJob) -> tuple[int, int, list[str]] | Failed | None:
         if not job.path.is_file():
             return None
         try:
             seq = reading.read_sequence(
                 job.path, body=self.body, body_models=self.body_models, vertex_ids=self.vertex_ids
             )
+            warnings = list(seq.warnings) + check_plausible(seq)  # or InputError: no body
             frames = resample(seq.vertices, float(seq.fps), self.fps)
         except InputError as err:
             return Failed(str(err), "input")
         except Exception as err:  # noqa: BLE001 (one file's failure, reported and skipped)
             return Failed(f"{type(err).__name__}: {err}", "error")
         try:
-            return write_shard(self.shards, job.key, frames), seq.num_frames
+            return write_shard(self.shards, job.key, frames), seq.num_frames, warnings
         except InputError as err:  # the cache cannot be written (a full disk): the run stops
             return Failed(str(err), "fatal")
 
@@ -224,7 +231,10 @@ def _record(writer: CacheWriter, job: SequenceJob, posed, strict, result, bar) -
         result.failed.append({"source": job.key, "path": str(job.path), "error": posed.message})
         result.died += posed.kind == "died"
         return
-    count, source_frames = posed
+    count, source_frames, warnings = posed
+    for line in warnings:  # legal but odd (units, a degenerate skeleton): cached, said once
+        bar.write(f"stmt prepare: warning: {job.path}: {line}", file=sys.stderr)
+    result.warned += bool(warnings)
     writer.add(job.key, count)
     result.posed += 1
     result.posed_frames += source_frames
@@ -237,6 +247,11 @@ def report(result: PrepareResult, data: Path, log) -> None:
         log(
             f"stmt prepare: warning: {len(result.missing)} annotated files are not under "
             f"{data} and were left out: {shown}"
+        )
+    if result.warned:
+        log(
+            f"stmt prepare: warning: {result.warned} files were cached with a warning about "
+            "their input (each printed above): check them before training on them"
         )
     if result.failed:
         log(f"stmt prepare: warning: {len(result.failed)} files failed and were skipped:")

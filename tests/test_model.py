@@ -306,6 +306,19 @@ def test_norm_relu_max_in_evaluation_is_the_three_steps_exactly():
     assert int(norm.num_batches_tracked) == 0  # evaluation updates nothing
 
 
+def test_pooled_evaluation_asks_no_value_of_a_device_tensor():
+    """Off the CPU the pooled path takes the min beside the max without asking whether a
+    gamma is negative (a host sync per level): on the meta device, where asking fails."""
+    from stmt.ops.grouping import _max_then_norm_relu
+
+    norm = torch.nn.BatchNorm1d(4).eval().to("meta")
+    y = torch.empty(3, 5, 2, 4, device="meta")
+    with torch.no_grad():
+        assert _max_then_norm_relu(y, norm, 2).shape == (3, 5, 4)
+    with pytest.raises(RuntimeError):
+        bool((norm.weight < 0).any())  # what the CPU path asks
+
+
 @pytest.mark.parametrize("layers", [(6,), (8, 6)])
 def test_group_max_in_evaluation_is_its_reference(layers):
     """Evaluation without gradients (``stmt classify``): a level of one layer pools ``u``

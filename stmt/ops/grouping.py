@@ -148,8 +148,10 @@ def _max_then_norm_relu(
     ``max_j fl(y_j + c) = fl(max_j y_j + c)``, and the affine map and the ReLU are
     monotone per channel (decreasing where gamma < 0, hence the min there)."""
     ext = y.amax(dim)
-    if norm.weight is not None and bool((norm.weight < 0).any()):
-        ext = torch.where(norm.weight < 0, y.amin(dim), ext)
+    if norm.weight is not None:
+        flip = norm.weight < 0  # on a GPU the min always: asking would wait for the device
+        if y.device.type != "cpu" or bool(flip.any()):
+            ext = torch.where(flip, y.amin(dim), ext)
     if centre is not None:
         ext = ext + centre
     c = ext.shape[-1]

@@ -24,7 +24,7 @@ import numpy as np
 import torch
 
 from stmt.inference import Classifier
-from stmt.ops import grouping
+from stmt.ops import dispatch
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLE = ROOT / "datasets" / "samples" / "dataset-2_wave-both-hands_youthful_001.bvh"
@@ -39,16 +39,16 @@ def windows(clf: Classifier, file: Path, batch: int) -> tuple[np.ndarray, np.nda
 
 def forward(clf: Classifier, x: torch.Tensor, geo: torch.Tensor, pooled: bool):
     """Seconds of one forward, and the logits, with the pooled path on or off."""
-    original = grouping._pools_first
+    original = dispatch.plain_batchnorm_inference
     if not pooled:
-        grouping._pools_first = lambda norm: False
+        dispatch.plain_batchnorm_inference = lambda norm: False
     try:
         with torch.inference_mode():
             t = time.perf_counter()
             out = clf.model(x, geo)
             return time.perf_counter() - t, out
     finally:
-        grouping._pools_first = original
+        dispatch.plain_batchnorm_inference = original
 
 
 def main() -> None:

@@ -34,9 +34,10 @@ the exit status is 1. Posed geometry that is no body (collapsed to a point, flat
 :func:`stmt.io.mesh.check_plausible`, as ``stmt classify`` checks it) fails the same
 way; input that is legal but odd (a size far from a person's: units that are not
 metres; a root that travels faster than anyone runs; a degenerate source skeleton)
-is cached, with one ``stmt prepare: warning: FILE: ...`` line each. A worker process that dies (killed, out of memory) fails
-the file it held the same way, but the exit status is 2: nothing was wrong with the
-file as far as stmt knows; rerunning the command poses it (and only it) again.
+is cached, with one ``stmt prepare: warning: FILE: ...`` line each. A worker process
+that dies (killed, out of memory) fails the file it held the same way, but the exit
+status is 2: nothing was wrong with the file as far as stmt knows; rerunning the
+command poses it (and only it) again.
 With ``strict=True`` the first failure (or missing file) stops the run with an
 InputError (CLI exit status 2); finished shards are kept.
 """

@@ -109,6 +109,19 @@ def plain_batchnorm_training(norm: torch.nn.Module) -> bool:
     )
 
 
+def plain_batchnorm_inference(norm: torch.nn.Module) -> bool:
+    """A plain ``BatchNorm1d`` in evaluation with running statistics, nothing recorded
+    for autograd and not traced: a fixed per-channel ``s y + t`` that a max over
+    neighbours may come before (:func:`stmt.ops.grouping.norm_relu_max`)."""
+    return (
+        type(norm) is torch.nn.BatchNorm1d
+        and not norm.training
+        and norm.track_running_stats
+        and not torch.is_grad_enabled()
+        and not torch.compiler.is_compiling()
+    )
+
+
 @functools.cache
 def onednn_linear_works() -> bool:
     """Whether this torch has oneDNN's linear (``torch.ops.mkldnn._linear_pointwise``,

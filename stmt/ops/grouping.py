@@ -119,22 +119,9 @@ def norm_relu_max(y: Tensor, norm: torch.nn.BatchNorm1d, dim: int = 3) -> Tensor
             return _norm_relu_max_cpu(y, norm, dim)
         if norm.momentum is not None and neighbor_stats.use_kernel(y):
             return _norm_relu_max_by_stats(y, norm, dim)
-    if _pools_first(norm):
+    if dispatch.plain_batchnorm_inference(norm):
         return _max_then_norm_relu(y, norm, dim)
     return F.relu(norm(y.reshape(-1, c))).reshape(y.shape).amax(dim)
-
-
-def _pools_first(norm: torch.nn.Module) -> bool:
-    """Evaluation of a plain ``BatchNorm1d`` with running statistics and nothing for
-    autograd to record: a fixed per-channel ``s y + t``, so the max may come first."""
-    return (
-        type(norm) is torch.nn.BatchNorm1d
-        and not norm.training
-        and norm.track_running_stats
-        and norm.running_var is not None
-        and not torch.is_grad_enabled()
-        and not torch.compiler.is_compiling()
-    )
 
 
 def _max_then_norm_relu(
@@ -231,7 +218,7 @@ def group_max(mlp: Sequence[nn.Module], xyz: Tensor, feat: Tensor, idx: Tensor, 
         y = _padded_first_layer(mlp[0].linear.weight, xyz, feat, idx, m)
     else:
         u, centre = _split_first_layer(mlp[0].linear.weight, xyz, feat, idx, m)
-        if len(mlp) == 1 and _pools_first(mlp[0].norm):  # the max before the centre's term
+        if len(mlp) == 1 and dispatch.plain_batchnorm_inference(mlp[0].norm):  # max first
             return _max_then_norm_relu(u, mlp[0].norm, 3, centre)
         y = u + centre[:, :, :, None]
     for prev, layer in itertools.pairwise(mlp):  # y: the last layer's pre-activation

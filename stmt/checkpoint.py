@@ -205,7 +205,7 @@ def head_outputs(weights: dict[str, Any]) -> int | None:
     """Number of outputs of the classification head (its last layer's bias), if any."""
     layers = []
     for key, value in weights.items():
-        m = re.fullmatch(r"head\.(\d+)\.bias", key)
+        m = re.fullmatch(r"(?:members\.\d+\.)?head\.(\d+)\.bias", key)  # an ensemble's too
         if m and getattr(value, "ndim", 0) == 1:
             layers.append((int(m.group(1)), int(value.shape[0])))
     return max(layers)[1] if layers else None
@@ -336,6 +336,47 @@ def check_finite(weights: dict[str, Any], path: str | Path) -> None:
         floating = isinstance(value, torch.Tensor) and value.is_floating_point()
         if floating and not bool(torch.isfinite(value).all()):
             raise InputError(path, f"bad checkpoint: weight {key!r} holds NaN or Inf")
+
+
+def ensemble(paths: list[Path]) -> dict[str, Any]:
+    """One checkpoint of the classifiers at ``paths`` (seeds of one recipe): an
+    :class:`~stmt.model.stmt.Ensemble` whose logits are the mean of theirs. They must share
+    the arch, its arguments and the clip settings (class list, frames, points, fps,
+    windows); the result has no calibration (``stmt calibrate`` fits one for the whole)
+    and keeps the first one's record (Lightning's version, data settings), not the
+    members' training state."""
+    ckpts = [read(path) for path in paths]
+    kinds = []
+    for path, ckpt in zip(paths, ckpts):
+        check_classifier(ckpt, path)
+        hp = ckpt["hyper_parameters"]
+        try:
+            kinds.append((hp["arch"], model_args(hp), hp["clip"]))
+        except ValueError as err:
+            raise InputError(path, str(err)) from None
+        if kinds[-1][1].get("members", 1) != 1:
+            raise InputError(path, "is an ensemble already: list its member checkpoints instead")
+        if kinds[-1] != kinds[0]:
+            raise InputError(
+                path, f"does not fit {paths[0]}: ensemble members need the same arch, "
+                "model arguments and clip settings (class list, frames, points, fps, windows)",
+            )  # fmt: skip
+    hp = dict(ckpts[0]["hyper_parameters"], calibration=None)
+    hp["model_args"] = {**(hp.get("model_args") or {}), "members": len(paths)}
+    training_state = ("state_dict", "optimizer_states", "lr_schedulers", "callbacks", "loops")
+    out = {k: v for k, v in ckpts[0].items() if k not in training_state}
+    out["hyper_parameters"] = hp
+    out["state_dict"] = {  # the module's own buffers (the template's geodesics) once
+        k: v for k, v in ckpts[0]["state_dict"].items() if not k.startswith("model.")
+    }
+    out["state_dict"] |= {
+        f"model.members.{i}.{k}": v
+        for i, c in enumerate(ckpts)
+        for k, v in model_weights(c).items()
+    }
+    out["ensemble_of"] = [Path(p).name for p in paths]
+    mark(out)
+    return out
 
 
 def load_model(path: str | Path):

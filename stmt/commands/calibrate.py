@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import tempfile
 from pathlib import Path
 
 from stmt import checkpoint
@@ -24,7 +25,10 @@ from stmt.fileio import atomic_write, check_output
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("ckpt", type=Path, help="trained classifier checkpoint (.ckpt)")
+    p.add_argument(
+        "ckpt", type=Path, nargs="+",
+        help="trained classifier checkpoint (.ckpt); several: one ensemble of them",
+    )  # fmt: skip
     p.add_argument("--cache", type=Path, required=True, help="the cache it was trained from")
     p.add_argument("--out", type=Path, required=True, help="the calibrated checkpoint to write")
     p.add_argument("--val-split", default="val", help="split the temperature is fitted on")
@@ -59,15 +63,34 @@ def _fmt(v) -> str:
 def main(args: argparse.Namespace) -> int:
     import torch
 
-    from stmt.engine.calibration import calibrate
-
     if not 0.0 <= args.max_known_rate < 1.0:
         raise InputError(None, f"--max-known-rate must be in [0, 1), got {args.max_known_rate}")
-    if args.out.resolve() == args.ckpt.resolve():
-        raise InputError(args.out, "--out must not be the checkpoint being read")
+    if any(args.out.resolve() == c.resolve() for c in args.ckpt):
+        raise InputError(args.out, "--out must not be a checkpoint being read")
     check_output(args.out)
+    if len(args.ckpt) == 1:
+        ckpt = checkpoint.read(args.ckpt[0])  # in today's layout (stmt.checkpoint.upgrade)
+        calibration = _calibrate(args, args.ckpt[0])
+    else:
+        ckpt = checkpoint.ensemble(args.ckpt)
+        with tempfile.TemporaryDirectory(prefix="stmt-ensemble-") as tmp:
+            torch.save(ckpt, Path(tmp) / "ensemble.ckpt")
+            calibration = _calibrate(args, Path(tmp) / "ensemble.ckpt")
+        print(f"an ensemble of {len(args.ckpt)}: the mean of their logits")
+    ckpt["hyper_parameters"]["calibration"] = calibration
+    checkpoint.mark(ckpt)
+    with atomic_write(args.out) as f:
+        torch.save(ckpt, f)
+    print(f"wrote {args.out}")
+    return 0
+
+
+def _calibrate(args: argparse.Namespace, path: Path) -> dict:
+    """Fit and print the calibration of the checkpoint at ``path``; returns it."""
+    from stmt.engine.calibration import calibrate
+
     calibration, report = calibrate(
-        args.ckpt, args.cache, args.val_split, args.unknown_split, args.test_split,
+        path, args.cache, args.val_split, args.unknown_split, args.test_split,
         args.sources, args.max_known_rate, pooled=args.pooled,
     )  # fmt: skip
     print(
@@ -85,10 +108,4 @@ def main(args: argparse.Namespace) -> int:
             print(f"  test {source:<11} {r['known_clips']:>4} {r['other_clips']:>6} "
                   f"{_fmt(r['top1']):>6} {'':>10} {_fmt(r['ece']):>6} {_fmt(r['auroc']):>6} "
                   f"{_fmt(r.get('unknown_known')):>15} {_fmt(r.get('unknown_other')):>6}")  # fmt: skip
-    ckpt = checkpoint.read(args.ckpt)  # in today's layout (stmt.checkpoint.upgrade)
-    ckpt["hyper_parameters"]["calibration"] = calibration
-    checkpoint.mark(ckpt)
-    with atomic_write(args.out) as f:
-        torch.save(ckpt, f)
-    print(f"wrote {args.out}")
-    return 0
+    return calibration

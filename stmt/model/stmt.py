@@ -403,8 +403,33 @@ def stmt_tiny(num_classes: int, num_frames: int = 24, num_points: int = 256, **k
 ARCHS = {"stmt_base": stmt_base, "stmt_tiny": stmt_tiny}
 
 
-def build_model(arch: str, **kw) -> STMT:
-    """Build a model by size name (``"stmt_tiny"`` or ``"stmt_base"``) with constructor overrides."""
+class Ensemble(nn.Module):
+    """Models of one arch and class list trained apart (seeds of one recipe): the mean of
+    their logits, and of their attention rollouts. Runs of one recipe that differ only in
+    the seed disagree most on people and sources none of them saw; the mean is steadier
+    than any one of them (``stmt calibrate A.ckpt B.ckpt ...`` builds one)."""
+
+    def __init__(self, members: list[STMT]):
+        super().__init__()
+        self.members = nn.ModuleList(members)
+
+    def forward(self, vertices: Tensor, geodesic: Tensor) -> Tensor:
+        """vertices (B, T, N, 3), geodesic (N, N) or (B, N, N) -> mean logits (B, C)."""
+        return torch.stack([m(vertices, geodesic) for m in self.members]).mean(dim=0)
+
+    @torch.no_grad()
+    def attention_rollout(self, vertices: Tensor, geodesic: Tensor) -> Tensor:
+        """(B, T, P2) mean of the members' rollouts (each clip still sums to 1)."""
+        return torch.stack([m.attention_rollout(vertices, geodesic) for m in self.members]).mean(0)
+
+
+def build_model(arch: str, members: int = 1, **kw) -> STMT | Ensemble:
+    """Build a model by size name (``"stmt_tiny"`` or ``"stmt_base"``) with constructor
+    overrides; ``members`` > 1: an :class:`Ensemble` of that many."""
     if arch not in ARCHS:
         raise ValueError(f"unknown arch {arch!r}; choose from {sorted(ARCHS)}")
-    return ARCHS[arch](**kw)
+    if isinstance(members, bool) or not isinstance(members, int) or members < 1:
+        raise ValueError(f"members must be a whole number >= 1, got {members!r}")
+    if members == 1:
+        return ARCHS[arch](**kw)
+    return Ensemble([ARCHS[arch](**kw) for _ in range(members)])

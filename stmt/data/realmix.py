@@ -64,8 +64,10 @@ BANDAI_LABELS: dict[str, str | None] = {
     "walk-back": "walk",
     "walk-left": "walk",
     "walk-right": "walk",
-    "walk-turn-left": "turn",
-    "walk-turn-right": "turn",
+    # walking while turning is walking: as "turn" it drew every curved walk and every
+    # jog in a circle of the sources it never saw (HDM05's circle jogs, cross-source)
+    "walk-turn-left": "walk",
+    "walk-turn-right": "walk",
     "run": "run",
     "dash": "run",
     "bow": "bend",
@@ -92,7 +94,9 @@ HDM05_LABELS: dict[str, str | None] = {
     "depositFloorR": "bend",
     "elbowToKnee1RepsLelbowStart": "touching body part",
     "grabHighR": "raising body part",
-    "hopBothLegs1hops": "hop",
+    # a hop on both feet is a jump (BABEL's "hop" is mostly on one foot): the only
+    # optical-mocap jumps of realmix, where Kinect takes and synthetic clips were all
+    "hopBothLegs1hops": "jump",
     "jogLeftCircle4StepsRstart": "run",
     "kickLFront1Reps": "kick",
     "rotateArmsBothBackward1Reps": "circular movement",

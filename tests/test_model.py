@@ -148,6 +148,23 @@ def test_pretraining_targets_and_losses():
     assert mvm.item() == 0.0 and ffp.item() > 0
 
 
+def test_an_ensemble_is_the_mean_of_its_members():
+    """members=3: three independently initialised models; logits and attention rollouts
+    are the means of theirs (each clip's relevance still sums to 1)."""
+    ens = tiny(members=3).eval()
+    assert len(ens.members) == 3
+    v, g = clips(2, 6), geodesic_matrix()
+    each = torch.stack([m(v, g) for m in ens.members])
+    assert not torch.allclose(each[0], each[1])  # not one model three times
+    assert torch.allclose(ens(v, g), each.mean(dim=0), atol=1e-6)
+    rel = ens.attention_rollout(v, g)
+    expect = torch.stack([m.attention_rollout(v, g) for m in ens.members]).mean(dim=0)
+    assert torch.allclose(rel, expect) and torch.allclose(rel.sum(dim=(1, 2)), torch.ones(2))
+    for bad in (0, -1, 1.5, True):
+        with pytest.raises(ValueError, match="members must be"):
+            tiny(members=bad)
+
+
 def test_unknown_arch_and_bad_input():
     with pytest.raises(ValueError, match="unknown arch"):
         build_model("stmt_huge", num_classes=2)
@@ -227,7 +244,9 @@ def test_16_bit_grouping_gives_aligned_products():
     torch.testing.assert_close(features.double(), want, rtol=0.05, atol=0.15)
 
 
-@pytest.mark.parametrize("name", ["stmt-realmix.ckpt", "stmt-tiny-synthetic.ckpt"])
+@pytest.mark.parametrize(
+    "name", ["stmt-realmix.ckpt", "stmt-realmix-v3.ckpt", "stmt-tiny-synthetic.ckpt"]
+)
 def test_shipped_checkpoints_load_and_predict_as_the_concatenation_does(name):
     from stmt import checkpoint
 

@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STORED = ROOT / "tests" / "data" / "sample_predictions.json"
 CHECKPOINTS = (
     "checkpoints/stmt-realmix.ckpt",
+    "checkpoints/stmt-realmix-v3.ckpt",
     "checkpoints/stmt-realmix-v2.ckpt",
     "checkpoints/stmt-realmix-v1.ckpt",
     "checkpoints/stmt-tiny-synthetic.ckpt",

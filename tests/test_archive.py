@@ -2,8 +2,9 @@
 ``stmt classify``, ``stmt prepare --merge``, and a worker that dies.
 
 The results must not depend on how the work was split: the same cache (every file's
-sha256, ``--verify``) and the same predictions with 0 or 2 workers, and from 3 shards
-merged (a cache) or joined with ``cat`` (CSV, JSON lines). A worker killed with
+sha256, ``--verify``) and the same predictions (files, labels, flags; probabilities to
+1e-4) with 0 or 2 workers, and from 3 shards merged (a cache) or joined with ``cat``
+(CSV, JSON lines). A worker killed with
 SIGKILL (as the kernel's out-of-memory killer does) fails only its file.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -82,6 +84,32 @@ def classify(data, ckpt, *extra: str, files=None) -> int:
     _, models, all_files = data
     return stmt(["classify", *map(str, files or all_files), "--ckpt", str(ckpt), "--body",
                  "smplh", "--body-models", str(models), "--top-k", "3", *extra])  # fmt: skip
+
+
+_DECIMAL = re.compile(r"-?\d+\.\d+(?:[eE][-+]?\d+)?")
+
+
+def same_but_rounding(text: str, want: str, tol: float = 1e-4) -> bool:
+    """``text`` is ``want`` but that its decimal numbers (the probabilities) may differ by
+    ``tol``: the files, their order, labels, flags and window counts are the same. On
+    the development machines the outputs were byte for byte the same in every split, but
+    CPU kernels do not promise bitwise results across processes: on one CI machine two
+    files' probabilities differed by 2e-6 to 1.1e-5 between --workers 0 and 2."""
+    if _DECIMAL.split(text) != _DECIMAL.split(want):
+        return False
+    got, expected = _DECIMAL.findall(text), _DECIMAL.findall(want)
+    return len(got) == len(expected) and all(
+        abs(float(a) - float(b)) <= tol for a, b in zip(got, expected)
+    )
+
+
+def test_same_but_rounding_tells_labels_and_numbers_apart():
+    row = "a.npz,walk,0.301942,false,jump,0.271677,3.1667,6"
+    assert same_but_rounding(row.replace("0.271677", "0.271667"), row)  # seen on CI
+    assert not same_but_rounding(row.replace("0.301942", "0.302942"), row)
+    assert not same_but_rounding(row.replace("walk", "jump"), row)
+    assert not same_but_rounding(row.replace(",6", ",7"), row)
+    assert not same_but_rounding(row + "\n" + row, row)
 
 
 # --------------------------------------------------------------------------- prepare
@@ -206,15 +234,16 @@ def test_classify_is_the_same_with_workers_and_from_joined_shards(data, ckpt, tm
             outputs[workers, suffix] = out.read_text(), capsys.readouterr()
     for suffix in (".csv", ".jsonl"):
         (text0, cap0), (text2, cap2) = outputs["0", suffix], outputs["2", suffix]
-        assert text2 == text0 and cap2.err == cap0.err
-        assert cap2.out.replace(f"w2{suffix}", "") == cap0.out.replace(f"w0{suffix}", "")
+        assert same_but_rounding(text2, text0) and cap2.err == cap0.err
+        out2, out0 = cap2.out.replace(f"w2{suffix}", ""), cap0.out.replace(f"w0{suffix}", "")
+        assert same_but_rounding(out2, out0)
         assert cap0.err.count("stmt: error: ") == 1  # the corrupt file
         joined = ""
         for k in (1, 2, 3):
             part = tmp_path / f"part{k}{suffix}"
             classify(data, ckpt, "--workers", "2", "--shard", f"{k}/3", "--out", str(part))
             joined += part.read_text()  # cat part1 part2 part3
-        assert joined == text0
+        assert same_but_rounding(joined, text0)
     lines = outputs["0", ".csv"][0].splitlines()
     assert len(lines) == 1 + 11 and lines[0].startswith("file,label,prob")
     records = [json.loads(line) for line in outputs["0", ".jsonl"][0].splitlines()]

@@ -70,7 +70,8 @@ Archives (:mod:`stmt.archive`): ``--workers N`` reads and poses the files in N w
 processes (default: one per core, fewer when memory is short; 0: in this process)
 while this process runs the model on their windows, ``--batch-size`` at a time across
 files; the output is the same with any number of workers (the files' order, the same
-batches). A worker that dies (killed, out of memory) fails the file it held with one
+batches; the probabilities to rounding: CPU kernels do not promise bitwise results
+across processes). A worker that dies (killed, out of memory) fails the file it held with one
 ``stmt: error:`` line, the other files complete, the exit status is 2. ``--shard K/N``
 classifies the K-th of N consecutive parts of the sorted file list (after folders are
 expanded), for one job of a job array; each shard writes its own ``--out``, and the
@@ -319,8 +320,9 @@ class WindowBatches:
     across files (of one topology), the last batch of a run filled up with copies of its
     last window: so a window's probabilities are the same whichever windows share its
     batch, and the predictions are the same with any ``--workers``, ``--batch-size`` split
-    or ``--shard`` (on a CPU a window's outputs are bitwise the same in any full batch, not
-    in batches of other sizes). A file's windows may span two batches; files come out
+    or ``--shard`` (on the CPUs checked a window's outputs were bitwise the same in any
+    full batch, not in batches of other sizes; one CI machine differed in the fifth
+    decimal between processes). A file's windows may span two batches; files come out
     whole and in order. At most ``MAX_WAITING`` windows wait (files of a topology rare
     in the run: theirs are run, in a filled-up batch, when more wait)."""
 

@@ -84,3 +84,30 @@ def test_last_checkpoint_is_the_newest_epoch(cache, tmp_path, monkeypatch):
     assert stmt_main(["fit", *common, "--trainer.max_epochs=4", "--ckpt_path=last"]) == 0
     resumed = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
     assert resumed["epoch"] == 3 and resumed["global_step"] == last["global_step"] + 1
+
+
+def test_calibrate_a_cache_without_other_actions(cache, tmp_path, monkeypatch, capsys):
+    """A cache with no clip of another action (as BABEL's): `stmt calibrate` still fits
+    the temperature and the rule (at most --max-known-rate of the known clips flagged),
+    says that its AUROC is not measured, and makes an ensemble of two runs."""
+    trained = []
+    for seed in (0, 1):
+        (tmp_path / f"s{seed}").mkdir()
+        monkeypatch.chdir(tmp_path / f"s{seed}")
+        common = ["--config", str(CONFIGS / "fit.yaml"), f"--data.cache={cache}", *SMALL,
+                  f"--seed_everything={seed}", "--trainer.max_steps=1",
+                  "--trainer.limit_val_batches=1"]  # fmt: skip
+        assert stmt_main(["fit", *common]) == 0
+        trained.append(tmp_path / f"s{seed}/runs/synthetic/fit/checkpoints/last.ckpt")
+    capsys.readouterr()
+    out = tmp_path / "calibrated.ckpt"
+    argv = ["calibrate", *map(str, trained), "--cache", str(cache), "--out", str(out)]
+    assert stmt_main(argv) == 0
+    printed = capsys.readouterr().out
+    assert "no clip of another action (label -2) in 'val'" in printed, printed
+    assert "an ensemble of 2" in printed
+    cal = torch.load(out, map_location="cpu", weights_only=False)["hyper_parameters"]["calibration"]
+    assert cal["fitted_on"]["other_clips"] == 0 and cal["temperature"] > 0
+    val = cal["report"]["val"]
+    assert val["other_clips"] == 0 and val["auroc"] != val["auroc"]  # NaN: not measured
+    assert val["known_clips"] > 0 and val["unknown_known"] <= 0.10

@@ -2,10 +2,11 @@
 
 After ``stmt fit``: runs the checkpoint on the cache's clips cut as ``stmt classify``
 cuts files, fits a softmax temperature on the validation split's labelled clips, and
-chooses the "unknown" threshold on the calibrated top-1 probability from the clips of
-actions outside the classes (label -2; realmix's pointing and calling gestures, lying
-down, Kinder-Gator's mimes and letters) against the known clips: the threshold flags as
-many of them as it can while flagging at most ``--max-known-rate`` of the known clips.
+chooses the "unknown" threshold on the calibrated top-1 probability: the one that flags
+at most ``--max-known-rate`` of the known clips, so as many clips of actions outside the
+classes (label -2; realmix's pointing and calling gestures, lying down, Kinder-Gator's
+mimes and letters) as that allows; a cache with none of them (BABEL's) gets the same
+rule, its AUROC not measured.
 It prints the numbers on the validation, rule and test clips (accuracy, expected
 calibration error before and after, the rule's AUROC and the share flagged of each) and
 writes a copy of the checkpoint with them (``hyper_parameters["calibration"]``), which
@@ -108,4 +109,10 @@ def _calibrate(args: argparse.Namespace, path: Path) -> dict:
             print(f"  test {source:<11} {r['known_clips']:>4} {r['other_clips']:>6} "
                   f"{_fmt(r['top1']):>6} {'':>10} {_fmt(r['ece']):>6} {_fmt(r['auroc']):>6} "
                   f"{_fmt(r.get('unknown_known')):>15} {_fmt(r.get('unknown_other')):>6}")  # fmt: skip
+    if calibration["fitted_on"]["other_clips"] == 0:
+        print(
+            f"no clip of another action (label -2) in '{calibration['fitted_on']['unknown_split']}':"
+            f" the rule flags at most {args.max_known_rate:.0%} of the known clips; how well it "
+            "finds actions outside the classes is not measured"
+        )
     return calibration

@@ -8,16 +8,18 @@ windows every half window, the probabilities of a sample's windows averaged), th
    validation clips' labels under ``softmax(logits / T)`` (Guo et al., ICML 2017),
    so that a probability of 0.8 is right about 80 % of the time;
 2. **unknown rule**: a sample is "unknown" when its calibrated top-1 probability is
-   below a threshold, chosen on clips of actions the model was not trained on
-   (label -2, ``OTHER_ACTION``) against clips of its classes: the threshold that
-   flags the most other-action clips while flagging at most ``max_known_rate``
-   (default 10 %) of the known clips (:func:`choose_threshold`) of **each source** with at least
-   :data:`MIN_SOURCE_CLIPS` of them (:func:`choose_threshold_per_source`): a model is
-   less sure on people and sensors unlike most of its data, and a rule fitted on all
-   clips together, most of them from the source it knows best, calls a third or
-   more of a new source's known clips unknown;
+   below a threshold: the largest that flags at most ``max_known_rate`` (default 10 %)
+   of the known clips (:func:`choose_threshold`) of **each source** with at least
+   :data:`MIN_SOURCE_CLIPS` of them (:func:`choose_threshold_per_source`), which is the
+   one that flags the most clips of actions the model was not trained on (label -2,
+   ``OTHER_ACTION``) that this allows. A model is less sure on people and sensors
+   unlike most of its data, and a rule fitted on all clips together, most of them
+   from the source it knows best, calls a third or more of a new source's known clips
+   unknown. A cache without other-action clips (BABEL's) gets the same rule; only its
+   AUROC cannot be measured;
 3. **report** on the test split: expected calibration error before and after,
-   the rule's AUROC (other actions vs known clips), and the share flagged of each.
+   the rule's AUROC (other actions vs known clips, where there are any), and the
+   share flagged of each.
 
 The result goes into the checkpoint's ``hyper_parameters["calibration"]`` (plain
 data), which :class:`stmt.inference.Classifier` reads.
@@ -268,11 +270,6 @@ def calibrate(
         val if unknown_split in (None, val_split) else score_split(clf, dm, unknown_split, sources)
     )
     score = pool.probs(temperature).max(axis=1)
-    if not (pool.labels == OTHER_ACTION).any():
-        raise InputError(
-            cache, f"the '{unknown_split or val_split}' split has no clip of another action "
-            "(label -2) to choose the unknown rule on",
-        )  # fmt: skip
     known = pool.labels >= 0
     threshold = (
         choose_threshold(score[known], score[pool.labels == OTHER_ACTION], max_known_rate)
@@ -294,6 +291,8 @@ def calibrate(
             "unknown_split": unknown_split or val_split,
             "test_split": test_split,
             "max_known_rate": max_known_rate,
+            # 0 (a BABEL cache): the same threshold, its AUROC not measured
+            "other_clips": int((pool.labels == OTHER_ACTION).sum()),
             "threshold_over": "all known clips" if pooled else "each source's known clips",
         },
         "report": report,

@@ -4,9 +4,10 @@
 --recursive --json`` printed for each shipped checkpoint, every class ranked in every
 window (``--top-k`` of all classes), written by this module before stmt's layers were
 restructured (issue 27). A change that moves code without changing behaviour keeps
-every label, span and warning, and every probability to float32 rounding (1e-5: two
-runs on the machine that wrote them came 1.0e-6 apart, and another CPU's BLAS may round
-differently, as tests/test_compile.py found 2.6e-6 apart between two CPUs).
+every label, span and warning, and every probability to 1e-4 (float32 rounding: two
+runs on the machine that wrote them came 1.0e-6 apart, tests/test_compile.py found
+2.6e-6 between two CPUs, and one CI machine 1.1e-5 between two processes); classes whose
+probabilities are that close may rank either way.
 
 Rewrite the file only when a change is meant to change the predictions:
 ``python -m tests.test_sample_predictions --write``.
@@ -32,7 +33,7 @@ CHECKPOINTS = (
     "checkpoints/stmt-realmix-v1.ckpt",
     "checkpoints/stmt-tiny-synthetic.ckpt",
 )
-TOLERANCE = 1e-5
+TOLERANCE = 1e-4
 
 
 def classify_samples(ckpt: str, capsys=None) -> list[dict]:
@@ -66,17 +67,23 @@ def assert_same(got: list[dict], want: list[dict]) -> None:
         for key in ("duration_s", "fps", "unknown", "warnings"):
             assert g[key] == w[key], (where, key)
         assert abs(g["score"] - w["score"]) <= TOLERANCE, where
-        assert [i["label"] for i in g["overall"]] == [i["label"] for i in w["overall"]], where
-        for a, b in zip(g["overall"], w["overall"]):
-            assert abs(a["prob"] - b["prob"]) <= TOLERANCE, (where, a, b)
+        assert_same_ranking(g["overall"], w["overall"], where)
         assert len(g["windows"]) == len(w["windows"]), where
         for gw, ww in zip(g["windows"], w["windows"]):
             assert (gw["start"], gw["end"], gw["unknown"]) == (
                 ww["start"], ww["end"], ww["unknown"]
             ), where  # fmt: skip
-            assert [i["label"] for i in gw["top_k"]] == [i["label"] for i in ww["top_k"]], where
-            for a, b in zip(gw["top_k"], ww["top_k"]):
-                assert abs(a["prob"] - b["prob"]) <= TOLERANCE, (where, gw["start"], a, b)
+            assert_same_ranking(gw["top_k"], ww["top_k"], (where, gw["start"]))
+
+
+def assert_same_ranking(got: list[dict], want: list[dict], where) -> None:
+    """The same classes with the same probabilities (to TOLERANCE), in the same order
+    but where two of them are within TOLERANCE of each other."""
+    probs = {i["label"]: i["prob"] for i in got}
+    assert [i["label"] for i in got] == sorted(probs, key=probs.get, reverse=True), where
+    assert sorted(probs) == sorted(i["label"] for i in want), where
+    for i in want:
+        assert abs(probs[i["label"]] - i["prob"]) <= TOLERANCE, (where, i, probs[i["label"]])
 
 
 @pytest.mark.slow

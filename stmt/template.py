@@ -28,7 +28,9 @@ Conventions:
 Cache: ``<cache_dir>/template_<key>.npz`` where ``key`` is the sha256 of the faces'
 int64 bytes (or of the rest points' float32 bytes when there are no faces), the
 vertex count and N; the default folder is ``$STMT_CACHE_DIR/templates`` or
-``~/.cache/stmt/templates``. Written atomically (temporary file, then rename).
+``~/.cache/stmt/templates``. Written atomically, and the first written stays: processes
+that compute one topology's template at once (from different rest shapes) use the one
+on disk (:func:`_publish`).
 """
 
 from __future__ import annotations
@@ -147,7 +149,32 @@ def get_template(
             pass  # unreadable cache entry: recompute and overwrite it
     template = compute_template(faces, rest_vertices, num_points, key=key)
     folder.mkdir(parents=True, exist_ok=True)
-    template.save(path)
+    return _publish(template, path)
+
+
+def _publish(template: Template, path: Path) -> Template:
+    """Write ``template`` to ``path`` unless another process wrote one there first, and
+    return the one on disk: processes that compute a topology's template at the same time
+    from different rest shapes (mesh files of one topology, in ``--workers``) all use
+    the first one written, so a file's clips and the geodesic they go to the model with
+    come from one template, whichever process read the file. An unreadable entry is
+    replaced."""
+    tmp = path.with_name(f".{path.stem}.{os.getpid()}.tmp.npz")
+    template.save(tmp)
+    try:
+        os.link(tmp, path)  # fails when the path exists: another process was first
+    except FileExistsError:
+        try:
+            first = Template.load(path)
+            if first.key == template.key and first.num_points == template.num_points:
+                return first
+        except (OSError, KeyError, ValueError):
+            pass
+        os.replace(tmp, path)
+    except OSError:  # a file system without hard links: the last writer's
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return template
 
 

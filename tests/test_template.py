@@ -54,6 +54,33 @@ def test_template_is_deterministic_and_cached(tmp_path, monkeypatch):
     np.testing.assert_allclose(small.rest, rest[small.vertex_ids])
 
 
+def test_a_template_written_first_by_another_process_is_the_one_used(tmp_path, monkeypatch):
+    """Two processes computing one topology's template from different rest shapes (mesh
+    files of one topology in --workers) end up with the same one: the first on disk; an
+    unreadable entry is replaced. No temporary file is left."""
+    faces, rest = _capsule()
+    other = rest * np.float32(1.3) + np.float32([0.0, 0.0, 0.4])  # same faces, other shape
+    compute = tmod.compute_template
+
+    def compute_while_another_writes(faces, rest_vertices, n, key=""):
+        mine = compute(faces, rest_vertices, n, key=key)
+        compute(faces, other, n, key=key).save(tmp_path / f"template_{key}.npz")  # first
+        return mine
+
+    monkeypatch.setattr(tmod, "compute_template", compute_while_another_writes)
+    got = get_template(faces, rest, 48, cache_dir=tmp_path)
+    want = compute(faces, other, 48)
+    np.testing.assert_allclose(got.rest, want.rest)  # the other process's, not this one's
+    np.testing.assert_array_equal(got.vertex_ids, want.vertex_ids)
+    assert not np.allclose(got.rest, compute(faces, rest, 48).rest)
+    assert [f.name for f in tmp_path.iterdir()] == [f"template_{got.key}.npz"]
+    monkeypatch.undo()
+    (tmp_path / f"template_{got.key}.npz").write_bytes(b"not an npz")  # unreadable: replaced
+    again = get_template(faces, rest, 48, cache_dir=tmp_path)
+    np.testing.assert_allclose(again.rest, compute(faces, rest, 48).rest)
+    np.testing.assert_allclose(Template.load(tmp_path / f"template_{got.key}.npz").rest, again.rest)
+
+
 def test_geodesic_symmetric_above_euclidean_and_close_to_exact():
     faces, rest = _capsule()
     t = tmod.compute_template(faces, rest, 40)

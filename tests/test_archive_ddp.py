@@ -115,4 +115,6 @@ def test_predict_under_ddp_writes_one_file_as_one_process_does(trained, tmp_path
         assert mine["sample"] == theirs["sample"] and mine["true_label"] == theirs["true_label"]
         assert [t["label"] for t in mine["top_k"]] == [t["label"] for t in theirs["top_k"]]
         probs = [t["prob"] for t in mine["top_k"]]
-        assert probs == pytest.approx([t["prob"] for t in theirs["top_k"]], abs=1e-5)
+        # two processes against one: CPU kernels need not agree bitwise across processes
+        # (one CI machine: 1.1e-5 apart in test_archive), so to 1e-4
+        assert probs == pytest.approx([t["prob"] for t in theirs["top_k"]], abs=1e-4)

@@ -330,9 +330,9 @@ def test_cli_batches_match_single_files(ckpt, tmp_path, capsys):
         singles += json.loads(out_1)
     for a, b in zip(json.loads(out_b), singles):
         assert [x["label"] for x in a["overall"]] == [x["label"] for x in b["overall"]]
-        np.testing.assert_allclose(
-            [x["prob"] for x in a["overall"]], [x["prob"] for x in b["overall"]], atol=1e-5
-        )
+        np.testing.assert_allclose(  # the three files are read in worker processes:
+            [x["prob"] for x in a["overall"]], [x["prob"] for x in b["overall"]], atol=1e-4
+        )  # to 1e-4, as test_archive compares --workers 0 and 2
 
 
 def test_cli_bad_options(ckpt, tmp_path, capsys):

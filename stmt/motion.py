@@ -43,6 +43,7 @@ class SkeletonMotion:
             None (detected from the motion by :mod:`stmt.retarget`).
         source: the file, named in errors.
         format: "bvh" or "asf-amc".
+        warnings: what reading found odd and dealt with (:func:`hold_detached_first_frame`).
     """
 
     names: tuple[str, ...]
@@ -56,6 +57,7 @@ class SkeletonMotion:
     up: str | None = None
     source: Path | None = None
     format: str = "bvh"
+    warnings: tuple[str, ...] = ()
 
     @property
     def num_frames(self) -> int:
@@ -92,7 +94,7 @@ class JointPositions:
         names: joint names as in the file (their parents are not known).
         positions: (T, J, 3) float64 joint positions, file units and axes.
         fps: frames per second (a file with time stamps is resampled to a steady rate).
-        unit, up, source, format: as :class:`SkeletonMotion`.
+        unit, up, source, format, warnings: as :class:`SkeletonMotion`.
     """
 
     names: tuple[str, ...]
@@ -102,6 +104,7 @@ class JointPositions:
     up: str | None = None
     source: Path | None = None
     format: str = "joint-csv"
+    warnings: tuple[str, ...] = ()
 
     @property
     def num_frames(self) -> int:
@@ -112,6 +115,46 @@ class JointPositions:
         if frames is None:
             return self
         return replace(self, positions=self.positions[frames])
+
+
+_DETACHED_OF_BODY = 0.1  # a first step this share of the body's size...
+_DETACHED_OF_STEP = 10.0  # ...and this many times the take's median step: not motion
+
+
+def detached_first_frame(positions: np.ndarray) -> bool:
+    """Whether frame 0 of joint positions (T, J, 3) stands apart from the motion: the
+    body jumps from it to frame 1 by over a tenth of its size and ten times the take's
+    median step, then moves on at a pace far below that jump. CMU's BVH conversions
+    (cgspeed) add a T-pose as the first frame of every file, and some exporters write
+    the bind pose there; real motion never jumps so."""
+    if positions.shape[0] < 4:
+        return False
+    steps = np.linalg.norm(np.diff(positions, axis=0), axis=-1).max(axis=1)  # (T-1,)
+    size = float(np.median(np.ptp(positions, axis=1).max(axis=-1)))  # the body's extent
+    jump, usual = float(steps[0]), float(np.median(steps[1:]))
+    return bool(
+        jump > _DETACHED_OF_BODY * size
+        and jump > _DETACHED_OF_STEP * usual
+        and steps[1] < 0.5 * jump
+    )
+
+
+def hold_detached_first_frame(motion: SkeletonMotion) -> SkeletonMotion:
+    """``motion`` with a first frame that stands apart from the motion
+    (:func:`detached_first_frame`) replaced by the second, and a warning saying so; the
+    frame count and times stay the file's. Any other motion as it is."""
+    if not detached_first_frame(motion.forward_kinematics()[0]):
+        return motion
+    rotations, translations = motion.rotations.copy(), motion.translations.copy()
+    rotations[0], translations[0] = rotations[1], translations[1]
+    note = (
+        "the first frame is a pose apart from the motion (as the T-pose CMU's BVH "
+        "conversions add): posed as the second frame"
+    )
+    return replace(
+        motion, rotations=rotations, translations=translations,
+        warnings=(*motion.warnings, note),
+    )  # fmt: skip
 
 
 #: The two SMPL families AMASS files hold: name, and pose columns per frame.

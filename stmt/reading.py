@@ -27,7 +27,7 @@ from stmt.errors import InputError
 from stmt.io import detect_format, read_motion
 from stmt.io.detect import FORMATS, SKELETON_FORMATS
 from stmt.io.mesh import read_rest_mesh
-from stmt.motion import AmassMotion, JointPositions, SkeletonMotion
+from stmt.motion import AmassMotion, JointPositions, SkeletonMotion, hold_detached_first_frame
 from stmt.sequence import MeshSequence
 
 __all__ = ["BODIES", "body_topology", "pose_motion", "read", "read_sequence", "topology"]
@@ -53,7 +53,10 @@ def read(path: str | Path, body: str = "auto", fmt: str | None = None) -> Motion
             f"{_NAMES[fmt]} files are posed on the anny body only (--body auto or anny), "
             f"not {body}",
         )
-    return read_motion(path, fmt)
+    motion = read_motion(path, fmt)
+    if isinstance(motion, SkeletonMotion):  # a T-pose or bind pose before the take
+        motion = hold_detached_first_frame(motion)
+    return motion
 
 
 def topology(

@@ -673,13 +673,35 @@ def world_to_z_up(up: str) -> np.ndarray:
     return _swing(axis[None], np.array([[0.0, 0.0, 1.0]]))[0]
 
 
+_UPRIGHT_MEAN = 0.8  # mean torso direction this close to an axis: the body stands along it
+_UPRIGHT_SOME = 0.7  # ...or this close in a tenth of the frames: it stands along it at times
+_FLOOR_CLEARER = 0.5  # the floor's motion along another axis at most this share of the mean's
+
+
 def detect_up(pos: np.ndarray, joints: dict[str, int]) -> str:
-    """The world axis the body stands along, from the hips -> shoulders vector over the
-    motion ("y" when the body is never upright enough to tell)."""
+    """The world axis the body stands along ("y" when it is never upright enough to tell).
+
+    A body that stands most of the take: the mean hips -> shoulders direction. One that
+    bends to the floor or lies down for much of it has its mean torso between two axes,
+    and that mean may lean to the wrong one: then, of the axes it stands along at times
+    (the torso within ~45 degrees of it in a tenth of the frames), the one along which
+    its lowest point moves least, the floor it stands, bends and lies on (a horizontal
+    axis sees the body's extent change as it bends or lies down), where that floor is
+    clearly stiller than along the mean's axis."""
     hips = 0.5 * (pos[:, joints["LeftUpLeg"]] + pos[:, joints["RightUpLeg"]])
     top = 0.5 * (pos[:, joints["LeftArm"]] + pos[:, joints["RightArm"]])
-    torso = _unit(top - hips).mean(axis=0)
+    unit = _unit(top - hips)  # (T, 3)
+    torso = unit.mean(axis=0)
     axis = int(np.argmax(np.abs(torso)))
+    if abs(torso[axis]) < _UPRIGHT_MEAN:
+        # the most upright tenth of the frames, per axis and way: (3, 2) for +axis, -axis
+        upright = np.quantile(np.stack([unit, -unit], axis=-1), 0.9, axis=0)
+        sign = np.where(upright[:, 1] > upright[:, 0], -1.0, 1.0)  # (3,) the way it stands
+        floor = (pos * sign).min(axis=1)  # (T, 3) the body's lowest point along each axis
+        moves = np.where(upright.max(axis=1) >= _UPRIGHT_SOME, floor.std(axis=0), np.inf)
+        best = int(np.argmin(moves))
+        if np.isfinite(moves[best]) and moves[best] < _FLOOR_CLEARER * moves[axis]:
+            return ("-" if sign[best] < 0 else "") + "xyz"[best]
     if abs(torso[axis]) < 0.5:
         return "y"
     return ("-" if torso[axis] < 0 else "") + "xyz"[axis]

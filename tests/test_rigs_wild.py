@@ -227,6 +227,53 @@ def test_real_fixture_rigs_load_without_warnings():
         assert read_sequence(path).warnings == [], path
 
 
+# --------------------------------------------------------------- up axis, a first T-pose
+
+
+def test_a_take_spent_bending_to_the_floor_stands_along_its_up_axis(tmp_path):
+    """A real take of bending down to put something on the floor, as a BVH file that
+    states no up axis: its torso points along the floor's forward axis for so much of it
+    that the mean torso direction leans that way (the rule before: the body lay on its
+    back, "up z"). It is posed as its AMC file (up stated) poses it."""
+    clip = rigs.cmu_bend()
+    pos, _ = clip.forward_kinematics()
+    names = clip.names
+    hips = pos[:, [names.index("LeftUpLeg"), names.index("RightUpLeg")]].mean(axis=1)
+    top = pos[:, [names.index("LeftArm"), names.index("RightArm")]].mean(axis=1)
+    torso = top - hips
+    mean = (torso / np.linalg.norm(torso, axis=-1, keepdims=True)).mean(axis=0)
+    assert np.argmax(np.abs(mean)) == 2  # the hard case: the mean leans forward (+z)
+    seq = load(clip, tmp_path, "bend")
+    assert "up y" in seq.rig and seq.warnings == []
+    truth = read_sequence(rigs.HDM05_BEND)  # its AMC file: up y stated
+    assert np.abs(seq.vertices - truth.vertices).max() < SAME_BODY_M
+
+
+@pytest.mark.parametrize("root_at", [None, (0.0, 17.0, 0.0)], ids=["root-in-place", "at-origin"])
+def test_a_t_pose_before_the_take_is_posed_as_its_first_frame(root_at, tmp_path):
+    """CMU's BVH conversions begin every file with a T-pose frame the motion then jumps
+    away from: the reader holds the motion's first pose there instead (one warning),
+    so the file is the motion it holds; the frame count and times stay the file's."""
+    clip = rigs.cmu_clip()
+    root = None if root_at is None else np.array(root_at)
+    seq = load(rigs.with_first_frame(clip, root), tmp_path, "tpose")
+    plain = load(clip, tmp_path, "plain")
+    assert len(seq.warnings) == 1 and "first frame is a pose apart" in seq.warnings[0]
+    assert seq.num_frames == plain.num_frames + 1
+    assert np.abs(seq.vertices[1:] - plain.vertices).max() < SAME_BODY_M
+    assert np.abs(seq.vertices[0] - plain.vertices[0]).max() < SAME_BODY_M
+    assert_upright_kick(seq)
+
+
+def test_a_take_that_starts_in_motion_keeps_its_first_frame(tmp_path):
+    """A take whose first frame is motion (its first step as large as the next ones, or
+    the body still) is read as it is: only a jump apart from the motion is held."""
+    clip = rigs.cmu_clip()
+    for motion in (clip, clip.take(np.r_[0, 0, 0, 1:60]), clip.take(np.arange(10, 60))):
+        read = read_sequence(rigs.to_bvh(motion, tmp_path / "m.bvh"))
+        assert read.warnings == []
+
+
 # -------------------------------------------------------------------------- not a human
 
 

@@ -169,7 +169,7 @@ def _pose_skeleton(motion, vertex_ids, frames, joint_map) -> MeshSequence:
         joint_names=list(anny.bone_labels()),
         rig=f"{canonical.rig.describe()}, unit {canonical.unit}, up {canonical.up}",
         posed=sel,
-        warnings=list(canonical.warnings),
+        warnings=[*motion.warnings, *canonical.warnings],
     )
 
 

@@ -11,10 +11,10 @@ import numpy as np
 
 from stmt.commands import options
 from stmt.errors import InputError
-from stmt.io import detect_format, list_takes, read_motion, split_take
+from stmt.io import detect_format, list_takes, split_take
 from stmt.io.detect import SKELETON_FORMATS
 from stmt.io.scenegraph import pick_take, take_path
-from stmt.reading import pose_motion, read_sequence
+from stmt.reading import pose_motion, read, read_sequence
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -74,7 +74,7 @@ def describe(
         seq = read_sequence(path, body=body, body_models=body_models, joint_map=joint_map)
         return _info(seq, seq.num_frames, seq.fps, seq.vertices.min(axis=(0, 1)),
                      seq.vertices.max(axis=(0, 1)))  # fmt: skip
-    motion = read_motion(path, fmt)
+    motion = read(path, body, fmt)
     total = motion.num_frames
     lo = hi = first = None
     for start in range(0, total, CHUNK):

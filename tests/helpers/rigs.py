@@ -26,6 +26,9 @@ from stmt.retarget import RIGS, _key, _sided
 DATA = Path(__file__).resolve().parents[1] / "data"
 HDM05_CLIP = DATA / "hdm05" / "HDM_bd_kickLFront1Reps_001_first60_120.amc"
 BANDAI_CLIP = DATA / "bandai_walk-turn-left_normal_001_first30.bvh"
+# A take spent mostly bent to the floor: every 4th frame (30 fps) of a cut HDM05 clip
+# of performer mm putting something down with the right hand.
+HDM05_BEND = DATA / "hdm05" / "HDM_mm_depositFloorR_026_every4th.amc"
 HDM05_UNIT_M = 0.0254 / 0.45  # metres per unit of the HDM05 skeleton (ASF "length 0.45")
 
 # Twist / share bones an iClone rig has between the limb joints (leaves here).
@@ -42,6 +45,27 @@ def cmu_clip() -> SkeletonMotion:
     """The HDM05 fixture with CMU BVH joint names, file units (1/0.45 inch), Y up."""
     m = amc_motion(HDM05_CLIP)
     return replace(m, names=tuple(ASF_TO_BVH[n] for n in m.names), unit=None, up=None)
+
+
+def cmu_bend() -> SkeletonMotion:
+    """:data:`HDM05_BEND` with CMU BVH joint names, no unit or up axis stated."""
+    m = amc_motion(HDM05_BEND, fps=30.0)
+    return replace(m, names=tuple(ASF_TO_BVH[n] for n in m.names), unit=None, up=None)
+
+
+def with_first_frame(motion: SkeletonMotion, root_at: np.ndarray | None = None) -> SkeletonMotion:
+    """``motion`` after a new first frame in its rest pose (every rotation the identity),
+    as CMU's BVH conversions (cgspeed) begin each file with a T-pose; the root where the
+    motion starts, or at ``root_at``."""
+    eye = np.broadcast_to(np.eye(3), (1, *motion.rotations.shape[1:])).copy()
+    first = motion.translations[:1].copy()
+    if root_at is not None:
+        first[0, 0] = root_at
+    return replace(
+        motion,
+        rotations=np.concatenate([eye, motion.rotations]),
+        translations=np.concatenate([first, motion.translations]),
+    )
 
 
 def names_in(rig: str, names: tuple[str, ...]) -> tuple[str, ...]:

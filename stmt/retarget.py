@@ -686,8 +686,8 @@ def detect_up(pos: np.ndarray, joints: dict[str, int]) -> str:
     and that mean may lean to the wrong one: then, of the axes it stands along at times
     (the torso within ~45 degrees of it in a tenth of the frames), the one along which
     its lowest point moves least, the floor it stands, bends and lies on (a horizontal
-    axis sees the body's extent change as it bends or lies down), where that floor is
-    clearly stiller than along the mean's axis."""
+    axis sees the body's extent change as it bends or lies down), where that is the
+    mean's axis or its floor is clearly stiller than along the mean's axis."""
     hips = 0.5 * (pos[:, joints["LeftUpLeg"]] + pos[:, joints["RightUpLeg"]])
     top = 0.5 * (pos[:, joints["LeftArm"]] + pos[:, joints["RightArm"]])
     unit = _unit(top - hips)  # (T, 3)
@@ -697,10 +697,13 @@ def detect_up(pos: np.ndarray, joints: dict[str, int]) -> str:
         # the most upright tenth of the frames, per axis and way: (3, 2) for +axis, -axis
         upright = np.quantile(np.stack([unit, -unit], axis=-1), 0.9, axis=0)
         sign = np.where(upright[:, 1] > upright[:, 0], -1.0, 1.0)  # (3,) the way it stands
-        floor = (pos * sign).min(axis=1)  # (T, 3) the body's lowest point along each axis
+        body = pos[:, sorted(set(joints.values()))]  # the mapped joints: no props or roots
+        floor = (body * sign).min(axis=1)  # (T, 3) its lowest point along each axis
         moves = np.where(upright.max(axis=1) >= _UPRIGHT_SOME, floor.std(axis=0), np.inf)
         best = int(np.argmin(moves))
-        if np.isfinite(moves[best]) and moves[best] < _FLOOR_CLEARER * moves[axis]:
+        if np.isfinite(moves[best]) and (
+            best == axis or moves[best] < _FLOOR_CLEARER * moves[axis]
+        ):
             return ("-" if sign[best] < 0 else "") + "xyz"[best]
     if abs(torso[axis]) < 0.5:
         return "y"

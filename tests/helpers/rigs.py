@@ -27,8 +27,8 @@ DATA = Path(__file__).resolve().parents[1] / "data"
 HDM05_CLIP = DATA / "hdm05" / "HDM_bd_kickLFront1Reps_001_first60_120.amc"
 BANDAI_CLIP = DATA / "bandai_walk-turn-left_normal_001_first30.bvh"
 # A take spent mostly bent to the floor: every 4th frame (30 fps) of a cut HDM05 clip
-# of performer mm putting something down with the right hand.
-HDM05_BEND = DATA / "hdm05" / "HDM_mm_depositFloorR_026_every4th.amc"
+# of performer tr putting something down with the right hand.
+HDM05_BEND = DATA / "hdm05" / "HDM_tr_depositFloorR_030_every4th.amc"
 HDM05_UNIT_M = 0.0254 / 0.45  # metres per unit of the HDM05 skeleton (ASF "length 0.45")
 
 # Twist / share bones an iClone rig has between the limb joints (leaves here).

@@ -863,6 +863,7 @@ class CanonicalMotion:
     unit: str
     up: str
     warnings: list[str] = field(default_factory=list)  # the skeleton is odd but usable
+    scale: float = 1.0  # metres per file unit (stated or detected)
 
 
 def _choose(matches: list[RigMatch], pos: np.ndarray) -> RigMatch:
@@ -1097,7 +1098,8 @@ def canonical_motion(
         if end is None:  # the head sits at the chain's last joint, then no neck bone
             out = {k: v for k, v in out.items() if k.split("_end")[0] not in _names_of(match, j)}
         out["Head"] = (pos[:, j] if end is None else end) @ world.T * scale
-    return CanonicalMotion(out, match, unit_name, up, odd + _skeleton_warnings(out, motion.fps))
+    warnings = odd + _skeleton_warnings(out, motion.fps)
+    return CanonicalMotion(out, match, unit_name, up, warnings, scale)
 
 
 # ---------------------------------------------------------------------- rotation helpers

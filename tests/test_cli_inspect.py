@@ -34,3 +34,21 @@ def test_inspect_bad_file_among_good_ones(tmp_path, capsys):
     out, err = capsys.readouterr()
     assert "good.npz" in out and "mesh-npz" in out
     assert err.count("\n") == 1 and "bad.npz" in err and "Traceback" not in err
+
+
+def test_inspect_reads_one_up_axis_for_the_whole_take(tmp_path, capsys, monkeypatch):
+    """A take posed in chunks (long takes are, to bound memory) has one unit and up axis,
+    read from the whole take as classify reads it: a chunk spent bending to the floor,
+    read alone, took a horizontal axis for up and the printed extent was not the body's."""
+    from stmt.commands import inspect
+    from stmt.reading import read_sequence
+    from tests.helpers import rigs
+
+    path = rigs.to_bvh(rigs.cmu_bend(), tmp_path / "bend.bvh")
+    whole = read_sequence(path)
+    monkeypatch.setattr(inspect, "CHUNK", 8)  # 116 frames: 15 chunks, several all bent
+    assert main(["inspect", str(path), "--json"]) == 0
+    info = json.loads(capsys.readouterr().out)
+    assert info["rig"].endswith("unit cmu, up y")
+    extent = np.ptp(whole.vertices.reshape(-1, 3), axis=0)
+    assert np.allclose(info["extent_m"], extent, atol=2e-3)

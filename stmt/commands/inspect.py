@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -14,7 +15,9 @@ from stmt.errors import InputError
 from stmt.io import detect_format, list_takes, split_take
 from stmt.io.detect import SKELETON_FORMATS
 from stmt.io.scenegraph import pick_take, take_path
+from stmt.motion import JointPositions, SkeletonMotion
 from stmt.reading import pose_motion, read, read_sequence
+from stmt.retarget import canonical_motion
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -28,6 +31,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 CHUNK = 256  # frames posed at a time: memory stays that of CHUNK frames, whatever the take
+SAMPLE = 4096  # frames (evenly spread) a skeleton's unit and up axis are read from
 
 
 def main(args: argparse.Namespace) -> int:
@@ -76,6 +80,14 @@ def describe(
                      seq.vertices.max(axis=(0, 1)))  # fmt: skip
     motion = read(path, body, fmt)
     total = motion.num_frames
+    rig = None
+    if isinstance(motion, SkeletonMotion | JointPositions) and None in (motion.unit, motion.up):
+        # one unit and up axis for the whole take, as classify reads them from the frames
+        # it poses: a chunk spent bending to the floor alone could read another up axis
+        sample = np.unique(np.linspace(0, total - 1, min(total, SAMPLE)).round().astype(int))
+        whole = canonical_motion(motion.take(sample), joint_map)
+        motion = replace(motion, unit=whole.scale, up=whole.up)
+        rig = f"{whole.rig.describe()}, unit {whole.unit}, up {whole.up}"
     lo = hi = first = None
     for start in range(0, total, CHUNK):
         part = motion.take(np.arange(start, min(total, start + CHUNK)))
@@ -86,7 +98,10 @@ def describe(
         if first is None:
             first = seq
         del seq
-    return _info(first, total, float(motion.fps), lo, hi, takes)
+    info = _info(first, total, float(motion.fps), lo, hi, takes)
+    if rig is not None:
+        info["rig"] = rig
+    return info
 
 
 def _info(seq, frames: int, fps: float, lo, hi, takes=()) -> dict:

@@ -37,6 +37,7 @@ sys.path.insert(0, str(REPO))
 from stmt.data.realmix import HDM05_LABELS, OTHER
 from stmt.io.asf_amc import ASF_TO_BVH, amc_motion
 from tests.helpers import rigs
+from tests.helpers.scene_writers import FbxTake, write_fbx_ascii, write_gltf
 
 
 def turned(motion, degrees: float):
@@ -48,6 +49,36 @@ def turned(motion, degrees: float):
     return replace(motion, rotations=rot, translations=trans)
 
 
+def held(motion, seconds: float):
+    """``motion`` with its first pose held ``seconds`` before it and its last after it."""
+    n = round(seconds * motion.fps)
+    idx = np.r_[np.zeros(n, int), np.arange(motion.num_frames), np.full(n, motion.num_frames - 1)]
+    return motion.take(idx)
+
+
+ASF_NAMES = {bvh: asf for asf, bvh in ASF_TO_BVH.items()}
+CM = rigs.HDM05_UNIT_M * 100  # centimetres per unit of the clip
+
+
+def mixamo(m):
+    return replace(m, names=rigs.names_in("mixamo", m.names))
+
+
+# Variants not written as plain BVH: {name: (suffix, write(motion, path))}
+WRITERS = {
+    # position channels only (tests/helpers/rigs.py's Kinect-style exporter)
+    "kinect-positions-mm": (".bvh", rigs.write_positions_bvh),
+    # ASCII FBX, Mixamo names, random PreRotations, centimetres, Y up
+    "fbx-mixamo-cm": (".fbx", lambda m, p: write_fbx_ascii(
+        p, [FbxTake("mixamo.com", mixamo(m))], length_scale=CM)),
+    # ASCII FBX, metres (UnitScaleFactor 100), Z up
+    "fbx-metres-z-up": (".fbx", lambda m, p: write_fbx_ascii(
+        p, [FbxTake("Take 001", m)], up="z", unit_scale_factor=100.0,
+        length_scale=rigs.HDM05_UNIT_M)),
+    # binary glTF (metres, Y up), one skin, linear samplers
+    "glb": (".glb", lambda m, p: write_gltf(p, [("take", m)], unit=rigs.HDM05_UNIT_M)),
+}  # fmt: skip
+
 VARIANTS = {
     "plain": lambda m, i: m,
     "mixamo": lambda m, i: rigs.reexpress(m, "mixamo", i),
@@ -58,6 +89,17 @@ VARIANTS = {
     "30-fps": lambda m, i: replace(m.take(np.arange(0, m.num_frames, 4)), fps=m.fps / 4),
     "turned-90": lambda m, i: turned(m, 90),
     "turned-180": lambda m, i: turned(m, 180),
+    "acclaim-names": lambda m, i: rigs.renamed(m, {**ASF_NAMES, "Hips": "hip"}),
+    "mocapnet": lambda m, i: rigs.unlisted(m, "mocapnet", seed=i),
+    "metarig-no-hands": lambda m, i: rigs.renamed_to(rigs.without_hands(m), rigs.METARIG),
+    "head-end-site": lambda m, i: rigs.without_head(m, "Head"),
+    "kinect-positions-mm": lambda m, i: rigs.tracked_positions(
+        rigs.unlisted(m, "kinect", seed=i), rigs.HDM05_UNIT_M * 1000, seed=i
+    ),
+    "held-2s-before-after": lambda m, i: held(m, 2.0),
+    "fbx-mixamo-cm": lambda m, i: m,
+    "fbx-metres-z-up": lambda m, i: m,
+    "glb": lambda m, i: m,
     "t-pose-first": lambda m, i: rigs.with_first_frame(m),
     "t-pose-first-at-origin": lambda m, i: rigs.with_first_frame(
         m, np.array([0.0, m.translations[0, 0, 1], 0.0])
@@ -77,7 +119,8 @@ def write_variants(hdm05: Path, out: Path, names: list[str]) -> dict[str, str]:
         m = replace(m, names=tuple(ASF_TO_BVH[n] for n in m.names), unit=None, up=None)
         for name in names:
             (out / name).mkdir(parents=True, exist_ok=True)
-            rigs.to_bvh(VARIANTS[name](m, i), out / name / f"{amc.stem}.bvh")
+            suffix, write = WRITERS.get(name, (".bvh", rigs.to_bvh))
+            write(VARIANTS[name](m, i), out / name / f"{amc.stem}{suffix}")
     return labels
 
 
@@ -113,7 +156,7 @@ def main() -> None:
             print("| variant | " + " | ".join(trees) + " |")
             print("|---|" + "---:|" * len(trees))
             for name in args.variants:
-                files = sorted((tmp / "files" / name).glob("*.bvh"))
+                files = sorted((tmp / "files" / name).iterdir())
                 row = []
                 for root in trees.values():
                     got = classify(root, files, ckpt, tmp / f"{name}-{len(row)}.csv")

@@ -119,12 +119,13 @@ class JointPositions:
 
 _DETACHED_OF_BODY = 0.1  # a first step this share of the body's size...
 _DETACHED_OF_STEP = 10.0  # ...and this many times the take's median step: not motion
+_DETACHED_FRAMES = 512  # the frames the step is compared over (a take may be hours long)
 
 
 def detached_first_frame(positions: np.ndarray) -> bool:
     """Whether frame 0 of joint positions (T, J, 3) stands apart from the motion: the
-    body jumps from it to frame 1 by over a tenth of its size and ten times the take's
-    median step, then moves on at a pace far below that jump. CMU's BVH conversions
+    body jumps from it to frame 1 by over a tenth of its size and ten times the median
+    step of the frames given, then moves on at a pace far below that jump. CMU's BVH conversions
     (cgspeed) add a T-pose as the first frame of every file, and some exporters write
     the bind pose there; real motion never jumps so."""
     if positions.shape[0] < 4:
@@ -141,9 +142,11 @@ def detached_first_frame(positions: np.ndarray) -> bool:
 
 def hold_detached_first_frame(motion: SkeletonMotion) -> SkeletonMotion:
     """``motion`` with a first frame that stands apart from the motion
-    (:func:`detached_first_frame`) replaced by the second, and a warning saying so; the
-    frame count and times stay the file's. Any other motion as it is."""
-    if not detached_first_frame(motion.forward_kinematics()[0]):
+    (:func:`detached_first_frame`, over its first 512 frames) replaced by the second,
+    and a warning saying so; the frame count and times stay the file's. Any other motion
+    as it is."""
+    start = motion.take(np.arange(min(motion.num_frames, _DETACHED_FRAMES)))
+    if not detached_first_frame(start.forward_kinematics()[0]):
         return motion
     rotations, translations = motion.rotations.copy(), motion.translations.copy()
     rotations[0], translations[0] = rotations[1], translations[1]

@@ -1037,12 +1037,33 @@ def _bone_tip(
     return None
 
 
+_READ_FRAMES = 4096  # frames (evenly spread) a take's rig, unit and up axis are read from
+
+
+def _positions_of(motion: SkeletonMotion | JointPositions):
+    """(positions (T, J, 3), global rotations (T, J, 3, 3) or None), file units and axes;
+    InputError when they are NaN or Inf."""
+    if isinstance(motion, JointPositions):
+        pos, glob = motion.positions, None
+    else:
+        pos, glob = motion.forward_kinematics()
+    if not np.isfinite(pos).all():
+        raise InputError(motion.source, "the skeleton's joint positions contain NaN or Inf")
+    return pos, glob
+
+
 def canonical_motion(
-    motion: SkeletonMotion | JointPositions, joint_map: dict[str, str] | None = None
+    motion: SkeletonMotion | JointPositions,
+    joint_map: dict[str, str] | None = None,
+    frames: np.ndarray | None = None,
 ) -> CanonicalMotion:
-    """Forward kinematics of ``motion`` -> canonical joint (and tip) positions, metres, Z up.
-    Joint positions (:class:`JointPositions`) are taken as they are (they have no tree
-    and no rest pose to check).
+    """Forward kinematics of ``motion`` -> canonical joint (and tip) positions, metres, Z up,
+    of ``frames`` only (all when None). Joint positions (:class:`JointPositions`) are taken
+    as they are (they have no tree and no rest pose to check).
+
+    The rig, unit and up axis are read from the whole take (at most 4,096 evenly spread
+    frames of it), whatever frames are posed: a file reads the same in ``stmt prepare``
+    (every frame), ``stmt classify`` (its windows' frames) and ``stmt view``.
 
     Where rig tables map the file differently, the most human geometry wins
     (:func:`_choose`). A skeleton that is no human body is refused (with a ``joint_map``,
@@ -1057,12 +1078,11 @@ def canonical_motion(
     parents = None if points else motion.parents
     matches = rig_candidates(motion.names, joint_map, motion.source, parents)
     rest_pose, hand_parents = None, []
-    if points:
-        pos, glob = motion.positions, None
-    else:
-        pos, glob = motion.forward_kinematics()  # (T, J, 3), (T, J, 3, 3), file units, axes
-    if not np.isfinite(pos).all():
-        raise InputError(motion.source, "the skeleton's joint positions contain NaN or Inf")
+    total = motion.num_frames
+    spread = None  # the frames the take is read from: all, or an even spread of them
+    if total > _READ_FRAMES:
+        spread = np.linspace(0, total - 1, _READ_FRAMES).round().astype(np.int64)
+    pos, glob = _positions_of(motion.take(spread))  # (T, J, 3), (T, J, 3, 3) or None
     if not points:
         pos, rest_pose, matches, hand_parents = _with_hand_ends(motion, matches, pos, glob)
     match = _choose(matches, pos)
@@ -1074,6 +1094,10 @@ def canonical_motion(
         unit_name, scale = detect_unit(_leg_length(pos, match.joints))
     up = motion.up or detect_up(pos, match.joints)
     world = world_to_z_up(up)
+    if frames is not None or spread is not None:  # the frames to pose, read as the take
+        pos, glob = _positions_of(motion.take(frames))
+        if not points:
+            pos, _, (match,), _ = _with_hand_ends(motion, [match], pos, glob)
 
     mapped = set(match.joints.values())
 

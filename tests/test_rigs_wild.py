@@ -252,6 +252,25 @@ def test_a_take_spent_bending_to_the_floor_stands_along_its_up_axis(z_up, tmp_pa
     assert np.abs(seq.vertices - truth.vertices).max() < SAME_BODY_M
 
 
+def test_the_frames_posed_are_read_as_part_of_the_take():
+    """classify poses only its windows' frames: those of a take spent bending could be all
+    bent frames, which alone read a horizontal up axis. The rig, unit and up axis are
+    read from the whole take, so the posed frames are exactly those of the whole take."""
+    clip = rigs.cmu_bend()
+    pos, _ = clip.forward_kinematics()
+    hips = pos[:, [clip.names.index("LeftUpLeg"), clip.names.index("RightUpLeg")]].mean(axis=1)
+    top = pos[:, [clip.names.index("LeftArm"), clip.names.index("RightArm")]].mean(axis=1)
+    torso = top - hips
+    bent = np.flatnonzero(np.abs(torso[:, 1]) < 0.5 * np.linalg.norm(torso, axis=-1))
+    assert 20 < len(bent) < clip.num_frames
+    assert canonical_motion(clip.take(bent)).up != "y"  # read alone: another axis
+    part, whole = canonical_motion(clip, frames=bent), canonical_motion(clip)
+    assert part.up == whole.up == "y" and part.unit == whole.unit
+    assert sorted(part.positions) == sorted(whole.positions)
+    for name, p in part.positions.items():
+        np.testing.assert_array_equal(p, whole.positions[name][bent])
+
+
 @pytest.mark.parametrize("root_at", [None, (0.0, 17.0, 0.0)], ids=["root-in-place", "at-origin"])
 def test_a_t_pose_before_the_take_is_posed_as_its_first_frame(root_at, tmp_path):
     """CMU's BVH conversions begin every file with a T-pose frame the motion then jumps

@@ -154,7 +154,7 @@ def _pose_skeleton(motion, vertex_ids, frames, joint_map) -> MeshSequence:
     ids = check_vertex_ids(vertex_ids, len(rest_vertices), motion.source)
     total = motion.num_frames
     sel = select_frames(frames, total)
-    canonical = canonical_motion(motion.take(sel), joint_map)
+    canonical = canonical_motion(motion, joint_map, frames=sel)
     vertices, joints = anny.pose_positions(canonical.positions, ids)
     return MeshSequence(
         vertices=fill_frames(vertices, sel, total),

@@ -31,7 +31,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 CHUNK = 256  # frames posed at a time: memory stays that of CHUNK frames, whatever the take
-SAMPLE = 4096  # frames (evenly spread) a skeleton's unit and up axis are read from
 
 
 def main(args: argparse.Namespace) -> int:
@@ -82,10 +81,9 @@ def describe(
     total = motion.num_frames
     rig = None
     if isinstance(motion, SkeletonMotion | JointPositions) and None in (motion.unit, motion.up):
-        # one unit and up axis for the whole take, as classify reads them from the frames
-        # it poses: a chunk spent bending to the floor alone could read another up axis
-        sample = np.unique(np.linspace(0, total - 1, min(total, SAMPLE)).round().astype(int))
-        whole = canonical_motion(motion.take(sample), joint_map)
+        # one unit and up axis for the whole take (read from it whatever frames are
+        # posed): a chunk spent bending to the floor, read alone, could take another axis
+        whole = canonical_motion(motion, joint_map, frames=np.arange(1))
         motion = replace(motion, unit=whole.scale, up=whole.up)
         rig = f"{whole.rig.describe()}, unit {whole.unit}, up {whole.up}"
     lo = hi = first = None

@@ -267,8 +267,8 @@ def test_the_frames_posed_are_read_as_part_of_the_take():
     part, whole = canonical_motion(clip, frames=bent), canonical_motion(clip)
     assert part.up == whole.up == "y" and part.unit == whole.unit
     assert sorted(part.positions) == sorted(whole.positions)
-    for name, p in part.positions.items():
-        np.testing.assert_array_equal(p, whole.positions[name][bent])
+    for name, p in part.positions.items():  # (to rounding: BLAS may block T frames apart)
+        np.testing.assert_allclose(p, whole.positions[name][bent], rtol=0, atol=1e-9)
 
 
 @pytest.mark.parametrize("root_at", [None, (0.0, 17.0, 0.0)], ids=["root-in-place", "at-origin"])

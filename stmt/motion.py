@@ -117,15 +117,19 @@ class JointPositions:
         return replace(self, positions=self.positions[frames])
 
 
-_DETACHED_OF_BODY = 0.1  # a first step this share of the body's size...
-_DETACHED_OF_STEP = 10.0  # ...and this many times the take's median step: not motion
+# A first step this share of the body's size and this many times the median step, the
+# next step under half of it: not motion. HDM05's test clips with a T-pose put before
+# them jump 0.40-1.29 body sizes from it at 24-120 fps and then move on at most 0.30 of
+# that; the clips' own first steps are at most 0.21 body sizes at 24 fps, 0.04 at 120.
+_DETACHED_OF_BODY = 0.25
+_DETACHED_OF_STEP = 3.0
 _DETACHED_FRAMES = 512  # the frames the step is compared over (a take may be hours long)
 
 
 def detached_first_frame(positions: np.ndarray) -> bool:
     """Whether frame 0 of joint positions (T, J, 3) stands apart from the motion: the
-    body jumps from it to frame 1 by over a tenth of its size and ten times the median
-    step of the frames given, then moves on at a pace far below that jump. CMU's BVH conversions
+    body jumps from it to frame 1 by over a quarter of its size and three times the
+    median step of the frames given, then moves on at under half that pace. CMU's BVH conversions
     (cgspeed) add a T-pose as the first frame of every file, and some exporters write
     the bind pose there; real motion never jumps so."""
     if positions.shape[0] < 4:

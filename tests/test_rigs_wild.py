@@ -10,6 +10,7 @@ limb of the posed body pointing where the clip's limb points.
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -271,12 +272,24 @@ def test_the_frames_posed_are_read_as_part_of_the_take():
         np.testing.assert_allclose(p, whole.positions[name][bent], rtol=0, atol=1e-9)
 
 
+def running(motion, every: int, speed_m_s: float = 3.0):
+    """Every ``every``-th frame of ``motion``, its root carried forward at a run's speed."""
+    part = motion.take(np.arange(0, motion.num_frames, every))
+    fps = motion.fps / every
+    trans = part.translations.copy()
+    trans[:, 0, 0] += np.arange(part.num_frames) / fps * speed_m_s / rigs.HDM05_UNIT_M
+    return replace(part, translations=trans, fps=fps)
+
+
 @pytest.mark.parametrize("root_at", [None, (0.0, 17.0, 0.0)], ids=["root-in-place", "at-origin"])
-def test_a_t_pose_before_the_take_is_posed_as_its_first_frame(root_at, tmp_path):
+@pytest.mark.parametrize("every", [1, 5], ids=["120fps", "24fps-running"])
+def test_a_t_pose_before_the_take_is_posed_as_its_first_frame(root_at, every, tmp_path):
     """CMU's BVH conversions begin every file with a T-pose frame the motion then jumps
     away from: the reader holds the motion's first pose there instead (one warning),
-    so the file is the motion it holds; the frame count and times stay the file's."""
-    clip = rigs.cmu_clip()
+    so the file is the motion it holds; the frame count and times stay the file's. So
+    at 24 fps with the body carried at 3 m/s, where its every step is 12.5 cm (the rule
+    before wanted the jump ten times the median step, and missed it)."""
+    clip = rigs.cmu_clip() if every == 1 else running(rigs.cmu_clip(), every)
     root = None if root_at is None else np.array(root_at)
     seq = load(rigs.with_first_frame(clip, root), tmp_path, "tpose")
     plain = load(clip, tmp_path, "plain")
@@ -289,9 +302,11 @@ def test_a_t_pose_before_the_take_is_posed_as_its_first_frame(root_at, tmp_path)
 
 def test_a_take_that_starts_in_motion_keeps_its_first_frame(tmp_path):
     """A take whose first frame is motion (its first step as large as the next ones, or
-    the body still) is read as it is: only a jump apart from the motion is held."""
+    the body still; at 120 fps, or at 15 fps sprinting) is read as it is: only a jump
+    apart from the motion is held."""
     clip = rigs.cmu_clip()
-    for motion in (clip, clip.take(np.r_[0, 0, 0, 1:60]), clip.take(np.arange(10, 60))):
+    fast = running(clip, 8, 6.0)  # 15 fps, the body carried at 6 m/s: 40 cm a frame
+    for motion in (clip, clip.take(np.r_[0, 0, 0, 1:60]), clip.take(np.arange(10, 60)), fast):
         read = read_sequence(rigs.to_bvh(motion, tmp_path / "m.bvh"))
         assert read.warnings == []
 

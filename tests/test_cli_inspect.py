@@ -52,3 +52,19 @@ def test_inspect_reads_one_up_axis_for_the_whole_take(tmp_path, capsys, monkeypa
     assert info["rig"].endswith("unit cmu, up y")
     extent = np.ptp(whole.vertices.reshape(-1, 3), axis=0)
     assert np.allclose(info["extent_m"], extent, atol=2e-3)
+
+
+def test_inspect_says_what_reading_found_odd(tmp_path, capsys):
+    """A T-pose before the take (CMU's BVH conversions) is posed as the first frame of the
+    motion: inspect says so, once, in text and JSON; a plain take has no warning."""
+    from tests.helpers import rigs
+
+    clip = rigs.cmu_clip()
+    tpose = rigs.to_bvh(rigs.with_first_frame(clip), tmp_path / "tpose.bvh")
+    plain = rigs.to_bvh(clip, tmp_path / "plain.bvh")
+    assert main(["inspect", str(tpose)]) == 0
+    lines = [ln for ln in capsys.readouterr().out.splitlines() if ln.startswith("warning")]
+    assert len(lines) == 1 and "first frame is a pose apart from the motion" in lines[0]
+    assert main(["inspect", str(tpose), str(plain), "--json"]) == 0
+    rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
+    assert len(rows[0]["warnings"]) == 1 and "warnings" not in rows[1]

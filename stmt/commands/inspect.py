@@ -87,22 +87,24 @@ def describe(
         motion = replace(motion, unit=whole.scale, up=whole.up)
         rig = f"{whole.rig.describe()}, unit {whole.unit}, up {whole.up}"
     lo = hi = first = None
+    warnings: list[str] = []  # each once, from whichever chunk said it
     for start in range(0, total, CHUNK):
         part = motion.take(np.arange(start, min(total, start + CHUNK)))
         seq = pose_motion(part, body=body, body_models=body_models, joint_map=joint_map)
         v_lo, v_hi = seq.vertices.min(axis=(0, 1)), seq.vertices.max(axis=(0, 1))
         lo = v_lo if lo is None else np.minimum(lo, v_lo)
         hi = v_hi if hi is None else np.maximum(hi, v_hi)
+        warnings += [w for w in seq.warnings if w not in warnings]
         if first is None:
             first = seq
         del seq
-    info = _info(first, total, float(motion.fps), lo, hi, takes)
+    info = _info(first, total, float(motion.fps), lo, hi, takes, warnings)
     if rig is not None:
         info["rig"] = rig
     return info
 
 
-def _info(seq, frames: int, fps: float, lo, hi, takes=()) -> dict:
+def _info(seq, frames: int, fps: float, lo, hi, takes=(), warnings=None) -> dict:
     info = {
         "file": str(seq.source),
         "format": seq.format,
@@ -120,6 +122,9 @@ def _info(seq, frames: int, fps: float, lo, hi, takes=()) -> dict:
     if seq.rig is not None:
         info["rig"] = seq.rig
     info["extent_m"] = [round(float(x), 3) for x in (hi - lo)]
+    warnings = list(seq.warnings) if warnings is None else warnings
+    if warnings:  # what reading found odd (a T-pose before the take, degenerate bones)
+        info["warnings"] = warnings
     return info
 
 
@@ -129,4 +134,8 @@ def _print(info: dict, as_json: bool) -> None:
         return
     width = max(len(k) for k in info)
     for key, value in info.items():
-        print(f"{key:<{width}}  {value}")
+        if key == "warnings":
+            for line in value:
+                print(f"{'warning':<{width}}  {line}")
+        else:
+            print(f"{key:<{width}}  {value}")

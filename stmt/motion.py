@@ -129,9 +129,9 @@ _DETACHED_FRAMES = 512  # the frames the step is compared over (a take may be ho
 def detached_first_frame(positions: np.ndarray) -> bool:
     """Whether frame 0 of joint positions (T, J, 3) stands apart from the motion: the
     body jumps from it to frame 1 by over a quarter of its size and three times the
-    median step of the frames given, then moves on at under half that pace. CMU's BVH conversions
-    (cgspeed) add a T-pose as the first frame of every file, and some exporters write
-    the bind pose there; real motion never jumps so."""
+    median step of the frames given, then moves on at under half that pace. CMU's BVH
+    conversions (cgspeed) add a T-pose as the first frame of every file, and some
+    exporters write the bind pose there; real motion never jumps so."""
     if positions.shape[0] < 4:
         return False
     steps = np.linalg.norm(np.diff(positions, axis=0), axis=-1).max(axis=1)  # (T-1,)

@@ -231,6 +231,15 @@ def test_real_fixture_rigs_load_without_warnings():
 # --------------------------------------------------------------- up axis, a first T-pose
 
 
+def torso_directions(clip) -> np.ndarray:
+    """(T, 3) unit mid-hip -> mid-shoulder directions of a CMU-named clip, file axes."""
+    pos, _ = clip.forward_kinematics()
+    n = clip.names
+    hips = pos[:, [n.index("LeftUpLeg"), n.index("RightUpLeg")]].mean(axis=1)
+    torso = pos[:, [n.index("LeftArm"), n.index("RightArm")]].mean(axis=1) - hips
+    return torso / np.linalg.norm(torso, axis=-1, keepdims=True)
+
+
 @pytest.mark.parametrize("z_up", [False, True], ids=["y-up", "z-up-root"])
 def test_a_take_spent_bending_to_the_floor_stands_along_its_up_axis(z_up, tmp_path):
     """A real take of bending down to put something on the floor, as a BVH file that
@@ -240,12 +249,7 @@ def test_a_take_spent_bending_to_the_floor_stands_along_its_up_axis(z_up, tmp_pa
     root that turns the world Z up (a root joint that sinks below the floor with the
     hips, which the floor the body bends on must not count)."""
     clip = rigs.cmu_bend()
-    pos, _ = clip.forward_kinematics()
-    names = clip.names
-    hips = pos[:, [names.index("LeftUpLeg"), names.index("RightUpLeg")]].mean(axis=1)
-    top = pos[:, [names.index("LeftArm"), names.index("RightArm")]].mean(axis=1)
-    torso = top - hips
-    mean = (torso / np.linalg.norm(torso, axis=-1, keepdims=True)).mean(axis=0)
+    mean = torso_directions(clip).mean(axis=0)
     assert np.argmax(np.abs(mean)) != 1  # the hard case: the mean leans off the up axis (y)
     seq = load(rigs.extra_root(clip, "root", z_up=True) if z_up else clip, tmp_path, "bend")
     assert f"up {'z' if z_up else 'y'}" in seq.rig and seq.warnings == []
@@ -258,11 +262,7 @@ def test_the_frames_posed_are_read_as_part_of_the_take():
     bent frames, which alone read a horizontal up axis. The rig, unit and up axis are
     read from the whole take, so the posed frames are exactly those of the whole take."""
     clip = rigs.cmu_bend()
-    pos, _ = clip.forward_kinematics()
-    hips = pos[:, [clip.names.index("LeftUpLeg"), clip.names.index("RightUpLeg")]].mean(axis=1)
-    top = pos[:, [clip.names.index("LeftArm"), clip.names.index("RightArm")]].mean(axis=1)
-    torso = top - hips
-    bent = np.flatnonzero(np.abs(torso[:, 1]) < 0.5 * np.linalg.norm(torso, axis=-1))
+    bent = np.flatnonzero(np.abs(torso_directions(clip)[:, 1]) < 0.5)  # over 60 deg off y
     assert 20 < len(bent) < clip.num_frames
     assert canonical_motion(clip.take(bent)).up != "y"  # read alone: another axis
     part, whole = canonical_motion(clip, frames=bent), canonical_motion(clip)

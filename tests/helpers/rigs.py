@@ -41,16 +41,21 @@ ICLONE_EXTRAS = {
 }
 
 
-def cmu_clip() -> SkeletonMotion:
-    """The HDM05 fixture with CMU BVH joint names, file units (1/0.45 inch), Y up."""
-    m = amc_motion(HDM05_CLIP)
+def _cmu_named(path: Path, fps: float = 120.0) -> SkeletonMotion:
+    """An HDM05 AMC clip with CMU BVH joint names, file units (1/0.45 inch), Y up, as a
+    BVH conversion holds it: no unit or up axis stated."""
+    m = amc_motion(path, fps=fps)
     return replace(m, names=tuple(ASF_TO_BVH[n] for n in m.names), unit=None, up=None)
+
+
+def cmu_clip() -> SkeletonMotion:
+    """The HDM05 fixture with CMU BVH joint names (:func:`_cmu_named`)."""
+    return _cmu_named(HDM05_CLIP)
 
 
 def cmu_bend() -> SkeletonMotion:
-    """:data:`HDM05_BEND` with CMU BVH joint names, no unit or up axis stated."""
-    m = amc_motion(HDM05_BEND, fps=30.0)
-    return replace(m, names=tuple(ASF_TO_BVH[n] for n in m.names), unit=None, up=None)
+    """:data:`HDM05_BEND` (30 fps) with CMU BVH joint names (:func:`_cmu_named`)."""
+    return _cmu_named(HDM05_BEND, fps=30.0)
 
 
 def with_first_frame(motion: SkeletonMotion, root_at: np.ndarray | None = None) -> SkeletonMotion:

@@ -1,5 +1,5 @@
 """Pace against form: held-out Bandai-Namco takes played faster and slower, each
-labelled by ``stmt classify`` (benchmarks/README.md, "Pace").
+labelled by ``stmt classify`` (benchmarks/README.md, "Pace against form").
 
 A walk played 1.25 times as fast is still a walk (a brisk one), a run slowed down is
 still a run; a model that labels them by how fast the limbs move from frame to frame

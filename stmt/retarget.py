@@ -1094,7 +1094,10 @@ def canonical_motion(
         unit_name, scale = detect_unit(_leg_length(pos, match.joints))
     up = motion.up or detect_up(pos, match.joints)
     world = world_to_z_up(up)
-    if frames is not None or spread is not None:  # the frames to pose, read as the take
+    if spread is None:  # read whole: the frames to pose are rows of what was read
+        if frames is not None:
+            pos, glob = pos[frames], None if glob is None else glob[frames]
+    else:  # read from a spread: the frames to pose (all when None), read as the take
         pos, glob = _positions_of(motion.take(frames))
         if not points:
             pos, _, (match,), _ = _with_hand_ends(motion, [match], pos, glob)

@@ -54,7 +54,6 @@ def cadence(path: Path) -> tuple[float, float] | None:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data", type=Path, required=True, help="the folder holding the clones")
-    ap.add_argument("--every", type=int, default=1, help="every n-th Bandai take of a group")
     args = ap.parse_args()
 
     groups: dict[str, list[Path]] = defaultdict(list)
@@ -66,8 +65,6 @@ def main() -> None:
     print("| takes | group | steps a minute, median (10th-90th percentile) | speed, median |")
     print("|---:|---|---|---:|")
     for name, paths in sorted(groups.items()):
-        if name.startswith("bandai"):
-            paths = paths[:: args.every]
         rows = [r for r in map(cadence, paths) if r is not None]
         if not rows:
             continue

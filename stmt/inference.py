@@ -311,7 +311,7 @@ class Classifier:
         motion = reading.read(path, body, fmt)
         windows = self.clip.windows(motion.num_frames, motion.fps, window, stride, path)
         rest, faces = reading.topology(motion, body, body_models)
-        tpl = self.template(faces, rest, path)
+        tpl = self.template(faces, rest, path, first_frame=isinstance(motion, MeshSequence))
         frames = windows.source_frames(self.num_frames, motion.fps, motion.num_frames)
         seq = reading.pose_motion(
             motion, body=body, body_models=body_models, vertex_ids=tpl.vertex_ids, frames=frames,
@@ -333,20 +333,26 @@ class Classifier:
         rest = (
             sequence.rest_vertices if sequence.rest_vertices is not None else sequence.vertices[0]
         )
-        tpl = self.template(sequence.faces, rest, sequence.source)
+        tpl = self.template(sequence.faces, rest, sequence.source, sequence.body == "mesh")
         return make_inputs(_template_vertices(sequence, tpl), windows, tpl, self.clip)
 
     def template(
-        self, faces: np.ndarray | None, rest_vertices: np.ndarray, source: Path | None = None
+        self,
+        faces: np.ndarray | None,
+        rest_vertices: np.ndarray,
+        source: Path | None = None,
+        first_frame: bool = False,
     ) -> Template:
         """The template (vertex ids, geodesic) of one topology: its key computed once,
         the template kept per topology for the life of the classifier.
 
         ``faces`` may be None (point data): the template then uses graph distances on
-        the rest points (see :mod:`stmt.template`)."""
+        the rest points (see :mod:`stmt.template`). ``first_frame``: ``rest_vertices``
+        is a mesh sequence's first frame, not a body's rest mesh (its template is kept
+        apart from the body's, :func:`stmt.template.template_key`)."""
         faces = None if faces is None else np.ascontiguousarray(faces, dtype=np.int64)
         rest = np.ascontiguousarray(rest_vertices, dtype=np.float32)
-        key = template_key(faces, rest, self.num_points)
+        key = template_key(faces, rest, self.num_points, first_frame)
         if key not in self._templates:
             if rest.shape[0] < self.num_points:
                 raise InputError(

@@ -27,7 +27,8 @@ Conventions:
 
 Cache: ``<cache_dir>/template_<key>.npz`` where ``key`` is the sha256 of the faces'
 int64 bytes (or of the rest points' float32 bytes when there are no faces), the
-vertex count and N; the default folder is ``$STMT_CACHE_DIR/templates`` or
+vertex count, N and whether the rest is a body's rest mesh or a mesh sequence's first
+frame (:func:`template_key`); the default folder is ``$STMT_CACHE_DIR/templates`` or
 ``~/.cache/stmt/templates``. Written atomically, and the first written stays: processes
 that compute one topology's template at once (from different rest shapes) use the one
 on disk (:func:`_publish`).
@@ -98,9 +99,18 @@ def default_cache_dir() -> Path:
     return base / "templates"
 
 
-def template_key(faces: np.ndarray | None, rest_vertices: np.ndarray, num_points: int) -> str:
-    """sha256 (first 16 hex digits) of the topology and N."""
+def template_key(
+    faces: np.ndarray | None, rest_vertices: np.ndarray, num_points: int, first_frame: bool = False
+) -> str:
+    """sha256 (first 16 hex digits) of the topology and N.
+
+    ``first_frame``: the rest is a mesh sequence's own first frame, not a body model's
+    rest mesh. Such templates get keys of their own: a mesh file with a body's faces
+    (a body posed and saved as a mesh) neither takes the body's template nor, when it is
+    read first, leaves its posed frame's template on disk for the body's files."""
     h = hashlib.sha256()
+    if first_frame:
+        h.update(b"first-frame")
     if faces is not None:
         h.update(b"faces")
         h.update(np.ascontiguousarray(faces, dtype=np.int64).tobytes())

@@ -16,6 +16,7 @@ from stmt.clip import ClipSettings
 from stmt.inference import Classifier, Prediction
 from stmt.reading import read_sequence
 from stmt.sequence import MeshSequence
+from stmt.template import farthest_point_sampling
 
 CLASSES = ["walk", "jump", "sit", "wave"]
 ARGS = {"num_classes": 4, "num_frames": 8, "num_points": 64, "centers1": 16, "centers2": 8}
@@ -275,6 +276,33 @@ def test_top_level_export(ckpt):
     import stmt
 
     assert stmt.Classifier is Classifier
+
+
+def test_a_mesh_file_of_a_bodys_topology_leaves_the_bodys_template_alone(
+    ckpt, tmp_path, monkeypatch
+):
+    """A mesh file with a body's faces (a body posed and saved as a mesh) gets a template
+    of its own, from its first frame; read first, in this process or an earlier one, it
+    does not change how the body's files are labelled afterwards."""
+    monkeypatch.setenv("STMT_CACHE_DIR", str(tmp_path / "fresh"))
+    verts, faces = capsule_motion(2.0, 30.0)
+    rest = verts[0] - verts[0].mean(axis=0) + np.float32([0, 0, 0.85])
+    bent = verts.copy()
+    bent[:, :, 0] += 0.6 * np.clip(verts[0, :, 2] - 1.2, 0, None)  # its top bent aside
+    body = MeshSequence(verts, faces, 30.0, "anny", tmp_path / "walk.bvh", rest_vertices=rest)
+    mesh = MeshSequence(bent, faces, 30.0, "mesh", tmp_path / "posed.npz")
+    clean = Classifier.from_checkpoint(ckpt).predict(body)
+
+    monkeypatch.setenv("STMT_CACHE_DIR", str(tmp_path / "used"))
+    fps = [farthest_point_sampling(v, 64) for v in (rest, bent[0])]  # other vertices
+    assert not np.array_equal(*fps)
+    clf = Classifier.from_checkpoint(ckpt)
+    clf.predict(mesh)
+    after = [clf.predict(body), Classifier.from_checkpoint(ckpt).predict(body)]  # + from disk
+    for pred in after:
+        for (_, _, got), (_, _, want) in zip(pred.windows, clean.windows, strict=True):
+            assert [g[0] for g in got] == [w[0] for w in want]
+            np.testing.assert_allclose([g[1] for g in got], [w[1] for w in want], atol=1e-6)
 
 
 # --------------------------------------------------------------------------- CLI

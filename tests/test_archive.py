@@ -31,6 +31,7 @@ from stmt.data import prepare as prepare_module
 from stmt.data.synth import generate
 from stmt.errors import InputError
 from stmt.inference import Classifier
+from stmt.template import Template
 from tests.helpers.smpl_model import write_smplh_model
 
 CACHE_FILES = ("vertices.npy", "centres.npy", "bounds.npy", "template.npz", "index.json")
@@ -159,6 +160,50 @@ def test_merge_refuses_shards_that_do_not_make_one_run(data, tmp_path, capsys):
     assert "has another fps" in merge("s1", "s2", "other")
     (tmp_path / "s2" / "vertices.npy").write_bytes(b"damaged")
     assert "s2" in merge("s1", "s2")
+
+
+def test_merge_takes_a_shard_whose_template_differs_by_rounding(data, tmp_path, capsys):
+    """Shards prepared on different CPUs: anny's faces (the template key's input) and the
+    geodesics' last bits differ by machine (stmt.data.merge). Such a shard is merged; one
+    whose geodesics or vertices really differ is refused."""
+    for k in (1, 2, 3):
+        assert prepare(data, tmp_path / f"s{k}", "--workers", "0", "--shard", f"{k}/3") < 2
+    assert prepare(data, tmp_path / "whole", "--workers", "0") < 2
+    capsys.readouterr()
+    shard = (tmp_path / "s2").resolve()
+    template = Template.load(shard / "template.npz")
+
+    def restamp(geodesic: np.ndarray, vertex_ids: np.ndarray, key: str) -> None:
+        """s2 as another machine would have written it: another key, other geodesics."""
+        other = Template(vertex_ids, geodesic.astype(np.float32), template.rest, key)
+        other.save(shard / "template.npz")
+        index_path = (shard / "index.json").resolve()
+        index = json.loads(index_path.read_text())
+        index["template_key"] = key
+        index["files"]["template.npz"] = {
+            "bytes": (shard / "template.npz").stat().st_size,
+            "sha256": hashlib.sha256((shard / "template.npz").read_bytes()).hexdigest(),
+        }
+        index_path.write_text(json.dumps(index))
+
+    def merge(out: str) -> tuple[int, str]:
+        code = stmt(["prepare", "--merge", *(str(tmp_path / f"s{k}") for k in (1, 2, 3)),
+                     "--out", str(tmp_path / out)])  # fmt: skip
+        return code, capsys.readouterr().err
+
+    rounding = template.geodesic + np.float32(1.2e-7) * (template.geodesic > 0)
+    restamp(rounding, template.vertex_ids, "0123456789abcdef")
+    assert merge("merged") == (0, "")
+    assert (
+        np.load(tmp_path / "merged/vertices.npy") == np.load(tmp_path / "whole/vertices.npy")
+    ).all()
+    restamp(template.geodesic * np.float32(1.01), template.vertex_ids, "0123456789abcdef")
+    code, err = merge("m2")
+    assert code == 2 and "has another template" in err and "geodesics up to" in err, err
+    restamp(template.geodesic, template.vertex_ids[::-1].copy(), template.key)
+    code, err = merge("m3")
+    assert code == 2 and "has another template" in err and "(other vertices)" in err, err
+    assert not (tmp_path / "m2").exists() and not (tmp_path / "m3").exists()
 
 
 def test_merge_into_a_folder_of_other_files_needs_overwrite(data, tmp_path, capsys):

@@ -16,7 +16,7 @@ import pytest
 from stmt import limits
 from stmt.errors import InputError
 from stmt.io.asf_amc import parse_asf
-from stmt.io.bvh import MAX_LINE, parse_bvh
+from stmt.io.bvh import MAX_LINE, bvh_motion, parse_bvh
 
 REPO = Path(__file__).resolve().parents[1]
 BANDAI = REPO / "tests/data/bandai_walk-turn-left_normal_001_first30.bvh"
@@ -87,6 +87,21 @@ def test_bvh_header_numbers_are_checked_before_allocating(
     with pytest.raises(InputError, match=message) as err:
         parse_bvh(path)
     assert "\n" not in str(err.value)
+
+
+def test_bvh_with_one_frame_line_more_than_its_count_is_read_with_a_warning(tmp_path):
+    """Rokoko's exporter writes 'Frames: N' over N + 1 frame lines (AnimatedDrawings
+    refuses such files: its issues 106, 140, 144); one line more is read, two are not."""
+    path = tmp_path / "one_more.bvh"
+    path.write_text(_bandai_with(extra=1))
+    bvh = parse_bvh(path)
+    assert bvh.motion.shape[0] == 31
+    np.testing.assert_array_equal(bvh.motion[30], bvh.motion[29])  # the repeated last line
+    (warning,) = bvh_motion(path).warnings
+    assert "'Frames: 30' but 31 frame lines follow" in warning and "\n" not in warning
+    exact = tmp_path / "exact.bvh"
+    exact.write_text(_bandai_with())
+    assert parse_bvh(exact).warnings == () and bvh_motion(exact).warnings == ()
 
 
 def test_duration_cap_follows_max_frames(tmp_path):

@@ -45,6 +45,8 @@ class BVH:
         channels: per joint, its channel names (e.g. ``["Zrotation", "Xrotation", "Yrotation"]``).
         frame_time: seconds per frame.
         motion: (T, C) channel values, C = the sum of all joints' channel counts.
+        warnings: what reading found odd and dealt with (a frame line more than
+            ``Frames:`` says).
     """
 
     names: list[str]
@@ -54,6 +56,7 @@ class BVH:
     channels: list[list[str]]
     frame_time: float
     motion: np.ndarray
+    warnings: tuple[str, ...] = ()
 
     def rotations(self) -> np.ndarray:
         """(T, J, 3, 3) local rotation of each joint (identity without rotation channels)."""
@@ -216,13 +219,15 @@ def _parse_bvh(f, path: Path) -> BVH:
         raise InputError(
             path, f"'Frames: {frames}' of {width} values each cannot fit in its {size} bytes"
         )
-    motion = np.empty((frames, width), dtype=np.float64)
+    # one line more than 'Frames:' says is read: some exporters count the frames from the
+    # first to the last, one short (Rokoko's, whose files other readers refuse for it)
+    motion = np.empty((frames + 1, width), dtype=np.float64)
     count = 0
     for n, line in lines:
         parts = line.split()
         if not parts:
             continue
-        if count == frames:
+        if count == frames + 1:
             raise InputError(path, f"line {n}: more frame lines than 'Frames: {frames}'")
         if len(parts) != width:
             raise InputError(path, f"line {n}: expected {width} channel values, found {len(parts)}")
@@ -233,7 +238,12 @@ def _parse_bvh(f, path: Path) -> BVH:
             raise InputError(path, f"line {n}: NaN or Inf among the channel values")
         motion[count] = row
         count += 1
-    if count != frames:
+    warnings: tuple[str, ...] = ()
+    if count == frames + 1:
+        limits.check_frames(path, count, fps)
+        note = f"'Frames: {frames}' but {count} frame lines follow (a count one short, as "
+        warnings = (note + f"some exporters write it): all {count} read",)
+    elif count != frames:
         raise InputError(path, f"'Frames: {frames}' but {count} frame lines follow")
     return BVH(
         names=names,
@@ -242,7 +252,8 @@ def _parse_bvh(f, path: Path) -> BVH:
         end_offsets=np.asarray(ends, dtype=np.float64),
         channels=channels,
         frame_time=frame_time,
-        motion=motion,
+        motion=motion[:count],
+        warnings=warnings,
     )
 
 
@@ -378,4 +389,5 @@ def bvh_motion(path: str | Path) -> SkeletonMotion:
         fps=frame_rate(bvh.frame_time),
         source=path,
         format="bvh",
+        warnings=bvh.warnings,
     )

@@ -343,22 +343,17 @@ class Classifier:
         source: Path | None = None,
         first_frame: bool = False,
     ) -> Template:
-        """The template (vertex ids, geodesic) of one topology: its key computed once,
-        the template kept per topology for the life of the classifier.
-
-        ``faces`` may be None (point data): the template then uses graph distances on
-        the rest points (see :mod:`stmt.template`). ``first_frame``: ``rest_vertices``
-        is a mesh sequence's first frame, not a body's rest mesh (its template is kept
-        apart from the body's, :func:`stmt.template.template_key`)."""
+        """The template (vertex ids, geodesic) of one topology, kept for the life of the
+        classifier. ``faces`` None (point data): graph distances on the rest points
+        (:mod:`stmt.template`). ``first_frame``: ``rest_vertices`` is a mesh sequence's
+        first frame, not a body's rest mesh (:func:`stmt.template.template_key`)."""
         faces = None if faces is None else np.ascontiguousarray(faces, dtype=np.int64)
         rest = np.ascontiguousarray(rest_vertices, dtype=np.float32)
         key = template_key(faces, rest, self.num_points, first_frame)
         if key not in self._templates:
             if rest.shape[0] < self.num_points:
-                raise InputError(
-                    source,
-                    f"the mesh has {rest.shape[0]} vertices, the model needs {self.num_points}",
-                )
+                need = f"the mesh has {rest.shape[0]} vertices, the model needs {self.num_points}"
+                raise InputError(source, need)
             self._templates[key] = get_template(faces, rest, self.num_points, key=key)
         return self._templates[key]
 

@@ -330,10 +330,9 @@ class Classifier:
             sequence.num_frames, sequence.fps, window, stride, sequence.source
         )
         _check_posed(sequence, windows, self.num_frames)
-        rest = (
-            sequence.rest_vertices if sequence.rest_vertices is not None else sequence.vertices[0]
-        )
-        tpl = self.template(sequence.faces, rest, sequence.source, sequence.body == "mesh")
+        first = sequence.rest_vertices is None or sequence.body == "mesh"  # no body's rest
+        rest = sequence.vertices[0] if sequence.rest_vertices is None else sequence.rest_vertices
+        tpl = self.template(sequence.faces, rest, sequence.source, first)
         return make_inputs(_template_vertices(sequence, tpl), windows, tpl, self.clip)
 
     def template(

@@ -14,14 +14,16 @@ Rewrite the file only when a change is meant to change the predictions:
 
 anny splits the quads of its mesh along the shorter diagonal, computed in float32; six
 quads of the default body have two equal diagonals, and CPUs round them differently (an
-Intel Xeon one way, an AMD EPYC the other). The body's face list, and so its geodesics,
-then differ by machine and move the probabilities of the files posed on it by up to
-3e-4. The stored outputs are therefore kept per face list of the body (``by_anny_faces``,
-keyed by its sha256); ``--write`` stores this machine's and drops the other lists' outputs
-of checkpoints that have since changed (store those again on such a machine). A mesh
-file (``datasets/samples/wave_mesh.npz``, anny's faces as an Intel Xeon splits them) has
-a template of its own, made from its own faces and first frame on every machine
-(:func:`stmt.template.template_key`), so ``--write`` gives its records to every list.
+Intel Xeon one way, an AMD EPYC the other), so the body's face list tells the two kinds
+apart. Between them the files posed on the body moved by up to 3e-4, more than the
+tolerance (float32 rounding elsewhere: the geodesics of the two face lists are only
+1.2e-7 m apart). The stored outputs are therefore kept per face list of the body
+(``by_anny_faces``, keyed by its sha256); ``--write`` stores this machine's and drops
+the other lists' outputs of checkpoints that have since changed (store those again on
+such a machine). A mesh file (``datasets/samples/wave_mesh.npz``, anny's faces as an
+Intel Xeon splits them) has a template of its own, made from its own faces and first
+frame on every machine (:func:`stmt.template.template_key`), so ``--write`` gives its
+records to every list.
 """
 
 from __future__ import annotations

@@ -56,6 +56,21 @@ class Views(torch.nn.Module):
         return torch.stack(logits).mean(dim=0)
 
 
+def load(ckpt: str, cache: str) -> tuple[Classifier, STMTDataModule]:
+    """A checkpoint and the cache's clips as it cuts them (its frames, fixed windows or not)."""
+    clf = Classifier.from_checkpoint(ckpt)
+    dm = STMTDataModule(cache, num_frames=clf.num_frames, num_workers=0, window=clf.fixed_window)
+    return clf, dm
+
+
+def top1_by_source(hit: np.ndarray, sources: np.ndarray) -> dict:
+    """Top-1 over the clips ``hit`` marks right or wrong, and over each source's."""
+    row = {"clips": len(hit), "top1": round(float(hit.mean()), 4)}
+    for source in np.unique(sources):
+        row[str(source)] = round(float(hit[sources == source].mean()), 4)
+    return row
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--cache", required=True)
@@ -65,19 +80,14 @@ def main() -> None:
     ap.add_argument("--views", nargs="*", default=list(VIEWS), choices=list(VIEWS))
     args = ap.parse_args()
 
-    clf = Classifier.from_checkpoint(args.ckpt)
-    dm = STMTDataModule(
-        args.cache, num_frames=clf.num_frames, num_workers=0, window=clf.fixed_window
-    )
+    clf, dm = load(args.ckpt, args.cache)
     model = clf.model
     for name in args.views:
         clf.model = Views(model, *VIEWS[name]).eval()
         scored = score_split(clf, dm, args.split, args.sources)
         scored = scored.subset(scored.labels >= 0)  # known clips: other actions have no label
         hit = scored.probs(clf.temperature).argmax(axis=1) == scored.labels
-        row = {"views": name, "split": args.split, "clips": len(hit), "top1": round(hit.mean(), 4)}
-        for source in np.unique(scored.sources):
-            row[str(source)] = round(float(hit[scored.sources == source].mean()), 4)
+        row = {"views": name, "split": args.split, **top1_by_source(hit, scored.sources)}
         print(json.dumps(row), flush=True)
 
 

@@ -20,16 +20,14 @@ import argparse
 import json
 
 import numpy as np
+from eval_test_time_views import load, top1_by_source  # beside this file
 
-from stmt.data.datamodule import STMTDataModule
 from stmt.engine.calibration import score_split
-from stmt.inference import Classifier
 
 
 def clip_probs(ckpt: str, cache: str, split: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """``(labels, sources, probs (S, C))`` of every clip of ``split``, as classify labels it."""
-    clf = Classifier.from_checkpoint(ckpt)
-    dm = STMTDataModule(cache, num_frames=clf.num_frames, num_workers=0, window=clf.fixed_window)
+    clf, dm = load(ckpt, cache)
     scored = score_split(clf, dm, split, None)
     return scored.labels, scored.sources.astype(str), scored.probs(clf.temperature)
 
@@ -51,10 +49,7 @@ def main() -> None:
         known = labels >= 0
         for w in args.weights:
             hit = ((1 - w) * first + w * second).argmax(axis=1) == labels
-            row = {"split": split, "w_second": w, "clips": int(known.sum()),
-                   "top1": round(float(hit[known].mean()), 4)}  # fmt: skip
-            for source in np.unique(sources[known]):
-                row[str(source)] = round(float(hit[known & (sources == source)].mean()), 4)
+            row = {"split": split, "w_second": w, **top1_by_source(hit[known], sources[known])}
             print(json.dumps(row), flush=True)
 
 

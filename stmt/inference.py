@@ -311,7 +311,7 @@ class Classifier:
         motion = reading.read(path, body, fmt)
         windows = self.clip.windows(motion.num_frames, motion.fps, window, stride, path)
         rest, faces = reading.topology(motion, body, body_models)
-        tpl = self.template(faces, rest, path, first_frame=isinstance(motion, MeshSequence))
+        tpl = self.template(faces, rest, path, _rest_is_first_frame(motion))
         frames = windows.source_frames(self.num_frames, motion.fps, motion.num_frames)
         seq = reading.pose_motion(
             motion, body=body, body_models=body_models, vertex_ids=tpl.vertex_ids, frames=frames,
@@ -330,9 +330,8 @@ class Classifier:
             sequence.num_frames, sequence.fps, window, stride, sequence.source
         )
         _check_posed(sequence, windows, self.num_frames)
-        first = sequence.rest_vertices is None or sequence.body == "mesh"  # no body's rest
         rest = sequence.vertices[0] if sequence.rest_vertices is None else sequence.rest_vertices
-        tpl = self.template(sequence.faces, rest, sequence.source, first)
+        tpl = self.template(sequence.faces, rest, sequence.source, _rest_is_first_frame(sequence))
         return make_inputs(_template_vertices(sequence, tpl), windows, tpl, self.clip)
 
     def template(
@@ -435,6 +434,14 @@ class Classifier:
             self.device,
         )  # fmt: skip
         return attention_map(item, np.concatenate(rollout, axis=0), self.num_frames)
+
+
+def _rest_is_first_frame(motion) -> bool:
+    """Whether a motion's template is made from its own first frame (a mesh sequence read as
+    it is, or one without a body's rest mesh), not from a body's rest mesh."""
+    return isinstance(motion, MeshSequence) and (
+        motion.body == "mesh" or motion.rest_vertices is None
+    )
 
 
 def make_inputs(

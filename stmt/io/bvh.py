@@ -241,8 +241,12 @@ def _parse_bvh(f, path: Path) -> BVH:
     warnings: tuple[str, ...] = ()
     if count == frames + 1:
         limits.check_frames(path, count, fps)
-        note = f"'Frames: {frames}' but {count} frame lines follow (a count one short, as "
-        warnings = (note + f"some exporters write it): all {count} read",)
+        warnings = (
+            (
+                f"'Frames: {frames}' but {count} frame lines follow (a count one short, as "
+                f"some exporters write it): all {count} read"
+            ),
+        )
     elif count != frames:
         raise InputError(path, f"'Frames: {frames}' but {count} frame lines follow")
     return BVH(

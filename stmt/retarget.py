@@ -678,7 +678,39 @@ _UPRIGHT_SOME = 0.7  # ...or this close in a tenth of the frames: it stands alon
 _FLOOR_CLEARER = 0.5  # the floor's motion along another axis at most this share of the mean's
 
 
-def detect_up(pos: np.ndarray, joints: dict[str, int]) -> str:
+_FLOOR_NEAR_M = 0.15  # the lowest joint of a body on the floor: at most this above it
+_FLOOR_STILL_M = 0.05  # ...moving at most this much (std) over the take
+
+
+def _on_floor(lowest: np.ndarray) -> bool:
+    """Whether a take's lowest point along an axis, per frame (metres), lies on a floor at
+    0, as a capture volume's floor is: the joint centres touching it just above zero."""
+    med = float(np.median(lowest))
+    return (
+        0.0 <= med <= _FLOOR_NEAR_M
+        and float(lowest.std()) <= _FLOOR_STILL_M
+        and float(lowest.min()) >= -_FLOOR_STILL_M
+    )
+
+
+def detect_up(pos: np.ndarray, joints: dict[str, int], scale: float = 1.0) -> str:
+    """The world axis the body stands along: from the torso (:func:`_torso_up`), except
+    that a take that lies on a floor at 0 along Y (the up axis BVH, ASF/AMC and Kinect
+    files are written in) while not along the torso's axis is Y up: a body lying or
+    crawling the whole take has its torso along the floor, and read by the torso alone it
+    would be stood up on its head or feet (``scale``: the file's unit in metres)."""
+    up = _torso_up(pos, joints)
+    if up == "y":
+        return up
+    body = pos[:, sorted(set(joints.values()))] * scale  # the mapped joints: no props
+    sign = -1.0 if up.startswith("-") else 1.0
+    along = (body[..., _AXES[up[-1]]] * sign).min(axis=1)
+    if _on_floor(body[..., 1].min(axis=1)) and not _on_floor(along):
+        return "y"
+    return up
+
+
+def _torso_up(pos: np.ndarray, joints: dict[str, int]) -> str:
     """The world axis the body stands along ("y" when it is never upright enough to tell).
 
     A body that stands most of the take: the mean hips -> shoulders direction. One that
@@ -1092,7 +1124,7 @@ def canonical_motion(
         unit_name = f"{scale:.4g} m (stated)"
     else:
         unit_name, scale = detect_unit(_leg_length(pos, match.joints))
-    up = motion.up or detect_up(pos, match.joints)
+    up = motion.up or detect_up(pos, match.joints, scale)
     world = world_to_z_up(up)
     if spread is None:  # read whole: the frames to pose are rows of what was read
         if frames is not None:

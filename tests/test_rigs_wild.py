@@ -257,13 +257,52 @@ def test_a_take_spent_bending_to_the_floor_stands_along_its_up_axis(z_up, tmp_pa
     assert np.abs(seq.vertices - truth.vertices).max() < SAME_BODY_M
 
 
+def test_a_take_spent_lying_on_the_floor_lies_on_it(tmp_path):
+    """A real take of a woman lying on the floor the whole time (ACCAD's Female1 BVH, every
+    4th frame): her torso points along the floor (Z) in every frame, so the torso alone
+    read Z as up and stood her on her head or feet (the rule before: "up z", and the
+    model read her moving legs as a wave, 0.97). Along Y her lowest joints lie just above
+    0, as on a capture volume's floor, and along Z they do not: Y is up, the body lies."""
+    motion = read_motion(rigs.ACCAD_LIE)
+    torso = torso_directions(motion)
+    assert np.abs(torso[:, 1]).max() < 0.6 and np.abs(torso.mean(axis=0)[2]) > 0.8
+    canon = canonical_motion(motion)
+    assert canon.up == "y" and canon.unit == "cm"
+    p = canon.positions  # metres, Z up
+    hips = 0.5 * (p["LeftUpLeg"] + p["RightUpLeg"])
+    up = (0.5 * (p["LeftArm"] + p["RightArm"]) - hips)[:, 2]
+    assert np.abs(up).max() < 0.25 and np.median(hips[:, 2]) < 0.3  # lying, hips low
+    seq = load(motion, tmp_path, "lie")
+    assert "up y" in seq.rig and seq.vertices[..., 2].max() < 0.8
+
+
+def test_a_standing_take_written_z_up_stays_z_up_beside_a_floor_at_y_0(tmp_path):
+    """The floor rule needs the torso's axis to have no floor at 0: the kick take turned
+    Z up on a floor at 0, its lowest joints along Y also just above 0 (it stands in
+    front of the origin), reads Z up as before."""
+    clip = rigs.extra_root(rigs.cmu_clip(), "root", z_up=True)
+    pos, _ = clip.forward_kinematics()
+    assert abs(np.median(pos[..., 2].min(axis=1))) < 0.5 / rigs.HDM05_UNIT_M  # floor at 0
+    shift = 0.05 / rigs.HDM05_UNIT_M - pos[..., 1].min()  # lowest Y joint 5 cm above 0
+    trans = clip.translations.copy()
+    trans[:, 0, 1] += shift
+    moved = replace(clip, translations=trans)
+    assert canonical_motion(moved).up == "z"
+
+
 def test_the_frames_posed_are_read_as_part_of_the_take():
     """classify poses only its windows' frames: those of a take spent bending could be all
     bent frames, which alone read a horizontal up axis. The rig, unit and up axis are
-    read from the whole take, so the posed frames are exactly those of the whole take."""
+    read from the whole take, so the posed frames are exactly those of the whole take.
+    (Its floor lifted 1 m off 0, as some files have it: on a floor at 0 the bent frames
+    alone read Y up too.)"""
     clip = rigs.cmu_bend()
     bent = np.flatnonzero(np.abs(torso_directions(clip)[:, 1]) < 0.5)  # over 60 deg off y
     assert 20 < len(bent) < clip.num_frames
+    assert canonical_motion(clip.take(bent)).up == "y"  # on its floor at 0
+    trans = clip.translations.copy()
+    trans[:, 0, 1] += 1.0 / rigs.HDM05_UNIT_M
+    clip = replace(clip, translations=trans)
     assert canonical_motion(clip.take(bent)).up != "y"  # read alone: another axis
     part, whole = canonical_motion(clip, frames=bent), canonical_motion(clip)
     assert part.up == whole.up == "y" and part.unit == whole.unit

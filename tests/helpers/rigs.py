@@ -30,6 +30,7 @@ BANDAI_CLIP = DATA / "bandai_walk-turn-left_normal_001_first30.bvh"
 # of performer tr putting something down with the right hand.
 HDM05_BEND = DATA / "hdm05" / "HDM_tr_depositFloorR_030_every4th.amc"
 HDM05_UNIT_M = 0.0254 / 0.45  # metres per unit of the HDM05 skeleton (ASF "length 0.45")
+ACCAD_LIE = DATA / "accad_female1_lie_every4th.bvh"  # a take spent lying on the floor
 
 # Twist / share bones an iClone rig has between the limb joints (leaves here).
 ICLONE_EXTRAS = {

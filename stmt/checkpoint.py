@@ -299,10 +299,17 @@ def check_calibration(calibration: Any, path: str | Path) -> None:
     if isinstance(t, bool) or not isinstance(t, (int, float)) or not (math.isfinite(t) and t > 0):
         raise InputError(path, f"bad checkpoint: calibration temperature is {t!r}")
     u = calibration.get("unknown_threshold")
-    if u is not None and (
-        isinstance(u, bool) or not isinstance(u, (int, float)) or not 0.0 <= u <= 1.0
-    ):
+    if u is not None and not _is_probability(u):
         raise InputError(path, f"bad checkpoint: calibration unknown_threshold is {u!r}")
+    by_kind = calibration.get("unknown_thresholds", {})
+    if not isinstance(by_kind, dict) or not all(
+        isinstance(k, str) and _is_probability(v) for k, v in by_kind.items()
+    ):
+        raise InputError(path, f"bad checkpoint: calibration unknown_thresholds is {by_kind!r}")
+
+
+def _is_probability(v: Any) -> bool:
+    return not isinstance(v, bool) and isinstance(v, (int, float)) and 0.0 <= v <= 1.0
 
 
 def _check_size(arch: str, args: dict[str, Any], path: Path) -> None:

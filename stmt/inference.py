@@ -61,6 +61,7 @@ from stmt import clip, reading
 from stmt.checkpoint import load_model
 from stmt.clip import ClipSettings
 from stmt.errors import InputError
+from stmt.io.detect import input_kind
 from stmt.io.mesh import check_plausible
 from stmt.sequence import MeshSequence
 from stmt.template import Template, get_template, template_key
@@ -226,6 +227,7 @@ class Inputs:
     template: Template
     warnings: list[str] = field(default_factory=list)
     too_short: bool = False
+    kind: str = "mocap"  # the input kind (:func:`stmt.io.detect.input_kind`)
 
     @property
     def spans(self) -> list[tuple[float, float]]:
@@ -241,8 +243,8 @@ class Classifier:
     """A trained STMT model ready to label MoCap files and mesh sequences (module docstring).
 
     ``clip``: how the checkpoint's clips were made (:class:`~stmt.clip.ClipSettings`);
-    ``temperature``, ``unknown_threshold``: its calibration (1 and None: none).
-    """
+    ``temperature``, ``unknown_threshold`` (``unknown_thresholds``: per input kind): its
+    calibration (1 and None: none)."""
 
     def __init__(
         self,
@@ -254,6 +256,7 @@ class Classifier:
         source: Path | None = None,
         temperature: float = 1.0,
         unknown_threshold: float | None = None,
+        unknown_thresholds: dict[str, float] | None = None,
     ):
         self.model = model.eval()
         self.clip = clip
@@ -262,6 +265,7 @@ class Classifier:
         self.source = source
         self.temperature = float(temperature)  # logits are divided by it before the softmax
         self.unknown_threshold = unknown_threshold  # top-1 probability under it: "unknown"
+        self.unknown_thresholds = dict(unknown_thresholds or {})  # ...of an input kind
         self._templates: dict[str, Template] = {}  # one per topology (not per file)
 
     @classmethod
@@ -271,14 +275,15 @@ class Classifier:
         model, hp, settings = load_model(path)
         calibration = hp.get("calibration") or {}
         return cls(
-            model.to(device),
-            settings,
-            arch=str(hp["arch"]),
-            device=device,
-            source=path,
+            model.to(device), settings, arch=str(hp["arch"]), device=device, source=path,
             temperature=float(calibration.get("temperature", 1.0)),
             unknown_threshold=calibration.get("unknown_threshold"),
-        )
+            unknown_thresholds=calibration.get("unknown_thresholds"),
+        )  # fmt: skip
+
+    def threshold_for(self, kind: str) -> float | None:
+        """The "unknown" threshold of an input kind (None or 0: no rule)."""
+        return self.unknown_thresholds.get(kind, self.unknown_threshold)
 
     # the clip settings most callers ask for
     class_names = property(lambda self: list(self.clip.class_names))
@@ -388,7 +393,7 @@ class Classifier:
             duration_s=item.duration_s,
             fps=item.fps,
             warnings=list(item.warnings),
-            unknown_threshold=self.unknown_threshold or None,  # 0 turns the rule off
+            unknown_threshold=self.threshold_for(item.kind) or None,  # 0 turns the rule off
             too_short=item.too_short,
         )
 
@@ -468,6 +473,7 @@ def make_inputs(
         template=tpl,
         warnings=warnings,
         too_short=too_short,
+        kind=input_kind(seq.format),
     )
 
 

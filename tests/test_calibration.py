@@ -74,6 +74,37 @@ def test_per_source_threshold_holds_the_rate_for_each_source():
     assert cal.choose_threshold_per_source(known, sources, 0.05, min_clips=1000) == pooled
 
 
+def test_threshold_of_each_input_kind_holds_the_rate_for_each_source_of_it():
+    """Tracked joint positions (Kinect), which the model is less sure on, get a threshold
+    of their own: motion capture's is the higher one the mocap sources allow, each source
+    still at most the rate flagged; all kinds together is the lowest (the rule before)."""
+    rng = np.random.default_rng(5)
+    studio, kinect = rng.uniform(0.6, 1.0, 300), rng.uniform(0.2, 1.0, 100)
+    synth = rng.uniform(0.7, 1.0, 50)
+    known = np.concatenate([studio, kinect, synth])
+    sources = np.array(["studio"] * 300 + ["kinect"] * 100 + ["synth"] * 50)
+    kinds = np.where(sources == "kinect", "tracked", "mocap")
+    every, by_kind = cal.choose_threshold_by_kind(known, sources, kinds, 0.10)
+    assert set(by_kind) == {"mocap", "tracked"}
+    assert by_kind["tracked"] == pytest.approx(cal.choose_threshold(kinect, [], 0.10))
+    mocap = kinds == "mocap"
+    assert by_kind["mocap"] == pytest.approx(
+        cal.choose_threshold_per_source(known[mocap], sources[mocap], 0.10)
+    )
+    assert by_kind["mocap"] > 0.6 > by_kind["tracked"]
+    assert every == pytest.approx(cal.choose_threshold_per_source(known, sources, 0.10))
+    for s in ("studio", "kinect", "synth"):
+        flagged = known[sources == s] < by_kind["tracked" if s == "kinect" else "mocap"]
+        assert flagged.mean() <= 0.10
+    # one kind only: its threshold is that of all together
+    every, by_kind = cal.choose_threshold_by_kind(studio, ["studio"] * 300, ["mocap"] * 300)
+    assert by_kind == {"mocap": pytest.approx(every)}
+    scored = cal.Scored(
+        np.array([0, 1]), [np.zeros((1, 2))] * 2, kinds=np.array(["mocap", "tracked"])
+    )
+    assert scored.thresholds(0.2, {"tracked": 0.1}).tolist() == [0.2, 0.1]
+
+
 def test_scored_probs_are_the_mean_of_window_probabilities():
     w = [np.array([[2.0, 0.0], [0.0, 2.0]]), np.array([[1.0, -1.0]])]
     s = cal.Scored(np.array([0, 1]), w)
@@ -91,7 +122,10 @@ def test_checkpoint_calibration_is_checked():
 
     check_calibration(None, "x.ckpt")
     check_calibration({"temperature": 1.5, "unknown_threshold": 0.3}, "x.ckpt")
+    check_calibration({"unknown_threshold": 0.3, "unknown_thresholds": {"mocap": 0.5}}, "x.ckpt")
     for bad in ({"temperature": 0.0}, {"temperature": float("nan")}, {"temperature": "2"},
-                {"unknown_threshold": 1.5}, {"unknown_threshold": True}, [1]):  # fmt: skip
+                {"unknown_threshold": 1.5}, {"unknown_threshold": True}, [1],
+                {"unknown_thresholds": {"mocap": 2.0}}, {"unknown_thresholds": [0.3]},
+                {"unknown_thresholds": {"mocap": None}}):  # fmt: skip
         with pytest.raises(InputError, match="calibration"):
             check_calibration(bad, "x.ckpt")

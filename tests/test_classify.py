@@ -3,6 +3,7 @@ errors, and one file of each supported format."""
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -238,6 +239,29 @@ def test_unknown_rule_and_temperature(ckpt):
     )
     warm.unknown_threshold = 0.0
     assert not warm.predict(blip, top_k=4).unknown  # no rule: the label with its warning
+
+
+def test_unknown_rule_of_each_input_kind(ckpt):
+    """A checkpoint calibrated on motion capture and Kinect joint positions has a threshold
+    for each: a sequence read from a joint-position file is held to the tracked one, any
+    other to the motion-capture one; one threshold set (``--unknown-threshold``) holds for
+    both."""
+    clf = Classifier.from_checkpoint(ckpt)
+    seq = sequence(3.0)
+    score = clf.predict(seq).score
+    clf.unknown_threshold = 0.0
+    clf.unknown_thresholds = {"mocap": score + 1e-3, "tracked": score - 1e-3}
+    tracked = dataclasses.replace(seq, format="joint-csv")
+    assert clf.predict(tracked).score == pytest.approx(score)
+    assert clf.predict(seq).unknown and clf.predict(dataclasses.replace(seq, format="bvh")).unknown
+    assert not clf.predict(tracked).unknown
+    assert clf.predict(dataclasses.replace(seq, format="joint-mat")).unknown_threshold == (
+        pytest.approx(score - 1e-3)
+    )
+    clf.unknown_threshold, clf.unknown_thresholds = score - 1e-3, {}  # as --unknown-threshold
+    assert not clf.predict(seq).unknown and not clf.predict(tracked).unknown
+    clf.unknown_threshold = 0.0
+    assert clf.predict(tracked).unknown_threshold is None
 
 
 def test_cli_unknown_threshold_option(ckpt, tmp_path, capsys):

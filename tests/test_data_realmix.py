@@ -407,13 +407,16 @@ def test_calibrate_writes_a_checkpoint_classify_uses(realmix_cache, tmp_path, mo
     cal = torch.load(out, map_location="cpu", weights_only=False)["hyper_parameters"]["calibration"]
     assert cal["temperature"] > 0 and 0 <= cal["unknown_threshold"] <= 1
     assert cal["fitted_on"]["max_known_rate"] == 0.10
-    assert cal["fitted_on"]["threshold_over"] == "each source's known clips"
+    assert cal["fitted_on"]["threshold_over"].startswith("each source's known clips of each input")
+    # BVH and ASF/AMC only: motion capture's threshold, that of all together
+    assert cal["unknown_thresholds"] == {"mocap": pytest.approx(cal["unknown_threshold"])}
     per_source = cal["report"]["test"]["per_source"]
     assert set(per_source) == {"hdm05"}  # the tiny cache's test clips: two HDM05 performers
     assert per_source["hdm05"]["known_clips"] == cal["report"]["test"]["known_clips"]
     clf = Classifier.from_checkpoint(out)
     assert clf.temperature == pytest.approx(cal["temperature"])
     assert clf.unknown_threshold == pytest.approx(cal["unknown_threshold"])
+    assert clf.threshold_for("mocap") == pytest.approx(cal["unknown_thresholds"]["mocap"])
     same = ["calibrate", str(trained), "--cache", str(root / "cache"), "--out", str(trained)]
     assert cli(same) == 2 and trained.read_bytes() == before  # never onto the one it reads
 

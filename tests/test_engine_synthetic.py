@@ -111,3 +111,17 @@ def test_calibrate_a_cache_without_other_actions(cache, tmp_path, monkeypatch, c
     val = cal["report"]["val"]
     assert val["other_clips"] == 0 and val["auroc"] != val["auroc"]  # NaN: not measured
     assert val["known_clips"] > 0 and val["unknown_known"] <= 0.10
+    # --keep-temperature: the checkpoint's temperature stays (its probabilities as they
+    # were; here one set by hand, which a fit would move); only the rule is fitted again
+    ckpt = torch.load(out, map_location="cpu", weights_only=False)
+    ckpt["hyper_parameters"]["calibration"]["temperature"] = 2.5
+    torch.save(ckpt, tmp_path / "warm.ckpt")
+    for keep, tag in ((True, "kept"), (False, "refit")):
+        argv = ["calibrate", str(tmp_path / "warm.ckpt"), "--cache", str(cache), "--out",
+                str(tmp_path / f"{tag}.ckpt"), "--max-known-rate", "0.02"]  # fmt: skip
+        assert stmt_main(argv + ["--keep-temperature"] * keep) == 0
+        got = torch.load(tmp_path / f"{tag}.ckpt", map_location="cpu", weights_only=False)
+        again = got["hyper_parameters"]["calibration"]
+        assert (again["temperature"] == 2.5) is keep
+        assert again["report"]["val"]["unknown_known"] <= 0.02
+        assert again["unknown_thresholds"] == {"mocap": again["unknown_threshold"]}

@@ -2,8 +2,9 @@
 
 After ``stmt fit``: runs the checkpoint on the cache's clips cut as ``stmt classify``
 cuts files, fits a softmax temperature on the validation split's labelled clips, and
-chooses the "unknown" threshold on the calibrated top-1 probability: the one that flags
-at most ``--max-known-rate`` of the known clips, so as many clips of actions outside the
+chooses the "unknown" threshold on the calibrated top-1 probability, one for motion
+capture and one for joint positions a sensor tracked: the one that flags at most
+``--max-known-rate`` of the known clips, so as many clips of actions outside the
 classes (label -2; realmix's pointing and calling gestures, lying down, Kinder-Gator's
 mimes and letters) as that allows; a cache with none of them (BABEL's) gets the same
 rule, its AUROC not measured.
@@ -23,6 +24,8 @@ from pathlib import Path
 from stmt import checkpoint
 from stmt.errors import InputError
 from stmt.fileio import atomic_write, check_output
+
+KIND_NAMES = {"mocap": "motion capture", "tracked": "tracked joint positions"}
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -48,6 +51,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=0.10,
         help="the share of known clips the rule may call unknown (of each source's)",
+    )
+    p.add_argument(
+        "--keep-temperature",
+        action="store_true",
+        help="keep the checkpoint's temperature and fit only the unknown rule (a calibrated "
+        "checkpoint's probabilities stay as they were)",
     )
     p.add_argument(
         "--pooled",
@@ -93,10 +102,14 @@ def _calibrate(args: argparse.Namespace, path: Path) -> dict:
     calibration, report = calibrate(
         path, args.cache, args.val_split, args.unknown_split, args.test_split,
         args.sources, args.max_known_rate, pooled=args.pooled,
+        keep_temperature=args.keep_temperature,
     )  # fmt: skip
+    by_kind = ", ".join(
+        f"{t:.3f} ({KIND_NAMES.get(k, k)})" for k, t in calibration["unknown_thresholds"].items()
+    )
     print(
         f"temperature {calibration['temperature']:.3f}, unknown below a top-1 probability of "
-        f"{calibration['unknown_threshold']:.3f}"
+        f"{by_kind or format(calibration['unknown_threshold'], '.3f')}"
     )
     print(f"{'clips':<13} {'known':>6} {'other':>6} {'top-1':>6} {'ECE before':>10} "
           f"{'ECE':>6} {'AUROC':>6} {'unknown: known':>15} {'other':>6}")  # fmt: skip

@@ -387,7 +387,8 @@ def main(args: argparse.Namespace) -> int:
     inputs, take_errors = take_entries(inputs[part.start : part.stop], args.take)  # FILE#TAKE
     clf = Classifier.from_checkpoint(args.ckpt, device=device)
     if args.unknown_threshold is not None:
-        clf.unknown_threshold = args.unknown_threshold
+        # one threshold for every input kind
+        clf.unknown_threshold, clf.unknown_thresholds = args.unknown_threshold, {}
     window, stride, whole_clip_s = windows_of(clf, args)
     for message in errors + take_errors:
         print(f"stmt: error: {message}", file=sys.stderr, flush=True)

@@ -51,6 +51,7 @@ from numpy.lib import format as npy
 from stmt import limits
 from stmt.errors import InputError
 from stmt.fileio import read_text
+from stmt.io.detect import TRACKED_SUFFIXES
 
 ARRAYS = {  # name -> (dtype, shape after the frame count F, given N points)
     "vertices.npy": ("float16", lambda n: (n, 3)),
@@ -121,6 +122,13 @@ class CacheIndex:
 
     def sample_subject(self) -> list[str]:
         return [self.seq_subject[s] for s in self.sample_seq]
+
+    def sample_input_kind(self) -> np.ndarray:
+        """(M,) str: "tracked" for the samples of joint-position files a sensor tracked
+        (by their file's suffix, :data:`stmt.io.detect.TRACKED_SUFFIXES`), else "mocap"."""
+        files = self.meta.get("sequences", {}).get("source") or [""] * len(self.seq_subject)
+        kind = ["tracked" if Path(f).suffix.lower() in TRACKED_SUFFIXES else "mocap" for f in files]
+        return np.asarray(kind, dtype="<U7")[self.sample_seq]
 
     def sample_source(self) -> np.ndarray:
         """(M,) str: the source of each sample, its subject up to the first "/" (realmix:

@@ -15,7 +15,11 @@ windows every half window, the probabilities of a sample's windows averaged), th
    ``OTHER_ACTION``) that this allows. A model is less sure on people and sensors
    unlike most of its data, and a rule fitted on all clips together, most of them
    from the source it knows best, calls a third or more of a new source's known clips
-   unknown. A cache without other-action clips (BABEL's) gets the same rule; only its
+   unknown. One threshold per **input kind** (:func:`choose_threshold_by_kind`): motion
+   capture, and joint positions a sensor tracked (a Kinect's CSV or MAT files,
+   :func:`stmt.io.detect.input_kind`), which the model is least sure on; one threshold
+   for both, set by the Kinect sources, let most motion-capture clips of other actions
+   pass. A cache without other-action clips (BABEL's) gets the same rule; only its
    AUROC cannot be measured;
 3. **report** on the test split: expected calibration error before and after,
    the rule's AUROC (other actions vs known clips, where there are any), and the
@@ -143,6 +147,27 @@ def choose_threshold_per_source(
     return min(each) if each else choose_threshold(known, np.zeros(0), max_known_rate)
 
 
+def choose_threshold_by_kind(
+    known: np.ndarray, sources: np.ndarray, kinds: np.ndarray, max_known_rate: float = 0.10,
+    pooled: bool = False,
+) -> tuple[float, dict[str, float]]:  # fmt: skip
+    """The "unknown" threshold of each input kind ("mocap", "tracked") of the ``known``
+    scores, each by :func:`choose_threshold_per_source` over that kind's sources (all its
+    clips together when ``pooled``), and the threshold of all of them together (for a
+    kind with no clips here). A model is less sure on joints a Kinect tracked than on
+    motion capture: one threshold for both, set by the tracked sources, lets most clips of
+    other actions in motion capture pass as known."""
+    known, sources, kinds = np.asarray(known, np.float64), np.asarray(sources), np.asarray(kinds)
+
+    def rule(keep: np.ndarray) -> float:
+        if pooled:
+            return choose_threshold(known[keep], np.zeros(0), max_known_rate)
+        return choose_threshold_per_source(known[keep], sources[keep], max_known_rate)
+
+    by_kind = {str(k): rule(kinds == k) for k in np.unique(kinds)}
+    return rule(np.ones(len(known), bool)), by_kind
+
+
 # --------------------------------------------------------------------------- the clips
 @dataclass
 class Scored:
@@ -152,10 +177,13 @@ class Scored:
     labels: np.ndarray  # (S,) class index, or OTHER_ACTION
     window_logits: list[np.ndarray]  # per sample (W_i, C)
     sources: np.ndarray | None = None  # (S,) str: each sample's source (None: one source)
+    kinds: np.ndarray | None = None  # (S,) str: "mocap" or "tracked" (None: all mocap)
 
     def __post_init__(self) -> None:
         if self.sources is None:
             self.sources = np.full(len(self.labels), "", dtype=object)
+        if self.kinds is None:
+            self.kinds = np.full(len(self.labels), "mocap", dtype=object)
 
     def probs(self, temperature: float) -> np.ndarray:
         """(S, C): each sample's mean window probability at ``temperature`` (as classify)."""
@@ -163,7 +191,12 @@ class Scored:
 
     def subset(self, keep: np.ndarray) -> Scored:
         kept = [w for w, k in zip(self.window_logits, keep) if k]
-        return Scored(self.labels[keep], kept, self.sources[keep])
+        return Scored(self.labels[keep], kept, self.sources[keep], self.kinds[keep])
+
+    def thresholds(self, threshold: float | None, by_kind: dict[str, float] | None) -> np.ndarray:
+        """(S,) the "unknown" threshold of each sample: its input kind's, else ``threshold``."""
+        by_kind = by_kind or {}
+        return np.array([by_kind.get(str(k), threshold) for k in self.kinds], np.float64)
 
 
 def score_split(clf, dm, split: str, sources: list[str] | None, batch_size: int = 64) -> Scored:
@@ -199,15 +232,20 @@ def score_split(clf, dm, split: str, sources: list[str] | None, batch_size: int 
             logits.append(clf.model(x.to(clf.device), geodesic).float().cpu().numpy())
     all_logits = np.concatenate(logits)
     per_sample = [all_logits[owner == n] for n in range(len(ids))]
-    return Scored(index.sample_label[ids].astype(np.int64), per_sample, index.sample_source()[ids])
+    return Scored(
+        index.sample_label[ids].astype(np.int64), per_sample, index.sample_source()[ids],
+        index.sample_input_kind()[ids],
+    )  # fmt: skip
 
 
 # --------------------------------------------------------------------------- the command
 def summary_of(
-    scored: Scored, temperature: float, threshold: float | None, per_source: bool = True
-) -> dict[str, Any]:
-    """Numbers of one split at a temperature and threshold (see the module docstring),
-    and of each source's samples in it (``per_source``)."""
+    scored: Scored, temperature: float, threshold: float | None, per_source: bool = True,
+    by_kind: dict[str, float] | None = None,
+) -> dict[str, Any]:  # fmt: skip
+    """Numbers of one split at a temperature and threshold (``by_kind``: the threshold of
+    each input kind; see the module docstring), and of each source's samples in it
+    (``per_source``)."""
     known = scored.labels >= 0
     other = scored.labels == OTHER_ACTION
     probs = scored.probs(temperature)
@@ -225,11 +263,14 @@ def summary_of(
         "auroc": auroc(-score[other], -score[known]),
     }
     if threshold is not None:
-        out["unknown_known"] = float((score[known] < threshold).mean()) if known.any() else None
-        out["unknown_other"] = float((score[other] < threshold).mean()) if other.any() else None
+        flag = score < scored.thresholds(threshold, by_kind)
+        out["unknown_known"] = float(flag[known].mean()) if known.any() else None
+        out["unknown_other"] = float(flag[other].mean()) if other.any() else None
     if per_source:
         out["per_source"] = {
-            str(s): summary_of(scored.subset(scored.sources == s), temperature, threshold, False)
+            str(s): summary_of(
+                scored.subset(scored.sources == s), temperature, threshold, False, by_kind
+            )
             for s in np.unique(scored.sources)
         }
     return out
@@ -245,10 +286,13 @@ def calibrate(
     max_known_rate: float = 0.10,
     device: str = "cpu",
     pooled: bool = False,
+    keep_temperature: bool = False,
 ) -> tuple[dict[str, Any], dict[str, Any]]:
     """Fit the temperature on ``val_split``'s labelled clips and the threshold on
     ``unknown_split``'s (default: ``val_split``) known and other-action clips, per source
     (:func:`choose_threshold_per_source`) unless ``pooled``; report on ``test_split``.
+    ``keep_temperature``: the checkpoint's own temperature (1 without one) is kept and
+    only the rule fitted (its probabilities stay exactly as they were).
     Returns ``(calibration for the checkpoint, report)``."""
     clf = Classifier.from_checkpoint(ckpt, device=device)
     dm = STMTDataModule(
@@ -265,25 +309,26 @@ def calibrate(
     if len(val_known.labels) == 0:
         raise InputError(cache, f"the '{val_split}' split has no labelled clip to calibrate on")
     logits = np.concatenate([w.mean(axis=0, keepdims=True) for w in val_known.window_logits])
-    temperature = fit_temperature(logits, val_known.labels)
+    temperature = clf.temperature if keep_temperature else fit_temperature(logits, val_known.labels)
     pool = (
         val if unknown_split in (None, val_split) else score_split(clf, dm, unknown_split, sources)
     )
     score = pool.probs(temperature).max(axis=1)
     known = pool.labels >= 0
-    threshold = (
-        choose_threshold(score[known], score[pool.labels == OTHER_ACTION], max_known_rate)
-        if pooled
-        else choose_threshold_per_source(score[known], pool.sources[known], max_known_rate)
+    threshold, by_kind = choose_threshold_by_kind(
+        score[known], pool.sources[known], pool.kinds[known], max_known_rate, pooled
     )
     report = {
-        "val": summary_of(val, temperature, threshold),
-        "unknown_pool": summary_of(pool, temperature, threshold),
-        "test": summary_of(score_split(clf, dm, test_split, sources), temperature, threshold),
+        "val": summary_of(val, temperature, threshold, by_kind=by_kind),
+        "unknown_pool": summary_of(pool, temperature, threshold, by_kind=by_kind),
+        "test": summary_of(
+            score_split(clf, dm, test_split, sources), temperature, threshold, by_kind=by_kind
+        ),
     }
     calibration = {
         "temperature": round(temperature, 6),
-        "unknown_threshold": round(threshold, 6),
+        "unknown_threshold": threshold,  # (not rounded: rounded up, it flags one clip more)
+        "unknown_thresholds": by_kind,
         "score": SCORE,
         "fitted_on": {
             "cache": str(cache),
@@ -293,7 +338,8 @@ def calibrate(
             "max_known_rate": max_known_rate,
             # 0 (a BABEL cache): the same threshold, its AUROC not measured
             "other_clips": int((pool.labels == OTHER_ACTION).sum()),
-            "threshold_over": "all known clips" if pooled else "each source's known clips",
+            "threshold_over": ("all known clips" if pooled else "each source's known clips")
+            + " of each input kind (mocap; tracked joint positions)",
         },
         "report": report,
     }

@@ -58,6 +58,12 @@ SKELETON_FORMATS = (
     "fbx",
     "gltf",
 )  # posed through stmt.retarget
+#: Joint positions a sensor tracked (Kinect and the like: no bones, noisier than motion
+#: capture). A model is less sure on them, so the "unknown" rule has a threshold of its
+#: own for them (:func:`input_kind`); ``TRACKED_SUFFIXES`` are their file suffixes, what
+#: the file keys of a prepared cache tell.
+TRACKED_FORMATS = ("joint-csv", "joint-mat")
+TRACKED_SUFFIXES = (".csv", ".mat")
 SCENE_SUFFIXES = (".fbx", ".glb", ".gltf", ".vrma")  # formats with takes (FILE#TAKE)
 MESH_SUFFIXES = (".obj", ".ply")
 SUPPORTED = (
@@ -65,6 +71,12 @@ SUPPORTED = (
     "a joint-position .csv or UTD-MHAD skeleton .mat, "
     "or a folder of per-frame .obj/.ply files"
 )
+
+
+def input_kind(fmt: str) -> str:
+    """ "tracked" for joint positions a sensor tracked (:data:`TRACKED_FORMATS`), else
+    "mocap" (motion capture and animation: skeletons, body parameters, meshes)."""
+    return "tracked" if fmt in TRACKED_FORMATS else "mocap"
 
 
 def _npz_format(path: Path) -> str:

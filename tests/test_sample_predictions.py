@@ -24,6 +24,12 @@ such a machine). A mesh file (``datasets/samples/wave_mesh.npz``, anny's faces a
 Intel Xeon splits them) has a template of its own, made from its own faces and first
 frame on every machine (:func:`stmt.template.template_key`), so ``--write`` gives its
 records to every list.
+
+The Intel list's records of ``stmt-realmix.ckpt`` as re-calibrated on 2026-12-08 (the
+rule only: ``stmt calibrate --keep-temperature``, same weights and temperature) were
+carried over from its records of the file before: the same probabilities, the
+"unknown" flags at the new thresholds. Done the same way on the AMD EPYC list, the
+carried-over records equalled what ``--write`` stored there.
 """
 
 from __future__ import annotations

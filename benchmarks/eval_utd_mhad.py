@@ -44,18 +44,26 @@ OTHER_ACTIONS = tuple(a for a, c in UTDMHAD_CATEGORY.items() if c == OTHER)
 
 
 def evaluate(ckpt: str, takes: list[tuple[int, Path]]) -> dict:
+    """:func:`evaluate_files` of UTD-MHAD's takes, labelled by action number."""
+    return evaluate_files(ckpt, [(SHARED.get(a, OTHER), path) for a, path in takes])
+
+
+def evaluate_files(ckpt: str, files: list[tuple[str, Path]]) -> dict:
+    """Each file labelled by ``stmt.Classifier`` as ``stmt classify`` labels it: top-1 on
+    the files whose label is a class, "unknown" on those and on the files of other
+    actions (label :data:`stmt.data.realmix.OTHER`), and the AUROC of the score."""
     from stmt.engine.calibration import auroc
     from stmt.inference import Classifier
 
     clf = Classifier.from_checkpoint(ckpt)
-    rule = clf.unknown_threshold
     known, other, wrong = [], [], Counter()
     per_class: dict[str, list[bool]] = {}
-    for action, path in takes:
+    rules = set()
+    for truth, path in files:
         item = clf.read(path)
         pred = clf.postprocess(item, clf.forward([item])[0], top_k=3)
-        if action in SHARED:
-            truth = SHARED[action]
+        rules.add(pred.unknown_threshold)
+        if truth != OTHER:
             hit = pred.overall[0][0] == truth
             per_class.setdefault(truth, []).append(hit)
             if not hit:
@@ -65,6 +73,7 @@ def evaluate(ckpt: str, takes: list[tuple[int, Path]]) -> dict:
             other.append((pred.score, pred.unknown))
     k_score = np.array([s for s, _, _ in known])
     o_score = np.array([s for s, _ in other])
+    rule = max(rules, key=lambda r: r or 0.0)  # the threshold these files are held to
     return {
         "takes_known": len(known),
         "takes_other": len(other),
@@ -74,9 +83,24 @@ def evaluate(ckpt: str, takes: list[tuple[int, Path]]) -> dict:
         "mistaken_for": {f"{t} -> {p}": n for (t, p), n in wrong.most_common(8)},
         "unknown_rule": rule,
         "unknown_known": float(np.mean([u for _, u, _ in known])) if rule else None,
-        "unknown_other": float(np.mean([u for _, u in other])) if rule else None,
+        "unknown_other": float(np.mean([u for _, u in other])) if other and rule else None,
         "auroc": auroc(-o_score, -k_score),  # other actions scoring lower than known ones
     }
+
+
+def report(name: str, r: dict) -> None:
+    """Print one checkpoint's results (:func:`evaluate_files`)."""
+    unknown = (
+        f"unknown on {r['unknown_known'] * 100:.1f} % of shared-class takes, "
+        f"{r['unknown_other'] * 100:.1f} % of other actions"
+        if r["unknown_rule"] and r["unknown_other"] is not None
+        else "no unknown rule"
+    )
+    print(f"{name}: top-1 {r['top1'] * 100:.1f} % "
+          f"(top-1-norm {r['top1_norm'] * 100:.1f} %) on {r['takes_known']} takes; "
+          f"{unknown}; AUROC {r['auroc']:.3f} ({r['takes_other']} other takes)")  # fmt: skip
+    print("  per class:", {c: round(v, 3) for c, v in r["per_class"].items()})
+    print("  mistakes:", r["mistaken_for"])
 
 
 def main() -> None:
@@ -105,18 +129,8 @@ def main() -> None:
         raise SystemExit(f"{args.data}: no a<A>_s<S>_t<T>_skeleton.mat files (of --people)")
     results = {}
     for ckpt in args.ckpt:
-        r = results[ckpt] = evaluate(ckpt, takes)
-        unknown = (
-            f"unknown on {r['unknown_known'] * 100:.1f} % of shared-class takes, "
-            f"{r['unknown_other'] * 100:.1f} % of other actions"
-            if r["unknown_rule"]
-            else "no unknown rule"
-        )
-        print(f"{Path(ckpt).name}: top-1 {r['top1'] * 100:.1f} % "
-              f"(top-1-norm {r['top1_norm'] * 100:.1f} %) on {r['takes_known']} takes; "
-              f"{unknown}; AUROC {r['auroc']:.3f} ({r['takes_other']} other takes)")  # fmt: skip
-        print("  per class:", {c: round(v, 3) for c, v in r["per_class"].items()})
-        print("  mistakes:", r["mistaken_for"])
+        results[ckpt] = evaluate(ckpt, takes)
+        report(Path(ckpt).name, results[ckpt])
     if args.json is not None:
         args.json.write_text(json.dumps(results, indent=1))
 

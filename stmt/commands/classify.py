@@ -39,8 +39,9 @@ Probabilities are softmax outputs (floats in [0, 1]; of the logits divided by
 the checkpoint's temperature when it is calibrated); a top-k list sums to at
 most 1. **Unknown**: a calibrated checkpoint (``stmt calibrate``) says a file
 or window shows none of its actions when its top-1 probability is below its
-threshold: the table then reads ``unknown (best: LABEL 0.31)``.
-``--unknown-threshold P`` sets another threshold, ``0`` turns the rule off. The
+threshold (one for motion capture, one for joint positions a sensor tracked: Kinect
+CSV and MAT files): the table then reads ``unknown (best: LABEL 0.31)``.
+``--unknown-threshold P`` sets one threshold for all files, ``0`` turns the rule off. The
 windows of several files go through the model together, in batches of exactly
 ``--batch-size`` windows (the last one filled up with copies), so that a window's
 probabilities do not depend on the windows it shares a batch with.
@@ -181,8 +182,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=float,
         default=None,
         metavar="P",
-        help='say "unknown" when the top-1 probability is below P (default: the '
-        "checkpoint's calibrated threshold, if it has one; 0: never)",
+        help='say "unknown" when the top-1 probability is below P, for every file (default: '
+        "the checkpoint's calibrated threshold of the file's kind, if it has one; 0: never)",
     )
     p.add_argument("--batch-size", type=int, default=16, help="windows per model call")
     p.add_argument(

@@ -381,9 +381,21 @@ def rig_candidates(
     raise unknown_rig(names, source)
 
 
+_FEWEST_JOINTS = 10  # hips, two legs of three joints, two arms of two, a neck: at least
+
+
 def unknown_rig(names: tuple[str, ...], source: Path | None) -> InputError:
-    """The one line for a skeleton no rig table, inference or tip completes."""
+    """The one line for a skeleton no rig table, inference or tip completes (one with too
+    few joints to be a whole body, such as a VR recording of a head and two hands, is
+    told so: no joint map can help it)."""
     shown = ", ".join(names[:25]) + (" ..." if len(names) > 25 else "")
+    if len(names) < _FEWEST_JOINTS:
+        return InputError(
+            source,
+            f"only {len(names)} joints ({shown}): not a whole body, which needs hips, two "
+            "legs (hip, knee, ankle), two arms (shoulder, elbow, wrist) and a head (a "
+            "recording of a VR headset and controllers is not one)",
+        )
     return InputError(
         source,
         f"unknown rig: cannot map its joints ({shown}) to the body's; pass --joint-map FILE "

@@ -17,6 +17,7 @@ import pytest
 
 from stmt.errors import InputError
 from stmt.io import read_motion
+from stmt.motion import SkeletonMotion
 from stmt.reading import read_sequence
 from stmt.retarget import (
     HUMAN_PROPORTIONS,
@@ -361,6 +362,27 @@ def test_a_four_legged_animal_is_refused(tmp_path):
         read_sequence(path)
     assert "dog.bvh" in str(err.value) and "four-legged" in str(err.value)
     assert "not a human body" in rigs.inspect_error(path)
+
+
+def test_a_head_and_two_hands_are_refused_as_no_whole_body(tmp_path):
+    """A VR recording (a headset and two controllers under a still root, as a Godot VR
+    recorder writes it): no joint map can make a body of it, so the line says what is
+    missing instead of asking for one."""
+    clip = rigs.cmu_clip()
+    keep = [clip.names.index(n) for n in ("Hips", "Head", "LeftHand", "RightHand")]
+    pos, _ = clip.forward_kinematics()
+    names = ("__0", "head", "hand_l", "hand_r")
+    vr = SkeletonMotion(
+        names=names, parents=(-1, 0, 0, 0), offsets=np.zeros((4, 3)),
+        end_offsets=np.zeros((4, 3)),
+        rotations=np.broadcast_to(np.eye(3), (clip.num_frames, 4, 3, 3)).copy(),
+        translations=np.concatenate([np.zeros((clip.num_frames, 1, 3)), pos[:, keep[1:]]], 1),
+        fps=clip.fps,
+    )  # fmt: skip
+    path = rigs.to_bvh(vr, tmp_path / "vr.bvh")
+    line = rigs.inspect_error(path)
+    assert "vr.bvh: only 4 joints (__0, head, hand_l, hand_r): not a whole body" in line
+    assert "--joint-map" not in line
 
 
 def test_a_mapping_whose_limbs_cross_the_tree_is_refused(tmp_path):

@@ -392,9 +392,8 @@ def unknown_rig(names: tuple[str, ...], source: Path | None) -> InputError:
     if len(names) < _FEWEST_JOINTS:
         return InputError(
             source,
-            f"only {len(names)} joints ({shown}): not a whole body, which needs hips, two "
-            "legs (hip, knee, ankle), two arms (shoulder, elbow, wrist) and a head (a "
-            "recording of a VR headset and controllers is not one)",
+            f"only {len(names)} joints ({shown}): not a whole body, which needs at least "
+            f"{', '.join(REQUIRED)} (a recording of a VR headset and controllers is not one)",
         )
     return InputError(
         source,

@@ -382,6 +382,7 @@ def test_a_head_and_two_hands_are_refused_as_no_whole_body(tmp_path):
     path = rigs.to_bvh(vr, tmp_path / "vr.bvh")
     line = rigs.inspect_error(path)
     assert "vr.bvh: only 4 joints (__0, head, hand_l, hand_r): not a whole body" in line
+    assert "LeftUpLeg" in line  # what a body needs
     assert "--joint-map" not in line
 
 

@@ -15,6 +15,10 @@ the AUROC of the score). Nothing of ACCAD is trained on or committed here but a
 
     python benchmarks/eval_accad.py --data PATH/Female1_bvh \\
         --ckpt checkpoints/stmt-realmix.ckpt checkpoints/stmt-realmix-v3.ckpt
+
+Any folder of BVH takes can be measured the same way: ``--labels`` a JSON file of the
+same form (each take's file name without ``.bvh`` -> a class of the checkpoint, "other
+action", or null).
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import argparse
 import json
 from pathlib import Path
 
-from eval_utd_mhad import evaluate_files, report  # beside this file
+from eval_utd_mhad import evaluate_all  # beside this file
 
 from stmt.data.realmix import OTHER
 
@@ -52,12 +52,7 @@ def main() -> None:
         if not path.is_file():
             raise SystemExit(f"{path}: missing (see datasets/accad/README.md)")
         files.append((OTHER if label == "other action" else label, path))
-    results = {}
-    for ckpt in args.ckpt:
-        results[ckpt] = evaluate_files(ckpt, files)
-        report(Path(ckpt).name, results[ckpt])
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=1))
+    evaluate_all(args.ckpt, files, args.json)
 
 
 if __name__ == "__main__":

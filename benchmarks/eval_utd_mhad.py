@@ -43,11 +43,6 @@ SHARED = {a: c for a, c in UTDMHAD_CATEGORY.items() if c not in (None, OTHER)}
 OTHER_ACTIONS = tuple(a for a, c in UTDMHAD_CATEGORY.items() if c == OTHER)
 
 
-def evaluate(ckpt: str, takes: list[tuple[int, Path]]) -> dict:
-    """:func:`evaluate_files` of UTD-MHAD's takes, labelled by action number."""
-    return evaluate_files(ckpt, [(SHARED.get(a, OTHER), path) for a, path in takes])
-
-
 def evaluate_files(ckpt: str, files: list[tuple[str, Path]]) -> dict:
     """Each file labelled by ``stmt.Classifier`` as ``stmt classify`` labels it: top-1 on
     the files whose label is a class, "unknown" on those and on the files of other
@@ -88,6 +83,16 @@ def evaluate_files(ckpt: str, files: list[tuple[str, Path]]) -> dict:
     }
 
 
+def evaluate_all(ckpts: list[str], files: list[tuple[str, Path]], out: Path | None) -> None:
+    """:func:`evaluate_files` of each checkpoint, printed, and written to ``out`` as JSON."""
+    results = {}
+    for ckpt in ckpts:
+        results[ckpt] = evaluate_files(ckpt, files)
+        report(Path(ckpt).name, results[ckpt])
+    if out is not None:
+        out.write_text(json.dumps(results, indent=1))
+
+
 def report(name: str, r: dict) -> None:
     """Print one checkpoint's results (:func:`evaluate_files`)."""
     unknown = (
@@ -124,15 +129,10 @@ def main() -> None:
             continue
         action = int(m.group(1))
         if action in SHARED or action in OTHER_ACTIONS:
-            takes.append((action, mat))
+            takes.append((SHARED.get(action, OTHER), mat))
     if not takes:
         raise SystemExit(f"{args.data}: no a<A>_s<S>_t<T>_skeleton.mat files (of --people)")
-    results = {}
-    for ckpt in args.ckpt:
-        results[ckpt] = evaluate(ckpt, takes)
-        report(Path(ckpt).name, results[ckpt])
-    if args.json is not None:
-        args.json.write_text(json.dumps(results, indent=1))
+    evaluate_all(args.ckpt, takes, args.json)
 
 
 if __name__ == "__main__":

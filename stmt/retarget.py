@@ -704,7 +704,7 @@ def _on_floor(lowest: np.ndarray) -> bool:
     )
 
 
-def detect_up(pos: np.ndarray, joints: dict[str, int], scale: float = 1.0) -> str:
+def detect_up(pos: np.ndarray, joints: dict[str, int], scale: float) -> str:
     """The world axis the body stands along: from the torso (:func:`_torso_up`), except
     that a take that lies on a floor at 0 along Y (the up axis BVH, ASF/AMC and Kinect
     files are written in) while not along the torso's axis is Y up: a body lying or

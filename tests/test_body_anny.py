@@ -239,7 +239,8 @@ def test_rig_cache_poses_without_importing_anny(tmp_path, monkeypatch):
 
 
 def test_rig_cache_holds_the_anny_model_constants(tmp_path, monkeypatch):
-    """The cached arrays are anny's own rest mesh and faces; a corrupt file is rebuilt."""
+    """The cached arrays are anny's own rest mesh and its faces (split as the package
+    fixes them); a corrupt file is rebuilt."""
     import torch
 
     monkeypatch.setenv("STMT_CACHE_DIR", str(tmp_path))
@@ -253,10 +254,38 @@ def test_rig_cache_holds_the_anny_model_constants(tmp_path, monkeypatch):
         with torch.inference_mode():
             expected = model()["rest_vertices"][0].float().numpy()
         np.testing.assert_array_equal(rest, expected)
-        np.testing.assert_array_equal(faces, model.get_triangular_faces().numpy())
+        np.testing.assert_array_equal(
+            faces, anny.fixed_triangulation(model.get_triangular_faces().numpy())
+        )
         with np.load(path) as z:
             np.testing.assert_array_equal(z["vertices"], rest)
             assert list(z["labels"]) == list(model.bone_labels)
         assert [p.name for p in path.parent.iterdir()] == [path.name], "no temporary left over"
     finally:
         anny._rig.cache_clear()
+
+
+def test_quads_split_the_same_way_on_every_cpu():
+    """anny measures its quads' diagonals in float32, and an Intel Xeon split six quads
+    of equal diagonals the other way from an AMD EPYC: the face list (and the
+    probabilities of files posed on the body) depended on the machine. The split of
+    every quad is fixed by the package; a list with some quads split the other way is
+    put back, and one of another mesh is kept as it is, with a warning."""
+    faces = anny.rest_mesh()[1]
+    quads, split_ac = anny.quads_of(faces)
+    assert len(quads) * 2 == len(faces)
+    np.testing.assert_array_equal(anny.split_quads(quads, split_ac), faces)
+    other_cpu = split_ac.copy()
+    other_cpu[[13359, 13402, 13429, 100, 5000, 13000]] ^= True  # some quads the other way
+    flipped = anny.split_quads(quads, other_cpu)
+    assert not np.array_equal(flipped, faces)
+    # quad 100 split along its other diagonal: the same four corners, other triangles
+    assert set(flipped[200:202].ravel()) == set(faces[200:202].ravel())
+    assert {frozenset(t) for t in flipped[200:202]}.isdisjoint(frozenset(t) for t in faces[200:202])
+    np.testing.assert_array_equal(anny.fixed_triangulation(flipped), faces)
+    fewer = faces[:-2]  # not the mesh the file describes: anny's own triangles stay
+    with pytest.warns(UserWarning, match="its own triangulation is used"):
+        np.testing.assert_array_equal(anny.fixed_triangulation(fewer), fewer)
+    not_quads = faces[1:-1]
+    with pytest.warns(UserWarning, match="its own triangulation is used"):
+        np.testing.assert_array_equal(anny.fixed_triangulation(not_quads), not_quads)

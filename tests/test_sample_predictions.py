@@ -12,24 +12,14 @@ probabilities are that close may rank either way.
 Rewrite the file only when a change is meant to change the predictions:
 ``python -m tests.test_sample_predictions --write``.
 
-anny splits the quads of its mesh along the shorter diagonal, computed in float32; six
-quads of the default body have two equal diagonals, and CPUs round them differently (an
-Intel Xeon one way, an AMD EPYC the other), so the body's face list tells the two kinds
-apart. Between them the files posed on the body moved by up to 3e-4, more than the
-tolerance (float32 rounding elsewhere: the geodesics of the two face lists are only
-1.2e-7 m apart). The stored outputs are therefore kept per face list of the body
-(``by_anny_faces``, keyed by its sha256); ``--write`` stores this machine's and drops
-the other lists' outputs of checkpoints that have since changed (store those again on
-such a machine). A mesh file (``datasets/samples/wave_mesh.npz``, anny's faces as an
-Intel Xeon splits them) has a template of its own, made from its own faces and first
-frame on every machine (:func:`stmt.template.template_key`), so ``--write`` gives its
-records to every list.
-
-The Intel list's records of ``stmt-realmix.ckpt`` as re-calibrated on 2026-12-08 (the
-rule only: ``stmt calibrate --keep-temperature``, same weights and temperature) were
-carried over from its records of the file before: the same probabilities, the
-"unknown" flags at the new thresholds. Done the same way on the AMD EPYC list, the
-carried-over records equalled what ``--write`` stored there.
+The outputs of files posed on the default body depend on its face list: anny splits
+each quad along its shorter diagonal, measured in float32, and an Intel Xeon and an
+AMD EPYC once split six quads of equal diagonals differently (probabilities up to 3e-4
+apart, more than the tolerance). Until 2026-12-08 the file kept outputs per face list;
+since then the package fixes the split of every quad
+(:func:`stmt.body.anny.fixed_triangulation`), every machine poses on one face list (the
+one the AMD EPYC lists had), and the file keeps one set of outputs with that list's
+sha256 (``anny_faces``), which the test checks first.
 """
 
 from __future__ import annotations
@@ -44,7 +34,6 @@ import pytest
 
 from stmt.body import rest_mesh
 from stmt.cli import main as stmt_main
-from stmt.io.detect import detect_format
 
 ROOT = Path(__file__).resolve().parents[1]
 STORED = ROOT / "tests" / "data" / "sample_predictions.json"
@@ -78,20 +67,20 @@ def classify_samples(ckpt: str, capsys=None) -> list[dict]:
 
 
 def anny_faces_digest() -> str:
-    """sha256 of the default body's face list on this machine (module docstring)."""
+    """sha256 of the default body's face list (module docstring)."""
     faces = rest_mesh("anny")[1]
     return hashlib.sha256(np.ascontiguousarray(faces, dtype=np.int64).tobytes()).hexdigest()
 
 
 def stored_outputs() -> dict:
-    """The stored outputs for this machine's face list of the body (module docstring)."""
-    every = json.loads(STORED.read_text())["by_anny_faces"]
+    """The stored outputs, after checking they were made on this face list of the body."""
+    stored = json.loads(STORED.read_text())
     faces = anny_faces_digest()
-    assert faces in every, (
-        f"no outputs stored for the body's face list {faces[:12]} (stored: "
-        f"{', '.join(k[:12] for k in every)}); anny triangulates its quads differently here"
+    assert faces == stored["anny_faces"], (
+        f"the body's face list is {faces[:12]}, the outputs were stored for "
+        f"{stored['anny_faces'][:12]}: stmt.body.anny.fixed_triangulation did not apply"
     )
-    return every[faces]
+    return stored["outputs"]
 
 
 def digest(ckpt: str) -> str:
@@ -131,10 +120,7 @@ def test_samples_are_labelled_as_stored(ckpt, capsys, monkeypatch, tmp_path):
     monkeypatch.chdir(ROOT)
     monkeypatch.setenv("STMT_CACHE_DIR", str(tmp_path / "stmt-cache"))
     stored = stored_outputs().get(ckpt)
-    assert stored is not None, (
-        f"no outputs stored for {ckpt} with this machine's face list of the body; store "
-        "them on such a machine (module docstring)"
-    )
+    assert stored is not None, f"no outputs stored for {ckpt} (module docstring)"
     assert stored["sha256"] == digest(ckpt), (
         f"{ckpt} is not the checkpoint the outputs were stored for; after replacing a "
         "shipped checkpoint, store its outputs again (module docstring)"
@@ -155,22 +141,7 @@ if __name__ == "__main__":
     import os
 
     os.chdir(ROOT)
-    every = json.loads(STORED.read_text())["by_anny_faces"] if STORED.exists() else {}
-    every = {  # other machines' outputs of checkpoints since replaced are dropped
-        faces: {
-            c: o for c, o in outputs.items() if (ROOT / c).exists() and o["sha256"] == digest(c)
-        }
-        for faces, outputs in every.items()
-    }
-    here = every[anny_faces_digest()] = {
-        c: {"sha256": digest(c), "files": classify_samples(c)} for c in CHECKPOINTS
-    }
-    for outputs in every.values():  # a mesh file's template is its own, on any machine
-        for c, o in outputs.items():
-            mine = {r["file"]: r for r in here[c]["files"]}
-            o["files"] = [
-                mine[r["file"]] if detect_format(r["file"]).startswith("mesh") else r
-                for r in o["files"]
-            ]
-    STORED.write_text(json.dumps({"by_anny_faces": every}, indent=1) + "\n")
+    outputs = {c: {"sha256": digest(c), "files": classify_samples(c)} for c in CHECKPOINTS}
+    stored = {"anny_faces": anny_faces_digest(), "outputs": outputs}
+    STORED.write_text(json.dumps(stored, indent=1) + "\n")
     print(f"wrote {STORED}")

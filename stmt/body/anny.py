@@ -36,12 +36,16 @@ missing is the anny model built (:func:`get_model`, once per process; importing 
 alone costs ~1.5 s as it pulls in roma and ``torch._dynamo``) and the file written
 (atomically). anny itself caches its slow first construction (~80 s) on disk under
 ``$ANNY_CACHE_DIR`` (default ``~/.cache/anny``). Nothing here downloads anything.
+The faces are anny's, each quad split along the diagonal the package fixes
+(:func:`fixed_triangulation`), so that every CPU poses on one face list.
 """
 
 from __future__ import annotations
 
 import functools
+import hashlib
 import os
+import warnings
 import zipfile
 from dataclasses import dataclass
 from importlib import metadata
@@ -186,8 +190,9 @@ class _Rig:
     dense_weights: np.ndarray  # (V, B) float32 skinning weight of each bone
 
 
-# Bump when the content or layout of the rig cache changes.
-_RIG_CACHE_FORMAT = 1
+# Bump when the content or layout of the rig cache changes (2: faces from
+# :func:`fixed_triangulation`).
+_RIG_CACHE_FORMAT = 2
 _RIG_SETTINGS = "lbs-float32-default-phenotype-zero-pose"
 
 
@@ -229,9 +234,70 @@ def _rig_arrays_from_anny() -> dict[str, np.ndarray]:
         "heads": rest["rest_bone_heads"][0].float().numpy().copy(),
         "tails": rest["rest_bone_tails"][0].float().numpy().copy(),
         "vertices": rest["rest_vertices"][0].float().numpy().copy(),
-        "faces": model.get_triangular_faces().cpu().numpy().astype(np.int64),
+        "faces": fixed_triangulation(model.get_triangular_faces().cpu().numpy()),
         "dense_weights": dense.numpy().copy(),
     }
+
+
+# The diagonal along which each quad of anny's default mesh is split (module
+# :func:`fixed_triangulation`); made from anny 0.6.2's triangles on an AMD EPYC.
+TRIANGULATION_FILE = Path(__file__).with_name("anny_triangulation.npz")
+
+
+def quads_of(faces: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """anny's triangles as its quads: rows ``2q`` and ``2q + 1`` are quad ``q = (a, b,
+    c, d)`` split along ``a-c`` (``[a, b, c], [c, d, a]``) or ``b-d`` (``[a, b, d], [d,
+    b, c]``). Returns ``(quads (Q, 4), split_ac (Q,) bool)``, or None when the rows do
+    not pair up that way."""
+    f = np.asarray(faces, dtype=np.int64)
+    if f.ndim != 2 or f.shape[1] != 3 or len(f) % 2:
+        return None
+    t0, t1 = f[0::2], f[1::2]
+    ac = (t1[:, 0] == t0[:, 2]) & (t1[:, 2] == t0[:, 0])
+    bd = (t1[:, 1] == t0[:, 1]) & (t1[:, 0] == t0[:, 2])
+    if not np.all(ac ^ bd):
+        return None
+    d = np.where(ac, t1[:, 1], t0[:, 2])
+    c = np.where(ac, t0[:, 2], t1[:, 2])
+    return np.stack([t0[:, 0], t0[:, 1], c, d], axis=1), ac
+
+
+def split_quads(quads: np.ndarray, split_ac: np.ndarray) -> np.ndarray:
+    """(2Q, 3) int64 triangles of quads ``(a, b, c, d)``, in anny's order
+    (:func:`quads_of`)."""
+    a, b, c, d = np.asarray(quads, dtype=np.int64).T
+    first = np.where(split_ac[:, None], np.stack([a, b, c], 1), np.stack([a, b, d], 1))
+    second = np.where(split_ac[:, None], np.stack([c, d, a], 1), np.stack([d, b, c], 1))
+    return np.stack([first, second], axis=1).reshape(-1, 3)
+
+
+def fixed_triangulation(faces: np.ndarray) -> np.ndarray:
+    """anny's triangles with every quad split the way :data:`TRIANGULATION_FILE` says.
+
+    anny splits each quad along its shorter diagonal, measured in float32. A few quads
+    of the default body have two diagonals of one length, and CPUs round their norms
+    differently (an Intel Xeon split six of them the other way from an AMD EPYC): the
+    face list, and with it the geodesics and the probabilities of files posed on the
+    body (by up to 3e-4), depended on the machine. The split of every quad is therefore
+    fixed by a file (a bit per quad). A mesh that is not the one the file describes
+    (another anny version) keeps anny's own triangles."""
+    faces = np.asarray(faces, dtype=np.int64)
+    got = quads_of(faces)
+    with np.load(TRIANGULATION_FILE) as z:
+        digest, bits, count = str(z["quads_sha256"]), z["split_ac"], int(z["num_quads"])
+    if got is None or len(got[0]) != count or _quads_digest(got[0]) != digest:
+        warnings.warn(
+            f"anny's mesh is not the one {TRIANGULATION_FILE.name} describes (another anny "
+            "version?): its own triangulation is used, which may split a few quads "
+            "differently on other CPUs",
+            stacklevel=2,
+        )
+        return faces
+    return split_quads(got[0], np.unpackbits(bits, count=count).astype(bool))
+
+
+def _quads_digest(quads: np.ndarray) -> str:
+    return hashlib.sha256(np.ascontiguousarray(quads, dtype=np.int64).tobytes()).hexdigest()
 
 
 def _rig_from_arrays(a: dict[str, np.ndarray]) -> _Rig:

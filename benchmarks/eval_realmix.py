@@ -90,6 +90,11 @@ def main() -> None:
     results = {}
     for ckpt in args.ckpt:
         clf = Classifier.from_checkpoint(ckpt)
+        if clf.scales:  # one centre window cannot show members of several window lengths
+            raise SystemExit(
+                f"{ckpt}: members of several window lengths; `stmt calibrate` reports its "
+                "numbers on files cut as `stmt classify` cuts them"
+            )
         # each checkpoint's clips cut as it was trained: whole samples or fixed windows
         dm = STMTDataModule(
             args.cache, num_workers=0, test_split=args.split, batch_size=64,

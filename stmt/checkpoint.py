@@ -11,7 +11,10 @@ data, so that ``torch.load(path, weights_only=True)`` reads it:
   names, frames and points per clip, fps, ``window_s``, ``clip_s``,
   ``fixed_window``; how inference cuts a file, see :mod:`stmt.clip`),
   optionally ``calibration`` (``stmt calibrate``: the softmax temperature and the
-  "unknown" threshold; :mod:`stmt.engine.calibration`), the optimiser settings,
+  "unknown" threshold; :mod:`stmt.engine.calibration`), optionally ``scales``
+  (an ensemble whose members were trained on windows of several lengths:
+  ``[{"window_s": s, "members": n}, ...]``, the first the clip settings' own
+  ``window_s``, members in that order; :func:`window_scales`), the optimiser settings,
   and ``_class_path`` (which module wrote it; LightningCLI's ``--ckpt_path`` reads
   it). :func:`model_args` completes ``model_args`` with the sizes, so
   ``build_model(arch, **model_args(hp))`` rebuilds the bare model. Checkpoints
@@ -286,6 +289,37 @@ def check_hparams(hp: dict[str, Any], path: str | Path | None) -> None:
         if isinstance(value, float) and not math.isfinite(value):
             raise InputError(path, f"bad checkpoint: model_args {key} is {value!r}")
     check_calibration(hp.get("calibration"), path)
+    window_scales(hp, path)
+
+
+def window_scales(hp: dict[str, Any], path: str | Path | None = None) -> list[tuple[float, int]]:
+    """``[(window_s, members), ...]`` of (upgraded) hyper-parameters: the window length
+    each group of an ensemble's members was trained on, the first the clip settings'
+    own (one group of all members without ``scales``). InputError when ``scales`` does
+    not fit the clip settings and the member count."""
+    clip = hp.get("clip") or {}
+    members = (hp.get("model_args") or {}).get("members", 1)
+    scales = hp.get("scales")
+    if scales is None:
+        return [(float(clip.get("window_s", 0.0)), members)]
+    bad = f"bad checkpoint: scales is {scales!r}; expected"
+    if not isinstance(scales, (list, tuple)) or not all(
+        isinstance(g, dict) and set(g) == {"window_s", "members"} for g in scales
+    ):
+        raise InputError(path, f"{bad} a list of {{'window_s': seconds, 'members': count}}")
+    out = [(g["window_s"], g["members"]) for g in scales]
+    for w, n in out:
+        if (
+            isinstance(w, bool)
+            or not isinstance(w, (int, float))
+            or not (math.isfinite(w) and 0 < w <= limits.MAX_WINDOW_S)
+        ):
+            raise InputError(path, f"{bad} window lengths up to {limits.MAX_WINDOW_S:g} s")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise InputError(path, f"{bad} a whole number >= 1 of members in each")
+    if not out or out[0][0] != clip.get("window_s") or sum(n for _, n in out) != members:
+        raise InputError(path, f"{bad} the clip's window_s first and {members} members in all")
+    return [(float(w), int(n)) for w, n in out]
 
 
 def check_calibration(calibration: Any, path: str | Path) -> None:
@@ -346,30 +380,49 @@ def check_finite(weights: dict[str, Any], path: str | Path) -> None:
 
 
 def ensemble(paths: list[Path]) -> dict[str, Any]:
-    """One checkpoint of the classifiers at ``paths`` (seeds of one recipe): an
-    :class:`~stmt.model.stmt.Ensemble` whose logits are the mean of theirs. They must share
-    the arch, its arguments and the clip settings (class list, frames, points, fps,
-    windows); the result has no calibration (``stmt calibrate`` fits one for the whole)
-    and keeps the first one's record (Lightning's version, data settings), not the
-    members' training state."""
+    """One checkpoint of the classifiers at ``paths`` (seeds of one recipe, or ensembles
+    of them): an :class:`~stmt.model.stmt.Ensemble` of all their members, whose logits
+    are the mean of theirs. They must share the arch, its arguments and the clip
+    settings (class list, frames, points, fps) but for the window length: members
+    trained on windows of other lengths make ``scales`` (inference cuts a file once per
+    length and mixes the lengths' outputs, :func:`stmt.clip.scale_mix`), the first
+    path's length first. The result has no calibration (``stmt calibrate`` fits one
+    for the whole) and keeps the first one's record (Lightning's version, data
+    settings), not the members' training state."""
     ckpts = [read(path) for path in paths]
-    kinds = []
+    groups: dict[float, list[dict[str, Any]]] = {}  # window_s -> members' weights
+    first = None
     for path, ckpt in zip(paths, ckpts):
         check_classifier(ckpt, path)
         hp = ckpt["hyper_parameters"]
         try:
-            kinds.append((hp["arch"], model_args(hp), hp["clip"]))
+            args = model_args(hp)
         except ValueError as err:
             raise InputError(path, str(err)) from None
-        if kinds[-1][1].get("members", 1) != 1:
-            raise InputError(path, "is an ensemble already: list its member checkpoints instead")
-        if kinds[-1] != kinds[0]:
+        count = args.pop("members", 1)
+        kind = (hp["arch"], args, dict(hp["clip"], window_s=None))
+        first = first or kind
+        if kind != first:
             raise InputError(
                 path, f"does not fit {paths[0]}: ensemble members need the same arch, "
-                "model arguments and clip settings (class list, frames, points, fps, windows)",
+                "model arguments and clip settings (class list, frames, points, fps)",
             )  # fmt: skip
+        weights = model_weights(ckpt)
+        members = [weights] if count == 1 else [
+            {k.split(".", 2)[2]: v for k, v in weights.items() if k.startswith(f"members.{i}.")}
+            for i in range(count)
+        ]  # fmt: skip
+        at = 0
+        for window, n in window_scales(hp, path):
+            groups.setdefault(window, []).extend(members[at : at + n])
+            at += n
     hp = dict(ckpts[0]["hyper_parameters"], calibration=None)
-    hp["model_args"] = {**(hp.get("model_args") or {}), "members": len(paths)}
+    members = [m for group in groups.values() for m in group]
+    hp["model_args"] = {**(hp.get("model_args") or {}), "members": len(members)}
+    hp["clip"] = dict(hp["clip"], window_s=next(iter(groups)))
+    hp.pop("scales", None)
+    if len(groups) > 1:
+        hp["scales"] = [{"window_s": w, "members": len(g)} for w, g in groups.items()]
     training_state = ("state_dict", "optimizer_states", "lr_schedulers", "callbacks", "loops")
     out = {k: v for k, v in ckpts[0].items() if k not in training_state}
     out["hyper_parameters"] = hp
@@ -377,9 +430,7 @@ def ensemble(paths: list[Path]) -> dict[str, Any]:
         k: v for k, v in ckpts[0]["state_dict"].items() if not k.startswith("model.")
     }
     out["state_dict"] |= {
-        f"model.members.{i}.{k}": v
-        for i, c in enumerate(ckpts)
-        for k, v in model_weights(c).items()
+        f"model.members.{i}.{k}": v for i, m in enumerate(members) for k, v in m.items()
     }
     out["ensemble_of"] = [Path(p).name for p in paths]
     mark(out)
@@ -441,8 +492,15 @@ def check_fits_data(
     ``saved`` are the checkpoint's hyper-parameters (either layout), ``current`` the
     settings the data module linked into the model. Raises InputError saying how to
     make them agree."""
-    clip = upgrade(saved, path).get("clip") or {}
+    saved = upgrade(saved, path)
+    clip = saved.get("clip") or {}
     where = f"the cache {cache}" if cache is not None else "the data"
+    if len(window_scales(saved, path)) > 1:
+        raise InputError(
+            path,
+            "its members were trained on windows of several lengths, and validate, test and "
+            "predict cut one; `stmt calibrate` reports its numbers, `stmt classify` uses it",
+        )
     n_ck, n_data = clip.get("num_points"), current.num_points
     if n_ck is not None and int(n_ck) != n_data:
         raise InputError(

@@ -42,6 +42,10 @@ it into the model once, the checkpoint stores it, inference reads it.
    per-frame bounds (:func:`frame_bounds`) without a reduction over points.
 5. **Which window a time belongs to** (:func:`nearest_window`): the one whose
    centre is nearest, for per-frame labels and attention in the viewer.
+6. **Several window lengths** (:func:`scale_mix`): an ensemble whose members were
+   trained on windows of other lengths too (``scales`` in the checkpoint) cuts a
+   file once per length; each window of the checkpoint's own length takes the
+   mean, over lengths, of the logits of the windows of that length nearest to it.
 
 Nothing here imports torch at module level.
 """
@@ -446,3 +450,31 @@ def nearest_window(times: np.ndarray, spans: list[tuple[float, float]]) -> np.nd
     one on a tie)."""
     inner = window_cuts(spans, 0.0)[1:-1]
     return np.searchsorted(inner, np.asarray(times, dtype=np.float64), side="left").astype(np.int64)
+
+
+def scale_mix(
+    primary: list[tuple[float, float]], others: list[list[tuple[float, float]]]
+) -> np.ndarray:
+    """(W, W + sum(W_k)) weights that mix the outputs of one file's windows at several
+    window lengths into its ``primary`` windows' (step 6).
+
+    Rows are the primary windows; columns the primary windows, then each of the
+    ``others`` lengths' windows, in order. Row i takes the mean over lengths of: its
+    own window; the windows of each other length whose centre is nearest to window i's
+    among the primary windows (when none is, the one window of that length whose
+    centre is nearest to window i's). Each row sums to 1."""
+    centre = lambda spans: np.array([(s + e) / 2 for s, e in spans], dtype=np.float64)
+    w = len(primary)
+    mix = np.zeros((w, w + sum(len(o) for o in others)), np.float64)
+    share = 1.0 / (1 + len(others))
+    mix[np.arange(w), np.arange(w)] = share
+    at = w
+    for spans in others:
+        owner = nearest_window(centre(spans), primary)  # (W_k,) primary window of each
+        for i in range(w):
+            mine = np.flatnonzero(owner == i)
+            if not mine.size:
+                mine = nearest_window(centre(primary)[i : i + 1], spans)
+            mix[i, at + mine] = share / mine.size
+        at += len(spans)
+    return mix

@@ -27,10 +27,17 @@ The classifier keeps no state about the files it sees. Like an inferencer
    training made its clips (the same grid at the checkpoint's fps, bin-centre
    frames, float16 offsets, normalisation): an :class:`Inputs`;
 5. **forward** (:meth:`Classifier.forward`): the windows of several files through the
-   model in batches (files of one topology share a model call);
-6. **postprocess** (:meth:`Classifier.postprocess`): softmax probabilities -> a
-   :class:`Prediction`, per window and **overall** as the mean of the window
+   model in batches (files of one topology share a model call): logits;
+6. **postprocess** (:meth:`Classifier.postprocess`): logits -> softmax probabilities
+   -> a :class:`Prediction`, per window and **overall** as the mean of the window
    probabilities (every window weighs the same).
+
+A checkpoint whose members were trained on windows of several lengths (``scales``,
+:func:`stmt.checkpoint.window_scales`) plans, poses and preprocesses the windows of
+each length (the posing once, for the frames all of them use); forward runs each
+length's clips through that length's members; postprocess first mixes their logits
+into the windows of the checkpoint's own length (:func:`stmt.clip.scale_mix`), which
+are the windows the prediction lists.
 
 :meth:`Classifier.read` is steps 1-4 for a file; :meth:`Classifier.preprocess` steps
 2 and 4 for a sequence read already (the whole of it posed); :meth:`Classifier.predict`
@@ -58,7 +65,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from stmt import clip, reading
-from stmt.checkpoint import load_model
+from stmt.checkpoint import load_model, window_scales
 from stmt.clip import ClipSettings
 from stmt.errors import InputError
 from stmt.io.detect import input_kind
@@ -216,6 +223,10 @@ class Inputs:
         warnings: the sequence's warnings (:attr:`MeshSequence.warnings`) and the
             plausibility checks'.
         too_short: shorter than :data:`TOO_SHORT` of the model's window.
+        scale: (len(clips),) int64 window length of each clip (0: the checkpoint's
+            own, k: its k-th other, :attr:`Classifier.scales`); None: all 0.
+        mix: (W, len(clips)) how the clips' logits make the W windows' (the clips of
+            other lengths mixed in, :func:`stmt.clip.scale_mix`); None: one clip each.
     """
 
     source: Path
@@ -228,6 +239,8 @@ class Inputs:
     warnings: list[str] = field(default_factory=list)
     too_short: bool = False
     kind: str = "mocap"  # the input kind (:func:`stmt.io.detect.input_kind`)
+    scale: np.ndarray | None = None
+    mix: np.ndarray | None = None
 
     @property
     def spans(self) -> list[tuple[float, float]]:
@@ -244,7 +257,9 @@ class Classifier:
 
     ``clip``: how the checkpoint's clips were made (:class:`~stmt.clip.ClipSettings`);
     ``temperature``, ``unknown_threshold`` (``unknown_thresholds``: per input kind): its
-    calibration (1 and None: none)."""
+    calibration (1 and None: none); ``scales``: ``(settings, model)`` of members trained
+    on windows of other lengths, each cutting the file its own way, their logits mixed
+    into the windows of ``clip`` (:func:`stmt.clip.scale_mix`)."""
 
     def __init__(
         self,
@@ -257,9 +272,10 @@ class Classifier:
         temperature: float = 1.0,
         unknown_threshold: float | None = None,
         unknown_thresholds: dict[str, float] | None = None,
+        scales: list[tuple[ClipSettings, torch.nn.Module]] = (),
     ):
-        self.model = model.eval()
-        self.clip = clip
+        self.model, self.clip = model.eval(), clip
+        self.scales = [(settings, m.eval()) for settings, m in scales]
         self.arch = arch
         self.device = device
         self.source = source
@@ -274,11 +290,15 @@ class Classifier:
         path = Path(path)
         model, hp, settings = load_model(path)
         calibration = hp.get("calibration") or {}
+        lengths = window_scales(hp, path)
+        models = model.to(device).groups([n for _, n in lengths]) if len(lengths) > 1 else [model]
         return cls(
-            model.to(device), settings, arch=str(hp["arch"]), device=device, source=path,
+            models[0].to(device), settings, arch=str(hp["arch"]), device=device, source=path,
             temperature=float(calibration.get("temperature", 1.0)),
             unknown_threshold=calibration.get("unknown_threshold"),
             unknown_thresholds=calibration.get("unknown_thresholds"),
+            scales=[(dataclasses.replace(settings, window_s=w), m)
+                    for (w, _), m in zip(lengths[1:], models[1:])],
         )  # fmt: skip
 
     def threshold_for(self, kind: str) -> float | None:
@@ -315,14 +335,21 @@ class Classifier:
         path = Path(path)
         motion = reading.read(path, body, fmt)
         windows = self.clip.windows(motion.num_frames, motion.fps, window, stride, path)
+        extra = self.scale_windows(motion.num_frames, motion.fps, path)
         rest, faces = reading.topology(motion, body, body_models)
         tpl = self.template(faces, rest, path, _rest_is_first_frame(motion))
-        frames = windows.source_frames(self.num_frames, motion.fps, motion.num_frames)
+        frames = _source_frames([windows, *(w for _, w in extra)], self.num_frames, motion)
         seq = reading.pose_motion(
             motion, body=body, body_models=body_models, vertex_ids=tpl.vertex_ids, frames=frames,
             joint_map=joint_map,
         )  # fmt: skip
-        return make_inputs(seq, windows, tpl, self.clip)
+        return make_inputs(seq, windows, tpl, self.clip, extra)
+
+    def scale_windows(
+        self, num_frames: int, fps: float, source: Path | None = None
+    ) -> list[tuple[ClipSettings, clip.Windows]]:
+        """How each of :attr:`scales` cuts a sequence (its own window length and stride)."""
+        return [(c, c.windows(num_frames, fps, None, None, source)) for c, _ in self.scales]
 
     def preprocess(
         self, sequence: MeshSequence, window: float | None = None, stride: float | None = None
@@ -334,10 +361,11 @@ class Classifier:
         windows = self.clip.windows(
             sequence.num_frames, sequence.fps, window, stride, sequence.source
         )
-        _check_posed(sequence, windows, self.num_frames)
+        extra = self.scale_windows(sequence.num_frames, sequence.fps, sequence.source)
+        _check_posed(sequence, [windows, *(w for _, w in extra)], self.num_frames)
         rest = sequence.vertices[0] if sequence.rest_vertices is None else sequence.rest_vertices
         tpl = self.template(sequence.faces, rest, sequence.source, _rest_is_first_frame(sequence))
-        return make_inputs(_template_vertices(sequence, tpl), windows, tpl, self.clip)
+        return make_inputs(_template_vertices(sequence, tpl), windows, tpl, self.clip, extra)
 
     def template(
         self,
@@ -362,28 +390,23 @@ class Classifier:
 
     # ----------------------------------------------------------------- steps 5 and 6
     def forward(self, items: list[Inputs], batch_size: int = 16) -> list[np.ndarray]:
-        """Softmax probabilities (W_i, C) of each item's windows; the windows of items of
-        one topology go through the model together, ``batch_size`` at a time. Not checked
-        for NaN/Inf here (:meth:`postprocess` does, per item)."""
-        out: list[np.ndarray | None] = [None] * len(items)
-        groups: dict[str, list[int]] = {}
-        for i, item in enumerate(items):
-            groups.setdefault(item.template.key, []).append(i)
-        for members in groups.values():
-            clips = np.concatenate([items[i].clips for i in members], axis=0)  # (sum W, T, N, 3)
-            probs = self._softmax(clips, items[members[0]].template.geodesic, batch_size)
-            at = 0
-            for i in members:
-                out[i] = probs[at : at + len(items[i].clips)]
-                at += len(items[i].clips)
-        return out
+        """Logits (W_i, C) of each item's clips, each clip through the members of its
+        window length (:attr:`Inputs.scale`); the clips of items of one topology and length
+        go through them together, ``batch_size`` at a time. Not checked for NaN/Inf here
+        (:meth:`postprocess` does, per item)."""
+        models = [self.model, *(m for _, m in self.scales)]
+        return _run_clips(models, items, len(self.class_names), batch_size, self.device)
 
-    def postprocess(self, item: Inputs, probs: np.ndarray, top_k: int = 5) -> Prediction:
-        """A :class:`Prediction` of one item's window probabilities (W, C).
+    def postprocess(self, item: Inputs, logits: np.ndarray, top_k: int = 5) -> Prediction:
+        """A :class:`Prediction` of one item's clips' logits (:meth:`forward`): mixed into
+        its windows' (:attr:`Inputs.mix`), divided by the temperature, softmax.
 
         Raises :class:`InputError` naming the file when they are NaN or Inf."""
-        if not np.isfinite(probs).all():
+        if not np.isfinite(logits).all():
             raise InputError(item.source, NON_FINITE)
+        if item.mix is not None:
+            logits = (item.mix @ logits).astype(np.float32)
+        probs = _softmax(logits, self.temperature)
         names = self.class_names
         k = max(1, min(int(top_k), len(names)))
         return Prediction(
@@ -409,34 +432,24 @@ class Classifier:
         item = self.preprocess(sequence, window, stride)
         return self.postprocess(item, self.forward([item], batch_size)[0], top_k)
 
-    def probabilities(
-        self, clips: np.ndarray, geodesic: np.ndarray, batch_size: int = 16
-    ) -> np.ndarray:
-        """Softmax class probabilities (W, C) of clips (W, T, N, 3), ``batch_size`` at a time;
-        :class:`InputError` when they are NaN or Inf."""
-        probs = self._softmax(clips, geodesic, batch_size)
+    def probabilities(self, clips: np.ndarray, geodesic: np.ndarray, batch_size: int = 16):
+        """Softmax class probabilities (W, C) of clips (W, T, N, 3) of the checkpoint's own
+        window length, ``batch_size`` at a time; :class:`InputError` when NaN or Inf."""
+        logits = _batched(self.model, clips, geodesic, batch_size, self.device)
+        probs = _softmax(
+            np.concatenate(logits or [np.zeros((0, len(self.class_names)))]), self.temperature
+        )
         if not np.isfinite(probs).all():
             raise InputError(self.source, NON_FINITE)
         return probs
 
-    def _softmax(self, clips: np.ndarray, geodesic: np.ndarray, batch_size: int) -> np.ndarray:
-        import torch
-
-        out = _batched(
-            lambda x, g: torch.softmax(self.model(x, g).float() / self.temperature, dim=-1),
-            clips, geodesic, batch_size, self.device,
-        )  # fmt: skip
-        if not out:
-            return np.zeros((0, len(self.class_names)), np.float32)
-        return np.concatenate(out, axis=0)
-
     # ----------------------------------------------------------------- attention
     def attention(self, item: Inputs, batch_size: int = 16) -> AttentionMap:
         """Per-frame, per-patch attention-rollout relevance of a preprocessed sequence
-        (see :class:`AttentionMap`)."""
+        (see :class:`AttentionMap`), of the members of the checkpoint's own window length."""
         rollout = _batched(
-            self.model.attention_rollout, item.clips, item.template.geodesic, batch_size,
-            self.device,
+            self.model.attention_rollout, item.clips[: len(item.windows)],
+            item.template.geodesic, batch_size, self.device,
         )  # fmt: skip
         return attention_map(item, np.concatenate(rollout, axis=0), self.num_frames)
 
@@ -450,11 +463,16 @@ def _rest_is_first_frame(motion) -> bool:
 
 
 def make_inputs(
-    seq: MeshSequence, windows: clip.Windows, tpl: Template, settings: ClipSettings
+    seq: MeshSequence,
+    windows: clip.Windows,
+    tpl: Template,
+    settings: ClipSettings,
+    extra: list[tuple[ClipSettings, clip.Windows]] = (),
 ) -> Inputs:
     """Step 4: the clips of ``windows`` of ``seq`` (its template vertices only), made as
-    the settings' training clips were; the plausibility warnings (or an InputError: no
-    body) and a "too short:" one."""
+    the settings' training clips were, then those of ``extra`` (other window lengths'
+    settings and windows, :meth:`Classifier.scale_windows`); the plausibility warnings
+    (or an InputError: no body) and a "too short:" one."""
     warnings = list(seq.warnings) + check_plausible(seq)  # or InputError: no body
     too_short = seq.duration < TOO_SHORT * settings.window_s
     if too_short:
@@ -462,18 +480,23 @@ def make_inputs(
             f"too short: {seq.duration:.3g} s is less than {TOO_SHORT:.0%} of the "
             f"model's {settings.window_s:g} s window; the label is little more than a guess"
         )
-    grid = windows.grid_frames(settings.num_frames)  # (W, T) grid frames
+    cuts = [(settings, windows), *extra]
+    clips = [
+        clip.clip_inputs(seq.vertices, seq.fps, c.fps, w.grid_frames(c.num_frames)) for c, w in cuts
+    ]  # (W_k, T, N, 3) each
     return Inputs(
         source=Path(seq.source),
         duration_s=float(seq.duration),
         fps=float(seq.fps),
         num_frames=seq.num_frames,
         windows=windows,
-        clips=clip.clip_inputs(seq.vertices, seq.fps, settings.fps, grid),
+        clips=np.concatenate(clips, axis=0) if extra else clips[0],
         template=tpl,
         warnings=warnings,
         too_short=too_short,
         kind=input_kind(seq.format),
+        scale=np.repeat(np.arange(len(cuts)), [len(w) for _, w in cuts]) if extra else None,
+        mix=clip.scale_mix(windows.spans, [w.spans for _, w in extra]) if extra else None,
     )
 
 
@@ -499,6 +522,36 @@ def attention_map(item: Inputs, rollout: np.ndarray, num_frames: int) -> Attenti
     )
 
 
+def _run_clips(
+    models: list, items: list[Inputs], num_classes: int, batch_size: int, device: str
+) -> list[np.ndarray]:
+    """:meth:`Classifier.forward` with ``models`` (one per window length)."""
+    out = [np.zeros((len(it.clips), num_classes), np.float32) for it in items]
+    groups: dict[tuple[str, int], list[tuple[int, np.ndarray]]] = {}
+    for i, item in enumerate(items):
+        scale = np.zeros(len(item.clips), np.int64) if item.scale is None else item.scale
+        for k in np.unique(scale):
+            rows = np.flatnonzero(scale == k)
+            groups.setdefault((item.template.key, int(k)), []).append((i, rows))
+    for (_, k), members in groups.items():
+        clips = np.concatenate([items[i].clips[rows] for i, rows in members], axis=0)
+        geodesic = items[members[0][0]].template.geodesic
+        logits = np.concatenate(_batched(models[k], clips, geodesic, batch_size, device), axis=0)
+        at = 0
+        for i, rows in members:
+            out[i][rows] = logits[at : at + len(rows)]
+            at += len(rows)
+    return out
+
+
+def _softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """(W, C) float32 softmax of ``logits / temperature`` (torch's, float32)."""
+    import torch
+
+    x = torch.as_tensor(np.asarray(logits, dtype=np.float32))
+    return torch.softmax(x / temperature, dim=-1).numpy()
+
+
 def _batched(fn, clips: np.ndarray, geodesic: np.ndarray, batch_size: int, device: str) -> list:
     """``fn(x, geodesic)`` as numpy float32 on ``clips`` (W, T, N, 3), ``batch_size`` at a
     time, without gradients."""
@@ -513,12 +566,19 @@ def _batched(fn, clips: np.ndarray, geodesic: np.ndarray, batch_size: int, devic
     return out
 
 
-def _check_posed(sequence: MeshSequence, windows: clip.Windows, num_frames: int) -> None:
+def _source_frames(cuts: list[clip.Windows], num_frames: int, motion) -> np.ndarray:
+    """Sorted source frames of ``motion`` the clips of ``num_frames`` frames of every one
+    of ``cuts`` use: what to pose."""
+    frames = [w.source_frames(num_frames, motion.fps, motion.num_frames) for w in cuts]
+    return frames[0] if len(frames) == 1 else np.unique(np.concatenate(frames))
+
+
+def _check_posed(sequence: MeshSequence, cuts: list[clip.Windows], num_frames: int) -> None:
     """InputError when ``sequence`` was posed at some frames only and the clips of
-    ``num_frames`` frames of ``windows`` need others."""
+    ``num_frames`` frames of ``cuts`` need others."""
     if sequence.posed is None:
         return
-    need = windows.source_frames(num_frames, sequence.fps, sequence.num_frames)
+    need = _source_frames(cuts, num_frames, sequence)
     if not np.isin(need, sequence.posed).all():
         raise InputError(
             sequence.source,

@@ -174,7 +174,8 @@ def test_predict_windows_and_overall(clf):
     assert clips.shape == (len(spans), 8, 64, 3)
     probs = clf.probabilities(clips, tpl.geodesic, batch_size=3)
     assert probs.shape == (len(spans), 4)
-    np.testing.assert_allclose(clf.forward([item, item], batch_size=5)[1], probs, atol=1e-5)
+    logits = clf.forward([item, item], batch_size=5)[1]  # forward: logits, softmax after
+    np.testing.assert_allclose(torch.softmax(torch.as_tensor(logits), -1), probs, atol=1e-5)
     np.testing.assert_allclose(probs.sum(1), 1.0, rtol=1e-5)
     mean = probs.mean(0)
     assert [a for a, _ in pred.overall] == [CLASSES[i] for i in np.argsort(-mean)[:3]]

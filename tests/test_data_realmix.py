@@ -462,10 +462,18 @@ def test_calibrate_several_checkpoints_writes_their_ensemble(
     test = ["test", "--config", str(REPO / "datasets/realmix/fit.yaml"), *small,
             f"--ckpt_path={out}"]  # fmt: skip
     assert cli(test) == 0  # the model is built from the checkpoint's hyper-parameters
-    # an ensemble is not a member; a member of another class list does not fit
-    bad = tmp_path / "bad.ckpt"
+    # an ensemble may be a member (its members join); one of another class list does not fit
+    three = tmp_path / "three.ckpt"
     assert cli(["calibrate", str(trained[0]), str(out), "--cache", str(root / "cache"),
-                "--out", str(bad)]) == 2  # fmt: skip
+                "--val-split", "train", "--out", str(three)]) == 0  # fmt: skip
+    joined = torch.load(three, map_location="cpu", weights_only=True)
+    assert joined["hyper_parameters"]["model_args"]["members"] == 3
+    assert "scales" not in joined["hyper_parameters"]  # one window length
+    for i, src in ((0, trained[0]), (1, trained[0]), (2, trained[1])):
+        want = torch.load(src, map_location="cpu", weights_only=True)["state_dict"]
+        w = next(k for k in want if k.startswith("model.") and want[k].is_floating_point())
+        assert torch.equal(joined["state_dict"][w.replace("model.", f"model.members.{i}.")], want[w])
+    bad = tmp_path / "bad.ckpt"
     other = torch.load(trained[1], map_location="cpu", weights_only=False)
     other["hyper_parameters"]["clip"]["class_names"] = list(reversed(ens.class_names))
     torch.save(other, tmp_path / "reversed.ckpt")

@@ -86,7 +86,14 @@ def main(args: argparse.Namespace) -> int:
         with tempfile.TemporaryDirectory(prefix="stmt-ensemble-") as tmp:
             torch.save(ckpt, Path(tmp) / "ensemble.ckpt")
             calibration = _calibrate(args, Path(tmp) / "ensemble.ckpt")
-        print(f"an ensemble of {len(args.ckpt)}: the mean of their logits")
+        hp = ckpt["hyper_parameters"]
+        lengths = checkpoint.window_scales(hp, args.out)
+        print(
+            f"an ensemble of {len(args.ckpt)} checkpoints ({hp['model_args']['members']} "
+            "members): the mean of their logits"
+            + (", each window length's on its own windows: " + ", ".join(
+                f"{n} on {w:g} s" for w, n in lengths) if len(lengths) > 1 else "")
+        )  # fmt: skip
     ckpt["hyper_parameters"]["calibration"] = calibration
     checkpoint.mark(ckpt)
     with atomic_write(args.out) as f:

@@ -332,22 +332,25 @@ class WindowBatches:
     def __init__(self, clf, batch_size: int):
         self.clf, self.batch = clf, batch_size
         self.items: list[Inputs] = []  # the files waiting for windows, in order
-        self.probs: list[list] = []  # their windows' probabilities (None: not run yet)
-        self.queue: dict[str, list[tuple[int, int]]] = {}  # topology -> (file, window) to run
+        self.logits: list[list] = []  # their clips' logits (None: not run yet)
+        # (topology, window length) -> (file, clip) to run
+        self.queue: dict[tuple[str, int], list[tuple[int, int]]] = {}
         self.done = 0  # files handed back before self.items[0]
 
     def add(self, item: Inputs) -> list[tuple[Inputs, np.ndarray]]:
         """Queue ``item``'s windows, run the full batches; the files now complete."""
         number = self.done + len(self.items)
         self.items.append(item)
-        self.probs.append([None] * len(item.clips))
-        queue = self.queue.setdefault(item.template.key, [])
-        queue += [(number, w) for w in range(len(item.clips))]
-        while len(queue) >= self.batch:
-            self._run(queue)
+        self.logits.append([None] * len(item.clips))
+        scale = np.zeros(len(item.clips), np.int64) if item.scale is None else item.scale
+        for w, k in enumerate(scale):
+            queue = self.queue.setdefault((item.template.key, int(k)), [])
+            queue.append((number, w))
+            if len(queue) >= self.batch:
+                self._run(queue)
         while sum(map(len, self.queue.values())) > self.MAX_WAITING * self.batch:
-            oldest = next(i for i, p in enumerate(self.probs) if None in p)
-            self._run(self.queue[self.items[oldest].template.key])
+            oldest = next(i for i, p in enumerate(self.logits) if None in p)
+            self._run(next(q for q in self.queue.values() if q and q[0][0] == oldest + self.done))
         return self._complete()
 
     def finish(self) -> list[tuple[Inputs, np.ndarray]]:
@@ -362,16 +365,17 @@ class WindowBatches:
         item = self.items[rows[0][0] - self.done]
         clips = [self.items[f - self.done].clips[w] for f, w in rows]
         clips += clips[-1:] * (self.batch - len(clips))  # (batch, T, N, 3)
-        batch = dataclasses.replace(item, clips=np.stack(clips))
-        probs = self.clf.forward([batch], self.batch)[0]  # (batch, C)
-        for (f, w), p in zip(rows, probs):
-            self.probs[f - self.done][w] = p
+        scale = np.full(len(clips), 0 if item.scale is None else item.scale[rows[0][1]])
+        batch = dataclasses.replace(item, clips=np.stack(clips), scale=scale, mix=None)
+        logits = self.clf.forward([batch], self.batch)[0]  # (batch, C) logits
+        for (f, w), p in zip(rows, logits):
+            self.logits[f - self.done][w] = p
 
     def _complete(self) -> list[tuple[Inputs, np.ndarray]]:
         out = []
-        while self.items and all(p is not None for p in self.probs[0]):
-            item, probs = self.items.pop(0), self.probs.pop(0)
-            out.append((item, np.stack(probs)))
+        while self.items and all(p is not None for p in self.logits[0]):
+            item, logits = self.items.pop(0), self.logits.pop(0)
+            out.append((item, np.stack(logits)))
             self.done += 1
         return out
 
@@ -483,17 +487,17 @@ def label_files(
                 line = read.message if read.kind == "input" else str(InputError(path, read.message))
                 _say(bar, f"stmt: error: {line}", sys.stderr)
                 continue
-            for item, probs in batches.add(task.received(*read)):
-                failed += _label(clf, item, probs, args, records, bar)
-        for item, probs in batches.finish():
-            failed += _label(clf, item, probs, args, records, bar)
+            for item, logits in batches.add(task.received(*read)):
+                failed += _label(clf, item, logits, args, records, bar)
+        for item, logits in batches.finish():
+            failed += _label(clf, item, logits, args, records, bar)
     return records, failed
 
 
-def _label(clf, item: Inputs, probs: np.ndarray, args, records: list, bar) -> int:
+def _label(clf, item: Inputs, logits: np.ndarray, args, records: list, bar) -> int:
     """One file's prediction (its record kept, its table printed); 1 when it failed."""
     try:
-        result = clf.postprocess(item, probs, args.top_k)
+        result = clf.postprocess(item, logits, args.top_k)
     except InputError as err:  # NaN/Inf outputs
         _say(bar, f"stmt: error: {err}", sys.stderr)
         return 1

@@ -39,6 +39,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from stmt.clip import scale_mix
 from stmt.data.cache import OTHER_ACTION
 from stmt.data.datamodule import CacheClips, STMTDataModule
 from stmt.errors import InputError
@@ -201,41 +202,53 @@ class Scored:
 
 def score_split(clf, dm, split: str, sources: list[str] | None, batch_size: int = 64) -> Scored:
     """Run ``clf`` on every sample of ``split`` (labelled and other actions), each cut into
-    the windows ``stmt classify`` would cut a file of its length into."""
+    the windows ``stmt classify`` would cut a file of its length into (at each of the
+    checkpoint's window lengths, mixed as classify mixes them)."""
     ids = dm._split_indices(split, sources)
     if not ids.size:
         return Scored(np.zeros(0, np.int64), [])
     index = dm.index
-    first = index.sample_frame_start()
-    starts, lengths, owner = [], [], []
-    for n, i in enumerate(ids):
-        w = clf.clip.windows(int(index.sample_length[i]), index.fps)  # as classify cuts a file
-        starts.append(first[i] + w.start)
-        lengths.append(w.length)
-        owner.append(np.full(len(w), n))
+    cuts = [(clf.clip, clf.model), *clf.scales]
+    plans = [[c.windows(int(index.sample_length[i]), index.fps) for i in ids] for c, _ in cuts]
+    logits = [
+        _window_logits(clf, dm, ids, plan, c, m, batch_size) for plan, (c, m) in zip(plans, cuts)
+    ]
+    per_sample = [logits[0][n] for n in range(len(ids))]
+    if len(cuts) > 1:
+        per_sample = [
+            scale_mix(plans[0][n].spans, [p[n].spans for p in plans[1:]])
+            @ np.concatenate([lg[n] for lg in logits])
+            for n in range(len(ids))
+        ]  # fmt: skip
+    return Scored(
+        index.sample_label[ids].astype(np.int64), per_sample, index.sample_source()[ids],
+        index.sample_input_kind()[ids],
+    )  # fmt: skip
+
+
+def _window_logits(clf, dm, ids, plan, settings, model, batch_size: int) -> list[np.ndarray]:
+    """(W, C) logits of each sample's windows ``plan`` (one :class:`stmt.clip.Windows` per
+    sample of ``ids``), clips made with ``settings``, through ``model``."""
+    first = dm.index.sample_frame_start()
+    owner = np.repeat(np.arange(len(ids)), [len(w) for w in plan])
     ds = CacheClips(
         dm.cache,
-        np.repeat(ids, [len(s) for s in starts]),
-        np.concatenate(starts),
-        np.concatenate(lengths),
-        np.zeros(sum(len(s) for s in starts), np.int64),
-        clf.num_frames,
+        np.repeat(ids, [len(w) for w in plan]),
+        np.concatenate([first[i] + w.start for i, w in zip(ids, plan)]),
+        np.concatenate([w.length for w in plan]),
+        np.zeros(len(owner), np.int64),
+        settings.num_frames,
         train=False,
-        window=round(clf.window_s * clf.fps) if clf.fixed_window else 0,
+        window=round(settings.window_s * settings.fps) if settings.fixed_window else 0,
     )
-    owner = np.concatenate(owner)
     geodesic = dm.geodesic.to(clf.device)
     logits = []
     with torch.inference_mode():
         for at in range(0, len(ds), batch_size):
             x, _ = ds.clips(np.arange(at, min(at + batch_size, len(ds))))
-            logits.append(clf.model(x.to(clf.device), geodesic).float().cpu().numpy())
+            logits.append(model(x.to(clf.device), geodesic).float().cpu().numpy())
     all_logits = np.concatenate(logits)
-    per_sample = [all_logits[owner == n] for n in range(len(ids))]
-    return Scored(
-        index.sample_label[ids].astype(np.int64), per_sample, index.sample_source()[ids],
-        index.sample_input_kind()[ids],
-    )  # fmt: skip
+    return [all_logits[owner == n] for n in range(len(ids))]
 
 
 # --------------------------------------------------------------------------- the command

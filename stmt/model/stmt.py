@@ -422,6 +422,14 @@ class Ensemble(nn.Module):
         """(B, T, P2) mean of the members' rollouts (each clip still sums to 1)."""
         return torch.stack([m.attention_rollout(vertices, geodesic) for m in self.members]).mean(0)
 
+    def groups(self, counts: list[int]) -> list[Ensemble]:
+        """The members as consecutive groups of ``counts`` (sharing the weights): an
+        ensemble's members trained on windows of several lengths, one group per length."""
+        if sum(counts) != len(self.members) or min(counts, default=0) < 1:
+            raise ValueError(f"groups of {counts} do not split {len(self.members)} members")
+        starts = [sum(counts[:i]) for i in range(len(counts))]
+        return [Ensemble(list(self.members[a : a + n])) for a, n in zip(starts, counts)]
+
 
 def build_model(arch: str, members: int = 1, **kw) -> STMT | Ensemble:
     """Build a model by size name (``"stmt_tiny"`` or ``"stmt_base"``) with constructor

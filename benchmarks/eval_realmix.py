@@ -7,6 +7,10 @@ checkpoint on the cache's test clips exactly as ``stmt test`` does (the DataModu
 evaluation clips: 24 bin-centre frames of the whole sample, or of its centre window for
 a checkpoint trained with fixed windows; no augmentation) and prints top-1, top-5 and
 top-1-norm (mean per-class top-1) per source, plus a confusion-matrix PNG per source.
+``--cut classify`` instead cuts each test sample into the windows ``stmt classify``
+would cut a file of its length into (at every window length of the checkpoint, mixed
+as classify mixes them) and labels it by the mean of their probabilities: the only
+measure for a checkpoint whose members were trained on several window lengths.
 
 A checkpoint's class list may differ from the cache's (the synthetic checkpoint knows 15
 of realmix's 18 classes): predictions are mapped by class name; a clip whose true class
@@ -80,21 +84,25 @@ def main() -> None:
     ap.add_argument("--cache", required=True)
     ap.add_argument("--ckpt", nargs="+", required=True)
     ap.add_argument("--split", default="test")
+    ap.add_argument(
+        "--cut",
+        choices=["centre", "classify"],
+        default="centre",
+        help="centre: one clip per sample, as stmt test; classify: as stmt classify",
+    )
     ap.add_argument("--confusion-dir", type=Path, default=None)
     ap.add_argument("--json", type=Path, default=None, help="also write the table as JSON")
     args = ap.parse_args()
 
     from stmt.data.datamodule import STMTDataModule
+    from stmt.engine.calibration import score_split
     from stmt.inference import Classifier
 
     results = {}
     for ckpt in args.ckpt:
         clf = Classifier.from_checkpoint(ckpt)
-        if clf.scales:  # one centre window cannot show members of several window lengths
-            raise SystemExit(
-                f"{ckpt}: members of several window lengths; `stmt calibrate` reports its "
-                "numbers on files cut as `stmt classify` cuts them"
-            )
+        if clf.scales and args.cut == "centre":  # one centre window: one length's members
+            raise SystemExit(f"{ckpt}: members of several window lengths; use --cut classify")
         # each checkpoint's clips cut as it was trained: whole samples or fixed windows
         dm = STMTDataModule(
             args.cache, num_workers=0, test_split=args.split, batch_size=64,
@@ -102,20 +110,24 @@ def main() -> None:
         )  # fmt: skip
         if clf.num_points != dm.num_points:
             raise SystemExit(f"{ckpt}: N={clf.num_points} but the cache has N={dm.num_points}")
-        ds = dm.dataset("test")
-        sources = dm.index.sample_source()[ds.sample_ids]  # bandai, hdm05, kindergator, ...
-        geodesic = dm.geodesic.numpy()
         cache_names = dm.class_names
-        probs = []
-        with torch.inference_mode():
-            for start in range(0, len(ds), 64):
-                clips, _ = ds.clips(np.arange(start, min(start + 64, len(ds))))
-                probs.append(clf.probabilities(clips.numpy(), geodesic, batch_size=64))
-        probs = np.concatenate(probs)  # (S, C_ckpt)
+        if args.cut == "classify":
+            scored = score_split(clf, dm, args.split, None)
+            probs, sources, labels = scored.probs(clf.temperature), scored.sources, scored.labels
+        else:
+            ds = dm.dataset("test")
+            sources = dm.index.sample_source()[ds.sample_ids]  # bandai, hdm05, kindergator, ...
+            geodesic = dm.geodesic.numpy()
+            probs = []
+            with torch.inference_mode():
+                for start in range(0, len(ds), 64):
+                    clips, _ = ds.clips(np.arange(start, min(start + 64, len(ds))))
+                    probs.append(clf.probabilities(clips.numpy(), geodesic, batch_size=64))
+            probs, labels = np.concatenate(probs), ds.label  # (S, C_ckpt)
         to_ckpt = {
             i: clf.class_names.index(n) for i, n in enumerate(cache_names) if n in clf.class_names
         }
-        true = np.array([to_ckpt.get(int(c), -1) for c in ds.label])
+        true = np.array([to_ckpt.get(int(c), -1) for c in labels])
         pred = probs.argmax(1)
         row = {}
         for src in ["hdm05", "bandai", "kindergator", "utdmhad", "reactidle", "synthetic", "all"]:

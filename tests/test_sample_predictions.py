@@ -20,6 +20,9 @@ since then the package fixes the split of every quad
 (:func:`stmt.body.anny.fixed_triangulation`), every machine poses on one face list (the
 one the AMD EPYC lists had), and the file keeps one set of outputs with that list's
 sha256 (``anny_faces``), which the test checks first.
+
+On 2026-12-08 the default became an ensemble of members trained on two window lengths
+(its outputs written by ``--write``); the one before it is ``stmt-realmix-v4.ckpt``.
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ ROOT = Path(__file__).resolve().parents[1]
 STORED = ROOT / "tests" / "data" / "sample_predictions.json"
 CHECKPOINTS = (
     "checkpoints/stmt-realmix.ckpt",
+    "checkpoints/stmt-realmix-v4.ckpt",
     "checkpoints/stmt-realmix-v3.ckpt",
     "checkpoints/stmt-realmix-v2.ckpt",
     "checkpoints/stmt-realmix-v1.ckpt",

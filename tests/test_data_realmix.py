@@ -472,7 +472,9 @@ def test_calibrate_several_checkpoints_writes_their_ensemble(
     for i, src in ((0, trained[0]), (1, trained[0]), (2, trained[1])):
         want = torch.load(src, map_location="cpu", weights_only=True)["state_dict"]
         w = next(k for k in want if k.startswith("model.") and want[k].is_floating_point())
-        assert torch.equal(joined["state_dict"][w.replace("model.", f"model.members.{i}.")], want[w])
+        assert torch.equal(
+            joined["state_dict"][w.replace("model.", f"model.members.{i}.")], want[w]
+        )
     bad = tmp_path / "bad.ckpt"
     other = torch.load(trained[1], map_location="cpu", weights_only=False)
     other["hyper_parameters"]["clip"]["class_names"] = list(reversed(ens.class_names))

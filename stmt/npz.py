@@ -35,12 +35,21 @@ def open_npz(path: Path, expected: str):
     return npz
 
 
+def key_list(keys, at_most: int = 12) -> str:
+    """The names of an archive's arrays for a one-line message: sorted, at most
+    ``at_most`` of them, then how many more ("none" without any)."""
+    keys = sorted(keys)
+    more = f", ... ({len(keys) - at_most} more)" if len(keys) > at_most else ""
+    return ", ".join(keys[:at_most]) + more if keys else "none"
+
+
 def npz_array(npz, path: Path, key: str, what: str = "") -> np.ndarray:
     """``npz[key]`` or an InputError naming the file, the key and what was expected."""
     if key not in npz.files:
-        found = ", ".join(sorted(npz.files)) or "none"
         raise InputError(
-            path, f"missing key '{key}'{' (' + what + ')' if what else ''}; keys found: {found}"
+            path,
+            f"missing key '{key}'{' (' + what + ')' if what else ''}; keys found: "
+            f"{key_list(npz.files)}",
         )
     shape, dtype = npz_header(npz, path, key)
     size = int(np.prod(shape, dtype=np.float64)) * dtype.itemsize

@@ -52,6 +52,13 @@ def _mesh_npz(**arrays):
     return make
 
 
+def _checkpoint(d):
+    import torch
+
+    torch.save({"state_dict": {"model.w": torch.zeros(3)}}, d / "tiny.ckpt")
+    return d / "tiny.ckpt"
+
+
 def _folder(counts):
     def make(d):
         folder = d / "frames"
@@ -202,6 +209,15 @@ CASES = {
     ),
     "folder-unreadable-frame": (_garbage_obj, None, "frame_001.obj", "holds no vertices"),
     "empty-folder": (_empty_folder, None, "empty", "no .obj or .ply files"),
+    # an archive of many arrays: the line lists a dozen and counts the rest
+    "npz-many-keys": (
+        _mesh_npz(**{f"frame_{i:04d}": np.zeros(3) for i in range(500)}),
+        None,
+        "mesh.npz",
+        ", ".join(f"keys found: frame_{i:04d}" if i == 0 else f"frame_{i:04d}" for i in range(12))
+        + ", ... (488 more)",
+    ),
+    "checkpoint-as-input": (_checkpoint, None, "tiny.ckpt", "a PyTorch checkpoint, not a MoCap"),
 }
 
 

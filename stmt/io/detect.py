@@ -44,7 +44,7 @@ from stmt.fileio import text_encoding
 from stmt.io.joints_csv import MIN_JOINTS, looks_like_joint_csv
 from stmt.io.joints_mat import MAT_MAGIC
 from stmt.io.scenegraph import split_take
-from stmt.npz import ZIP_MAGIC, npz_array, open_npz
+from stmt.npz import ZIP_MAGIC, key_list, npz_array, open_npz
 
 FORMATS = (
     "amass-smplh", "amass-smplx", "bvh", "asf-amc", "joint-csv", "joint-mat", "mesh-npz",
@@ -98,10 +98,14 @@ def _npz_format(path: Path) -> str:
         return "amass-smplx" if keys & {"pose_jaw", "pose_eye"} else "amass-smplh"
     if "vertices" in keys:
         return "mesh-npz"
-    found = ", ".join(sorted(keys)) or "none"
+    if any(k.endswith("/data.pkl") for k in keys):  # torch.save's zip layout
+        raise InputError(
+            path, "a PyTorch checkpoint, not a MoCap file; give a checkpoint with --ckpt"
+        )
     raise InputError(
         path,
-        f"expected 'poses' (AMASS) or 'vertices' (mesh sequence) in the .npz; keys found: {found}",
+        "expected 'poses' (AMASS) or 'vertices' (mesh sequence) in the .npz; keys found: "
+        f"{key_list(keys)}",
     )
 
 

@@ -42,6 +42,7 @@ import dataclasses
 import math
 import pickle
 import re
+import zipfile
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -122,6 +123,8 @@ def read(path: str | Path) -> dict[str, Any]:
         raise InputError(path, f"cannot read the checkpoint ({e.strerror})") from None
     if not (head.startswith(b"PK\x03\x04") or head[:1] == b"\x80"):  # torch zip, legacy pickle
         raise InputError(path, "not a PyTorch checkpoint (neither a torch zip file nor a pickle)")
+    if head.startswith(b"PK\x03\x04"):
+        _check_torch_zip(path)
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as err:
@@ -140,6 +143,26 @@ def read(path: str | Path) -> dict[str, Any]:
         raise InputError(path, "not an stmt checkpoint: no 'hyper_parameters' dict")
     ckpt["hyper_parameters"] = upgrade(ckpt["hyper_parameters"], path)
     return ckpt
+
+
+def _check_torch_zip(path: Path) -> None:
+    """InputError for a zip archive that is not torch's layout (a folder with
+    ``data.pkl``): a MoCap ``.npz`` given as the checkpoint is told so in plain words."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            names = z.namelist()
+    except (zipfile.BadZipFile, OSError, ValueError):
+        return  # torch.load says what is wrong with it
+    if any(n.endswith("/data.pkl") for n in names):
+        return
+    what = (
+        "a NumPy .npz archive"
+        if names and all(n.endswith(".npy") for n in names)
+        else "a zip archive"
+    )
+    raise InputError(
+        path, f"{what}, not a PyTorch checkpoint (a MoCap file goes before --ckpt, not after it)"
+    )
 
 
 def upgrade(hp: dict[str, Any], path: str | Path | None = None) -> dict[str, Any]:

@@ -7,6 +7,7 @@ import os
 import pickle
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -97,6 +98,20 @@ def test_not_a_torch_file(tmp_path, content, expected):
     with pytest.raises(InputError, match=expected) as info:
         load_checkpoint(bad)
     assert info.value.path == bad
+
+
+def test_a_mocap_npz_given_as_the_checkpoint_is_named(tmp_path):
+    """An AMASS or mesh .npz (a zip of .npy arrays) is not a torch zip: one line saying
+    so, not torch's loader message."""
+    bad = tmp_path / "walk.npz"
+    np.savez(bad, poses=np.zeros((4, 156)), trans=np.zeros((4, 3)))
+    with pytest.raises(InputError, match=r"a NumPy \.npz archive, not a PyTorch checkpoint"):
+        load_checkpoint(bad)
+    other = tmp_path / "bundle.zip"
+    with zipfile.ZipFile(other, "w") as z:
+        z.writestr("readme.txt", "hello")
+    with pytest.raises(InputError, match="a zip archive, not a PyTorch checkpoint"):
+        load_checkpoint(other)
 
 
 def test_missing_file(tmp_path):

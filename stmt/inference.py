@@ -246,6 +246,11 @@ class Inputs:
     def spans(self) -> list[tuple[float, float]]:
         return self.windows.spans
 
+    @property
+    def clip_scale(self) -> np.ndarray:
+        """(len(clips),) int64 window length of each clip (:attr:`scale`, all 0 without)."""
+        return np.zeros(len(self.clips), np.int64) if self.scale is None else self.scale
+
 
 def _rank(probs: np.ndarray, names: list[str], k: int) -> Ranked:
     order = np.argsort(-probs, kind="stable")[:k]
@@ -290,10 +295,10 @@ class Classifier:
         path = Path(path)
         model, hp, settings = load_model(path)
         calibration = hp.get("calibration") or {}
-        lengths = window_scales(hp, path)
-        models = model.to(device).groups([n for _, n in lengths]) if len(lengths) > 1 else [model]
+        lengths, model = window_scales(hp, path), model.to(device)
+        models = model.groups([n for _, n in lengths]) if len(lengths) > 1 else [model]
         return cls(
-            models[0].to(device), settings, arch=str(hp["arch"]), device=device, source=path,
+            models[0], settings, arch=str(hp["arch"]), device=device, source=path,
             temperature=float(calibration.get("temperature", 1.0)),
             unknown_threshold=calibration.get("unknown_threshold"),
             unknown_thresholds=calibration.get("unknown_thresholds"),
@@ -529,7 +534,7 @@ def _run_clips(
     out = [np.zeros((len(it.clips), num_classes), np.float32) for it in items]
     groups: dict[tuple[str, int], list[tuple[int, np.ndarray]]] = {}
     for i, item in enumerate(items):
-        scale = np.zeros(len(item.clips), np.int64) if item.scale is None else item.scale
+        scale = item.clip_scale
         for k in np.unique(scale):
             rows = np.flatnonzero(scale == k)
             groups.setdefault((item.template.key, int(k)), []).append((i, rows))

@@ -342,8 +342,7 @@ class WindowBatches:
         number = self.done + len(self.items)
         self.items.append(item)
         self.logits.append([None] * len(item.clips))
-        scale = np.zeros(len(item.clips), np.int64) if item.scale is None else item.scale
-        for w, k in enumerate(scale):
+        for w, k in enumerate(item.clip_scale):
             queue = self.queue.setdefault((item.template.key, int(k)), [])
             queue.append((number, w))
             if len(queue) >= self.batch:
@@ -365,7 +364,7 @@ class WindowBatches:
         item = self.items[rows[0][0] - self.done]
         clips = [self.items[f - self.done].clips[w] for f, w in rows]
         clips += clips[-1:] * (self.batch - len(clips))  # (batch, T, N, 3)
-        scale = np.full(len(clips), 0 if item.scale is None else item.scale[rows[0][1]])
+        scale = np.full(len(clips), item.clip_scale[rows[0][1]])
         batch = dataclasses.replace(item, clips=np.stack(clips), scale=scale, mix=None)
         logits = self.clf.forward([batch], self.batch)[0]  # (batch, C) logits
         for (f, w), p in zip(rows, logits):

@@ -441,8 +441,13 @@ def clip_inputs(vertices: np.ndarray, src_fps: float, fps: float, grid: np.ndarr
 def window_cuts(spans: list[tuple[float, float]], duration: float) -> np.ndarray:
     """(W + 1,) times splitting [0, duration] among windows: each instant goes to the
     window whose centre is nearest (cuts halfway between consecutive centres)."""
-    centres = np.array([(s + e) / 2 for s, e in spans], dtype=np.float64)
+    centres = window_centres(spans)
     return np.concatenate([[0.0], (centres[:-1] + centres[1:]) / 2, [float(duration)]])
+
+
+def window_centres(spans: list[tuple[float, float]]) -> np.ndarray:
+    """(W,) float64 centre time of each window."""
+    return np.array([(s + e) / 2 for s, e in spans], dtype=np.float64)
 
 
 def nearest_window(times: np.ndarray, spans: list[tuple[float, float]]) -> np.ndarray:
@@ -463,18 +468,17 @@ def scale_mix(
     own window; the windows of each other length whose centre is nearest to window i's
     among the primary windows (when none is, the one window of that length whose
     centre is nearest to window i's). Each row sums to 1."""
-    centre = lambda spans: np.array([(s + e) / 2 for s, e in spans], dtype=np.float64)
-    w = len(primary)
+    w, centres = len(primary), window_centres(primary)
     mix = np.zeros((w, w + sum(len(o) for o in others)), np.float64)
     share = 1.0 / (1 + len(others))
     mix[np.arange(w), np.arange(w)] = share
     at = w
     for spans in others:
-        owner = nearest_window(centre(spans), primary)  # (W_k,) primary window of each
+        owner = nearest_window(window_centres(spans), primary)  # (W_k,) primary window of each
         for i in range(w):
             mine = np.flatnonzero(owner == i)
             if not mine.size:
-                mine = nearest_window(centre(primary)[i : i + 1], spans)
+                mine = nearest_window(centres[i : i + 1], spans)
             mix[i, at + mine] = share / mine.size
         at += len(spans)
     return mix
